@@ -1,0 +1,35 @@
+# Titans Finance: the two commands are `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+UV ?= uv
+export TITANS_HOME ?= $(CURDIR)/var
+
+.PHONY: install run test lint fmt bench clean
+
+install: $(VENV)/.installed ## create the venv from the lock (uv) and install the project
+
+$(VENV)/.installed: pyproject.toml uv.lock
+	@command -v $(UV) >/dev/null || python3 -m pip install --quiet "uv>=0.5"
+	$(UV) sync --frozen --extra dev
+	@touch $@
+
+run: install ## the main job on embedded defaults
+	$(VENV)/bin/titans data generate
+	$(VENV)/bin/titans data ingest --input $(TITANS_HOME)/raw/transactions.csv
+
+test: install ## the whole test suite
+	$(VENV)/bin/pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+fmt: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf var build .pytest_cache
+
+# Area-specific targets (features, serving, bench, cluster, ...) live in mk/*.mk.
+-include mk/*.mk

@@ -1,0 +1,68 @@
+"""``titans data generate`` and ``titans data ingest``: the data plane's command line."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from titans.settings import load_settings
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from titans.cli import print_json
+    from titans.generate import GenerateConfig, write_csv
+
+    out = Path(args.out) if args.out else load_settings().raw_dir / "transactions.csv"
+    cfg = GenerateConfig(rows=args.rows, accounts=args.accounts, seed=args.seed, fraud_rate=args.fraud_rate,
+                         days=args.days)
+
+    summary = write_csv(cfg, out)
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"wrote {summary['rows']} rows ({summary['fraud_rows']} labelled fraud) to {out}")
+    return 0
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from titans.cli import print_json
+    from titans.ingest import ingest
+
+    out = Path(args.out) if args.out else load_settings().data_dir
+    summary = ingest([Path(p) for p in args.input], out)
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"rows_in={summary['rows_in']} clean={summary['rows_clean']} "
+              f"quarantined={summary['rows_quarantined']} duplicate={summary['rows_duplicate']}")
+        print(f"clean table: {summary['clean_dir']}\nreport: {summary['report_md']}")
+        if summary["quarantine_path"]:
+            print(f"quarantine: {summary['quarantine_path']}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``data generate`` and ``data ingest``."""
+    data = subparsers.add_parser("data", help="generate and ingest transaction exports")
+    sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    gen = sub.add_parser("generate", help="write a synthetic export with labelled anomalies",
+                         description="Write a synthetic transaction export shaped after a real one, "
+                                     "with an is_fraud label. Same seed, same bytes.")
+    gen.add_argument("--rows", type=int, default=20_000, help="rows to write (default 20000)")
+    gen.add_argument("--accounts", type=int, default=3, help="business accounts (default 3)")
+    gen.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    gen.add_argument("--fraud-rate", type=float, default=0.02, help="share of labelled anomalies (default 0.02)")
+    gen.add_argument("--days", type=int, default=None, help="days covered (default: from rows and accounts)")
+    gen.add_argument("--out", help="output CSV (default $TITANS_HOME/raw/transactions.csv)")
+    gen.add_argument("--json", action="store_true", help="print a JSON summary")
+    gen.set_defaults(handler=_generate)
+
+    ing = sub.add_parser("ingest", help="validate exports into a clean table, a quarantine and a report",
+                         description="Validate CSV/parquet exports: clean rows into a month-partitioned "
+                                     "parquet table, rejected rows verbatim into a quarantine with a "
+                                     "reason, a data-quality report in JSON and Markdown. Idempotent.")
+    ing.add_argument("--input", nargs="+", required=True, metavar="PATH", help="export files (CSV or parquet)")
+    ing.add_argument("--out", help="output folder (default $TITANS_HOME/data)")
+    ing.add_argument("--json", action="store_true", help="print a JSON summary")
+    ing.set_defaults(handler=_ingest)

@@ -1,0 +1,120 @@
+"""The transaction schema: how raw export fields become typed, normalized columns.
+
+Why vectorized functions over a chunk rather than a per-row model: ingest must keep up with
+millions of rows, and every decision (reject, repair, default) has to be counted for the
+data-quality report. Each function returns the normalized values and, where rows fail,
+a reason per row (``None`` when the row is fine).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+
+REQUIRED_COLUMNS = ("date", "type", "description", "amount")
+OPTIONAL_COLUMNS = ("category", "payment_method", "status", "reference", "receipt_url", "account_id", "is_fraud")
+KNOWN_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+
+CLEAN_COLUMNS = (
+    "transaction_id", "account_id", "date", "type", "description", "amount", "category", "payment_method",
+    "status", "merchant", "reference", "receipt_url", "is_fraud",
+)
+PAYMENT_METHODS = ("credit_card", "debit_card", "bank_transfer", "cash", "check", "paypal", "other", "unknown")
+STATUSES = ("paid", "received", "pending", "written_off", "refunded", "failed", "cancelled", "unknown")
+PAYMENT_ALIASES = {
+    "card": "credit_card", "credit": "credit_card", "visa": "credit_card", "mastercard": "credit_card",
+    "amex": "credit_card", "debit": "debit_card", "transfer": "bank_transfer", "wire": "bank_transfer",
+    "ach": "bank_transfer", "bank": "bank_transfer", "cheque": "check",
+}
+TYPE_ALIASES = {"income": "Income", "credit": "Income", "expense": "Expense", "debit": "Expense"}
+DEFAULT_ACCOUNT = "acct_default"
+MAX_FIELD_CHARS = 2000
+MIN_YEAR, MAX_YEAR = 1990, 2100
+
+
+def snake_case(values: pd.Series) -> pd.Series:
+    """``"Meals & Entertainment "`` -> ``"meals_entertainment"``: one spelling per label."""
+    return (values.str.strip().str.lower().str.replace(r"[^0-9a-z]+", "_", regex=True).str.strip("_"))
+
+
+def canonical_column(name: str) -> str:
+    """Header text to the schema's column name (``"Payment Method"`` -> ``payment_method``)."""
+    return re.sub(r"[^0-9a-z]+", "_", name.strip().lstrip("\ufeff").lower()).strip("_")
+
+
+def normalize_vocabulary(values: pd.Series, vocabulary: tuple[str, ...], aliases: dict[str, str],
+                         repair_label: str, repairs: Counter) -> pd.Series:
+    """Map to a known label: exact, alias, or a near miss (``credit_car``), counting repairs.
+
+    Values that are none of these are kept in snake_case: an open vocabulary is better than
+    a rejected row; the report shows them.
+    """
+    norm = snake_case(values)
+    out = norm.map(lambda v: aliases.get(v, v))
+    unknown = sorted(set(out.unique()) - set(vocabulary) - {""})
+    for value in unknown:
+        match = difflib.get_close_matches(value, vocabulary, n=1, cutoff=0.85)
+        if match:
+            hit = out == value
+            repairs[f"{repair_label}:{value}->{match[0]}"] += int(hit.sum())
+            out = out.where(~hit, match[0])
+    return out
+
+
+def parse_dates(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """ISO dates first, then US ``m/d/Y``; returns (dates, ok mask). Times of day are dropped."""
+    text = values.str.strip()
+    parsed = pd.to_datetime(text, errors="coerce", format="ISO8601")
+    missing = parsed.isna() & text.ne("")
+    if missing.any():
+        parsed[missing] = pd.to_datetime(text[missing], errors="coerce", format="%m/%d/%Y")
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    parsed = parsed.dt.normalize()
+    ok = parsed.notna() & parsed.dt.year.between(MIN_YEAR, MAX_YEAR)
+    return parsed, ok
+
+
+def parse_amounts(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Numbers as exports write them: ``$1,295.83``, ``(12.50)`` for negatives, ``-15.99``."""
+    text = values.str.strip()
+    negative_paren = text.str.startswith("(") & text.str.endswith(")")
+    cleaned = text.str.replace(r"[\s$€£,()]", "", regex=True)
+    amount = pd.to_numeric(cleaned, errors="coerce")
+    amount = amount.where(~negative_paren, -amount.abs())
+    ok = amount.notna() & np.isfinite(amount.fillna(0.0)) & (amount.abs() < 1e9)
+    return amount.astype("float64"), ok
+
+
+def merchant_key(reference: pd.Series) -> pd.Series:
+    """The merchant entity key derived from the Reference column (``"Ruth's Chris"`` -> ``ruth_s_chris``)."""
+    key = snake_case(reference)
+    return key.where(key.ne(""), "unknown")
+
+
+def content_ids(frame: pd.DataFrame, occurrence: np.ndarray) -> pd.Series:
+    """A stable ``transaction_id``: sha256 of the normalized content plus the occurrence index.
+
+    The occurrence index (how many identical rows came earlier in the same input) keeps two
+    genuinely identical charges apart while re-ingesting the same file maps every row onto
+    the id it had the first time.
+    """
+    parts = (
+        frame["account_id"] + "|" + frame["date"].dt.strftime("%Y-%m-%d") + "|" + frame["type"] + "|"
+        + frame["description"] + "|" + frame["amount"].map("{:.2f}".format) + "|" + frame["category"] + "|"
+        + frame["payment_method"] + "|" + frame["status"] + "|" + frame["reference"] + "|"
+        + frame["receipt_url"] + "|" + pd.Series(occurrence, index=frame.index).astype(str)
+    )
+    return parts.map(lambda s: hashlib.sha256(s.encode("utf-8")).hexdigest()[:16])
+
+
+def content_keys(frame: pd.DataFrame) -> pd.Series:
+    """A 64-bit key of the row content (no occurrence), used to count identical rows."""
+    cols = ["account_id", "date", "type", "description", "amount", "category", "payment_method", "status",
+            "reference", "receipt_url"]
+    return pd.util.hash_pandas_object(frame[cols], index=False)
