@@ -28,8 +28,12 @@ fmt: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+bench: install ## speed and memory benchmarks; results in bench/results/
+	$(MAKE) $(filter bench-%,$(BENCH_TARGETS))
+
 clean:
 	rm -rf var build .pytest_cache
 
 # Area-specific targets (features, serving, bench, cluster, ...) live in mk/*.mk.
 -include mk/*.mk
+BENCH_TARGETS := $(sort $(filter bench-%,$(shell sed -n 's/^\(bench-[a-z-]*\):.*/\1/p' mk/*.mk 2>/dev/null)))

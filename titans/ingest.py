@@ -37,7 +37,7 @@ from titans.errors import UserError
 
 log = logging.getLogger(__name__)
 
-CHUNK_ROWS = 100_000
+CHUNK_ROWS = 50_000
 DELIMITERS = (",", ";", "\t", "|")
 CLEAN_SCHEMA = pa.schema([
     ("transaction_id", pa.string()), ("account_id", pa.string()), ("date", pa.timestamp("ns")),
@@ -225,14 +225,15 @@ def _validate_chunk(src: _Source, chunk: list[tuple[int, list[str]]], stats: _St
 
     frame = pd.DataFrame(index=raw.index)
     for col in schema.KNOWN_COLUMNS:
-        frame[col] = raw[src.columns[col]].astype(str).str.strip() if col in src.columns else ""
+        frame[col] = (schema.per_unique(raw[src.columns[col]], lambda u: u.astype(str).str.strip())
+                      if col in src.columns else "")
     stats.shaped_rows += len(frame)
     for col in schema.KNOWN_COLUMNS:
         if col in src.columns:
             stats.empty_fields[col] += int((frame[col] == "").sum())
 
-    too_long = raw.apply(lambda c: c.astype(str).str.len() > schema.MAX_FIELD_CHARS).any(axis=1) \
-        if len(raw) else pd.Series(False, index=raw.index)
+    longest = np.array([max(map(len, f)) for f in records], dtype=np.int64)
+    too_long = pd.Series(longest[raw.index] > schema.MAX_FIELD_CHARS, index=raw.index)
     dates, date_ok = schema.parse_dates(frame["date"])
     amounts, amount_ok = schema.parse_amounts(frame["amount"])
     type_text = frame["type"].str.lower().map(schema.TYPE_ALIASES)
@@ -302,7 +303,7 @@ class _CleanWriter:
         self.writers: dict[str, pq.ParquetWriter] = {}
 
     def write(self, frame: pd.DataFrame) -> None:
-        months = frame["date"].dt.strftime("%Y-%m")
+        months = frame["date"].to_numpy().astype("datetime64[M]").astype(str)
         for month, part in frame.groupby(months, sort=True):
             if month not in self.writers:
                 folder = self.root / f"month={month}"

@@ -12,6 +12,7 @@ import difflib
 import hashlib
 import re
 from collections import Counter
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -37,9 +38,21 @@ MAX_FIELD_CHARS = 2000
 MIN_YEAR, MAX_YEAR = 1990, 2100
 
 
+def per_unique(values: pd.Series, fn: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """Apply a string transform once per distinct value, then broadcast.
+
+    Why: export columns repeat a handful of values (types, categories, merchants) across
+    millions of rows, and pandas string methods run in Python per element.
+    """
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    mapped = fn(pd.Series(uniques, dtype=object)).to_numpy(dtype=object)
+    return pd.Series(mapped[codes], index=values.index, dtype=object)
+
+
 def snake_case(values: pd.Series) -> pd.Series:
     """``"Meals & Entertainment "`` -> ``"meals_entertainment"``: one spelling per label."""
-    return (values.str.strip().str.lower().str.replace(r"[^0-9a-z]+", "_", regex=True).str.strip("_"))
+    return per_unique(values, lambda u: u.str.strip().str.lower().str.replace(r"[^0-9a-z]+", "_", regex=True)
+                      .str.strip("_"))
 
 
 def canonical_column(name: str) -> str:
@@ -55,20 +68,23 @@ def normalize_vocabulary(values: pd.Series, vocabulary: tuple[str, ...], aliases
     a rejected row; the report shows them.
     """
     norm = snake_case(values)
-    out = norm.map(lambda v: aliases.get(v, v))
-    unknown = sorted(set(out.unique()) - set(vocabulary) - {""})
-    for value in unknown:
-        match = difflib.get_close_matches(value, vocabulary, n=1, cutoff=0.85)
-        if match:
-            hit = out == value
-            repairs[f"{repair_label}:{value}->{match[0]}"] += int(hit.sum())
-            out = out.where(~hit, match[0])
-    return out
+    codes, uniques = pd.factorize(norm, use_na_sentinel=False)
+    counts = np.bincount(codes, minlength=len(uniques))
+    mapped = []
+    for value, count in zip(uniques, counts, strict=True):
+        value = aliases.get(value, value)
+        if value and value not in vocabulary:
+            match = difflib.get_close_matches(value, vocabulary, n=1, cutoff=0.85)
+            if match:
+                repairs[f"{repair_label}:{value}->{match[0]}"] += int(count)
+                value = match[0]
+        mapped.append(value)
+    return pd.Series(np.array(mapped, dtype=object)[codes], index=values.index, dtype=object)
 
 
 def parse_dates(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     """ISO dates first, then US ``m/d/Y``; returns (dates, ok mask). Times of day are dropped."""
-    text = values.str.strip()
+    text = values
     parsed = pd.to_datetime(text, errors="coerce", format="ISO8601")
     missing = parsed.isna() & text.ne("")
     if missing.any():
@@ -82,7 +98,7 @@ def parse_dates(values: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 def parse_amounts(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Numbers as exports write them: ``$1,295.83``, ``(12.50)`` for negatives, ``-15.99``."""
-    text = values.str.strip()
+    text = values
     negative_paren = text.str.startswith("(") & text.str.endswith(")")
     cleaned = text.str.replace(r"[\s$€£,()]", "", regex=True)
     amount = pd.to_numeric(cleaned, errors="coerce")
@@ -93,8 +109,8 @@ def parse_amounts(values: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 def merchant_key(reference: pd.Series) -> pd.Series:
     """The merchant entity key derived from the Reference column (``"Ruth's Chris"`` -> ``ruth_s_chris``)."""
-    key = snake_case(reference)
-    return key.where(key.ne(""), "unknown")
+    return per_unique(reference, lambda u: u.str.strip().str.lower().str.replace(r"[^0-9a-z]+", "_", regex=True)
+                      .str.strip("_").replace("", "unknown"))
 
 
 def content_ids(frame: pd.DataFrame, occurrence: np.ndarray) -> pd.Series:
@@ -105,7 +121,8 @@ def content_ids(frame: pd.DataFrame, occurrence: np.ndarray) -> pd.Series:
     the id it had the first time.
     """
     parts = (
-        frame["account_id"] + "|" + frame["date"].dt.strftime("%Y-%m-%d") + "|" + frame["type"] + "|"
+        frame["account_id"] + "|" + per_unique(frame["date"], lambda u: pd.to_datetime(u).dt.strftime("%Y-%m-%d"))
+        + "|" + frame["type"] + "|"
         + frame["description"] + "|" + frame["amount"].map("{:.2f}".format) + "|" + frame["category"] + "|"
         + frame["payment_method"] + "|" + frame["status"] + "|" + frame["reference"] + "|"
         + frame["receipt_url"] + "|" + pd.Series(occurrence, index=frame.index).astype(str)

@@ -1,0 +1,381 @@
+"""The deploy step: one model version as a KServe InferenceService with a canary split.
+
+Why this shape:
+
+* ``render_inference_service`` is a pure function of its arguments, so the manifest is
+  tested (and schema-validated against the KServe CRD) without a cluster.
+* With a Kubernetes connection (``--kubeconfig``, ``$KUBECONFIG``, ``~/.kube/config`` or
+  in-cluster credentials), ``deploy`` creates the InferenceService or JSON-merge-patches it
+  and waits until it is Ready for the new generation. Without one it writes the manifest and
+  says so: a laptop run still produces the artifact a person would ``kubectl apply``.
+* Patches are RFC 7386 JSON merge patches. kubernetes 30.1's
+  ``CustomObjectsApi.patch_namespaced_custom_object`` sends
+  ``Content-Type: application/merge-patch+json`` for a dict body; custom resources do not
+  support strategic merge patch, and a merge patch can remove a field by setting it to
+  ``null`` (how full promotion drops ``canaryTrafficPercent``).
+* Canary needs KServe's Knative ("Serverless") mode; RawDeployment/Standard mode ignores
+  ``canaryTrafficPercent``. KServe 0.16+ spells the mode ``Knative`` (``Serverless`` is the
+  deprecated alias) and defaults to Standard, so the annotation is always set on create and
+  never sent again in a patch: the webhook compares it to the recorded mode as a plain string.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from titans.errors import UserError
+
+GROUP = "serving.kserve.io"
+VERSION = "v1beta1"
+PLURAL = "inferenceservices"
+KIND = "InferenceService"
+
+NAMESPACE = "titans"
+RUNTIME = "titans-runtime"
+MODEL_FORMAT = {"name": "titans", "version": "1"}
+MODEL_NAMES = ("titans-category", "titans-amount", "titans-anomaly", "titans-cashflow")
+STORAGE_BASE = "s3://titans-models"
+DEPLOYMENT_MODE = "Knative"
+
+ANNOTATION_DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
+ANNOTATION_TAG_ROUTING = "serving.kserve.io/enable-tag-routing"
+ANNOTATION_MODEL_VERSION = "titans.finance/model-version"
+ANNOTATION_STABLE_VERSION = "titans.finance/stable-model-version"
+ANNOTATION_STABLE_URI = "titans.finance/stable-storage-uri"
+
+_NAME_RE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+class DeployTimeout(UserError):
+    """The InferenceService did not become Ready in time (the cluster says why, see message)."""
+
+
+def task_of(model_name: str) -> str:
+    """``titans-category`` -> ``category``: the folder name under the model bucket."""
+    return model_name.removeprefix("titans-")
+
+
+def storage_uri_for(model_name: str, model_version: str, base: str = STORAGE_BASE) -> str:
+    """The contract's storage URI: ``s3://titans-models/<task>/<version>``."""
+    return f"{base.rstrip('/')}/{task_of(model_name)}/{model_version}"
+
+
+def _check_percent(percent: int | None) -> None:
+    # The CRD declares canaryTrafficPercent as a bare int64: nothing stops 150 but us.
+    if percent is not None and not 0 <= int(percent) <= 100:
+        raise UserError(f"canary traffic percent must lie in 0..100, got {percent}")
+
+
+def validate_names(model_name: str, model_version: str, namespace: str) -> None:
+    """Reject names Kubernetes (DNS-1035 labels) or a storage path would reject later."""
+    if not _NAME_RE.match(model_name):
+        raise UserError(f"InferenceService name must be a DNS-1035 label, got {model_name!r}")
+    if not _NAME_RE.match(namespace):
+        raise UserError(f"namespace must be a DNS-1123 label, got {namespace!r}")
+    if not _VERSION_RE.match(str(model_version)):
+        raise UserError(f"model version must be [A-Za-z0-9._-], got {model_version!r}")
+
+
+def render_inference_service(
+    model_name: str,
+    model_version: str,
+    *,
+    namespace: str = NAMESPACE,
+    storage_uri: str = "",
+    canary_traffic_percent: int | None = None,
+    stable_version: str = "",
+    stable_storage_uri: str = "",
+    runtime: str = RUNTIME,
+    deployment_mode: str = DEPLOYMENT_MODE,
+    tag_routing: bool = True,
+) -> dict[str, Any]:
+    """The InferenceService for one model version, as a plain dict (no I/O).
+
+    ``canary_traffic_percent`` None means a full rollout (first deploy); otherwise the new
+    revision gets that share and KServe keeps the rest on the last rolled-out revision.
+    Tag routing exposes ``latest-`` and ``prev-`` URLs so each revision can be probed
+    directly. ``minReplicas: 1`` keeps a canary at 10% from scaling to zero between requests,
+    which would make its p95 latency a measure of cold starts rather than of the model.
+    """
+    validate_names(model_name, model_version, namespace)
+    _check_percent(canary_traffic_percent)
+    annotations = {
+        ANNOTATION_DEPLOYMENT_MODE: deployment_mode,
+        ANNOTATION_TAG_ROUTING: "true" if tag_routing else "false",
+        ANNOTATION_MODEL_VERSION: str(model_version),
+    }
+    if stable_version:
+        annotations[ANNOTATION_STABLE_VERSION] = str(stable_version)
+        annotations[ANNOTATION_STABLE_URI] = stable_storage_uri or storage_uri_for(model_name, stable_version)
+    predictor: dict[str, Any] = {
+        "minReplicas": 1,
+        "model": {
+            "modelFormat": dict(MODEL_FORMAT),
+            "runtime": runtime,
+            "protocolVersion": "v2",
+            "storageUri": storage_uri or storage_uri_for(model_name, model_version),
+        },
+    }
+    if canary_traffic_percent is not None:
+        predictor["canaryTrafficPercent"] = int(canary_traffic_percent)
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "metadata": {
+            "name": model_name,
+            "namespace": namespace,
+            "labels": {
+                "app.kubernetes.io/name": model_name,
+                "app.kubernetes.io/part-of": "titans-finance",
+                "app.kubernetes.io/component": "predictor",
+            },
+            "annotations": annotations,
+        },
+        "spec": {"predictor": predictor},
+    }
+
+
+# --- patch bodies (JSON merge patches; what analysis sends) ----------------------------------
+
+
+def traffic_patch(percent: int) -> dict[str, Any]:
+    """Move the canary to ``percent`` of the traffic (0 pins everything on the previous revision)."""
+    _check_percent(percent)
+    return {"spec": {"predictor": {"canaryTrafficPercent": int(percent)}}}
+
+
+def full_promotion_patch() -> dict[str, Any]:
+    """Remove ``canaryTrafficPercent``: KServe then rolls the latest revision out to 100%.
+
+    Only the field is touched: changing InferenceService annotations here would be copied
+    into the revision template and start a needless new revision.
+    """
+    return {"spec": {"predictor": {"canaryTrafficPercent": None}}}
+
+
+def rollback_patches(stable_version: str, stable_storage_uri: str) -> list[dict[str, Any]]:
+    """Two steps: pin traffic to the previous revision at once, then restore its model.
+
+    The second patch keeps ``canaryTrafficPercent: 0``: dropping it would route 100% to the
+    latest *ready* revision, which is the bad canary until the restored model's revision is
+    ready. The next ``titans deploy apply`` sets a new split anyway.
+    """
+    return [
+        traffic_patch(0),
+        {
+            "metadata": {"annotations": {ANNOTATION_MODEL_VERSION: str(stable_version)}},
+            "spec": {"predictor": {"canaryTrafficPercent": 0, "model": {"storageUri": stable_storage_uri}}},
+        },
+    ]
+
+
+def update_patch(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The merge patch that turns an existing InferenceService into ``manifest``.
+
+    The deployment-mode annotation is left out: it is fixed at creation, and KServe's webhook
+    rejects a different spelling of the same mode.
+    """
+    annotations = {k: v for k, v in manifest["metadata"]["annotations"].items() if k != ANNOTATION_DEPLOYMENT_MODE}
+    return {
+        "metadata": {"labels": dict(manifest["metadata"]["labels"]), "annotations": annotations},
+        "spec": copy.deepcopy(manifest["spec"]),
+    }
+
+
+# --- talking to the cluster ------------------------------------------------------------------
+
+
+def kube_api(kubeconfig: str = "") -> Any | None:
+    """A ``CustomObjectsApi`` if Kubernetes credentials are configured, else None.
+
+    Order: an explicit kubeconfig file, in-cluster service account (the pipeline step),
+    ``$KUBECONFIG``, ``~/.kube/config``. An explicit path that does not exist is a user error,
+    not a silent fallback to writing manifests.
+    """
+    from kubernetes import client, config
+
+    if kubeconfig:
+        if not Path(kubeconfig).is_file():
+            raise UserError(f"kubeconfig {kubeconfig} does not exist")
+        return client.CustomObjectsApi(config.new_client_from_config(config_file=kubeconfig, persist_config=False))
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        configuration = client.Configuration()
+        config.load_incluster_config(client_configuration=configuration)
+        return client.CustomObjectsApi(client.ApiClient(configuration))
+    env_paths = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+    default = Path.home() / ".kube" / "config"
+    for candidate in [*env_paths, str(default)]:
+        if Path(candidate).is_file():
+            return client.CustomObjectsApi(config.new_client_from_config(config_file=candidate, persist_config=False))
+    return None
+
+
+def get_inference_service(api: Any, namespace: str, name: str) -> dict[str, Any] | None:
+    """The live object, or None when it does not exist."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def patch_inference_service(api: Any, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Send one JSON merge patch (the client sets ``application/merge-patch+json``)."""
+    return api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, body)
+
+
+def _ready_condition(obj: dict[str, Any]) -> dict[str, Any]:
+    for condition in (obj.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return condition
+    return {}
+
+
+def is_ready(obj: dict[str, Any]) -> bool:
+    """Ready, and the controller has seen the latest spec (not a stale Ready from before a patch)."""
+    generation = (obj.get("metadata") or {}).get("generation")
+    observed = (obj.get("status") or {}).get("observedGeneration")
+    fresh = generation is None or (observed is not None and observed >= generation)
+    return fresh and _ready_condition(obj).get("status") == "True"
+
+
+def wait_until_ready(
+    api: Any, namespace: str, name: str, timeout_seconds: float = 600.0, poll_seconds: float = 2.0
+) -> dict[str, Any]:
+    """Poll until Ready for the current generation; raise ``DeployTimeout`` with the last reason."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        obj = get_inference_service(api, namespace, name)
+        if obj is not None and is_ready(obj):
+            return obj
+        if time.monotonic() >= deadline:
+            condition = _ready_condition(obj or {})
+            why = condition.get("message") or condition.get("reason") or "no Ready condition yet"
+            raise DeployTimeout(f"InferenceService {namespace}/{name} not Ready after {timeout_seconds:g}s: {why}")
+        time.sleep(poll_seconds)
+
+
+def stable_of(existing: dict[str, Any]) -> tuple[str, str]:
+    """(model version, storage URI) serving the bulk of the traffic of a live InferenceService.
+
+    While a canary is in progress (or pinned at 0 after a rollback) that is the recorded stable
+    version; otherwise it is the version the spec names.
+    """
+    annotations = (existing.get("metadata") or {}).get("annotations") or {}
+    predictor = (existing.get("spec") or {}).get("predictor") or {}
+    if predictor.get("canaryTrafficPercent") is not None and annotations.get(ANNOTATION_STABLE_VERSION):
+        return annotations[ANNOTATION_STABLE_VERSION], annotations.get(ANNOTATION_STABLE_URI, "")
+    return annotations.get(ANNOTATION_MODEL_VERSION, ""), (predictor.get("model") or {}).get("storageUri", "")
+
+
+def write_manifest(manifest: dict[str, Any], out_dir: str | Path) -> Path:
+    """Write ``<out_dir>/<name>-<version>.yaml`` for a person to ``kubectl apply``."""
+    import yaml
+
+    version = manifest["metadata"]["annotations"][ANNOTATION_MODEL_VERSION]
+    path = Path(out_dir) / f"{manifest['metadata']['name']}-{version}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+    return path
+
+
+def deploy(
+    model_name: str,
+    model_version: str,
+    canary_traffic_percent: int = 10,
+    namespace: str = NAMESPACE,
+    storage_uri: str = "",
+    kubeconfig: str = "",
+    wait: bool = True,
+    timeout_seconds: float = 600.0,
+    poll_seconds: float = 2.0,
+    out_dir: str = "",
+    stable_version: str = "",
+) -> dict[str, Any]:
+    """Roll ``model_version`` out as a canary (or create the service); returns a summary.
+
+    Plain arguments and a dict result so the pipeline component can wrap it unchanged. The
+    first deploy of a service creates it without a canary (there is nothing to compare
+    against); later deploys patch in the new model with ``canary_traffic_percent``.
+    """
+    from titans.settings import load_settings
+
+    validate_names(model_name, model_version, namespace)
+    _check_percent(canary_traffic_percent)
+    uri = storage_uri or storage_uri_for(model_name, model_version)
+    api = kube_api(kubeconfig)
+    if api is None:
+        manifest = render_inference_service(
+            model_name,
+            model_version,
+            namespace=namespace,
+            storage_uri=uri,
+            canary_traffic_percent=canary_traffic_percent if stable_version else None,
+            stable_version=stable_version,
+        )
+        target = Path(out_dir) if out_dir else load_settings().home / "deploy"
+        path = write_manifest(manifest, target)
+        return {
+            "action": "manifest-written",
+            "manifest_path": str(path),
+            "message": f"no Kubernetes configuration found: wrote {path}; apply it with kubectl apply -f {path}",
+            "manifest": manifest,
+        }
+    return apply_inference_service(
+        api, model_name, model_version, uri, namespace, canary_traffic_percent, wait, timeout_seconds, poll_seconds
+    )
+
+
+def apply_inference_service(
+    api: Any,
+    model_name: str,
+    model_version: str,
+    storage_uri: str,
+    namespace: str,
+    canary_traffic_percent: int,
+    wait: bool,
+    timeout_seconds: float,
+    poll_seconds: float,
+) -> dict[str, Any]:
+    """Create or patch through the Kubernetes API, then (optionally) wait for readiness."""
+    existing = get_inference_service(api, namespace, model_name)
+    if existing is None:
+        manifest = render_inference_service(model_name, model_version, namespace=namespace, storage_uri=storage_uri)
+        api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, manifest)
+        summary: dict[str, Any] = {"action": "created", "body": manifest}
+    else:
+        stable_version, stable_uri = stable_of(existing)
+        current_uri = ((existing.get("spec") or {}).get("predictor") or {}).get("model", {}).get("storageUri")
+        current_version = ((existing.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_MODEL_VERSION)
+        if current_version == str(model_version) and current_uri == storage_uri:
+            # Already the spec'd model (perhaps mid-canary): re-patching would reset its traffic.
+            return {"action": "unchanged", "model_version": str(model_version), "ready": is_ready(existing)}
+        manifest = render_inference_service(
+            model_name,
+            model_version,
+            namespace=namespace,
+            storage_uri=storage_uri,
+            canary_traffic_percent=canary_traffic_percent,
+            stable_version=stable_version,
+            stable_storage_uri=stable_uri,
+        )
+        body = update_patch(manifest)
+        patch_inference_service(api, namespace, model_name, body)
+        summary = {"action": "patched", "body": body, "stable_version": stable_version}
+    summary.update(model_name=model_name, model_version=str(model_version), namespace=namespace)
+    if wait:
+        obj = wait_until_ready(api, namespace, model_name, timeout_seconds, poll_seconds)
+        summary["ready"] = True
+        summary["predictor_status"] = ((obj.get("status") or {}).get("components") or {}).get("predictor", {})
+    else:
+        summary["ready"] = None
+    return summary

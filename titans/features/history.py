@@ -1,0 +1,415 @@
+"""Offline feature tables computed from the clean table: point-in-time snapshots per entity.
+
+The rule, everywhere in this module: **a feature row stamped t summarises only transactions on
+days strictly before t's day.** The clean table has day resolution and no time of day, so two
+transactions on the same day cannot be ordered; treating them as simultaneous is the only rule
+that never lets one see the other (a row's own day is excluded from its history). Every
+snapshot is stamped at midnight (UTC) of the first day it is valid for, and Feast's
+point-in-time join picks, for an entity row at t, the latest snapshot stamped <= t: a
+transaction on day D is matched with the snapshot stamped D, built from days < D.
+
+Snapshots are written only when a value can change, not for every entity and every day:
+
+- merchant history: the day after each active day (a row enters the windows), the day each
+  row leaves a 7/30/90-day window (D+8, D+31, D+91), plus a heartbeat (``SNAPSHOT_HEARTBEAT``)
+  and the ``as_of`` day. Between those days nothing in the row can change; "days since last
+  seen" changes daily and is therefore computed at request time (``merchant_recency``).
+- merchant and category frequencies: the day after each active day, heartbeat, ``as_of``.
+- account cash flow: one row per account per day (accounts are few and the rolling means
+  move daily).
+
+``as_of`` is the day after the last day in the data: the state the online store serves.
+
+Amounts are summarised as magnitudes (``|amount|``) because a merchant's rows share a sign
+and the models ask "how large is this charge for this merchant", not "which way".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from pandas.api.indexers import BaseIndexer
+
+from titans.errors import UserError
+from titans.features import spec
+
+REQUIRED_COLUMNS = ("transaction_id", "account_id", "date", "amount", "category", "merchant", "status")
+
+# Statuses whose money never moved: left out of cash flow (still behaviour for the merchant).
+NO_CASH_STATUSES = frozenset({"failed", "cancelled"})
+
+_DAY = pd.Timedelta(days=1)
+
+
+def prepare(clean: pd.DataFrame) -> pd.DataFrame:
+    """Check the clean table's columns and add ``day`` (naive midnight) and ``abs_amount``."""
+    if clean is None or len(clean) == 0:
+        raise UserError("the clean table is empty: nothing to build features from (run `titans data ingest`)")
+    missing = [c for c in REQUIRED_COLUMNS if c not in clean.columns]
+    if missing:
+        raise UserError(f"the clean table lacks column(s) {missing}; see docs/contracts.md")
+    tx = clean.loc[:, list(REQUIRED_COLUMNS)].copy()
+    day = pd.to_datetime(tx["date"], utc=True)
+    if day.isna().any():
+        raise UserError("the clean table has rows without a date")
+    tx["day"] = day.dt.tz_localize(None).dt.normalize()
+    tx["amount"] = tx["amount"].astype("float64")
+    if not np.isfinite(tx["amount"].to_numpy()).all():
+        raise UserError("the clean table has rows without a finite amount")
+    tx["abs_amount"] = tx["amount"].abs()
+    for col in ("transaction_id", "account_id", "category", "merchant", "status"):
+        tx[col] = tx[col].astype("string").fillna("unknown").astype(object)
+    return tx.sort_values(["day", "transaction_id"], kind="mergesort").reset_index(drop=True)
+
+
+def as_of_day(tx: pd.DataFrame) -> pd.Timestamp:
+    """The day after the last transaction day: snapshots up to here are complete."""
+    return pd.Timestamp(tx["day"].max()) + _DAY
+
+
+def _utc(ts: pd.Series) -> pd.Series:
+    return pd.to_datetime(ts).dt.tz_localize("UTC")
+
+
+def _heartbeats(first: pd.Series, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Days first+1, first+1+H, first+1+2H, ... up to ``as_of`` for each key of ``first``."""
+    step = spec.SNAPSHOT_HEARTBEAT.days
+    start = first + _DAY
+    n = ((as_of - start).dt.days // step + 1).clip(lower=0).to_numpy()
+    keys = np.repeat(first.index.to_numpy(), n)
+    k = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
+    ts = np.repeat(start.to_numpy(), n) + (k * step).astype("timedelta64[D]")
+    return pd.DataFrame({first.index.name: keys, "ts": ts})
+
+
+def _snapshot_days(active: pd.DataFrame, key: str, offsets: list[int], as_of: pd.Timestamp) -> pd.DataFrame:
+    """Distinct (key, ts) at which a snapshot is due: day+offset, heartbeats and ``as_of``."""
+    parts = [pd.DataFrame({key: active[key].to_numpy(), "ts": active["day"].to_numpy() + np.timedelta64(o, "D")})
+             for o in offsets]
+    first = active.groupby(key)["day"].min()
+    first.index.name = key
+    parts.append(_heartbeats(first, as_of))
+    parts.append(pd.DataFrame({key: first.index.to_numpy(), "ts": as_of}))
+    snaps = pd.concat(parts, ignore_index=True)
+    snaps["ts"] = pd.to_datetime(snaps["ts"])
+    snaps = snaps[snaps["ts"] <= as_of].drop_duplicates()
+    return snaps.sort_values([key, "ts"], kind="mergesort").reset_index(drop=True)
+
+
+class _FixedBounds(BaseIndexer):
+    """A rolling indexer with precomputed [start, end) row bounds for every row."""
+
+    def __init__(self, start: np.ndarray, end: np.ndarray):
+        super().__init__()
+        self._start = start
+        self._end = end
+
+    def get_window_bounds(self, num_values=0, min_periods=None, center=None, closed=None, step=None):
+        return self._start, self._end
+
+
+class _RangeMax:
+    """Maximum of a value over rows whose sorted int key lies in [lo, hi), in O(1) per query.
+
+    Why not ``rolling().max()``: with jumping window bounds pandas rescans each window. Keys
+    are (entity, day) codes, so rows are first reduced to one maximum per key (at most
+    ``max_rows`` keys per window), then a sparse table answers each query with two lookups.
+    """
+
+    def __init__(self, keys: np.ndarray, values: np.ndarray, max_rows: int):
+        self.keys, first = np.unique(keys, return_index=True)
+        level = np.maximum.reduceat(values, first) if len(values) else values
+        self.levels = [level]
+        width = 1
+        while width * 2 <= max_rows:
+            level = np.maximum(level[:-width], level[width:]) if len(level) > width else level[:0]
+            self.levels.append(level)
+            width *= 2
+
+    def query(self, lo_keys: np.ndarray, hi_keys: np.ndarray) -> np.ndarray:
+        lo = np.searchsorted(self.keys, lo_keys, "left")
+        hi = np.searchsorted(self.keys, hi_keys, "left")
+        size = hi - lo
+        out = np.zeros(len(lo), dtype="float64")
+        has = size > 0
+        k = np.floor(np.log2(np.where(has, size, 1))).astype("int64")
+        for j, level in enumerate(self.levels):
+            sel = has & (k == j)
+            if sel.any():
+                out[sel] = np.maximum(level[lo[sel]], level[hi[sel] - (1 << j)])
+        return out
+
+
+def _coded_days(keys: pd.Series, days: pd.Series, uniques: pd.Index, span: int, origin: pd.Timestamp) -> np.ndarray:
+    """One sortable int64 per row: key code * span + day number (keys never overlap)."""
+    return uniques.get_indexer(keys).astype("int64") * span + _day_index(days, origin)
+
+
+def _window_stats(tx: pd.DataFrame, snaps: pd.DataFrame, key: str, windows: tuple[int, ...]) -> dict[int, pd.DataFrame]:
+    """count/mean/std/max of ``abs_amount`` over days [t - N, t) for each snapshot row and window N.
+
+    Rows are sorted by one integer per row (key code * span + day), so each window is a
+    contiguous slice found by binary search: rows of the same key on days in [t - N, t).
+    Same-day rows (day == t) are outside the slice by construction. Integer keys and
+    precomputed bounds avoid pandas' per-group machinery, which dominated at 1M rows.
+    """
+    origin = tx["day"].min() - pd.Timedelta(days=max(windows) + 1)
+    span = int((snaps["ts"].max() - origin).days) + max(windows) + 2
+    uniques = pd.Index(pd.unique(tx[key]))
+    row_keys = _coded_days(tx[key], tx["day"], uniques, span, origin)
+    order = np.argsort(row_keys, kind="stable")
+    data_keys = row_keys[order]
+    query_keys = _coded_days(snaps[key], snaps["ts"], uniques, span, origin)
+    n_query = len(query_keys)
+    # pandas evaluates one window per row of the rolled series: pad the data values (and
+    # the bounds) to a common length and keep the first n_query results.
+    length = max(len(data_keys), n_query)
+    values = pd.Series(np.concatenate([tx["abs_amount"].to_numpy()[order], np.full(length - len(data_keys), np.nan)]))
+    pad = np.zeros(length - n_query, dtype="int64")
+    end = np.searchsorted(data_keys, query_keys, "left")
+    daily_max = _RangeMax(data_keys, values.to_numpy()[: len(data_keys)], max(windows))
+    results: dict[int, pd.DataFrame] = {}
+    for days in windows:
+        start = np.searchsorted(data_keys, query_keys - days, "left")
+        rolled = values.rolling(_FixedBounds(np.concatenate([start, pad]), np.concatenate([end, pad])), min_periods=1)
+        out = pd.DataFrame({"count": (end - start).astype("int64")})
+        for name in ("mean", "std"):
+            out[name] = getattr(rolled, name)().to_numpy()[:n_query]
+        out["max"] = daily_max.query(query_keys - days, query_keys)
+        out[["mean", "std", "max"]] = out[["mean", "std", "max"]].fillna(0.0)
+        out.loc[out["count"] < 2, "std"] = 0.0
+        results[days] = out
+    return results
+
+
+def _day_index(days: pd.Series | np.ndarray, origin: pd.Timestamp) -> np.ndarray:
+    return ((pd.to_datetime(days) - origin) // _DAY).to_numpy().astype("int64")
+
+
+def _dominant_category(tx: pd.DataFrame, snaps: pd.DataFrame, days: int) -> pd.DataFrame:
+    """Most frequent category of each merchant over [t - days, t) and its share of the rows.
+
+    Counts come from binary searches over (merchant, category, day) integer keys, so they are
+    exact; ties go to the alphabetically first category so the answer is reproducible.
+    """
+    origin = tx["day"].min() - pd.Timedelta(days=days + 1)
+    span = int((snaps["ts"].max() - origin).days) + days + 2
+    merchants = pd.Index(pd.unique(tx["merchant"]))
+    categories = pd.Index(np.sort(pd.unique(tx["category"])))
+    n_cat = len(categories)
+    m = merchants.get_indexer(tx["merchant"]).astype("int64")
+    c = categories.get_indexer(tx["category"]).astype("int64")
+    keys = np.sort((m * n_cat + c) * span + _day_index(tx["day"], origin))
+
+    # Each snapshot is expanded to the categories its merchant has ever had.
+    pairs = np.unique(m * n_cat + c)
+    pair_merchant = pairs // n_cat
+    per_merchant = np.bincount(pair_merchant, minlength=len(merchants))
+    first_pair = np.cumsum(per_merchant) - per_merchant
+    snap_m = merchants.get_indexer(snaps["merchant"]).astype("int64")
+    reps = per_merchant[snap_m]
+    snap_id = np.repeat(np.arange(len(snaps)), reps)
+    within = np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
+    pair = pairs[np.repeat(first_pair[snap_m], reps) + within]
+    t = np.repeat(_day_index(snaps["ts"], origin), reps)
+    n = np.searchsorted(keys, pair * span + t, "left") - np.searchsorted(keys, pair * span + t - days, "left")
+
+    total = np.bincount(snap_id, weights=n, minlength=len(snaps))
+    # Highest count wins, then the smallest category code (alphabetical order).
+    score = n * (n_cat + 1) + (n_cat - 1 - pair % n_cat)
+    best = np.full(len(snaps), -1, dtype="int64")
+    np.maximum.at(best, snap_id, score)
+    best_n = best // (n_cat + 1)
+    best_c = n_cat - 1 - best % (n_cat + 1)
+    has = total > 0
+    return pd.DataFrame({
+        "category": np.where(has, categories.to_numpy(dtype=object)[np.clip(best_c, 0, n_cat - 1)],
+                             spec.UNSEEN_CATEGORY),
+        "share": np.where(has, best_n / np.where(has, total, 1), 0.0),
+    })
+
+
+def _last_seen_epoch_day(tx: pd.DataFrame, snaps: pd.DataFrame, key: str) -> np.ndarray:
+    """Epoch day of the key's last transaction day strictly before each snapshot's t."""
+    codes = {k: i for i, k in enumerate(pd.unique(tx[key]))}
+    origin = pd.Timestamp("1970-01-01")
+    span = int((snaps["ts"].max() - origin).days) + 2
+    keys = np.sort(tx[key].map(codes).to_numpy("int64") * span + _day_index(tx["day"], origin))
+    base = snaps[key].map(codes).to_numpy("int64") * span
+    idx = np.searchsorted(keys, base + _day_index(snaps["ts"], origin), "left") - 1
+    found = (idx >= 0) & (keys[np.clip(idx, 0, None)] >= base)
+    return np.where(found, keys[np.clip(idx, 0, None)] - base, spec.NEVER_SEEN_DAYS).astype("int64")
+
+
+def merchant_history(tx: pd.DataFrame, as_of: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Trailing 7/30/90-day merchant statistics as point-in-time snapshots (see module doc)."""
+    as_of = as_of or as_of_day(tx)
+    active = tx[["merchant", "day"]].drop_duplicates()
+    snaps = _snapshot_days(active, "merchant", [1] + [w + 1 for w in spec.MERCHANT_WINDOWS], as_of)
+    out = pd.DataFrame({spec.MERCHANT_KEY: snaps["merchant"].to_numpy(), spec.EVENT_TIMESTAMP: _utc(snaps["ts"])})
+    for days, stats in _window_stats(tx, snaps, "merchant", spec.MERCHANT_WINDOWS).items():
+        out[f"merchant_txn_count_{days}d"] = stats["count"].to_numpy()
+        out[f"merchant_amount_mean_{days}d"] = stats["mean"].to_numpy()
+        out[f"merchant_amount_std_{days}d"] = stats["std"].to_numpy()
+        out[f"merchant_amount_max_{days}d"] = stats["max"].to_numpy()
+    out["merchant_last_seen_epoch_day"] = _last_seen_epoch_day(tx, snaps, "merchant")
+    dominant = _dominant_category(tx, snaps, 90)
+    out["merchant_dominant_category_90d"] = dominant["category"].to_numpy()
+    out["merchant_dominant_category_share_90d"] = dominant["share"].to_numpy()
+    return out
+
+
+def _cumulative_before(daily: pd.DataFrame, snaps: pd.DataFrame, key: str | None, cols: list[str]) -> pd.DataFrame:
+    """Running totals of ``cols`` over all days strictly before each snapshot's t."""
+    daily = daily.sort_values([key, "day"] if key else ["day"], kind="mergesort").copy()
+    cum = daily.groupby(key, sort=False)[cols].cumsum() if key else daily[cols].cumsum()
+    daily[cols] = cum
+    left = snaps.assign(_order=np.arange(len(snaps))).sort_values("ts", kind="mergesort")
+    merged = pd.merge_asof(left, daily[([key] if key else []) + ["day"] + cols].sort_values("day"),
+                           left_on="ts", right_on="day", by=key, direction="backward", allow_exact_matches=False)
+    merged = merged.sort_values("_order")
+    return merged[cols].fillna(0).reset_index(drop=True)
+
+
+def _mean_std(n: np.ndarray, s1: np.ndarray, s2: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sample std from counts and sums of (x - shift); shifting keeps sums small."""
+    safe_n = np.where(n > 0, n, 1)
+    mean = np.where(n > 0, s1 / safe_n + shift, 0.0)
+    var = np.where(n > 1, (s2 - s1 * s1 / safe_n) / np.where(n > 1, n - 1, 1), 0.0)
+    return mean, np.sqrt(np.clip(var, 0.0, None))
+
+
+def _shifted_daily(tx: pd.DataFrame, key: str) -> tuple[pd.DataFrame, pd.Series]:
+    """Per (key, day): n, sum and sum of squares of |amount| minus the key's first |amount|."""
+    shift = tx.groupby(key)["abs_amount"].first()
+    x = tx["abs_amount"] - tx[key].map(shift)
+    daily = (tx.assign(n=1, s1=x, s2=x * x).groupby([key, "day"], sort=True)[["n", "s1", "s2"]].sum()
+             .reset_index())
+    return daily, shift
+
+
+def merchant_frequency(tx: pd.DataFrame, as_of: pd.Timestamp | None = None) -> pd.DataFrame:
+    """How often each merchant was seen before t, how many categories it spans, its mean size."""
+    as_of = as_of or as_of_day(tx)
+    snaps = _snapshot_days(tx[["merchant", "day"]].drop_duplicates(), "merchant", [1], as_of)
+    daily, shift = _shifted_daily(tx, "merchant")
+    new_cats = tx.groupby(["merchant", "category"])["day"].min().reset_index()
+    new_cats = new_cats.groupby(["merchant", "day"]).size().rename("new_categories").reset_index()
+    daily = daily.merge(new_cats, on=["merchant", "day"], how="left").fillna({"new_categories": 0})
+    cum = _cumulative_before(daily, snaps, "merchant", ["n", "s1", "s2", "new_categories"])
+    n = cum["n"].to_numpy()
+    mean, _ = _mean_std(n, cum["s1"].to_numpy(), cum["s2"].to_numpy(), snaps["merchant"].map(shift).to_numpy())
+    return pd.DataFrame({
+        spec.MERCHANT_KEY: snaps["merchant"].to_numpy(),
+        spec.EVENT_TIMESTAMP: _utc(snaps["ts"]),
+        "merchant_txn_count_all": n.astype("int64"),
+        "merchant_distinct_categories_all": cum["new_categories"].to_numpy().astype("int64"),
+        "merchant_amount_mean_all": mean,
+    })
+
+
+def category_frequency(tx: pd.DataFrame, as_of: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Count, share of all transactions, and mean/std of |amount| per category before t.
+
+    The share's denominator grows on every active day of any category, so every category
+    gets a snapshot the day after every active day (categories are few: this stays small).
+    """
+    as_of = as_of or as_of_day(tx)
+    first = tx.groupby("category")["day"].min()
+    global_days = pd.DatetimeIndex(tx["day"].unique() + _DAY).append(pd.DatetimeIndex([as_of])).unique().sort_values()
+    grid = pd.DataFrame({"category": np.repeat(first.index.to_numpy(), len(global_days)),
+                         "ts": np.tile(global_days.to_numpy(), len(first))})
+    grid = grid[grid["ts"] > grid["category"].map(first)]
+    beats = _heartbeats(first.rename_axis("category"), as_of)
+    snaps = pd.concat([grid, beats], ignore_index=True)
+    snaps["ts"] = pd.to_datetime(snaps["ts"])
+    snaps = snaps.drop_duplicates().sort_values(["category", "ts"], kind="mergesort").reset_index(drop=True)
+
+    daily, shift = _shifted_daily(tx, "category")
+    cum = _cumulative_before(daily, snaps, "category", ["n", "s1", "s2"])
+    everything = tx.groupby("day").size().rename("n").reset_index()
+    total = _cumulative_before(everything, snaps[["ts"]], None, ["n"])["n"].to_numpy()
+    n = cum["n"].to_numpy()
+    mean, std = _mean_std(n, cum["s1"].to_numpy(), cum["s2"].to_numpy(), snaps["category"].map(shift).to_numpy())
+    return pd.DataFrame({
+        spec.CATEGORY_KEY: snaps["category"].to_numpy(),
+        spec.EVENT_TIMESTAMP: _utc(snaps["ts"]),
+        "category_txn_count_all": n.astype("int64"),
+        "category_txn_share_all": np.where(total > 0, n / np.where(total > 0, total, 1), 0.0),
+        "category_amount_mean_all": mean,
+        "category_amount_std_all": std,
+    })
+
+
+def account_daily_cashflow(tx: pd.DataFrame, end: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Per-account daily inflow, outflow (positive), net and row count, zero-filled.
+
+    One row per account per day from its first day through ``end`` (default: the last day in
+    the data), so a forecaster gets a regular series where quiet days are real zeros. Rows
+    whose money never moved (status failed or cancelled) are left out.
+    """
+    end = end if end is not None else tx["day"].max()
+    moved = tx[~tx["status"].isin(NO_CASH_STATUSES)]
+    if moved.empty:
+        return pd.DataFrame({spec.ACCOUNT_KEY: pd.Series(dtype=object), "date": pd.Series(dtype="datetime64[ns]"),
+                             "inflow": 0.0, "outflow": 0.0, "net": 0.0, "n_transactions": 0}).iloc[:0]
+    sums = moved.assign(inflow=moved["amount"].clip(lower=0), outflow=(-moved["amount"]).clip(lower=0), n=1)
+    sums = sums.groupby(["account_id", "day"])[["inflow", "outflow", "n"]].sum()
+    first = moved.groupby("account_id")["day"].min()
+    lengths = ((end - first).dt.days + 1).clip(lower=0).to_numpy()
+    accounts = np.repeat(first.index.to_numpy(), lengths)
+    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    days = np.repeat(first.to_numpy(), lengths) + offsets.astype("timedelta64[D]")
+    grid = pd.MultiIndex.from_arrays([accounts, pd.DatetimeIndex(days)], names=["account_id", "day"])
+    dense = sums.reindex(grid, fill_value=0).reset_index()
+    return pd.DataFrame({
+        spec.ACCOUNT_KEY: dense["account_id"].to_numpy(),
+        "date": dense["day"].to_numpy(),
+        "inflow": dense["inflow"].to_numpy("float64"),
+        "outflow": dense["outflow"].to_numpy("float64"),
+        "net": (dense["inflow"] - dense["outflow"]).to_numpy("float64"),
+        "n_transactions": dense["n"].to_numpy("int64"),
+    })
+
+
+def account_cashflow(daily: pd.DataFrame) -> pd.DataFrame:
+    """Snapshots stamped t = day + 1 from the daily series: yesterday's flows, trailing means.
+
+    The means average the zero-filled days in [t - N, t) that lie on or after the account's
+    first day (a young account averages over the days it has).
+    """
+    daily = daily.sort_values([spec.ACCOUNT_KEY, "date"], kind="mergesort").reset_index(drop=True)
+    grouped = daily.groupby(spec.ACCOUNT_KEY, sort=False)
+
+    def trailing(col: str, days: int) -> np.ndarray:
+        return grouped[col].rolling(days, min_periods=1).mean().droplevel(0).sort_index().to_numpy()
+
+    return pd.DataFrame({
+        spec.ACCOUNT_KEY: daily[spec.ACCOUNT_KEY].to_numpy(),
+        spec.EVENT_TIMESTAMP: _utc(daily["date"] + _DAY),
+        "account_inflow_1d": daily["inflow"].to_numpy(),
+        "account_outflow_1d": daily["outflow"].to_numpy(),
+        "account_net_1d": daily["net"].to_numpy(),
+        "account_net_mean_7d": trailing("net", 7),
+        "account_net_mean_30d": trailing("net", 30),
+        "account_inflow_mean_30d": trailing("inflow", 30),
+        "account_outflow_mean_30d": trailing("outflow", 30),
+    })
+
+
+def offline_tables(clean: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], pd.Timestamp]:
+    """Every offline table the feature repo reads, keyed by view name, plus ``as_of``.
+
+    Also returns the forecaster's zero-filled daily series under ``ACCOUNT_DAILY_TABLE``.
+    """
+    tx = prepare(clean)
+    as_of = as_of_day(tx)
+    daily = account_daily_cashflow(tx)
+    tables = {
+        spec.MERCHANT_HISTORY.name: merchant_history(tx, as_of),
+        spec.MERCHANT_FREQUENCY.name: merchant_frequency(tx, as_of),
+        spec.CATEGORY_FREQUENCY.name: category_frequency(tx, as_of),
+        spec.ACCOUNT_CASHFLOW.name: account_cashflow(daily),
+        spec.ACCOUNT_DAILY_TABLE: daily,
+    }
+    return tables, as_of

@@ -1,0 +1,167 @@
+"""What the four models share: request parsing, feature assembly, time-ordered splits.
+
+Why one module: every model's ``predict`` receives the same kind of frame (the V2 input
+names, plus whatever stored features the server or the Feast training set added), and must
+compute request-time features with the very function the feature store uses
+(``titans.features.transaction``). Doing that in one place keeps training and serving on
+the same numbers and gives absent history columns one documented default: the value
+``titans.features.spec`` declares for an entity the store has never seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from titans.errors import UserError
+from titans.features import spec
+from titans.features.transaction import calendar_features, merchant_recency, transaction_features
+
+# V2 inputs of each transactional model (docs/contracts.md).
+CATEGORY_INPUTS = ("description", "merchant", "amount", "date", "payment_method", "account_id")
+AMOUNT_INPUTS = ("description", "merchant", "category", "payment_method", "date", "account_id")
+ANOMALY_INPUTS = ("description", "merchant", "category", "payment_method", "date", "account_id", "amount")
+CASHFLOW_INPUTS = ("account_id", "horizon_days")
+
+_TEXT_INPUTS = {"description", "merchant", "category", "payment_method", "account_id"}
+
+
+def _as_text(values: pd.Series) -> pd.Series:
+    """V2 BYTES arrive as bytes or str; missing text becomes "" (a word the model never saw)."""
+
+    def one(v: object) -> str:
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            return ""
+        if isinstance(v, bytes | bytearray):
+            return bytes(v).decode("utf-8", errors="replace")
+        return str(v)
+
+    return values.map(one).astype(object)
+
+
+def request_frame(frame: pd.DataFrame, inputs: Sequence[str]) -> pd.DataFrame:
+    """Check that ``frame`` carries ``inputs`` and coerce their types (text, amount, date).
+
+    Raises UserError naming the missing inputs, since a caller can fix that and a
+    traceback would not tell them how.
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise UserError(f"predict needs a pandas DataFrame, got {type(frame).__name__}")
+    missing = [c for c in inputs if c not in frame.columns]
+    if missing:
+        raise UserError(f"missing input column(s) {missing}; this model needs {list(inputs)}")
+    out = frame.reset_index(drop=True).copy()
+    for name in inputs:
+        if name in _TEXT_INPUTS:
+            out[name] = _as_text(out[name])
+    if "merchant" in inputs:
+        out["merchant"] = normalize_merchant(out["merchant"])
+    if "amount" in inputs:
+        out["amount"] = pd.to_numeric(out["amount"], errors="coerce").astype("float64")
+    if "date" in inputs:
+        out["date"] = _as_text(out["date"]) if out["date"].dtype == object else out["date"]
+    return out
+
+
+def normalize_merchant(values: pd.Series) -> pd.Series:
+    """The clean table's merchant key: lower case, non-alphanumerics collapsed to ``_``.
+
+    Why here too: a V2 client may send "Best Buy" where the clean table says ``best_buy``;
+    both must hit the same history and the same learned tokens.
+    """
+    text = values.astype(str).str.lower().str.replace(r"[^a-z0-9]+", "_", regex=True).str.strip("_")
+    return text.where(text != "", "unknown")
+
+
+def text_of(frame: pd.DataFrame) -> pd.Series:
+    """Description plus merchant words: the text the category and amount models read."""
+    merchant = frame["merchant"].astype(str).str.replace("_", " ", regex=False)
+    return (frame["description"].astype(str) + " " + merchant).str.lower()
+
+
+def stored_columns(service: str) -> list[spec.Column]:
+    """Stored (not on-demand) feature columns of a service: the ones a caller must supply."""
+    return [c for v in spec.service_views(service) if not v.on_demand for c in v.columns]
+
+
+def history_features(frame: pd.DataFrame, service: str, numeric_only: bool = True) -> pd.DataFrame:
+    """Stored features of ``service`` from ``frame``, each absent column at its unseen default.
+
+    Why defaults and not an error: the server enriches from Feast online, which answers an
+    unknown merchant with exactly these defaults; a caller without a feature store gets the
+    same "never seen" view of the world, which is the honest one.
+    """
+    cols: dict[str, pd.Series] = {}
+    for col in stored_columns(service):
+        if numeric_only and col.dtype == "string":
+            continue
+        if col.name in frame.columns:
+            values = frame[col.name]
+            if col.dtype == "string":
+                cols[col.name] = _as_text(values).replace("", str(col.default))
+            else:
+                cols[col.name] = pd.to_numeric(values, errors="coerce").fillna(col.default).astype("float64")
+        else:
+            fill = col.default if col.dtype == "string" else float(col.default)
+            cols[col.name] = pd.Series([fill] * len(frame), index=frame.index)
+    out = pd.DataFrame(cols, index=frame.index)
+    views = spec.SERVICES.get(service, ())
+    if "merchant_recency" in views:
+        out["merchant_days_since_last_seen"] = _recency(frame, out).astype("float64")
+    return out
+
+
+def _recency(frame: pd.DataFrame, hist: pd.DataFrame) -> pd.Series:
+    if "merchant_last_seen_epoch_day" in frame.columns:
+        probe = pd.DataFrame(
+            {"date": frame["date"], "merchant_last_seen_epoch_day": hist["merchant_last_seen_epoch_day"]}
+        )
+        return merchant_recency(probe)["merchant_days_since_last_seen"]
+    if "merchant_days_since_last_seen" in frame.columns:
+        return pd.to_numeric(frame["merchant_days_since_last_seen"], errors="coerce").fillna(spec.NEVER_SEEN_DAYS)
+    return pd.Series(float(spec.NEVER_SEEN_DAYS), index=frame.index)
+
+
+def request_features(frame: pd.DataFrame, with_amount: bool = True) -> pd.DataFrame:
+    """Request-time features through the shared feature function (amount only if known)."""
+    if with_amount:
+        return transaction_features(frame[["amount", "date"]])
+    return calendar_features(frame[["date"]])
+
+
+def expenses(clean: pd.DataFrame) -> pd.DataFrame:
+    """Expense rows of the clean table, time-ordered, with ``spend`` = positive amount."""
+    rows = clean[clean["type"] == "Expense"].copy()
+    rows["spend"] = -rows["amount"].astype("float64")
+    rows = rows[rows["spend"] > 0]
+    return rows.sort_values(["date", "transaction_id"], kind="stable").reset_index(drop=True)
+
+
+def time_split(frame: pd.DataFrame, test_fraction: float = 0.2) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Earliest ``1 - test_fraction`` of rows by date for fitting, the latest for testing.
+
+    Why by position in date order: it is the split the product promises ("fit on the
+    earliest 80%"), and no fitted statistic can see a later row than the ones it predicts.
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise UserError(f"test fraction must be in (0, 1), got {test_fraction}")
+    ordered = frame.sort_values(["date", "transaction_id"] if "transaction_id" in frame else ["date"], kind="stable")
+    n_test = max(1, int(round(len(ordered) * test_fraction)))
+    if len(ordered) - n_test < 2:
+        raise UserError(f"need more rows to split: {len(ordered)} rows")
+    return ordered.iloc[:-n_test].reset_index(drop=True), ordered.iloc[-n_test:].reset_index(drop=True)
+
+
+def kfold_indices(n: int, n_splits: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Shuffled k-fold indices inside a training window (the holdout stays untouched)."""
+    from sklearn.model_selection import KFold
+
+    n_splits = max(2, min(n_splits, n))
+    return list(KFold(n_splits=n_splits, shuffle=True, random_state=seed).split(np.arange(n)))
+
+
+def to_json_safe(values: Iterable[object]) -> list[object]:
+    """Plain Python values for JSON metadata."""
+    return [v.item() if hasattr(v, "item") else v for v in values]
