@@ -1,0 +1,14 @@
+output "values" {
+  description = "The chart values as an object (merge more on top if needed)."
+  value       = local.values
+}
+
+output "values_yaml" {
+  description = "The chart values as YAML, ready for helm_release.values."
+  value       = yamlencode(local.values)
+}
+
+output "canaries" {
+  description = "Models with a canary in flight: name -> share of traffic on the newest revision."
+  value       = { for name, m in local.models : name => m.canaryTrafficPercent if can(m.canaryTrafficPercent) }
+}

@@ -1,0 +1,80 @@
+variable "ingress" {
+  description = "Knative's networking layer: \"kourier\" (light, the kind default) or \"istio\" (needed for the chart's JWT auth)."
+  type        = string
+  default     = "kourier"
+
+  validation {
+    condition     = contains(["kourier", "istio"], var.ingress)
+    error_message = "ingress must be \"kourier\" or \"istio\"."
+  }
+}
+
+variable "ingress_node_port" {
+  description = "NodePort of the ingress gateway's HTTP port (the kind module maps it to the host); 0 keeps a LoadBalancer Service."
+  type        = number
+  default     = 31080
+
+  validation {
+    condition     = var.ingress_node_port == 0 || (var.ingress_node_port >= 30000 && var.ingress_node_port <= 32767)
+    error_message = "ingress_node_port must be 0 or within the NodePort range 30000-32767."
+  }
+}
+
+variable "versions" {
+  description = "Pinned versions of every platform component. Change them together: the KServe chart expects a matching Knative and cert-manager (docs/adr/0003-terraform-layout.md)."
+  type = object({
+    cert_manager          = optional(string, "v1.16.2")
+    istio                 = optional(string, "1.24.2")
+    knative_operator      = optional(string, "v1.16.0")
+    knative_serving       = optional(string, "1.16")
+    kserve                = optional(string, "v0.15.2")
+    kubeflow_pipelines    = optional(string, "2.5.0")
+    kube_prometheus_stack = optional(string, "66.3.1")
+  })
+  default = {}
+
+  validation {
+    condition = alltrue([
+      for v in values(var.versions) : can(regex("^v?[0-9]+\\.[0-9]+(\\.[0-9]+)?$", v))
+    ])
+    error_message = "Every version must be an exact release (e.g. v1.16.2 or 1.16), never a range or \"latest\"."
+  }
+}
+
+variable "install_kubeflow_pipelines" {
+  description = "Install standalone Kubeflow Pipelines (kubectl apply -k of its release manifests: KFP publishes no Helm chart)."
+  type        = bool
+  default     = true
+}
+
+variable "kubeconfig_path" {
+  description = "Kubeconfig used by the kubectl steps (KFP); the helm provider is configured by the caller."
+  type        = string
+}
+
+variable "kube_context" {
+  description = "Context in kubeconfig_path the kubectl steps use."
+  type        = string
+}
+
+variable "grafana_admin_existing_secret" {
+  description = "Existing Secret (in the monitoring namespace, keys admin-user and admin-password) for Grafana's admin login; empty lets the chart generate one."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.grafana_admin_existing_secret == "" || can(regex("^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", var.grafana_admin_existing_secret))
+    error_message = "grafana_admin_existing_secret must be empty or a Secret name."
+  }
+}
+
+variable "timeout_seconds" {
+  description = "How long each Helm release may take to become ready."
+  type        = number
+  default     = 900
+
+  validation {
+    condition     = var.timeout_seconds >= 60 && var.timeout_seconds <= 3600
+    error_message = "timeout_seconds must be between 60 and 3600."
+  }
+}
