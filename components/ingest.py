@@ -1,0 +1,49 @@
+"""Pipeline step: get the export (given, or generated on embedded defaults) and ingest it."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Markdown, Metrics, Output
+
+from components.image import IMAGE
+
+
+@dsl.component(base_image=IMAGE)
+def ingest_data(
+    source_uri: str,
+    rows: int,
+    accounts: int,
+    seed: int,
+    fraud_rate: float,
+    titans_home: str,
+    clean_data: Output[Dataset],
+    quality_report: Output[Markdown],
+    quality: Output[Metrics],
+) -> str:
+    """Ingest ``source_uri`` (comma-separated files), or generate ``rows`` rows when it is empty.
+
+    Returns the data-quality summary as JSON; the clean table becomes the Dataset artifact and
+    the report shows in the Kubeflow UI as Markdown.
+    """
+    import json
+    import os
+    import shutil
+    from pathlib import Path
+
+    if titans_home:
+        os.environ["TITANS_HOME"] = titans_home
+    from titans.generate import GenerateConfig, write_csv
+    from titans.ingest import ingest
+
+    work = Path(clean_data.path)
+    if source_uri:
+        inputs = [Path(p.strip()) for p in source_uri.split(",") if p.strip()]
+    else:
+        generated = write_csv(GenerateConfig(rows=rows, accounts=accounts, seed=seed, fraud_rate=fraud_rate),
+                              work.parent / "generated.csv")
+        inputs = [Path(str(generated["out"]))]
+    summary = ingest(inputs, work)
+    shutil.copyfile(summary["report_md"], quality_report.path)
+    for key in ("rows_in", "rows_clean", "rows_quarantined", "rows_duplicate"):
+        quality.log_metric(key, float(summary[key]))
+    clean_data.metadata.update({"rows": summary["rows_clean"], "run_id": summary["run_id"]})
+    return json.dumps({k: summary[k] for k in ("rows_in", "rows_clean", "rows_quarantined", "rows_duplicate",
+                                               "quarantine_path", "report_md")})

@@ -1,0 +1,73 @@
+"""Pipeline step: train one of the four models from its Feast training set, register it, gate it.
+
+One component, four tasks: the pipeline fans it out in parallel (one pod each on a cluster).
+"""
+
+from kfp import dsl
+from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
+
+from components.image import IMAGE
+
+
+@dsl.component(base_image=IMAGE)
+def train_model(
+    task: str,
+    clean_data: Input[Dataset],
+    feature_summary: Input[Artifact],
+    titans_home: str,
+    mlflow_tracking_uri: str,
+    gate_config: str,
+    n_estimators: int,
+    cv_folds: int,
+    model: Output[Model],
+    metrics: Output[Metrics],
+    classification: Output[ClassificationMetrics],
+    report: Output[Markdown],
+) -> str:
+    """Train ``task``; the model directory is the Model artifact; returns the summary as JSON.
+
+    Registration puts the new version under the alias ``challenger``; the gate (absolute
+    thresholds, no worse than ``champion`` beyond a tolerance) decides whether it also becomes
+    ``champion``, and its reasons travel in the summary.
+    """
+    import json
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    if titans_home:
+        os.environ["TITANS_HOME"] = titans_home
+    if mlflow_tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = mlflow_tracking_uri
+    from titans.features.store import FeatureClient
+    from titans.ingest import read_clean
+    from titans.train import TrainConfig, train_task
+
+    gate_file = ""
+    if gate_config and gate_config.strip() not in ("", "{}"):
+        gate_file = os.path.join(tempfile.mkdtemp(), "gate.json")
+        Path(gate_file).write_text(gate_config)
+    lineage = json.loads(Path(feature_summary.path).read_text())
+    cfg = TrainConfig(n_estimators=n_estimators, cv_folds=cv_folds, out_dir=Path(model.path),
+                      tracking_uri=mlflow_tracking_uri or None, gate_config=gate_file or None,
+                      extra_lineage={"feature_data_hash": lineage.get("data_hash"),
+                                     "clean_data_uri": clean_data.uri})
+    summary = train_task(task, read_clean(clean_data.path), FeatureClient(), cfg)
+
+    for key, value in summary["metrics"].items():
+        if isinstance(value, int | float) and value == value:
+            metrics.log_metric(key, float(value))
+    for base, values in summary["baselines"].items():
+        for key, value in (values.items() if isinstance(values, dict) else []):
+            if isinstance(value, int | float) and value == value:
+                metrics.log_metric(f"baseline_{base}_{key}", float(value))
+    confusion = summary.get("confusion_matrix")
+    if confusion:
+        classification.log_confusion_matrix(confusion["labels"], confusion["matrix"])
+    shutil.copyfile(summary["report"], report.path)
+    model.metadata.update({"registered_name": summary.get("registered_name"), "version": summary.get("version"),
+                           "alias": summary.get("alias"), "task": task})
+    keep = ("task", "metrics", "baselines", "beats_baseline", "registered_name", "version", "alias", "gate",
+            "model_uri", "seconds")
+    return json.dumps({k: summary.get(k) for k in keep}, default=str)

@@ -1,0 +1,91 @@
+"""``titans pipeline run|compile|submit``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pipelines.local_run import print_summary, run_local
+    from titans.cli import print_json
+    from titans.errors import UserError
+
+    if not args.local:
+        raise UserError("only --local runs start from here; use `titans pipeline submit --host URL` for a cluster")
+    gate = Path(args.gate_config).read_text() if args.gate_config else "{}"
+    summary = run_local(data=args.data, rows=args.rows, accounts=args.accounts, seed=args.seed,
+                        n_estimators=args.n_estimators, cv_folds=args.cv_folds, gate_config=gate,
+                        canary_percent=args.canary_percent)
+    if args.json:
+        print_json(summary)
+    else:
+        print_summary(summary)
+    return 0
+
+
+def _compile(args: argparse.Namespace) -> int:
+    from pipelines.compile import TRAINING_YAML, compile_training
+
+    path = compile_training(Path(args.out) if args.out else TRAINING_YAML)
+    print(f"wrote {path}")
+    return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from pipelines.compile import TRAINING_YAML
+    from pipelines.submit import build_submission, submit
+    from titans.cli import print_json
+    from titans.errors import UserError
+
+    params = {}
+    for item in args.param or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--param {item!r}: expected NAME=VALUE")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    sub = build_submission(Path(args.package) if args.package else TRAINING_YAML, args.experiment, params,
+                           args.schedule, args.run_name)
+    print_json(submit(args.host, sub))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``pipeline run``, ``pipeline compile`` and ``pipeline submit``."""
+    pipe = subparsers.add_parser("pipeline", help="run, compile or submit the training pipeline")
+    sub = pipe.add_subparsers(dest="pipeline_command", metavar="ACTION", required=True)
+
+    run = sub.add_parser("run", help="run the whole pipeline locally through kfp.local",
+                         description="Run ingest -> features -> four trainings -> gate -> deploy through "
+                                     "kfp.local on this machine. Without --data, a synthetic export is "
+                                     "generated (embedded defaults). Outputs go to $TITANS_HOME (./var).")
+    run.add_argument("--local", action="store_true", required=True, help="run on this machine (kfp.local)")
+    run.add_argument("--data", nargs="+", metavar="PATH", help="export files to ingest (default: generate)")
+    run.add_argument("--rows", type=int, default=20000, help="rows to generate without --data (default 20000)")
+    run.add_argument("--accounts", type=int, default=3)
+    run.add_argument("--seed", type=int, default=7)
+    run.add_argument("--n-estimators", type=int, default=200, help="trees per boosted model (default 200)")
+    run.add_argument("--cv-folds", type=int, default=3, help="cross-validation folds (default 3)")
+    run.add_argument("--canary-percent", type=int, default=10, help="traffic to a new version (default 10)")
+    run.add_argument("--gate-config", help="JSON file with gate thresholds (see titans.registry.GateConfig)")
+    run.add_argument("--json", action="store_true", help="print the summary as JSON")
+    run.set_defaults(handler=_run)
+
+    comp = sub.add_parser("compile", help="write the IR YAML for the Kubeflow UI (pipelines/compiled/)")
+    comp.add_argument("--out", help="output path (default pipelines/compiled/training_pipeline.yaml)")
+    comp.set_defaults(handler=_compile)
+
+    subm = sub.add_parser("submit", help="create a run or a recurring run on a Kubeflow Pipelines endpoint",
+                          description="Upload the compiled pipeline to KFP and start a run, or with "
+                                      "--schedule a recurring run (6-field cron with seconds).")
+    subm.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://localhost:8888")
+    subm.add_argument("--schedule", help="cron with seconds, e.g. '0 0 3 * * *' (daily 03:00)")
+    subm.add_argument("--experiment", default="titans", help="KFP experiment (default titans)")
+    subm.add_argument("--run-name", help="run or job name (default: the pipeline's name)")
+    subm.add_argument("--param", action="append", metavar="NAME=VALUE", help="pipeline parameter (repeatable)")
+    subm.add_argument("--package", help="compiled YAML (default pipelines/compiled/training_pipeline.yaml)")
+    subm.set_defaults(handler=_submit)

@@ -1,0 +1,86 @@
+"""The training pipeline: ingest -> features -> four trainings in parallel -> gate -> deploy -> canary.
+
+Cluster settings (retries, resources, Secrets, the data volume) are applied here and compile
+into the IR; ``kfp.local`` ignores the Kubernetes-specific ones, so the same function runs
+on a laptop and in Kubeflow.
+"""
+
+
+from kfp import dsl, kubernetes
+
+from components.canary import canary_analysis
+from components.deploy import deploy_models
+from components.features import build_features
+from components.gate import gate_report
+from components.ingest import ingest_data
+from components.train import train_model
+
+TASKS = ("category", "amount", "anomaly", "cashflow")
+DATA_PVC = "titans-data"
+DATA_MOUNT = "/var/titans"
+# Existing Secrets (created by the Helm chart's users, never by us): MLflow and object-store credentials.
+MLFLOW_SECRET = "titans-mlflow-credentials"
+OBJECT_STORE_SECRET = "titans-object-store"
+
+
+def _on_cluster(task: dsl.PipelineTask, cpu: str, memory: str, retries: int = 2) -> dsl.PipelineTask:
+    """Resources, retries, the shared data volume and credentials for one step on a cluster."""
+    task.set_cpu_request(cpu).set_memory_request(memory).set_memory_limit(memory).set_retry(
+        num_retries=retries, backoff_duration="30s", backoff_factor=2.0)
+    kubernetes.mount_pvc(task, pvc_name=DATA_PVC, mount_path=DATA_MOUNT)
+    kubernetes.use_secret_as_env(task, secret_name=OBJECT_STORE_SECRET, optional=True, secret_key_to_env={
+        "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"})
+    kubernetes.use_secret_as_env(task, secret_name=MLFLOW_SECRET, optional=True, secret_key_to_env={
+        "MLFLOW_TRACKING_USERNAME": "MLFLOW_TRACKING_USERNAME",
+        "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD"})
+    return task
+
+
+@dsl.pipeline(
+    name="titans-training",
+    description="Transaction export -> Feast features -> category, amount, anomaly and cash-flow models "
+                "-> MLflow registry with a gate -> KServe canary.",
+)
+def training_pipeline(
+    source_uri: str = "",
+    rows: int = 20000,
+    accounts: int = 3,
+    seed: int = 7,
+    fraud_rate: float = 0.02,
+    titans_home: str = "",
+    mlflow_tracking_uri: str = "",
+    gate_config: str = "{}",
+    n_estimators: int = 300,
+    cv_folds: int = 5,
+    canary_percent: int = 10,
+    namespace: str = "titans",
+    prometheus_url: str = "",
+    canary_window_seconds: int = 600,
+) -> None:
+    """Parameters: data location (empty = generate), thresholds (gate JSON), canary percent, MLflow URI."""
+    ingest = ingest_data(source_uri=source_uri, rows=rows, accounts=accounts, seed=seed, fraud_rate=fraud_rate,
+                         titans_home=titans_home).set_display_name("ingest")
+    _on_cluster(ingest, "1", "2Gi")
+    features = build_features(clean_data=ingest.outputs["clean_data"], titans_home=titans_home)
+    _on_cluster(features.set_display_name("build features"), "1", "4Gi")
+    trained = {}
+    for task in TASKS:
+        step = train_model(task=task, clean_data=ingest.outputs["clean_data"],
+                           feature_summary=features.outputs["feature_summary"], titans_home=titans_home,
+                           mlflow_tracking_uri=mlflow_tracking_uri, gate_config=gate_config,
+                           n_estimators=n_estimators, cv_folds=cv_folds)
+        trained[task] = _on_cluster(step.set_display_name(f"train {task}"), "2", "6Gi")
+    gate = gate_report(**{t: trained[t].outputs["Output"] for t in TASKS}).set_display_name("evaluate and gate")
+    _on_cluster(gate, "250m", "512Mi")
+    deploy = deploy_models(
+        summaries=gate.outputs["Output"], titans_home=titans_home, mlflow_tracking_uri=mlflow_tracking_uri,
+        canary_percent=canary_percent,
+        namespace=namespace, **{f"{t}_model": trained[t].outputs["model"] for t in TASKS},
+    ).set_display_name("deploy")
+    _on_cluster(deploy, "250m", "1Gi", retries=0)
+    with dsl.If(prometheus_url != "", name="canary-evidence-configured"):
+        for task in TASKS:
+            canary = canary_analysis(model_name=f"titans-{task}", prometheus_url=prometheus_url,
+                                     window_seconds=canary_window_seconds, namespace=namespace,
+                                     mlflow_tracking_uri=mlflow_tracking_uri).after(deploy)
+            _on_cluster(canary.set_display_name(f"canary {task}"), "250m", "512Mi", retries=0)

@@ -1,0 +1,66 @@
+"""The committed IR equals a fresh compilation; submission sends that IR through the real kfp.Client."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+from kfp_api_double import kfp_api_double
+
+from pipelines.compile import TRAINING_YAML, compile_training
+from pipelines.submit import build_submission, submit
+from titans.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return compile_training(tmp_path_factory.mktemp("ir") / "training_pipeline.yaml")
+
+
+def test_committed_ir_is_fresh_and_a_pipeline_spec(fresh: Path) -> None:
+    assert TRAINING_YAML.read_text() == fresh.read_text(), "run `make compile` and commit pipelines/compiled/"
+    spec_doc, platform_doc = yaml.safe_load_all(fresh.read_text())
+    spec = json_format.ParseDict(spec_doc, pipeline_spec_pb2.PipelineSpec())
+    tasks = spec.root.dag.tasks
+    trains = [t for t in tasks if t.startswith("train-model")]
+    assert len(trains) == 4
+    # The four trainings depend only on data and features, so they run in parallel on a cluster.
+    assert all(set(tasks[t].dependent_tasks) == {"ingest-data", "build-features"} for t in trains)
+    assert sorted(tasks["deploy-models"].dependent_tasks) == sorted(["gate-report", *trains])
+    assert {"rows", "source_uri", "canary_percent", "mlflow_tracking_uri", "gate_config"} <= set(
+        spec.root.input_definitions.parameters)
+    # Cluster settings compiled in: retries, the data volume and optional credential Secrets.
+    assert tasks["train-model"].retry_policy.max_retry_count == 2
+    executor = platform_doc["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train-model"]
+    assert executor["pvcMount"][0]["mountPath"] == "/var/titans"
+    assert {s["secretName"] for s in executor["secretAsEnv"]} == {"titans-mlflow-credentials",
+                                                                  "titans-object-store"}
+
+
+def test_submit_run_and_schedule_through_kfp_client() -> None:
+    compiled = yaml.safe_load_all(TRAINING_YAML.read_text())
+    spec_doc = next(compiled)
+    with kfp_api_double() as (host, recorded):
+        run = submit(host, build_submission(TRAINING_YAML, "titans", {"rows": 5000, "canary_percent": 20}, None))
+        job = submit(host, build_submission(TRAINING_YAML, "titans", {}, "0 0 3 * * *"))
+    assert run["run_id"] == "run-1" and job["recurring_run_id"] == "recurring-1"
+    runs = [r["body"] for r in recorded if r["method"] == "POST" and r["path"] == "/apis/v2beta1/runs"]
+    assert len(runs) == 1
+    assert runs[0]["pipeline_spec"]["pipeline_spec"] == spec_doc
+    assert runs[0]["runtime_config"]["parameters"] == {"rows": 5000, "canary_percent": 20}
+    assert runs[0]["experiment_id"] == "exp-1"
+    recurring = [r["body"] for r in recorded if r["path"] == "/apis/v2beta1/recurringruns"]
+    assert recurring[0]["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * *"
+    assert int(recurring[0]["max_concurrency"]) == 1
+
+
+@pytest.mark.parametrize("params, schedule, message", [
+    ({"no_such_param": 1}, None, "unknown pipeline parameters: no_such_param"),
+    ({}, "0 3 * * *", "6-field cron"),
+])
+def test_bad_submission_is_refused_before_sending(params: dict, schedule: str | None, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        build_submission(TRAINING_YAML, "titans", params, schedule)

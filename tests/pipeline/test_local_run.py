@@ -1,0 +1,80 @@
+"""The whole pipeline through kfp.local on small data; then a failing run that must change nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from titans.errors import UserError
+
+
+def _tree_digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _aliases(tracking_uri: str) -> dict[str, dict[str, str]]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    return {m.name: dict(m.aliases) for m in client.search_registered_models()}
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    home = tmp_path_factory.mktemp("pipeline-home")
+    saved = {k: os.environ.get(k) for k in ("TITANS_HOME", "MLFLOW_TRACKING_URI")}
+    os.environ["TITANS_HOME"] = str(home)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    yield home
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def first_run(home: Path) -> dict[str, Any]:
+    from pipelines.local_run import run_local
+
+    return run_local(rows=2500, accounts=2, n_estimators=20, cv_folds=2)
+
+
+def test_local_run_trains_gates_and_deploys(first_run: dict[str, Any], home: Path) -> None:
+    assert first_run["data"]["rows_in"] == 2500
+    assert {row["model"] for row in first_run["metrics"]} == {"category", "amount", "anomaly", "cashflow"}
+    assert all(row["baselines"] != "-" for row in first_run["metrics"])  # every metric sits next to a baseline
+    models = first_run["models"]
+    assert {m["registered_name"] for m in models.values()} == {
+        "titans-category", "titans-amount", "titans-anomaly", "titans-cashflow"}
+    assert all(m["version"] == "1" for m in models.values())
+    for task, m in models.items():
+        deployed = first_run["deployments"][task]
+        if m["alias"] == "champion":
+            assert (home / "models" / task / "metadata.json").is_file()
+            assert Path(deployed["manifest_path"]).read_text().count("kind: InferenceService") == 1
+        else:
+            assert deployed["action"] == "kept-previous" and not (home / "models" / task).exists()
+    aliases = _aliases(first_run["mlflow_tracking_uri"])
+    assert all(a.get("challenger") == "1" for a in aliases.values())
+    assert Path(first_run["reports"]["gate"]).read_text().startswith("# Training run")
+
+
+def test_failing_step_names_itself_and_changes_nothing(first_run: dict[str, Any], home: Path,
+                                                       tmp_path: Path) -> None:
+    from pipelines.local_run import run_local
+
+    before_models = _tree_digest(home / "models")
+    before_aliases = _aliases(first_run["mlflow_tracking_uri"])
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(UserError, match=r"pipeline step 'ingest-data' failed: UserError: .*the file is empty"):
+        run_local(data=[str(empty)], n_estimators=20, cv_folds=2)
+    assert _tree_digest(home / "models") == before_models
+    assert _aliases(first_run["mlflow_tracking_uri"]) == before_aliases

@@ -1,0 +1,75 @@
+"""Publishing promoted models: the deploy step's logic, shared by the pipeline and the CLI.
+
+Why a separate module: "deploy only what the gate promoted, and leave the rest exactly as it
+was" is a rule about state (model folders served locally, InferenceServices in a cluster),
+not about Kubeflow, so it lives in the core and is tested without a pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from titans.settings import load_settings
+
+log = logging.getLogger(__name__)
+
+
+def publish_model_dir(source: Path, task: str, models_dir: Path | None = None) -> Path:
+    """Swap ``source`` in as ``<models_dir>/<task>`` (copy aside, then two renames).
+
+    A crash mid-copy leaves the previous folder in place; ``titans serve`` never sees half a model.
+    """
+    target_root = models_dir or load_settings().models_dir
+    target_root.mkdir(parents=True, exist_ok=True)
+    target = target_root / task
+    staging = target_root / f".{task}.incoming"
+    retired = target_root / f".{task}.previous"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source, staging)
+    shutil.rmtree(retired, ignore_errors=True)
+    if target.exists():
+        target.rename(retired)
+    staging.rename(target)
+    shutil.rmtree(retired, ignore_errors=True)
+    return target
+
+
+def mlflow_storage_uri(model_uri: str | None) -> str:
+    """Where the registered model's directory lives in MLflow's artifact store (s3://... in a cluster)."""
+    if not model_uri:
+        return ""
+    try:
+        from mlflow import MlflowClient
+
+        _, name, version = model_uri.split("/")
+        return MlflowClient().get_model_version_download_uri(name, version).rstrip("/") + "/artifacts/model_dir"
+    except Exception as exc:  # an unreachable registry must not block a laptop deploy
+        log.warning("could not resolve the artifact location of %s: %s", model_uri, exc)
+        return ""
+
+
+def deploy_promoted(summaries: dict[str, dict[str, Any]], model_paths: dict[str, str], canary_percent: int,
+                    namespace: str, manifests_dir: str) -> dict[str, Any]:
+    """Deploy each task whose new version became ``champion``; report what happened to every task."""
+    from titans import deploy
+
+    results: dict[str, Any] = {}
+    for task, summary in summaries.items():
+        gate = summary.get("gate") or {}
+        if summary.get("alias") != "champion":
+            results[task] = {"action": "kept-previous", "reasons": gate.get("reasons", ["not registered"])}
+            continue
+        source = Path(model_paths[task]) / task
+        local = publish_model_dir(source, task)
+        stable = gate.get("champion_before") or ""
+        outcome = deploy.deploy(
+            summary["registered_name"], str(summary["version"]), canary_traffic_percent=canary_percent,
+            namespace=namespace, storage_uri=mlflow_storage_uri(summary.get("model_uri")),
+            out_dir=manifests_dir, stable_version=str(stable) if stable else "",
+        )
+        outcome.pop("manifest", None)
+        results[task] = {"local_model_dir": str(local), "stable_version": stable or None, **outcome}
+    return results
