@@ -14,9 +14,8 @@ $(VENV)/.installed: pyproject.toml uv.lock
 	$(UV) sync --frozen --extra dev
 	@touch $@
 
-run: install ## the main job on embedded defaults
-	$(VENV)/bin/titans data generate
-	$(VENV)/bin/titans data ingest --input $(TITANS_HOME)/raw/transactions.csv
+run: install ## the main job on embedded defaults: the training pipeline through kfp.local
+	$(VENV)/bin/titans pipeline run --local
 
 test: install ## the whole test suite
 	$(VENV)/bin/pytest -q

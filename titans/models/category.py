@@ -40,10 +40,11 @@ NUMERIC = [
     "day_of_month_sin",
     "day_of_month_cos",
     "is_month_end",
-    "merchant_count_log",
-    "merchant_dominant_category_share_90d",
-    "merchant_seen",
 ]
+# Merchant counts are left out of the linear features on purpose: on the real export they
+# tied a known merchant to its past category so strongly that "Hardware Components" bought at
+# Best Buy (seen once, for office supplies) lost its obvious word; the merchant's dominant
+# past category stays in, weighted low, as a tie-breaker.
 
 
 class EncodedXGBClassifier(ClassifierMixin, BaseEstimator):
@@ -96,7 +97,6 @@ def _design(frame: pd.DataFrame) -> pd.DataFrame:
     """Model-ready columns from a request frame (V2 inputs plus optional history)."""
     req = request_features(frame, with_amount=True)
     hist = history_features(frame, SERVICE, numeric_only=False)
-    count = hist["merchant_txn_count_all"].astype(float)
     return pd.DataFrame(
         {
             "desc": frame["description"].str.lower(),
@@ -109,9 +109,6 @@ def _design(frame: pd.DataFrame) -> pd.DataFrame:
             "day_of_month_sin": req["day_of_month_sin"],
             "day_of_month_cos": req["day_of_month_cos"],
             "is_month_end": req["is_month_end"].astype(float),
-            "merchant_count_log": np.log1p(count.clip(lower=0)),
-            "merchant_dominant_category_share_90d": hist["merchant_dominant_category_share_90d"],
-            "merchant_seen": (count > 0).astype(float),
         }
     )
 
@@ -122,14 +119,16 @@ def _features(text_weight: float = 1.0, side_weight: float = 0.3) -> ColumnTrans
             ("desc_words", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), "desc"),
             ("desc_chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True), "desc"),
             ("merchant_chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True), "merch"),
-            ("categorical", OneHotEncoder(handle_unknown="ignore"), ["payment_method", "dominant"]),
+            ("payment", OneHotEncoder(handle_unknown="ignore"), ["payment_method"]),
+            ("dominant", OneHotEncoder(handle_unknown="ignore"), ["dominant"]),
             ("numeric", StandardScaler(), NUMERIC),
         ],
         transformer_weights={
             "desc_words": text_weight,
             "desc_chars": text_weight,
             "merchant_chars": 0.5 * text_weight,
-            "categorical": side_weight,
+            "payment": side_weight,
+            "dominant": side_weight / 3,
             "numeric": side_weight,
         },
     )

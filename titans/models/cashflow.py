@@ -1,0 +1,285 @@
+"""Cash-flow forecaster: daily net cash flow per account, recursively, with empirical intervals.
+
+Why recursive gradient boosting: one global model over every account's days learns the
+calendar (pay days, month-end bills, quiet weekends) from calendar features and the
+account's own level from lag and rolling features; feeding each forecast day back in as
+history gives any horizon from one model. Intervals are empirical quantiles of the
+backtest's out-of-sample errors (rolling-origin, so every error is a true forecast error),
+which holds without assuming the errors are normal; they are lumpy here (income days).
+
+Training features come from the Feast ``cashflow_service`` (calendar + ``account_cashflow``:
+yesterday's flows and trailing means); at forecast time the same columns are recomputed
+from the stored history plus the days already forecast, by ``lag_features``, which follows
+the feature store's definitions (a test holds the two equal). The model keeps the last
+``history_days`` days of every account it was trained on: ``predict`` forecasts from there.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from titans.errors import UserError
+from titans.features.transaction import calendar_features
+from titans.models.common import CASHFLOW_INPUTS, _as_text
+
+log = logging.getLogger(__name__)
+
+SERVICE = "cashflow_service"
+STORE_LAGS = (
+    "account_inflow_1d",
+    "account_outflow_1d",
+    "account_net_1d",
+    "account_net_mean_7d",
+    "account_net_mean_30d",
+    "account_inflow_mean_30d",
+    "account_outflow_mean_30d",
+)
+EXTRA_LAGS = ("net_lag_7", "net_lag_14", "net_lag_28", "net_same_day_last_month")
+CALENDAR = ("weekday", "day_of_month", "is_month_start", "is_month_end", "day_of_month_sin", "day_of_month_cos")
+FEATURES = CALENDAR + STORE_LAGS + EXTRA_LAGS
+MAX_HORIZON = 90
+
+
+def lag_features(series: pd.DataFrame) -> pd.DataFrame:
+    """Lag/rolling features of each (account, date) row from days strictly before it.
+
+    Same definitions as ``titans.features.history.account_cashflow`` (zero-filled daily
+    series; a young account averages over the days it has; day one has zeros), plus
+    weekly and monthly seasonal lags the store does not carry.
+    """
+    s = series.sort_values(["account_id", "date"], kind="mergesort").reset_index(drop=True)
+    g = s.groupby("account_id", sort=False)
+    out = pd.DataFrame({"account_id": s["account_id"], "date": s["date"]})
+    shifted = {c: g[c].shift(1) for c in ("inflow", "outflow", "net")}
+    out["account_inflow_1d"] = shifted["inflow"]
+    out["account_outflow_1d"] = shifted["outflow"]
+    out["account_net_1d"] = shifted["net"]
+
+    def trailing(col: str, days: int) -> pd.Series:
+        rolled = g[col].rolling(days, min_periods=1).mean().droplevel(0).sort_index()
+        return rolled.groupby(s["account_id"], sort=False).shift(1)
+
+    out["account_net_mean_7d"] = trailing("net", 7)
+    out["account_net_mean_30d"] = trailing("net", 30)
+    out["account_inflow_mean_30d"] = trailing("inflow", 30)
+    out["account_outflow_mean_30d"] = trailing("outflow", 30)
+    for lag in (7, 14, 28):
+        out[f"net_lag_{lag}"] = g["net"].shift(lag)
+    keyed = s.set_index(["account_id", "date"])["net"]
+    month_ago = pd.MultiIndex.from_arrays([s["account_id"], s["date"] - pd.DateOffset(months=1)])
+    out["net_same_day_last_month"] = keyed.reindex(month_ago).to_numpy()
+    return out.fillna(0.0)
+
+
+def _calendar(dates: pd.Series) -> pd.DataFrame:
+    cal = calendar_features(pd.DataFrame({"date": dates}).reset_index(drop=True))
+    return cal[list(CALENDAR)].astype(float)
+
+
+def _booster(n_estimators: int, seed: int) -> Any:
+    import xgboost as xgb
+
+    return xgb.XGBRegressor(
+        n_estimators=n_estimators,
+        max_depth=4,
+        learning_rate=0.05,
+        subsample=0.8,
+        colsample_bytree=0.8,
+        min_child_weight=3,
+        tree_method="hist",
+        random_state=seed,
+        n_jobs=1,
+    )
+
+
+@dataclass
+class CashflowModel:
+    """Fitted forecaster plus the history it forecasts from and its error quantiles."""
+
+    n_estimators: int = 300
+    seed: int = 0
+    history_days: int = 70
+    booster: Any = None
+    history: pd.DataFrame | None = None
+    # Forecast-error quantiles (actual - forecast) for the 80% and 95% intervals.
+    error_quantiles: dict[str, float] = field(default_factory=dict)
+    interval_source: str = "in-sample residuals"
+
+    inputs = CASHFLOW_INPUTS
+    outputs = ("date", "net_amount", "lower_80", "upper_80", "lower_95", "upper_95")
+
+    def fit(self, training_set: pd.DataFrame) -> CashflowModel:
+        """Fit on daily rows (account_id, date, inflow, outflow, net + Feast lag columns)."""
+        needed = ["account_id", "date", "inflow", "outflow", "net"]
+        missing = [c for c in needed if c not in training_set.columns]
+        if missing:
+            raise UserError(f"cash-flow training set lacks column(s) {missing}")
+        rows = training_set.sort_values(["account_id", "date"], kind="mergesort").reset_index(drop=True)
+        if len(rows) < 30:
+            raise UserError("the cash-flow model needs at least 30 account-days")
+        X = self._matrix(rows)
+        self.booster = _booster(self.n_estimators, self.seed).fit(X, rows["net"].to_numpy(float))
+        residual = rows["net"].to_numpy(float) - self.booster.predict(X)
+        self.set_errors(residual, "in-sample residuals (replaced by backtest errors when trained by titans.train)")
+        self.history = (
+            rows.groupby("account_id", sort=False).tail(self.history_days)[needed].reset_index(drop=True)
+        )
+        return self
+
+    def _matrix(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """Feature matrix; store columns from the Feast training set when present."""
+        lags = lag_features(rows[["account_id", "date", "inflow", "outflow", "net"]])
+        lags = lags.set_index(["account_id", "date"]).reindex(pd.MultiIndex.from_frame(rows[["account_id", "date"]]))
+        X = _calendar(rows["date"])
+        for col in STORE_LAGS + EXTRA_LAGS:
+            source = rows[col] if col in rows.columns else lags[col]
+            X[col] = pd.to_numeric(pd.Series(np.asarray(source)), errors="coerce").fillna(0.0).to_numpy(float)
+        return X[list(FEATURES)]
+
+    def set_errors(self, errors: np.ndarray, source: str) -> None:
+        """Interval quantiles from forecast errors (actual - forecast)."""
+        errors = np.asarray(errors, dtype=float)
+        errors = errors[np.isfinite(errors)]
+        if len(errors) == 0:
+            raise UserError("no forecast errors to build intervals from")
+        q = np.quantile(errors, [0.025, 0.1, 0.9, 0.975])
+        self.error_quantiles = {"q025": q[0], "q10": q[1], "q90": q[2], "q975": q[3]}
+        self.error_quantiles = {k: float(v) for k, v in self.error_quantiles.items()}
+        self.interval_source = source
+
+    @property
+    def accounts(self) -> list[str]:
+        return [] if self.history is None else sorted(self.history["account_id"].astype(str).unique())
+
+    def forecast(self, account_ids: list[str], horizon: int) -> pd.DataFrame:
+        """Day-by-day forecasts after each account's last stored day, with 80%/95% intervals."""
+        if self.booster is None or self.history is None:
+            raise UserError("cash-flow model is not fitted")
+        if not 1 <= int(horizon) <= MAX_HORIZON:
+            raise UserError(f"horizon_days must be between 1 and {MAX_HORIZON}, got {horizon}")
+        unknown = sorted(set(account_ids) - set(self.accounts))
+        if unknown:
+            raise UserError(f"unknown account(s) {unknown}; this model forecasts {self.accounts}")
+        series = self.history[self.history["account_id"].isin(account_ids)].copy()
+        produced = []
+        for _ in range(int(horizon)):
+            last = series.groupby("account_id", sort=False)["date"].max()
+            nxt = pd.DataFrame({"account_id": last.index, "date": last.to_numpy() + np.timedelta64(1, "D")})
+            nxt[["inflow", "outflow", "net"]] = 0.0
+            probe = pd.concat([series, nxt], ignore_index=True)
+            lags = lag_features(probe)
+            lags = lags.merge(nxt[["account_id", "date"]], on=["account_id", "date"])
+            X = _calendar(lags["date"])
+            for col in STORE_LAGS + EXTRA_LAGS:
+                X[col] = lags[col].to_numpy(float)
+            pred = self.booster.predict(X[list(FEATURES)])
+            step = lags[["account_id", "date"]].assign(net=pred)
+            # Forecast days feed back as net only; inflow/outflow split by sign for the lag means.
+            step["inflow"] = np.clip(pred, 0, None)
+            step["outflow"] = np.clip(-pred, 0, None)
+            series = pd.concat([series, step[["account_id", "date", "inflow", "outflow", "net"]]], ignore_index=True)
+            produced.append(step)
+        out = pd.concat(produced, ignore_index=True).sort_values(["account_id", "date"], kind="mergesort")
+        q = self.error_quantiles
+        out = out.rename(columns={"net": "net_amount"})[["account_id", "date", "net_amount"]].reset_index(drop=True)
+        out["lower_80"] = out["net_amount"] + q["q10"]
+        out["upper_80"] = out["net_amount"] + q["q90"]
+        out["lower_95"] = out["net_amount"] + q["q025"]
+        out["upper_95"] = out["net_amount"] + q["q975"]
+        return out
+
+    def predict(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        """V2: ``account_id`` and ``horizon_days`` in, one output row per forecast day out."""
+        missing = [c for c in self.inputs if c not in frame.columns]
+        if missing:
+            raise UserError(f"missing input column(s) {missing}; this model needs {list(self.inputs)}")
+        if len(frame) == 0:
+            raise UserError("cash-flow predict needs one row (account_id, horizon_days)")
+        accounts = list(_as_text(frame["account_id"]))
+        horizons = pd.to_numeric(frame["horizon_days"], errors="coerce")
+        if horizons.isna().any():
+            raise UserError("horizon_days must be an integer")
+        parts = [self.forecast([a], int(h)) for a, h in zip(accounts, horizons, strict=True)]
+        out = pd.concat(parts, ignore_index=True)
+        result = {"date": out["date"].dt.strftime("%Y-%m-%d").to_numpy(dtype=object)}
+        for col in self.outputs[1:]:
+            result[col] = out[col].to_numpy(float)
+        return result
+
+    def describe(self) -> dict[str, Any]:
+        last = (
+            {}
+            if self.history is None
+            else {a: d.strftime("%Y-%m-%d") for a, d in self.history.groupby("account_id")["date"].max().items()}
+        )
+        return {
+            "forecasts_from": "history stored with the model: the last "
+            f"{self.history_days} observed days of each account; day 1 is the day after its last day",
+            "accounts": self.accounts,
+            "last_observed_day": last,
+            "max_horizon_days": MAX_HORIZON,
+            "interval_source": self.interval_source,
+            "error_quantiles": self.error_quantiles,
+            "features": list(FEATURES),
+        }
+
+
+def seasonal_naive(history: pd.Series, horizon: int, season: int = 7) -> np.ndarray:
+    """Repeat the last full season (last week) forward."""
+    values = history.to_numpy(float)
+    last = values[-season:] if len(values) >= season else np.resize(values, season)
+    return np.resize(last, horizon)
+
+
+def backtest(
+    series: pd.DataFrame,
+    origins: int = 4,
+    horizon: int = 30,
+    n_estimators: int = 300,
+    seed: int = 0,
+    min_train_days: int = 60,
+) -> pd.DataFrame:
+    """Rolling-origin evaluation: refit at each origin, forecast ``horizon`` days, keep errors.
+
+    ``series`` holds the training-set rows (account_id, date, inflow, outflow, net and the
+    Feast lag columns). Origins are spaced ``horizon`` days apart, ending ``horizon`` days
+    before the last day, so each forecast is scored on days no model of that origin saw.
+    Returns one row per account-day forecast with the model and both baselines.
+    """
+    series = series.sort_values(["account_id", "date"], kind="mergesort").reset_index(drop=True)
+    last_day = series["date"].max()
+    first_day = series["date"].min()
+    cuts = [last_day - pd.Timedelta(days=horizon * k) for k in range(origins, 0, -1)]
+    cuts = [c for c in cuts if (c - first_day).days >= min_train_days]
+    if not cuts:
+        raise UserError(f"cash-flow backtest needs at least {min_train_days + horizon} days of history")
+    rows = []
+    for i, cut in enumerate(cuts):
+        train = series[series["date"] <= cut]
+        test = series[(series["date"] > cut) & (series["date"] <= cut + pd.Timedelta(days=horizon))]
+        model = CashflowModel(n_estimators=n_estimators, seed=seed).fit(train)
+        accounts = sorted(set(test["account_id"]) & set(model.accounts))
+        fc = model.forecast(accounts, horizon)
+        merged = fc.merge(test[["account_id", "date", "net"]], on=["account_id", "date"], how="inner")
+        for account, part in merged.groupby("account_id"):
+            hist = train[train["account_id"] == account]["net"]
+            part = part.sort_values("date")
+            step = (part["date"] - cut).dt.days.to_numpy()
+            naive = seasonal_naive(hist, horizon)[step - 1]
+            scale = float(np.mean(np.abs(hist.to_numpy()[7:] - hist.to_numpy()[:-7]))) if len(hist) > 7 else np.nan
+            rows.append(
+                part.assign(
+                    origin=i,
+                    cutoff=cut,
+                    step=step,
+                    seasonal_naive=naive,
+                    mean_baseline=float(hist.mean()),
+                    mase_scale=scale,
+                )
+            )
+    return pd.concat(rows, ignore_index=True)

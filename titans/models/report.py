@@ -1,0 +1,80 @@
+"""A Markdown report per training run: verdict first, metrics beside baselines, then plots.
+
+Why Markdown: it renders in MLflow's artifact view, on GitHub and in any editor, and a
+person scanning it sees at once whether each model beat its baseline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+# Metric per task that decides "beat the baseline", with its direction.
+HEADLINE = {
+    "category": ("accuracy", "majority_class", True),
+    "amount": ("mae", "category_median", False),
+    "anomaly": ("pr_auc", "amount_vs_merchant", True),
+    "cashflow": ("mase", "seasonal_naive", False),
+}
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def beats_baseline(task: str, result: dict[str, Any]) -> bool | None:
+    metric, base, higher = HEADLINE[task]
+    ours = result["metrics"].get(metric)
+    theirs = result["baselines"].get(base, {}).get(metric)
+    if ours is None or theirs is None:
+        return None
+    return ours > theirs if higher else ours < theirs
+
+
+def section(task: str, result: dict[str, Any], plots: dict[str, str]) -> str:
+    metric, base, higher = HEADLINE[task]
+    verdict = beats_baseline(task, result)
+    mark = {True: "beats", False: "does NOT beat", None: "cannot be compared with"}[verdict]
+    lines = [
+        f"## {task}",
+        "",
+        f"**{metric} {_fmt(result['metrics'].get(metric))}** {mark} the {base} baseline "
+        f"({_fmt(result['baselines'].get(base, {}).get(metric))}); "
+        f"{'higher' if higher else 'lower'} is better.",
+        "",
+    ]
+    names = sorted({k for b in result["baselines"].values() for k in b if not isinstance(b[k], str)})
+    shown = [m for m in result["metrics"] if m in names or not result["baselines"]]
+    lines += ["| metric | model | " + " | ".join(result["baselines"]) + " |",
+              "|---|---|" + "---|" * len(result["baselines"])]
+    for m in shown:
+        row = [_fmt(result["baselines"][b].get(m)) for b in result["baselines"]]
+        lines.append(f"| {m} | {_fmt(result['metrics'][m])} | " + " | ".join(row) + " |")
+    extra = {k: v for k, v in result["metrics"].items() if k not in shown}
+    if extra:
+        lines += ["", "Also: " + ", ".join(f"{k} {_fmt(v)}" for k, v in extra.items())]
+    if result.get("gate"):
+        g = result["gate"]
+        lines += ["", f"Gate: **{g['decision']}** ({'; '.join(g['reasons'])})"]
+    lines.append("")
+    for label, rel in plots.items():
+        lines += [f"![{label}]({rel})", ""]
+    per_class = result.get("per_class")
+    if per_class:
+        lines += ["<details><summary>per class</summary>", "", "| class | precision | recall | f1 | support |",
+                  "|---|---|---|---|---|"]
+        for lab, s in per_class.items():
+            lines.append(f"| {lab} | {s['precision']:.2f} | {s['recall']:.2f} | {s['f1']:.2f} | {s['support']} |")
+        lines += ["", "</details>", ""]
+    return "\n".join(lines)
+
+
+def write(path: Path, title: str, context: dict[str, Any], sections: list[str]) -> Path:
+    head = [f"# {title}", ""] + [f"- {k}: {_fmt(v)}" for k, v in context.items()] + [""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(head + sections) + "\n")
+    return path

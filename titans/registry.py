@@ -1,0 +1,282 @@
+"""MLflow tracking and registry: runs, model versions, the ``challenger``/``champion`` aliases, the gate.
+
+Why a gate in code: a new model version is always registered (so its run, metrics and
+lineage are kept) and always becomes ``challenger``; it becomes ``champion`` (what serving
+deploys) only if it clears absolute thresholds, beats its baseline, and is not worse than
+the current champion beyond a tolerance. The decision and its reasons are written on the
+model version and the run as tags, so "why is this version serving?" has an answer.
+Nothing else in the code base moves the ``champion`` alias.
+
+Embedded default: sqlite at ``$TITANS_HOME/mlflow.db`` with artifacts under
+``$TITANS_HOME/mlartifacts``; ``MLFLOW_TRACKING_URI`` points at a server instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from titans.errors import UserError
+from titans.settings import load_settings
+
+log = logging.getLogger(__name__)
+
+CHALLENGER = "challenger"
+CHAMPION = "champion"
+EXPERIMENT = "titans-training"
+GATE_CONFIG_ENV = "TITANS_GATE_CONFIG"
+
+# Per task: the metric the champion comparison uses, and whether higher is better.
+PRIMARY = {
+    "category": ("macro_f1", True),
+    "amount": ("mae", False),
+    "anomaly": ("pr_auc", True),
+    "cashflow": ("mase", False),
+}
+# Per task: the baseline the candidate must beat on its primary metric ("" = none).
+BASELINE = {
+    "category": ("majority_class", "accuracy", True),
+    "amount": ("category_median", "mae", False),
+    "anomaly": ("amount_vs_merchant", "pr_auc", True),
+    "cashflow": ("seasonal_naive", "mase", False),
+}
+
+
+@dataclass
+class GateConfig:
+    """Promotion rules. ``min``/``max`` are absolute bounds on holdout metrics per task.
+
+    ``tolerance`` is relative: a candidate may be up to that fraction worse than the
+    champion on the primary metric (noise on small holdouts should not block every
+    retrain) but no more.
+    """
+
+    minimum: dict[str, dict[str, float]] = field(
+        default_factory=lambda: {
+            "category": {"accuracy": 0.6, "macro_f1": 0.2},
+            "anomaly": {"pr_auc": 0.5},
+        }
+    )
+    maximum: dict[str, dict[str, float]] = field(default_factory=lambda: {"cashflow": {"mase": 1.0}})
+    tolerance: float = 0.02
+    require_beat_baseline: bool = True
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> GateConfig:
+        """Defaults, overridden by a JSON file (argument, else ``TITANS_GATE_CONFIG``)."""
+        path = path or os.environ.get(GATE_CONFIG_ENV)
+        if not path:
+            return cls()
+        try:
+            raw = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UserError(f"gate config {path}: {exc}") from exc
+        base = cls()
+        unknown = set(raw) - {"minimum", "maximum", "tolerance", "require_beat_baseline"}
+        if unknown:
+            raise UserError(f"gate config {path}: unknown key(s) {sorted(unknown)}")
+        return cls(
+            minimum=raw.get("minimum", base.minimum),
+            maximum=raw.get("maximum", base.maximum),
+            tolerance=float(raw.get("tolerance", base.tolerance)),
+            require_beat_baseline=bool(raw.get("require_beat_baseline", base.require_beat_baseline)),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"minimum": self.minimum, "maximum": self.maximum, "tolerance": self.tolerance,
+                "require_beat_baseline": self.require_beat_baseline}
+
+
+@dataclass
+class GateDecision:
+    promote: bool
+    reasons: list[str]
+    champion_before: str | None
+
+    @property
+    def decision(self) -> str:
+        return "promoted" if self.promote else "rejected"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"decision": self.decision, "promote": self.promote, "reasons": self.reasons,
+                "champion_before": self.champion_before}
+
+
+def evaluate_gate(
+    task: str,
+    metrics: dict[str, Any],
+    baselines: dict[str, Any],
+    champion_metrics: dict[str, Any] | None,
+    config: GateConfig,
+    champion_version: str | None = None,
+) -> GateDecision:
+    """Pure decision: every failed rule is a reason; no failed rule means promote."""
+    failed: list[str] = []
+    passed: list[str] = []
+    for name, bound in config.minimum.get(task, {}).items():
+        value = metrics.get(name)
+        (passed if value is not None and value >= bound else failed).append(f"{name} {value} >= {bound}")
+    for name, bound in config.maximum.get(task, {}).items():
+        value = metrics.get(name)
+        (passed if value is not None and value <= bound else failed).append(f"{name} {value} <= {bound}")
+    if config.require_beat_baseline:
+        base, metric, higher = BASELINE[task]
+        ours, theirs = metrics.get(metric), baselines.get(base, {}).get(metric)
+        ok = ours is not None and theirs is not None and (ours > theirs if higher else ours < theirs)
+        (passed if ok else failed).append(f"{metric} {ours} {'>' if higher else '<'} {base} {theirs}")
+    metric, higher = PRIMARY[task]
+    if champion_metrics is None:
+        passed.append("no champion yet")
+    else:
+        ours, theirs = metrics.get(metric), champion_metrics.get(metric)
+        if ours is None or theirs is None:
+            failed.append(f"{metric} not comparable with champion v{champion_version} ({ours} vs {theirs})")
+        else:
+            slack = config.tolerance * abs(theirs)
+            ok = ours >= theirs - slack if higher else ours <= theirs + slack
+            (passed if ok else failed).append(
+                f"{metric} {ours:.4g} vs champion v{champion_version} {theirs:.4g} (tolerance {config.tolerance:.0%})"
+            )
+    reasons = [f"failed: {r}" for r in failed] or [f"passed: {r}" for r in passed]
+    return GateDecision(promote=not failed, reasons=reasons, champion_before=champion_version)
+
+
+def configure(tracking_uri: str | None = None) -> str:
+    """Point MLflow at ``tracking_uri`` (else MLFLOW_TRACKING_URI, else the embedded sqlite)."""
+    import mlflow
+
+    settings = load_settings()
+    uri = tracking_uri or settings.mlflow_tracking_uri
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+        location = None
+        if uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri:
+            settings.mlflow_artifacts_dir.mkdir(parents=True, exist_ok=True)
+            location = settings.mlflow_artifacts_dir.as_uri()
+        mlflow.create_experiment(EXPERIMENT, artifact_location=location)
+    mlflow.set_experiment(EXPERIMENT)
+    return uri
+
+
+def _flat(metrics: dict[str, Any], baselines: dict[str, Any]) -> dict[str, float]:
+    out = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and v is not None}
+    for base, values in baselines.items():
+        for k, v in values.items():
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                out[f"baseline_{base}_{k}"] = float(v)
+    return {k: v for k, v in out.items() if np.isfinite(v)}
+
+
+def _pyfunc_class() -> type:
+    import mlflow.pyfunc
+
+    class TitansPyfunc(mlflow.pyfunc.PythonModel):
+        """MLflow's view of a titans model directory (the artifact ``model_dir``)."""
+
+        def load_context(self, context: Any) -> None:
+            from titans import model_dir
+
+            self.loaded = model_dir.load(context.artifacts["model_dir"])
+
+        def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+            return outputs_frame(self.loaded.predict(model_input))
+
+    return TitansPyfunc
+
+
+def outputs_frame(outputs: dict[str, np.ndarray]) -> pd.DataFrame:
+    """V2 outputs as a frame: 2-D outputs (top-k) become one list per row."""
+    return pd.DataFrame({k: list(v) if np.asarray(v).ndim > 1 else v for k, v in outputs.items()})
+
+
+def champion(name: str) -> tuple[str | None, dict[str, Any] | None]:
+    """(version, holdout metrics) of the current champion, or (None, None)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    try:
+        mv = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None, None
+    run = client.get_run(mv.run_id)
+    return str(mv.version), dict(run.data.metrics)
+
+
+def log_and_register(
+    task: str,
+    name: str,
+    model_path: Path,
+    result: dict[str, Any],
+    params: dict[str, Any],
+    lineage: dict[str, Any],
+    input_example: pd.DataFrame,
+    artifacts: list[Path],
+    gate: GateConfig,
+    training_data: pd.DataFrame | None = None,
+) -> dict[str, Any]:
+    """One MLflow run: params, metrics, plots, lineage, the model; register, alias, gate."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.models import infer_signature
+
+    from titans import model_dir
+
+    client = MlflowClient()
+    champ_version, champ_metrics = champion(name)
+    with mlflow.start_run(run_name=f"{task}") as run:
+        mlflow.set_tags({"task": task, "data_hash": str(lineage.get("data_hash")),
+                         "feature_service": str(lineage.get("feature_service"))})
+        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+        mlflow.log_metrics(_flat(result["metrics"], result["baselines"]))
+        mlflow.log_dict(result, "evaluation.json")
+        if training_data is not None:
+            dataset = mlflow.data.from_pandas(
+                training_data, source=str(lineage.get("data_dir", "clean table")),
+                name=f"{lineage.get('feature_service')}@{lineage.get('data_hash')}",
+            )
+            mlflow.log_input(dataset, context="training")
+        for art in artifacts:
+            mlflow.log_artifact(str(art), artifact_path="evaluation")
+        loaded = model_dir.load(model_path)
+        example_out = outputs_frame(loaded.predict(input_example))
+        signature = infer_signature(input_example, example_out)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=_pyfunc_class()(),
+            artifacts={"model_dir": str(model_path)},
+            signature=signature,
+            input_example=input_example,
+            registered_model_name=name,
+        )
+        version = str(info.registered_model_version)
+        client.set_registered_model_alias(name, CHALLENGER, version)
+        decision = evaluate_gate(task, result["metrics"], result["baselines"], champ_metrics, gate, champ_version)
+        tags = {"gate_decision": decision.decision, "gate_reasons": json.dumps(decision.reasons),
+                "gate_config": json.dumps(gate.as_dict()), "champion_before": str(champ_version)}
+        for k, v in tags.items():
+            client.set_model_version_tag(name, version, k, v)
+        mlflow.set_tags(tags)
+        if decision.promote:
+            client.set_registered_model_alias(name, CHAMPION, version)
+        log.info("%s v%s: %s (%s)", name, version, decision.decision, "; ".join(decision.reasons))
+        aliases = [CHALLENGER] + ([CHAMPION] if decision.promote else [])
+        return {
+            "registered_name": name,
+            "version": version,
+            "alias": CHAMPION if decision.promote else CHALLENGER,
+            "aliases": aliases,
+            "run_id": run.info.run_id,
+            "model_uri": f"models:/{name}/{version}",
+            "gate": decision.as_dict(),
+        }

@@ -1,0 +1,271 @@
+"""Training orchestration: clean table -> Feast training set -> fit -> evaluate -> model dir -> MLflow.
+
+Why one function per task behind one ``train``: the pipeline runs the four in parallel
+(one component each), the CLI runs them in sequence; both call ``train_task`` with the same
+arguments. Every task evaluates on a time-ordered holdout (fit on the earliest 80% by date,
+score the latest 20%; the forecaster uses a rolling-origin backtest), then refits the same
+recipe on all rows for the model it saves, so the served model has seen the latest weeks.
+The metrics in the metadata are the holdout's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from titans.errors import UserError
+
+log = logging.getLogger(__name__)
+
+TASKS = ("category", "amount", "anomaly", "cashflow")
+SERVICES = {t: f"{t}_service" for t in TASKS}
+
+
+@dataclass
+class TrainConfig:
+    """Knobs; defaults are the real sizes, tests pass smaller ones."""
+
+    test_fraction: float = 0.2
+    cv_folds: int = 5
+    n_estimators: int = 300
+    category_candidates: tuple[str, ...] = ("logreg_c10", "logreg_c30", "xgboost")
+    backtest_origins: int = 4
+    horizon_days: int = 30
+    seed: int = 0
+    register: bool = True
+    build_features: bool = False
+    tracking_uri: str | None = None
+    gate_config: str | None = None
+    out_dir: Path | None = None
+    feature_repo: str | None = None
+    extra_lineage: dict[str, Any] = field(default_factory=dict)
+
+
+def data_hash(clean: pd.DataFrame) -> str:
+    """Content hash of the clean table (same recipe as the feature build's lineage hash)."""
+    digest = hashlib.sha256(pd.util.hash_pandas_object(clean, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _entity_frame(rows: pd.DataFrame) -> pd.DataFrame:
+    frame = rows.copy()
+    frame["event_timestamp"] = frame["date"]
+    return frame
+
+
+def _training_set(client: Any, service: str, rows: pd.DataFrame) -> pd.DataFrame:
+    result = client.training_set(service, _entity_frame(rows))
+    if len(result) != len(rows):
+        raise RuntimeError(f"{service}: training set has {len(result)} rows for {len(rows)} entity rows")
+    return result
+
+
+def _request_example(frame: pd.DataFrame, inputs: tuple[str, ...]) -> pd.DataFrame:
+    ex = frame[list(inputs)].head(3).copy()
+    if "date" in ex:
+        ex["date"] = pd.to_datetime(ex["date"]).dt.strftime("%Y-%m-%d")
+    return ex.reset_index(drop=True)
+
+
+# -- the four tasks: each returns (final model, result dict, example, plots, training frame) ---------
+
+
+def _category(ts: pd.DataFrame, cfg: TrainConfig, plot_dir: Path) -> tuple[Any, dict, pd.DataFrame, dict]:
+    from titans.models import evaluation, plots
+    from titans.models.category import CategoryModel
+    from titans.models.common import time_split
+
+    def make() -> CategoryModel:
+        return CategoryModel(cv_folds=cfg.cv_folds, seed=cfg.seed, candidates=cfg.category_candidates)
+
+    train, test = time_split(ts, cfg.test_fraction)
+    model = make().fit(train, train["category"])
+    pred = model.predict(test)["category"]
+    result = evaluation.category_metrics(test["category"].to_numpy(), pred, train["category"].to_numpy())
+    result["model"] = model.describe()
+    labels = sorted(set(test["category"].astype(str)) | set(np.asarray(pred, dtype=str)))
+    from sklearn.metrics import confusion_matrix
+
+    matrix = confusion_matrix(test["category"].astype(str), np.asarray(pred, dtype=str), labels=labels)
+    result["confusion_matrix"] = {"labels": labels, "matrix": matrix.tolist()}
+    figs = {"confusion matrix": plots.confusion(test["category"], pred, plot_dir / "category_confusion.png")}
+    final = make().fit(ts, ts["category"])
+    return final, result, _request_example(test, model.inputs), figs
+
+
+def _amount(ts: pd.DataFrame, cfg: TrainConfig, plot_dir: Path) -> tuple[Any, dict, pd.DataFrame, dict]:
+    from titans.models import evaluation, plots
+    from titans.models.amount import AmountModel
+    from titans.models.common import time_split
+
+    def make() -> AmountModel:
+        return AmountModel(cv_folds=cfg.cv_folds, n_estimators=cfg.n_estimators, seed=cfg.seed)
+
+    train, test = time_split(ts, cfg.test_fraction)
+    model = make().fit(train, train["spend"])
+    pred = model.predict(test)
+    result = evaluation.amount_metrics(test["spend"].to_numpy(), pred, test["category"].to_numpy(), train)
+    result["model"] = model.describe()
+    figs = {"residuals": plots.residuals(test["spend"], pred["amount"], plot_dir / "amount_residuals.png",
+                                          "Amount: holdout predictions")}
+    final = make().fit(ts, ts["spend"])
+    return final, result, _request_example(test, model.inputs), figs
+
+
+def _anomaly(ts: pd.DataFrame, cfg: TrainConfig, plot_dir: Path) -> tuple[Any, dict, pd.DataFrame, dict]:
+    from titans.models import evaluation, plots
+    from titans.models.anomaly import AnomalyModel
+    from titans.models.common import time_split
+
+    train, test = time_split(ts, cfg.test_fraction)
+    labels = ts["is_fraud"] if "is_fraud" in ts else None
+    model = AnomalyModel(n_estimators=cfg.n_estimators, seed=cfg.seed).fit(
+        train, train["is_fraud"] if labels is not None else None
+    )
+    out = model.predict(test)
+    parts = model.component_scores(test)
+    mean90 = np.log1p(test["merchant_amount_mean_90d"].astype(float).clip(lower=0))
+    zscore = np.abs(np.log1p(test["spend"]) - mean90).where(mean90 > 0, np.log1p(test["spend"])).to_numpy()
+    y = pd.to_numeric(test["is_fraud"], errors="coerce") if labels is not None else None
+    known = y is not None and y.notna().all() and y.nunique() == 2
+    scores = {"anomaly_score": out["anomaly_score"], "isolation_forest": parts["isolation_forest"]}
+    result = evaluation.anomaly_metrics(y.astype(int).to_numpy() if known else None, scores, zscore)
+    result["model"] = model.describe()
+    figs = {}
+    if known:
+        curves = {"model": out["anomaly_score"], "isolation forest": parts["isolation_forest"],
+                  "amount vs merchant": zscore}
+        figs["precision-recall"] = plots.precision_recall(y.astype(int).to_numpy(), curves,
+                                                          plot_dir / "anomaly_pr.png")
+    final = AnomalyModel(n_estimators=cfg.n_estimators, seed=cfg.seed).fit(ts, labels)
+    return final, result, _request_example(test, model.inputs), figs
+
+
+def _cashflow(ts: pd.DataFrame, cfg: TrainConfig, plot_dir: Path) -> tuple[Any, dict, pd.DataFrame, dict]:
+    from titans.models import evaluation, plots
+    from titans.models.cashflow import CashflowModel, backtest
+
+    bt = backtest(ts, origins=cfg.backtest_origins, horizon=cfg.horizon_days, n_estimators=cfg.n_estimators,
+                  seed=cfg.seed)
+    result = evaluation.cashflow_metrics(bt)
+    final = CashflowModel(n_estimators=cfg.n_estimators, seed=cfg.seed).fit(ts)
+    final.set_errors((bt["net"] - bt["net_amount"]).to_numpy(), "rolling-origin backtest errors")
+    result["model"] = final.describe()
+    figs = {
+        "forecast vs actuals": plots.forecast(bt, plot_dir / "cashflow_forecast.png"),
+        "residuals": plots.residuals(np.abs(bt["net"]) + 1, np.abs(bt["net_amount"]) + 1,
+                                     plot_dir / "cashflow_residuals.png", "Cash flow: |net| backtest"),
+    }
+    example = pd.DataFrame({"account_id": [final.accounts[0]], "horizon_days": np.array([7], dtype="int32")})
+    return final, result, example, figs
+
+
+def _task_frame(task: str, clean: pd.DataFrame, client: Any) -> pd.DataFrame:
+    from titans.models.common import expenses
+
+    if task == "cashflow":
+        series = client.account_daily_cashflow()
+        if series.empty:
+            raise UserError("no daily cash-flow series: the clean table has no rows with moved money")
+        series = series.assign(date=pd.to_datetime(series["date"]))
+        return _training_set(client, SERVICES[task], series)
+    rows = expenses(clean)
+    if len(rows) < 20:
+        raise UserError(f"{task}: need at least 20 expense rows, found {len(rows)}")
+    return _training_set(client, SERVICES[task], rows)
+
+
+def train_task(task: str, clean: pd.DataFrame, client: Any, cfg: TrainConfig) -> dict[str, Any]:
+    """Train, evaluate, save and (optionally) register one task; returns its CLI summary."""
+    from titans import model_dir, registry
+    from titans.models import report
+    from titans.settings import load_settings
+
+    settings = load_settings()
+    started = time.perf_counter()
+    out_dir = Path(cfg.out_dir) if cfg.out_dir else settings.models_dir
+    plot_dir = out_dir / "_reports" / task
+    ts = _task_frame(task, clean, client)
+    fit = {"category": _category, "amount": _amount, "anomaly": _anomaly, "cashflow": _cashflow}[task]
+    model, result, example, figs = fit(ts, cfg, plot_dir)
+    lineage = {
+        "data_hash": data_hash(clean),
+        "feature_service": SERVICES[task],
+        "training_rows": int(len(ts)),
+        "first_day": str(pd.to_datetime(ts["date"]).min().date()),
+        "last_day": str(pd.to_datetime(ts["date"]).max().date()),
+    } | cfg.extra_lineage
+    features = list(getattr(model, "feature_names", None) or result["model"].get("features", []) or [])
+    path = model_dir.save(
+        model, out_dir / task, task, version="unregistered", features=features, metrics=result["metrics"],
+        baselines=result["baselines"], lineage=lineage, extra=result["model"],
+    )
+    report_path = report.write(
+        plot_dir / "report.md", f"titans-{task}: holdout evaluation",
+        {"data hash": lineage["data_hash"], "feature service": lineage["feature_service"],
+         "rows": lineage["training_rows"], "span": f"{lineage['first_day']} .. {lineage['last_day']}"},
+        [report.section(task, result, {k: v.name for k, v in figs.items()})],
+    )
+    summary: dict[str, Any] = {
+        "task": task,
+        "metrics": result["metrics"],
+        "baselines": result["baselines"],
+        "beats_baseline": report.beats_baseline(task, result),
+        "confusion_matrix": result.get("confusion_matrix"),
+        "model_dir": str(path),
+        "report": str(report_path),
+        "plots": {k: str(v) for k, v in figs.items()},
+    }
+    if cfg.register:
+        registry.configure(cfg.tracking_uri)
+        reg = registry.log_and_register(
+            task, model_dir.registered_name(task), path, result,
+            params={"task": task, "test_fraction": cfg.test_fraction, "cv_folds": cfg.cv_folds,
+                    "n_estimators": cfg.n_estimators, "seed": cfg.seed} | _model_params(result["model"]),
+            lineage=lineage, input_example=example, artifacts=[*figs.values(), report_path],
+            gate=registry.GateConfig.load(cfg.gate_config), training_data=ts.head(10000),
+        )
+        model_dir.update_metadata(path, version=reg["version"],
+                                  lineage={"mlflow_run_id": reg["run_id"], "model_uri": reg["model_uri"]},
+                                  gate=reg["gate"])
+        summary |= reg
+    else:
+        summary |= {"registered_name": model_dir.registered_name(task), "version": None, "alias": None}
+    summary["seconds"] = round(time.perf_counter() - started, 2)
+    return summary
+
+
+def _model_params(described: dict[str, Any]) -> dict[str, Any]:
+    keep = ("chosen_candidate", "blend_weight", "interval", "supervised", "unsupervised_weight", "interval_source")
+    return {k: described[k] for k in keep if k in described}
+
+
+def train(tasks: list[str] | tuple[str, ...], data_dir: str | Path, cfg: TrainConfig | None = None) -> dict[str, Any]:
+    """``titans train``: read the clean table, get training sets from Feast, train each task."""
+    from titans.features.store import FeatureClient
+    from titans.ingest import read_clean
+
+    cfg = cfg or TrainConfig()
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise UserError(f"unknown task(s) {unknown}; expected {list(TASKS)} or 'all'")
+    data_dir = Path(data_dir).expanduser()
+    if not data_dir.is_dir():
+        raise UserError(f"data directory not found: {data_dir} (run `titans data ingest` first)")
+    clean = read_clean(data_dir)
+    if cfg.build_features:
+        from titans.features.build import build_from_clean
+
+        build_from_clean(clean, repo=cfg.feature_repo)
+    client = FeatureClient(cfg.feature_repo)
+    started = time.perf_counter()
+    results = {task: train_task(task, clean, client, cfg) for task in tasks}
+    return {"data_dir": str(data_dir), "data_hash": data_hash(clean), "tasks": results,
+            "seconds": round(time.perf_counter() - started, 2)}
