@@ -2,7 +2,8 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-UV ?= uv
+# uv from PATH, else the module pip installed (`python3 -m uv` works even where pip's bin dir is not on PATH).
+UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 export TITANS_HOME ?= $(CURDIR)/var
 
 .PHONY: install run test lint fmt bench clean
@@ -10,7 +11,7 @@ export TITANS_HOME ?= $(CURDIR)/var
 install: $(VENV)/.installed ## create the venv from the lock (uv) and install the project
 
 $(VENV)/.installed: pyproject.toml uv.lock
-	@command -v $(UV) >/dev/null || python3 -m pip install --quiet "uv>=0.5"
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv>=0.5"
 	$(UV) sync --frozen --extra dev
 	@touch $@
 

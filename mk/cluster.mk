@@ -29,7 +29,7 @@ VERSION ?= 2
 tools: $(TOOLS_VENV)/bin/checkov ## checkov (IaC linter) in .venv-tools, outside the product lock
 
 $(TOOLS_VENV)/bin/checkov:
-	@command -v $(UV) >/dev/null || python3 -m pip install --quiet "uv>=0.5"
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv>=0.5"
 	$(UV) venv --quiet --python 3.11 $(TOOLS_VENV)
 	@# Byte-compile at install: with PYTHONDONTWRITEBYTECODE set (as on CI) every run would recompile ~6k modules.
 	$(UV) pip install --quiet --compile-bytecode --python $(TOOLS_VENV)/bin/python "checkov==$(CHECKOV_VERSION)"

@@ -1,0 +1,78 @@
+"""Benchmark of the local pipeline run: wall time per step and peak memory (``make bench-pipeline``).
+
+Why parse kfp.local's own step lines: they are what a person sees during ``make run``, and
+they time each step in its own subprocess. Peak RSS is the largest single process in the run
+(``RUSAGE_CHILDREN`` of a wrapper whose only descendants are the run's processes).
+Results go to ``bench/results/pipeline-<rows>.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+STEP = re.compile(r"^(\d\d:\d\d:\d\d\.\d+) - \w+ - (?:Executing task '([\w-]+)'|Task '([\w-]+)' finished)")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def step_times(log: str) -> dict[str, float]:
+    """Seconds per step from kfp.local's start/finish lines."""
+    started: dict[str, datetime] = {}
+    out: dict[str, float] = {}
+    for line in ANSI.sub("", log).splitlines():
+        m = STEP.match(line)
+        if not m:
+            continue
+        at = datetime.strptime(m.group(1), "%H:%M:%S.%f")
+        if m.group(2):
+            started[m.group(2)] = at
+        elif m.group(3) in started:
+            out[m.group(3)] = round((at - started[m.group(3)]).total_seconds(), 1)
+    return out
+
+
+def main() -> None:
+    """Run ``titans pipeline run --local`` in a fresh TITANS_HOME and record the numbers."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=20000)
+    parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more `pipeline run` flags")
+    args = parser.parse_args()
+    wrapper = (
+        "import resource,subprocess,sys,time,json;t=time.perf_counter();"
+        "p=subprocess.run(sys.argv[1:],capture_output=True,text=True);"
+        "sys.stderr.write(p.stdout+p.stderr);"
+        "print(json.dumps({'rc':p.returncode,'wall_s':round(time.perf_counter()-t,1),"
+        "'peak_rss_mib':round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024,1)}))"
+    )
+    with tempfile.TemporaryDirectory() as home:
+        env = dict(os.environ, TITANS_HOME=home)
+        env.pop("MLFLOW_TRACKING_URI", None)
+        cmd = [sys.executable, "-m", "titans.cli", "pipeline", "run", "--local", "--rows", str(args.rows),
+               *args.extra]
+        proc = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True, env=env)
+    measured = json.loads(proc.stdout.strip().splitlines()[-1])
+    steps = step_times(proc.stderr)
+    load = os.getloadavg()
+    result = {"rows": args.rows, **measured, "steps_s": steps, "load_avg_1m_at_end": round(load[0], 2)}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"pipeline-{args.rows}.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = [f"Local pipeline run, {args.rows} generated rows: {measured['wall_s']} s wall, "
+             f"peak RSS {measured['peak_rss_mib']} MiB (largest process), exit {measured['rc']}", "",
+             "| step | seconds |", "|---|---:|"] + [f"| {k} | {v} |" for k, v in steps.items()]
+    (RESULTS / f"pipeline-{args.rows}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    if measured["rc"] != 0:
+        sys.stderr.write(proc.stderr[-3000:])
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
