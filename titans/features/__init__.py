@@ -1,0 +1,10 @@
+"""The feature store: point-in-time feature tables, the Feast repository's API, request-time math.
+
+- ``spec``: the catalogue (views, columns, dtypes, defaults, services) everything agrees on.
+- ``transaction``: request-time features, one implementation for training and serving.
+- ``history``: offline snapshot tables from the clean table (strictly-before-the-day rule).
+- ``build``: ``titans features build`` (tables -> apply -> materialize).
+- ``store``: ``FeatureClient`` (training sets and online features).
+
+Heavy libraries (feast, pyarrow) are imported by ``build`` and ``store`` only.
+"""

@@ -7,8 +7,10 @@ the same tables, applies no change and materializes the same values (idempotent)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from titans.errors import UserError
-from titans.features import paths, spec
+from titans.features import spec
 from titans.features.history import offline_tables
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,12 @@ def _write_parquet(frame: pd.DataFrame, uri: str) -> None:
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pandas(frame, preserve_index=False)
+    # Microsecond timestamps: duckdb cannot cast nanosecond tz-aware parquet timestamps in
+    # Feast's materialization query (TIMESTAMPTZ_NS -> TIMESTAMP).
+    schema = pa.schema(
+        [f.with_type(pa.timestamp("us", tz=f.type.tz)) if pa.types.is_timestamp(f.type) else f for f in table.schema]
+    )
+    table = table.cast(schema)
     fs, path = pafs.FileSystem.from_uri(uri if "://" in uri else str(Path(uri).resolve()))
     parent = path.rsplit("/", 1)[0]
     fs.create_dir(parent, recursive=True)
@@ -57,6 +65,9 @@ def build_from_clean(
 
     say = progress or log.info
     timings: dict[str, float] = {}
+    if clean is None or len(clean) == 0:
+        raise UserError("the clean table is empty: nothing to build features from (run `titans data ingest`)")
+    client = FeatureClient(repo)  # checks the repository and its yaml before any work
 
     started = time.perf_counter()
     say(f"features: computing point-in-time tables from {len(clean)} clean rows")
@@ -64,15 +75,13 @@ def build_from_clean(
     timings["offline_tables"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    paths.ensure_home_env()
     for name, frame in tables.items():
-        uri = paths.table_uri(name)
+        uri = f"{client.offline_uri}/{name}.parquet"
         say(f"features: writing {name} ({len(frame)} rows) -> {uri}")
         _write_parquet(frame, uri)
     timings["write"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    client = FeatureClient(repo)
     say(f"features: applying {client.repo_path} ({client.yaml_path.name})")
     changes = client.apply()
     timings["apply"] = time.perf_counter() - started
@@ -82,7 +91,8 @@ def build_from_clean(
     start = min(tables[name][spec.EVENT_TIMESTAMP].min() for name in stored).to_pydatetime()
     end = (as_of.tz_localize("UTC") + pd.Timedelta(seconds=1)).to_pydatetime()
     say(f"features: materializing {len(stored)} views into the online store up to {as_of.date()}")
-    client.store.materialize(start_date=start, end_date=end, feature_views=stored)
+    with contextlib.redirect_stdout(sys.stderr):  # Feast reports progress on stdout; keep --json clean
+        client.store.materialize(start_date=start, end_date=end, feature_views=stored)
     timings["materialize"] = time.perf_counter() - started
 
     views: dict[str, Any] = {}
@@ -95,7 +105,7 @@ def build_from_clean(
             "entities": int(frame[key].nunique()),
             "entity_key": key,
             "features": view.column_names,
-            "source": paths.table_uri(view.name),
+            "source": f"{client.offline_uri}/{view.name}.parquet",
         }
     for view in spec.ON_DEMAND_VIEWS:
         views[view.name] = {
@@ -107,19 +117,22 @@ def build_from_clean(
     config = client.store.config
     daily = tables[spec.ACCOUNT_DAILY_TABLE]
     return {
-        "repo": str(client.repo_path),
+        "repo_path": str(client.repo_path),
         "feature_store_yaml": str(client.yaml_path),
         "project": client.store.project,
         "registry": getattr(config.registry, "path", str(config.registry)),
         "online_store": config.online_store.type,
         "offline_store": config.offline_store.type,
-        "offline_uri": paths.offline_uri(),
+        "offline_uri": client.offline_uri,
         "input_rows": int(len(clean)),
         "data_hash": _frame_hash(clean),
         "as_of": as_of.date().isoformat(),
         "feature_views": views,
         "feature_services": {name: list(names) for name, names in spec.SERVICES.items()},
-        "account_daily_cashflow": {"rows": int(len(daily)), "path": paths.table_uri(spec.ACCOUNT_DAILY_TABLE)},
+        "account_daily_cashflow": {
+            "rows": int(len(daily)),
+            "path": f"{client.offline_uri}/{spec.ACCOUNT_DAILY_TABLE}.parquet",
+        },
         "registry_changes": changes,
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
     }

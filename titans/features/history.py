@@ -84,8 +84,10 @@ def _heartbeats(first: pd.Series, as_of: pd.Timestamp) -> pd.DataFrame:
 
 def _snapshot_days(active: pd.DataFrame, key: str, offsets: list[int], as_of: pd.Timestamp) -> pd.DataFrame:
     """Distinct (key, ts) at which a snapshot is due: day+offset, heartbeats and ``as_of``."""
-    parts = [pd.DataFrame({key: active[key].to_numpy(), "ts": active["day"].to_numpy() + np.timedelta64(o, "D")})
-             for o in offsets]
+    parts = [
+        pd.DataFrame({key: active[key].to_numpy(), "ts": active["day"].to_numpy() + np.timedelta64(o, "D")})
+        for o in offsets
+    ]
     first = active.groupby(key)["day"].min()
     first.index.name = key
     parts.append(_heartbeats(first, as_of))
@@ -222,11 +224,14 @@ def _dominant_category(tx: pd.DataFrame, snaps: pd.DataFrame, days: int) -> pd.D
     best_n = best // (n_cat + 1)
     best_c = n_cat - 1 - best % (n_cat + 1)
     has = total > 0
-    return pd.DataFrame({
-        "category": np.where(has, categories.to_numpy(dtype=object)[np.clip(best_c, 0, n_cat - 1)],
-                             spec.UNSEEN_CATEGORY),
-        "share": np.where(has, best_n / np.where(has, total, 1), 0.0),
-    })
+    return pd.DataFrame(
+        {
+            "category": np.where(
+                has, categories.to_numpy(dtype=object)[np.clip(best_c, 0, n_cat - 1)], spec.UNSEEN_CATEGORY
+            ),
+            "share": np.where(has, best_n / np.where(has, total, 1), 0.0),
+        }
+    )
 
 
 def _last_seen_epoch_day(tx: pd.DataFrame, snaps: pd.DataFrame, key: str) -> np.ndarray:
@@ -265,8 +270,15 @@ def _cumulative_before(daily: pd.DataFrame, snaps: pd.DataFrame, key: str | None
     cum = daily.groupby(key, sort=False)[cols].cumsum() if key else daily[cols].cumsum()
     daily[cols] = cum
     left = snaps.assign(_order=np.arange(len(snaps))).sort_values("ts", kind="mergesort")
-    merged = pd.merge_asof(left, daily[([key] if key else []) + ["day"] + cols].sort_values("day"),
-                           left_on="ts", right_on="day", by=key, direction="backward", allow_exact_matches=False)
+    merged = pd.merge_asof(
+        left,
+        daily[([key] if key else []) + ["day"] + cols].sort_values("day"),
+        left_on="ts",
+        right_on="day",
+        by=key,
+        direction="backward",
+        allow_exact_matches=False,
+    )
     merged = merged.sort_values("_order")
     return merged[cols].fillna(0).reset_index(drop=True)
 
@@ -283,8 +295,7 @@ def _shifted_daily(tx: pd.DataFrame, key: str) -> tuple[pd.DataFrame, pd.Series]
     """Per (key, day): n, sum and sum of squares of |amount| minus the key's first |amount|."""
     shift = tx.groupby(key)["abs_amount"].first()
     x = tx["abs_amount"] - tx[key].map(shift)
-    daily = (tx.assign(n=1, s1=x, s2=x * x).groupby([key, "day"], sort=True)[["n", "s1", "s2"]].sum()
-             .reset_index())
+    daily = tx.assign(n=1, s1=x, s2=x * x).groupby([key, "day"], sort=True)[["n", "s1", "s2"]].sum().reset_index()
     return daily, shift
 
 
@@ -299,13 +310,15 @@ def merchant_frequency(tx: pd.DataFrame, as_of: pd.Timestamp | None = None) -> p
     cum = _cumulative_before(daily, snaps, "merchant", ["n", "s1", "s2", "new_categories"])
     n = cum["n"].to_numpy()
     mean, _ = _mean_std(n, cum["s1"].to_numpy(), cum["s2"].to_numpy(), snaps["merchant"].map(shift).to_numpy())
-    return pd.DataFrame({
-        spec.MERCHANT_KEY: snaps["merchant"].to_numpy(),
-        spec.EVENT_TIMESTAMP: _utc(snaps["ts"]),
-        "merchant_txn_count_all": n.astype("int64"),
-        "merchant_distinct_categories_all": cum["new_categories"].to_numpy().astype("int64"),
-        "merchant_amount_mean_all": mean,
-    })
+    return pd.DataFrame(
+        {
+            spec.MERCHANT_KEY: snaps["merchant"].to_numpy(),
+            spec.EVENT_TIMESTAMP: _utc(snaps["ts"]),
+            "merchant_txn_count_all": n.astype("int64"),
+            "merchant_distinct_categories_all": cum["new_categories"].to_numpy().astype("int64"),
+            "merchant_amount_mean_all": mean,
+        }
+    )
 
 
 def category_frequency(tx: pd.DataFrame, as_of: pd.Timestamp | None = None) -> pd.DataFrame:
@@ -317,8 +330,12 @@ def category_frequency(tx: pd.DataFrame, as_of: pd.Timestamp | None = None) -> p
     as_of = as_of or as_of_day(tx)
     first = tx.groupby("category")["day"].min()
     global_days = pd.DatetimeIndex(tx["day"].unique() + _DAY).append(pd.DatetimeIndex([as_of])).unique().sort_values()
-    grid = pd.DataFrame({"category": np.repeat(first.index.to_numpy(), len(global_days)),
-                         "ts": np.tile(global_days.to_numpy(), len(first))})
+    grid = pd.DataFrame(
+        {
+            "category": np.repeat(first.index.to_numpy(), len(global_days)),
+            "ts": np.tile(global_days.to_numpy(), len(first)),
+        }
+    )
     grid = grid[grid["ts"] > grid["category"].map(first)]
     beats = _heartbeats(first.rename_axis("category"), as_of)
     snaps = pd.concat([grid, beats], ignore_index=True)
@@ -331,14 +348,16 @@ def category_frequency(tx: pd.DataFrame, as_of: pd.Timestamp | None = None) -> p
     total = _cumulative_before(everything, snaps[["ts"]], None, ["n"])["n"].to_numpy()
     n = cum["n"].to_numpy()
     mean, std = _mean_std(n, cum["s1"].to_numpy(), cum["s2"].to_numpy(), snaps["category"].map(shift).to_numpy())
-    return pd.DataFrame({
-        spec.CATEGORY_KEY: snaps["category"].to_numpy(),
-        spec.EVENT_TIMESTAMP: _utc(snaps["ts"]),
-        "category_txn_count_all": n.astype("int64"),
-        "category_txn_share_all": np.where(total > 0, n / np.where(total > 0, total, 1), 0.0),
-        "category_amount_mean_all": mean,
-        "category_amount_std_all": std,
-    })
+    return pd.DataFrame(
+        {
+            spec.CATEGORY_KEY: snaps["category"].to_numpy(),
+            spec.EVENT_TIMESTAMP: _utc(snaps["ts"]),
+            "category_txn_count_all": n.astype("int64"),
+            "category_txn_share_all": np.where(total > 0, n / np.where(total > 0, total, 1), 0.0),
+            "category_amount_mean_all": mean,
+            "category_amount_std_all": std,
+        }
+    )
 
 
 def account_daily_cashflow(tx: pd.DataFrame, end: pd.Timestamp | None = None) -> pd.DataFrame:
@@ -351,8 +370,16 @@ def account_daily_cashflow(tx: pd.DataFrame, end: pd.Timestamp | None = None) ->
     end = end if end is not None else tx["day"].max()
     moved = tx[~tx["status"].isin(NO_CASH_STATUSES)]
     if moved.empty:
-        return pd.DataFrame({spec.ACCOUNT_KEY: pd.Series(dtype=object), "date": pd.Series(dtype="datetime64[ns]"),
-                             "inflow": 0.0, "outflow": 0.0, "net": 0.0, "n_transactions": 0}).iloc[:0]
+        return pd.DataFrame(
+            {
+                spec.ACCOUNT_KEY: pd.Series(dtype=object),
+                "date": pd.Series(dtype="datetime64[ns]"),
+                "inflow": 0.0,
+                "outflow": 0.0,
+                "net": 0.0,
+                "n_transactions": 0,
+            }
+        ).iloc[:0]
     sums = moved.assign(inflow=moved["amount"].clip(lower=0), outflow=(-moved["amount"]).clip(lower=0), n=1)
     sums = sums.groupby(["account_id", "day"])[["inflow", "outflow", "n"]].sum()
     first = moved.groupby("account_id")["day"].min()
@@ -362,14 +389,16 @@ def account_daily_cashflow(tx: pd.DataFrame, end: pd.Timestamp | None = None) ->
     days = np.repeat(first.to_numpy(), lengths) + offsets.astype("timedelta64[D]")
     grid = pd.MultiIndex.from_arrays([accounts, pd.DatetimeIndex(days)], names=["account_id", "day"])
     dense = sums.reindex(grid, fill_value=0).reset_index()
-    return pd.DataFrame({
-        spec.ACCOUNT_KEY: dense["account_id"].to_numpy(),
-        "date": dense["day"].to_numpy(),
-        "inflow": dense["inflow"].to_numpy("float64"),
-        "outflow": dense["outflow"].to_numpy("float64"),
-        "net": (dense["inflow"] - dense["outflow"]).to_numpy("float64"),
-        "n_transactions": dense["n"].to_numpy("int64"),
-    })
+    return pd.DataFrame(
+        {
+            spec.ACCOUNT_KEY: dense["account_id"].to_numpy(),
+            "date": dense["day"].to_numpy(),
+            "inflow": dense["inflow"].to_numpy("float64"),
+            "outflow": dense["outflow"].to_numpy("float64"),
+            "net": (dense["inflow"] - dense["outflow"]).to_numpy("float64"),
+            "n_transactions": dense["n"].to_numpy("int64"),
+        }
+    )
 
 
 def account_cashflow(daily: pd.DataFrame) -> pd.DataFrame:
@@ -384,17 +413,19 @@ def account_cashflow(daily: pd.DataFrame) -> pd.DataFrame:
     def trailing(col: str, days: int) -> np.ndarray:
         return grouped[col].rolling(days, min_periods=1).mean().droplevel(0).sort_index().to_numpy()
 
-    return pd.DataFrame({
-        spec.ACCOUNT_KEY: daily[spec.ACCOUNT_KEY].to_numpy(),
-        spec.EVENT_TIMESTAMP: _utc(daily["date"] + _DAY),
-        "account_inflow_1d": daily["inflow"].to_numpy(),
-        "account_outflow_1d": daily["outflow"].to_numpy(),
-        "account_net_1d": daily["net"].to_numpy(),
-        "account_net_mean_7d": trailing("net", 7),
-        "account_net_mean_30d": trailing("net", 30),
-        "account_inflow_mean_30d": trailing("inflow", 30),
-        "account_outflow_mean_30d": trailing("outflow", 30),
-    })
+    return pd.DataFrame(
+        {
+            spec.ACCOUNT_KEY: daily[spec.ACCOUNT_KEY].to_numpy(),
+            spec.EVENT_TIMESTAMP: _utc(daily["date"] + _DAY),
+            "account_inflow_1d": daily["inflow"].to_numpy(),
+            "account_outflow_1d": daily["outflow"].to_numpy(),
+            "account_net_1d": daily["net"].to_numpy(),
+            "account_net_mean_7d": trailing("net", 7),
+            "account_net_mean_30d": trailing("net", 30),
+            "account_inflow_mean_30d": trailing("inflow", 30),
+            "account_outflow_mean_30d": trailing("outflow", 30),
+        }
+    )
 
 
 def offline_tables(clean: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], pd.Timestamp]:

@@ -124,9 +124,7 @@ MERCHANT_RECENCY = View(
     on_demand=True,
     entity_keys=(MERCHANT_KEY,),
     request_inputs=(REQUEST_DATE,),
-    columns=(
-        Column("merchant_days_since_last_seen", "int64", NEVER_SEEN_DAYS, "days from the last day seen to t"),
-    ),
+    columns=(Column("merchant_days_since_last_seen", "int64", NEVER_SEEN_DAYS, "days from the last day seen to t"),),
 )
 
 MERCHANT_FREQUENCY = View(

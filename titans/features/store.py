@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import logging
 import sys
+import warnings
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,24 +28,57 @@ import pandas as pd
 
 from titans.errors import UserError
 from titans.features import paths, spec
-from titans.features.transaction import to_day
-
-log = logging.getLogger(__name__)
+from titans.features.transaction import epoch_days
 
 _ROW = "__titans_row"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _fill_defaults(frame: pd.DataFrame, columns: list[spec.Column]) -> pd.DataFrame:
-    """Replace Feast's nulls (unknown entities) by the catalogue defaults and fix dtypes."""
-    out = {}
+def _as_utc_days(values: np.ndarray, as_list: bool) -> Any:
+    """Dates as UTC midnights: what Feast's UnixTimestamp request field and the point-in-time
+    join take, from ISO text, dates or datetimes. Lists for the online path (one or a few
+    rows, no pandas overhead), a Series for training frames."""
+    days = epoch_days(values)
+    if as_list:
+        return [_EPOCH + timedelta(days=int(d)) for d in days]
+    return pd.Series(pd.to_datetime(days, unit="D", utc=True))
+
+
+def _as_amounts(values: np.ndarray) -> np.ndarray:
+    try:
+        return np.asarray(values, dtype="float64")
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"entity column 'amount' must be numeric: {exc}") from exc
+
+
+def _filled(values: Any, column: spec.Column) -> np.ndarray:
+    """One feature column with Feast's nulls (unknown entities) replaced by the default."""
+    if column.dtype == "string":
+        return np.array([column.default if v is None or v != v else str(v) for v in values], dtype=object)
+    numeric = np.asarray(
+        pd.to_numeric(pd.Series(values), errors="coerce")
+        if not isinstance(values, list)
+        else np.array(values, dtype="float64"),
+        dtype="float64",
+    )
+    return np.where(np.isnan(numeric), column.default, numeric).astype(column.dtype)
+
+
+def _assemble(service: str, entity_df: pd.DataFrame, features: Any) -> pd.DataFrame:
+    """Caller's columns, then the service's feature columns with defaults, caller's index.
+
+    ``features`` maps column name to values (a DataFrame or Feast's dict of lists), one value
+    per entity row in order. Built with one DataFrame constructor: on the serving path this
+    dominated the latency when done column by column.
+    """
+    columns = spec.service_columns(service)
+    names = {c.name for c in columns}
+    data: dict[str, Any] = {c: entity_df[c].to_numpy() for c in entity_df.columns if c not in names}
+    n = len(entity_df)
     for col in columns:
-        values = frame[col.name] if col.name in frame.columns else pd.Series(np.nan, index=frame.index)
-        if col.dtype == "string":
-            out[col.name] = values.astype(object).where(values.notna(), col.default).astype(str)
-        else:
-            numeric = pd.to_numeric(values, errors="coerce").fillna(col.default)
-            out[col.name] = numeric.astype(col.dtype)
-    return pd.DataFrame(out, index=frame.index)
+        values = features[col.name] if col.name in features else [None] * n
+        data[col.name] = _filled(values, col)
+    return pd.DataFrame(data, index=entity_df.index)
 
 
 class FeatureClient:
@@ -67,17 +101,21 @@ class FeatureClient:
         if self.yaml_path.name == paths.DEFAULT_STORE_YAML:
             paths.feature_home().mkdir(parents=True, exist_ok=True)
         self.store = FeatureStore(repo_path=str(self.repo_path), fs_yaml_file=self.yaml_path)
+        # Resolved now, like the yaml: later calls do not depend on the environment.
+        self.offline_uri = paths.offline_uri()
         self._services: dict[str, Any] = {}
 
     # -- registry ---------------------------------------------------------------------------
 
     def service(self, name: str) -> Any:
         """The applied ``feast.FeatureService`` (cached: the online path calls this per request)."""
+        from feast.errors import FeatureServiceNotFoundException
+
         spec.service_views(name)
         if name not in self._services:
             try:
                 self._services[name] = self.store.get_feature_service(name)
-            except Exception as exc:  # feast raises its own NotFound types per registry
+            except FeatureServiceNotFoundException as exc:
                 raise UserError(
                     f"feature service {name!r} is not in the registry: run `titans features build` first"
                 ) from exc
@@ -89,12 +127,18 @@ class FeatureClient:
         Why not ``feast apply``: the CLI runs in its own process (~5 s), changes the working
         directory and exits the process on errors; this runs Feast's own diff in-process.
         """
+        from feast import Project
         from feast.repo_operations import extract_objects_for_apply_delete
 
         contents = load_repo_contents(self.repo_path)
+        if not contents.projects:  # as `feast apply` does: the yaml names the project
+            contents.projects.append(Project(name=self.store.project, description=""))
         registry = self.store.registry
         to_apply, to_delete, _, _ = extract_objects_for_apply_delete(self.store.project, registry, contents)
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+            # Feast flags on-demand views as experimental for offline scale; measured in
+            # bench/bench_features.py, so the warning adds nothing here.
+            warnings.filterwarnings("ignore", message="On demand feature view is an experimental feature")
             self.store.apply(to_apply, objects_to_delete=to_delete, partial=False)
         self._services.clear()
         return {
@@ -104,43 +148,38 @@ class FeatureClient:
 
     # -- entity frames ----------------------------------------------------------------------
 
-    def _inputs(self, service: str, entity_df: pd.DataFrame, training: bool) -> pd.DataFrame:
-        """The columns Feast needs, typed as the registry declares them, one row per input row."""
+    def _inputs(self, service: str, entity_df: pd.DataFrame, training: bool) -> dict[str, Any]:
+        """The columns Feast needs, typed as the registry declares them, one value per row."""
         if not isinstance(entity_df, pd.DataFrame):
             raise UserError("entity_df must be a pandas DataFrame")
         needed = spec.service_inputs(service)
-        frame = entity_df
-        if training and spec.EVENT_TIMESTAMP not in frame.columns:
-            if spec.REQUEST_DATE not in frame.columns:
-                raise UserError(f"a training entity frame needs {spec.EVENT_TIMESTAMP!r} or {spec.REQUEST_DATE!r}")
-            frame = frame.assign(**{spec.EVENT_TIMESTAMP: frame[spec.REQUEST_DATE]})
-        if spec.REQUEST_DATE in needed and spec.REQUEST_DATE not in frame.columns and training:
-            frame = frame.assign(**{spec.REQUEST_DATE: frame[spec.EVENT_TIMESTAMP]})
-        missing = [c for c in needed if c not in frame.columns]
+        columns = entity_df.columns
+        if training and spec.EVENT_TIMESTAMP not in columns and spec.REQUEST_DATE not in columns:
+            raise UserError(f"a training entity frame needs {spec.EVENT_TIMESTAMP!r} or {spec.REQUEST_DATE!r}")
+        missing = [
+            c
+            for c in needed
+            if c not in columns and not (training and c == spec.REQUEST_DATE and spec.EVENT_TIMESTAMP in columns)
+        ]
         if missing:
-            raise UserError(f"{service} needs entity column(s) {missing}; got {list(entity_df.columns)}")
-        out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
+            raise UserError(f"{service} needs entity column(s) {missing}; got {list(columns)}")
+        out: dict[str, Any] = {}
         for name in needed:
-            values = frame[name].reset_index(drop=True)
+            source = name if name in columns else spec.EVENT_TIMESTAMP
+            values = entity_df[source].to_numpy()
             if name == spec.REQUEST_AMOUNT:
-                out[name] = pd.to_numeric(values, errors="coerce").astype("float64")
+                amounts = _as_amounts(values)
+                out[name] = amounts if training else amounts.tolist()
             elif name == spec.REQUEST_DATE:
-                out[name] = to_day(values).dt.tz_localize("UTC")
+                out[name] = _as_utc_days(values, as_list=not training)
             else:
-                if values.isna().any():
+                if pd.isna(values).any():
                     raise UserError(f"entity column {name!r} has missing values")
-                out[name] = values.astype(str)
+                out[name] = [str(v) for v in values]
         if training:
-            out[spec.EVENT_TIMESTAMP] = to_day(frame[spec.EVENT_TIMESTAMP].reset_index(drop=True)).dt.tz_localize(
-                "UTC"
-            )
+            source = spec.EVENT_TIMESTAMP if spec.EVENT_TIMESTAMP in columns else spec.REQUEST_DATE
+            out[spec.EVENT_TIMESTAMP] = _as_utc_days(entity_df[source].to_numpy(), as_list=False)
         return out
-
-    def _finish(self, service: str, entity_df: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:
-        filled = _fill_defaults(features, spec.service_columns(service))
-        filled.index = entity_df.index
-        keep = [c for c in entity_df.columns if c not in filled.columns]
-        return pd.concat([entity_df[keep], filled], axis=1)
 
     # -- the two paths ----------------------------------------------------------------------
 
@@ -148,12 +187,14 @@ class FeatureClient:
         """Point-in-time features for each entity row: exactly one row out per row in.
 
         A row stamped t gets stored features built from days strictly before t's day and
-        request features from its own ``amount``/``date``. The result keeps the caller's
-        index, row order and columns, followed by the service's feature columns.
+        request features from its own ``amount``/``date`` (``date`` defaults to
+        ``event_timestamp``). The result keeps the caller's index, row order and columns,
+        followed by the service's feature columns.
         """
-        query = self._inputs(service, entity_df, training=True)
-        if len(query) == 0:
-            return self._finish(service, entity_df, pd.DataFrame(index=query.index))
+        inputs = self._inputs(service, entity_df, training=True)
+        if len(entity_df) == 0:
+            return _assemble(service, entity_df, {})
+        query = pd.DataFrame(inputs)
         query[_ROW] = np.arange(len(query), dtype="int64")
         job = self.store.get_historical_features(entity_df=query, features=self.service(service))
         result = job.to_df()
@@ -163,7 +204,7 @@ class FeatureClient:
                 f"point-in-time join returned {len(result)} rows for {len(query)} entity rows ({service})"
             )
         result = result.sort_values(_ROW).reset_index(drop=True)
-        return self._finish(service, entity_df, result)
+        return _assemble(service, entity_df, result)
 
     def online_features(self, service: str, entity_df: pd.DataFrame) -> pd.DataFrame:
         """Latest materialized features for a batch of entities (the serving path).
@@ -172,22 +213,24 @@ class FeatureClient:
         Values equal ``training_set`` for the same rows stamped at the materialization's
         ``as_of`` day (a test holds this).
         """
-        query = self._inputs(service, entity_df, training=False)
-        if len(query) == 0:
-            return self._finish(service, entity_df, pd.DataFrame(index=query.index))
-        rows = {name: query[name].tolist() for name in query.columns}
-        response = self.store.get_online_features(features=self.service(service), entity_rows=rows)
-        return self._finish(service, entity_df, response.to_df())
+        inputs = self._inputs(service, entity_df, training=False)
+        if len(entity_df) == 0:
+            return _assemble(service, entity_df, {})
+        response = self.store.get_online_features(features=self.service(service), entity_rows=inputs)
+        return _assemble(service, entity_df, response.to_dict())
 
     # -- the forecaster's series ------------------------------------------------------------
 
     def account_daily_cashflow(self, account_ids: list[str] | None = None) -> pd.DataFrame:
         """Per-account zero-filled daily inflow/outflow/net written by the last build."""
-        uri = paths.table_uri(spec.ACCOUNT_DAILY_TABLE)
-        try:
-            frame = pd.read_parquet(uri)
-        except FileNotFoundError as exc:
-            raise UserError(f"no cash-flow series at {uri}: run `titans features build` first") from exc
+        import pyarrow.fs as pafs
+        import pyarrow.parquet as pq
+
+        uri = f"{self.offline_uri}/{spec.ACCOUNT_DAILY_TABLE}.parquet"
+        fs, path = pafs.FileSystem.from_uri(uri if "://" in uri else str(Path(uri).resolve()))
+        if fs.get_file_info(path).type == pafs.FileType.NotFound:
+            raise UserError(f"no cash-flow series at {uri}: run `titans features build` first")
+        frame = pq.read_table(path, filesystem=fs).to_pandas()
         if account_ids is not None:
             frame = frame[frame[spec.ACCOUNT_KEY].isin(account_ids)].reset_index(drop=True)
         return frame
@@ -200,7 +243,7 @@ def load_repo_contents(repo: Path) -> Any:
     directory; loading each file by path works from anywhere (tests, pipeline steps).
     """
     from feast import Entity, FeatureService, FeatureView, OnDemandFeatureView, Project
-    from feast.data_source import DataSource, RequestSource
+    from feast.data_source import DataSource
     from feast.feature_view import DUMMY_ENTITY
     from feast.repo_contents import RepoContents
 
@@ -243,9 +286,7 @@ def load_repo_contents(repo: Path) -> Any:
                 add(contents.feature_services, obj)
             elif isinstance(obj, Project):
                 add(contents.projects, obj)
-            elif isinstance(obj, DataSource) and not isinstance(obj, RequestSource):
-                add(contents.data_sources, obj)
-            elif isinstance(obj, RequestSource):
+            elif isinstance(obj, DataSource):  # file and request sources alike
                 add(contents.data_sources, obj)
     contents.entities.append(DUMMY_ENTITY)
     return contents

@@ -1,0 +1,56 @@
+"""``titans features build``: the feature store's command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from titans.settings import load_settings
+
+_PLURAL = {"merchant": "merchants", "category": "categories", "account_id": "accounts"}
+
+
+def _build(args: argparse.Namespace) -> int:
+    from titans.cli import print_json
+    from titans.features.build import build_features
+
+    data_dir = args.data or load_settings().data_dir
+
+    def progress(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    summary = build_features(data_dir, repo=args.repo, progress=progress)
+    if args.json:
+        print_json(summary)
+        return 0
+    print(
+        f"feature repo: {summary['repo_path']} ({summary['online_store']} online, "
+        f"{summary['offline_store']} offline, as of {summary['as_of']})"
+    )
+    for name, view in summary["feature_views"].items():
+        rows = (
+            f"{view['rows']} rows, {view['entities']} {_PLURAL.get(view['entity_key'], view['entity_key'])}"
+            if view["kind"] == "stored"
+            else f"on demand from {', '.join(view['request_inputs'])}"
+        )
+        print(f"  {name}: {len(view['features'])} features, {rows}")
+    print(f"services: {', '.join(summary['feature_services'])}")
+    print(f"cash-flow series: {summary['account_daily_cashflow']['rows']} account-days")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``features build``."""
+    features = subparsers.add_parser("features", help="build and serve features (Feast)")
+    sub = features.add_subparsers(dest="features_command", metavar="ACTION", required=True)
+    build = sub.add_parser(
+        "build",
+        help="offline tables from the clean table, apply the Feast repo, materialize online",
+        description="Compute point-in-time feature tables from the clean table, apply the Feast "
+        "repository and materialize the online store. Idempotent: the same data gives "
+        "the same tables and online values.",
+    )
+    build.add_argument("--data", help="ingest output folder holding clean/ (default $TITANS_HOME/data)")
+    build.add_argument("--repo", help="Feast repository (default $TITANS_FEATURE_REPO or feature_repo/)")
+    build.add_argument("--json", action="store_true", help="print a JSON summary")
+    build.set_defaults(handler=_build)
