@@ -13,15 +13,18 @@ Why this shape:
   ``Content-Type: application/merge-patch+json`` for a dict body; custom resources do not
   support strategic merge patch, and a merge patch can remove a field by setting it to
   ``null`` (how full promotion drops ``canaryTrafficPercent``).
-* Canary needs KServe's Knative ("Serverless") mode; RawDeployment/Standard mode ignores
-  ``canaryTrafficPercent``. KServe 0.16+ spells the mode ``Knative`` (``Serverless`` is the
-  deprecated alias) and defaults to Standard, so the annotation is always set on create and
-  never sent again in a patch: the webhook compares it to the recorded mode as a plain string.
+* Canary needs KServe's Knative mode; RawDeployment/Standard mode ignores
+  ``canaryTrafficPercent`` silently, and KServe 0.16+ defaults to Standard, so the mode is
+  always set on create. The value is ``Serverless``: every KServe version accepts it (0.16+
+  treats it as the deprecated alias of ``Knative``) and the Helm chart writes the same (ADR
+  0002). It is never sent again in a patch: KServe's webhook rejects an update whose
+  annotation differs, as a plain string, from the mode recorded in the status.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import time
@@ -40,10 +43,12 @@ RUNTIME = "titans-runtime"
 MODEL_FORMAT = {"name": "titans", "version": "1"}
 MODEL_NAMES = ("titans-category", "titans-amount", "titans-anomaly", "titans-cashflow")
 STORAGE_BASE = "s3://titans-models"
-DEPLOYMENT_MODE = "Knative"
+DEPLOYMENT_MODE = "Serverless"
 
 ANNOTATION_DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
 ANNOTATION_TAG_ROUTING = "serving.kserve.io/enable-tag-routing"
+ANNOTATION_PROMETHEUS = "serving.kserve.io/enable-prometheus-scraping"
+ENV_MODEL_VERSION = "TITANS_MODEL_VERSION"
 ANNOTATION_MODEL_VERSION = "titans.finance/model-version"
 ANNOTATION_STABLE_VERSION = "titans.finance/stable-model-version"
 ANNOTATION_STABLE_URI = "titans.finance/stable-storage-uri"
@@ -54,6 +59,29 @@ _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 class DeployTimeout(UserError):
     """The InferenceService did not become Ready in time (the cluster says why, see message)."""
+
+
+class KubernetesError(UserError):
+    """The Kubernetes API refused a call or could not be reached: configuration, not a bug."""
+
+
+def _kube(what: str, call: Any, *args: Any) -> Any:
+    """Run one API call; refusals and connection failures become one clear ``KubernetesError``."""
+    import urllib3
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return call(*args)
+    except ApiException as exc:
+        try:
+            detail = json.loads(exc.body or "{}").get("message", "")
+        except ValueError:
+            detail = str(exc.body or "")[:200]
+        raise KubernetesError(
+            f"Kubernetes API refused to {what}: HTTP {exc.status} {exc.reason} {detail}".strip()
+        ) from exc
+    except urllib3.exceptions.HTTPError as exc:
+        raise KubernetesError(f"cannot reach the Kubernetes API to {what}: {exc}") from exc
 
 
 def task_of(model_name: str) -> str:
@@ -82,6 +110,17 @@ def validate_names(model_name: str, model_version: str, namespace: str) -> None:
         raise UserError(f"model version must be [A-Za-z0-9._-], got {model_version!r}")
 
 
+def model_spec(model_name: str, model_version: str, storage_uri: str = "", runtime: str = RUNTIME) -> dict[str, Any]:
+    """``spec.predictor.model``: format, runtime, protocol, where the model is, and its version."""
+    return {
+        "modelFormat": dict(MODEL_FORMAT),
+        "runtime": runtime,
+        "protocolVersion": "v2",
+        "storageUri": storage_uri or storage_uri_for(model_name, model_version),
+        "env": [{"name": ENV_MODEL_VERSION, "value": str(model_version)}],
+    }
+
+
 def render_inference_service(
     model_name: str,
     model_version: str,
@@ -101,13 +140,16 @@ def render_inference_service(
     revision gets that share and KServe keeps the rest on the last rolled-out revision.
     Tag routing exposes ``latest-`` and ``prev-`` URLs so each revision can be probed
     directly. ``minReplicas: 1`` keeps a canary at 10% from scaling to zero between requests,
-    which would make its p95 latency a measure of cold starts rather than of the model.
+    which would make its p95 latency a measure of cold starts rather than of the model. The
+    version is also in the pod template (``TITANS_MODEL_VERSION``), as the Helm chart does, so
+    every model version is its own Knative revision.
     """
     validate_names(model_name, model_version, namespace)
     _check_percent(canary_traffic_percent)
     annotations = {
         ANNOTATION_DEPLOYMENT_MODE: deployment_mode,
         ANNOTATION_TAG_ROUTING: "true" if tag_routing else "false",
+        ANNOTATION_PROMETHEUS: "true",
         ANNOTATION_MODEL_VERSION: str(model_version),
     }
     if stable_version:
@@ -115,12 +157,7 @@ def render_inference_service(
         annotations[ANNOTATION_STABLE_URI] = stable_storage_uri or storage_uri_for(model_name, stable_version)
     predictor: dict[str, Any] = {
         "minReplicas": 1,
-        "model": {
-            "modelFormat": dict(MODEL_FORMAT),
-            "runtime": runtime,
-            "protocolVersion": "v2",
-            "storageUri": storage_uri or storage_uri_for(model_name, model_version),
-        },
+        "model": model_spec(model_name, model_version, storage_uri, runtime),
     }
     if canary_traffic_percent is not None:
         predictor["canaryTrafficPercent"] = int(canary_traffic_percent)
@@ -131,9 +168,9 @@ def render_inference_service(
             "name": model_name,
             "namespace": namespace,
             "labels": {
-                "app.kubernetes.io/name": model_name,
                 "app.kubernetes.io/part-of": "titans-finance",
-                "app.kubernetes.io/component": "predictor",
+                "app.kubernetes.io/component": "inference",
+                "titans.finance/model": task_of(model_name),
             },
             "annotations": annotations,
         },
@@ -170,22 +207,33 @@ def rollback_patches(stable_version: str, stable_storage_uri: str) -> list[dict[
         traffic_patch(0),
         {
             "metadata": {"annotations": {ANNOTATION_MODEL_VERSION: str(stable_version)}},
-            "spec": {"predictor": {"canaryTrafficPercent": 0, "model": {"storageUri": stable_storage_uri}}},
+            "spec": {
+                "predictor": {
+                    "canaryTrafficPercent": 0,
+                    "model": {
+                        "storageUri": stable_storage_uri,
+                        "env": [{"name": ENV_MODEL_VERSION, "value": str(stable_version)}],
+                    },
+                }
+            },
         },
     ]
 
 
 def update_patch(manifest: dict[str, Any]) -> dict[str, Any]:
-    """The merge patch that turns an existing InferenceService into ``manifest``.
+    """The merge patch that rolls ``manifest``'s model into an existing InferenceService.
 
-    The deployment-mode annotation is left out: it is fixed at creation, and KServe's webhook
-    rejects a different spelling of the same mode.
+    Only what the deploy step owns is sent: the model (a merge patch replaces the ``env``
+    list whole, which holds only the version), the canary share and our annotations. Sizing,
+    service account and labels stay as the Helm chart set them. The deployment-mode annotation
+    is left out: KServe's webhook rejects any spelling other than the one recorded.
     """
     annotations = {k: v for k, v in manifest["metadata"]["annotations"].items() if k != ANNOTATION_DEPLOYMENT_MODE}
-    return {
-        "metadata": {"labels": dict(manifest["metadata"]["labels"]), "annotations": annotations},
-        "spec": copy.deepcopy(manifest["spec"]),
-    }
+    predictor = manifest["spec"]["predictor"]
+    body: dict[str, Any] = {"model": copy.deepcopy(predictor["model"])}
+    if "canaryTrafficPercent" in predictor:
+        body["canaryTrafficPercent"] = predictor["canaryTrafficPercent"]
+    return {"metadata": {"annotations": annotations}, "spec": {"predictor": body}}
 
 
 # --- talking to the cluster ------------------------------------------------------------------
@@ -218,19 +266,21 @@ def kube_api(kubeconfig: str = "") -> Any | None:
 
 def get_inference_service(api: Any, namespace: str, name: str) -> dict[str, Any] | None:
     """The live object, or None when it does not exist."""
-    from kubernetes.client.exceptions import ApiException
-
     try:
-        return api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-    except ApiException as exc:
-        if exc.status == 404:
+        return _kube(
+            f"read {namespace}/{name}", api.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
+        )
+    except KubernetesError as exc:
+        if getattr(exc.__cause__, "status", None) == 404:
             return None
         raise
 
 
 def patch_inference_service(api: Any, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
     """Send one JSON merge patch (the client sets ``application/merge-patch+json``)."""
-    return api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, body)
+    return _kube(
+        f"patch {namespace}/{name}", api.patch_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name, body
+    )
 
 
 def _ready_condition(obj: dict[str, Any]) -> dict[str, Any]:
@@ -274,7 +324,19 @@ def stable_of(existing: dict[str, Any]) -> tuple[str, str]:
     predictor = (existing.get("spec") or {}).get("predictor") or {}
     if predictor.get("canaryTrafficPercent") is not None and annotations.get(ANNOTATION_STABLE_VERSION):
         return annotations[ANNOTATION_STABLE_VERSION], annotations.get(ANNOTATION_STABLE_URI, "")
-    return annotations.get(ANNOTATION_MODEL_VERSION, ""), (predictor.get("model") or {}).get("storageUri", "")
+    return served_version(existing), (predictor.get("model") or {}).get("storageUri", "")
+
+
+def served_version(existing: dict[str, Any]) -> str:
+    """The model version a live InferenceService's spec names: our annotation, else the chart's env."""
+    annotations = (existing.get("metadata") or {}).get("annotations") or {}
+    if annotations.get(ANNOTATION_MODEL_VERSION):
+        return str(annotations[ANNOTATION_MODEL_VERSION])
+    model = ((existing.get("spec") or {}).get("predictor") or {}).get("model") or {}
+    for env in model.get("env") or []:
+        if env.get("name") == ENV_MODEL_VERSION:
+            return str(env.get("value", ""))
+    return ""
 
 
 def write_manifest(manifest: dict[str, Any], out_dir: str | Path) -> Path:
@@ -300,12 +362,16 @@ def deploy(
     poll_seconds: float = 2.0,
     out_dir: str = "",
     stable_version: str = "",
+    stable_storage_uri: str = "",
 ) -> dict[str, Any]:
     """Roll ``model_version`` out as a canary (or create the service); returns a summary.
 
     Plain arguments and a dict result so the pipeline component can wrap it unchanged. The
     first deploy of a service creates it without a canary (there is nothing to compare
-    against); later deploys patch in the new model with ``canary_traffic_percent``.
+    against); later deploys patch in the new model with ``canary_traffic_percent``. With a
+    cluster the stable version and its location are read from the live service; the
+    ``stable_*`` arguments only feed the manifest written without one (where rollback will
+    look for the stable model, so pass its real location when it is not the contract's).
     """
     from titans.settings import load_settings
 
@@ -321,6 +387,7 @@ def deploy(
             storage_uri=uri,
             canary_traffic_percent=canary_traffic_percent if stable_version else None,
             stable_version=stable_version,
+            stable_storage_uri=stable_storage_uri,
         )
         target = Path(out_dir) if out_dir else load_settings().home / "deploy"
         path = write_manifest(manifest, target)
@@ -350,13 +417,20 @@ def apply_inference_service(
     existing = get_inference_service(api, namespace, model_name)
     if existing is None:
         manifest = render_inference_service(model_name, model_version, namespace=namespace, storage_uri=storage_uri)
-        api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, manifest)
+        _kube(
+            f"create {namespace}/{model_name}",
+            api.create_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            manifest,
+        )
         summary: dict[str, Any] = {"action": "created", "body": manifest}
     else:
         stable_version, stable_uri = stable_of(existing)
         current_uri = ((existing.get("spec") or {}).get("predictor") or {}).get("model", {}).get("storageUri")
-        current_version = ((existing.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_MODEL_VERSION)
-        if current_version == str(model_version) and current_uri == storage_uri:
+        if served_version(existing) == str(model_version) and current_uri == storage_uri:
             # Already the spec'd model (perhaps mid-canary): re-patching would reset its traffic.
             return {"action": "unchanged", "model_version": str(model_version), "ready": is_ready(existing)}
         manifest = render_inference_service(

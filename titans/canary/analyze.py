@@ -205,7 +205,7 @@ def analyze_canary(
     decision = decide(evidence, rollout.current_percent, rules)
 
     patches = planned_patches(decision, rollout, model_name)
-    patch_log = _send_patches(api, namespace, model_name, patches, apply)
+    patch_log, patch_error = _send_patches(api, namespace, model_name, patches, apply)
 
     aliases_before = registry.aliases() if registry else {}
     alias_changes = alias_plan(decision, rollout.canary_version, rollout.stable_version, aliases_before)
@@ -223,12 +223,16 @@ def analyze_canary(
         "evidence": evidence.to_dict(),
         "decision": decision.to_dict(),
         "patches": patch_log,
-        "aliases": {"before": aliases_before, "changes": alias_changes, "applied": bool(apply and registry)},
+        "aliases": {
+            "before": aliases_before,
+            "changes": alias_changes,
+            "applied": bool(apply and registry and patch_error is None),
+        },
         "inference_service_status": _predictor_status(api, namespace, model_name) if api is not None else None,
     }
     target = Path(out_dir) if out_dir else settings.home / "canary"
     json_path, md_path = _record_paths(target, model_name, rollout.canary_version, decision.action)
-    if apply and registry is not None:
+    if apply and registry is not None and patch_error is None:
         tags = {
             "titans.canary.decision": decision.action,
             "titans.canary.traffic_percent": str(decision.target_percent),
@@ -239,6 +243,9 @@ def analyze_canary(
     markdown = render_markdown(record, evidence, decision, rules)
     json_path.write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
     md_path.write_text(markdown)
+    if patch_error is not None:
+        # The decision stands and is recorded; the cluster did not take it, so nothing else moved.
+        raise isvc.KubernetesError(f"{decision.action} not carried out: {patch_error}; record {json_path}")
     return {
         "action": decision.action,
         "current_percent": decision.current_percent,
@@ -258,26 +265,43 @@ def analyze_canary(
 
 def _send_patches(
     api: Any, namespace: str, name: str, patches: list[dict[str, Any]], apply: bool
-) -> list[dict[str, Any]]:
-    """Send the patches in order; log each with whether it was applied and why not."""
-    log = []
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Send the patches in order; log each with whether it was applied and why not.
+
+    A refused patch stops the sequence (the second rollback patch must not go without the
+    first) and is returned as the error, so the record is still written before failing.
+    """
+    log: list[dict[str, Any]] = []
+    error = None
     for body in patches:
         entry: dict[str, Any] = {"body": body, "content_type": "application/merge-patch+json"}
         if not apply:
             entry.update(applied=False, note="dry run")
         elif api is None:
             entry.update(applied=False, note="no Kubernetes configuration")
+        elif error is not None:
+            entry.update(applied=False, note="not sent: an earlier patch failed")
         else:
-            response = isvc.patch_inference_service(api, namespace, name, body)
-            meta = (response or {}).get("metadata") or {}
-            entry.update(applied=True, generation=meta.get("generation"), resource_version=meta.get("resourceVersion"))
+            try:
+                response = isvc.patch_inference_service(api, namespace, name, body)
+            except isvc.KubernetesError as exc:
+                error = str(exc)
+                entry.update(applied=False, note=error)
+            else:
+                meta = (response or {}).get("metadata") or {}
+                entry.update(
+                    applied=True, generation=meta.get("generation"), resource_version=meta.get("resourceVersion")
+                )
         log.append(entry)
-    return log
+    return log, error
 
 
 def _predictor_status(api: Any, namespace: str, name: str) -> dict[str, Any] | None:
     """Revision names and traffic after the patches: the link from decision to revision."""
-    obj = isvc.get_inference_service(api, namespace, name) or {}
+    try:
+        obj = isvc.get_inference_service(api, namespace, name) or {}
+    except isvc.KubernetesError:
+        return None  # the record matters more than this detail
     return ((obj.get("status") or {}).get("components") or {}).get("predictor")
 
 

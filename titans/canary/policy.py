@@ -284,21 +284,24 @@ def describe_policy(policy: CanaryPolicy | None = None) -> str:
     p = policy or CanaryPolicy()
     steps = " -> ".join(f"{s}%" for s in p.steps)
     return f"""\
-policy (defaults shown; set any of them with --policy FILE or the flags below):
-  ladder          promote one step at a time: {steps}; 100% removes
-                  canaryTrafficPercent, and only then does MLflow alias 'champion' move
-  traffic         both revisions need >= {p.min_predictions} predicted rows in the window
-                  (--min-predictions); fewer means HOLD, never promote
-  error ratio     canary <= {p.max_error_ratio} (--max-error-ratio) and <= stable +
-                  {p.max_error_ratio_increase} (--max-error-ratio-increase); a breach rolls
-                  back when binomial / Fisher exact p < {p.significance} (--significance),
-                  otherwise HOLD
-  p95 latency     canary <= stable x {p.max_latency_ratio} (--max-latency-ratio) unless the gap
-                  is under {p.min_latency_increase_seconds}s (--min-latency-increase); a breach with
-                  enough traffic rolls back
-  prediction      PSI of predicted classes / score buckets <= {p.max_psi} (--max-psi); above it
-  shift           rolls back when the chi-square p < {p.significance}, otherwise HOLD
-decision: ROLLBACK if any check fails; PROMOTE if every series is present and every check
-  passes; HOLD otherwise (too little traffic, a missing series, Prometheus unreachable, or a
-  breach not yet significant). Rollback patches canaryTrafficPercent: 0, then points the
-  predictor back at the stable model (traffic stays pinned while it starts)."""
+policy (values shown are in force; set them with --policy FILE or the flags):
+  ladder       promote one step at a time: {steps}
+               (--steps); reaching 100% removes canaryTrafficPercent, and only
+               then does the MLflow alias 'champion' move to the canary
+  traffic      both revisions need >= {p.min_predictions} predicted rows in the window
+               (--min-predictions); fewer means HOLD, never promote
+  errors       canary <= {p.max_error_ratio} (--max-error-ratio)
+               and canary <= stable + {p.max_error_ratio_increase} (--max-error-ratio-increase);
+               a breach rolls back if binomial / Fisher exact p < {p.significance}
+               (--significance), else HOLD
+  latency      canary p95 <= stable p95 x {p.max_latency_ratio} (--max-latency-ratio),
+               ignored while the gap is under {p.min_latency_increase_seconds}s (--min-latency-increase);
+               a breach rolls back once both revisions have enough traffic
+  predictions  PSI of predicted classes / score buckets <= {p.max_psi} (--max-psi);
+               a breach rolls back if the chi-square p < {p.significance}, else HOLD
+decision:
+  ROLLBACK  any check fails: patch canaryTrafficPercent: 0 (traffic back on the
+            previous revision), then point the predictor at the stable model
+  PROMOTE   every series present for both revisions and every check passes
+  HOLD      anything else: too little traffic, a missing series, Prometheus
+            unreachable, or a breach that is not yet significant"""

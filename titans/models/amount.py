@@ -54,10 +54,16 @@ class PriorModel:
     matrix: Any = None
     categories: np.ndarray | None = None
     log_spend: np.ndarray | None = None
+    counts: np.ndarray | None = None
     category_median: dict[str, float] = field(default_factory=dict)
     global_median: float = 0.0
 
     def fit(self, frame: pd.DataFrame, log_spend: np.ndarray) -> PriorModel:
+        """Index the distinct (text, category) pairs with their row count and mean log-spend.
+
+        Why distinct pairs: exports repeat the same descriptions thousands of times, and a
+        row-by-row similarity matrix grows with the square of the data (gigabytes at 20k rows).
+        """
         text = text_of(frame)
         self.vectorizer = FeatureUnion(
             [
@@ -65,11 +71,15 @@ class PriorModel:
                 ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)),
             ]
         ).fit(text)
-        self.matrix = self.vectorizer.transform(text)
-        self.categories = frame["category"].to_numpy(dtype=object)
-        self.log_spend = np.asarray(log_spend, dtype=float)
-        self.category_median = pd.Series(self.log_spend).groupby(self.categories).median().to_dict()
-        self.global_median = float(np.median(self.log_spend))
+        spend = np.asarray(log_spend, dtype=float)
+        pairs = pd.DataFrame({"text": text.to_numpy(), "category": frame["category"].to_numpy(dtype=object),
+                              "y": spend}).groupby(["text", "category"], sort=True)["y"].agg(["mean", "count"])
+        self.matrix = self.vectorizer.transform(pairs.index.get_level_values("text"))
+        self.categories = pairs.index.get_level_values("category").to_numpy(dtype=object)
+        self.log_spend = pairs["mean"].to_numpy(dtype=float)
+        self.counts = pairs["count"].to_numpy(dtype=float)
+        self.category_median = pd.Series(spend).groupby(frame["category"].to_numpy(dtype=object)).median().to_dict()
+        self.global_median = float(np.median(spend))
         return self
 
     def predict(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -77,28 +87,36 @@ class PriorModel:
 
         Support (training rows of the category) and similarity tell the booster how far
         to trust each prior: a category seen once has a median that is one anecdote.
+        Computed once per distinct (text, category) of the request and broadcast back.
         """
         cat_prior = frame["category"].map(self.category_median).fillna(self.global_median).to_numpy(float)
-        support = np.zeros(len(frame))
-        best_sim = np.zeros(len(frame))
-        sims = (self.vectorizer.transform(text_of(frame)) @ self.matrix.T).toarray() / 2.0  # two unit blocks
-        text_prior = cat_prior.copy()
-        for i, cat in enumerate(frame["category"].to_numpy(dtype=object)):
+        keys = pd.DataFrame({"text": text_of(frame).to_numpy(), "category": frame["category"].to_numpy(dtype=object)})
+        codes, uniques = pd.factorize(pd.MultiIndex.from_frame(keys))
+        u_text = np.array([u[0] for u in uniques], dtype=object)
+        u_cat = np.array([u[1] for u in uniques], dtype=object)
+        u_prior = pd.Series(u_cat).map(self.category_median).fillna(self.global_median).to_numpy(float)
+        sims = (self.vectorizer.transform(u_text) @ self.matrix.T).toarray() / 2.0  # two unit blocks
+        text_prior, support, best_sim = u_prior.copy(), np.zeros(len(uniques)), np.zeros(len(uniques))
+        for i, cat in enumerate(u_cat):
             idx = np.flatnonzero(self.categories == cat)
-            support[i] = len(idx)
             if len(idx) == 0:
                 continue
+            counts = self.counts[idx]
+            support[i] = counts.sum()
             sim = sims[i, idx]
             # More neighbours for well-populated categories: with generated data many rows share
             # one description, and two of them are a noisy sample of that description's spend.
-            k = max(self.neighbours, int(np.sqrt(len(idx))))
-            top = np.argsort(-sim, kind="stable")[:k]
-            weights = sim[top] + 1e-6
+            k = max(self.neighbours, int(np.sqrt(support[i])))
+            order = np.argsort(-sim, kind="stable")
+            taken = np.minimum(counts[order], np.maximum(k - np.concatenate([[0], np.cumsum(counts[order])[:-1]]), 0))
+            keep = taken > 0
+            top, rows = order[keep], taken[keep]
+            weights = (sim[top] + 1e-6) * rows
             nearest = float(np.sum(weights * self.log_spend[idx][top]) / weights.sum())
             trust = float(np.clip(sim[top].max(), 0.0, 1.0))
             best_sim[i] = trust
-            text_prior[i] = trust * nearest + (1.0 - trust) * cat_prior[i]
-        return cat_prior, text_prior, support, best_sim
+            text_prior[i] = trust * nearest + (1.0 - trust) * u_prior[i]
+        return cat_prior, text_prior[codes], support[codes], best_sim[codes]
 
 
 def _booster_features(frame: pd.DataFrame, priors: tuple[np.ndarray, ...]) -> pd.DataFrame:
