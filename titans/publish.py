@@ -45,7 +45,9 @@ def mlflow_storage_uri(model_uri: str | None) -> str:
         from mlflow import MlflowClient
 
         _, name, version = model_uri.split("/")
-        return MlflowClient().get_model_version_download_uri(name, version).rstrip("/") + "/artifacts/model_dir"
+        # pyfunc keeps the logged folder's own name (the task) under the model's artifacts/.
+        folder = name.removeprefix("titans-")
+        return MlflowClient().get_model_version_download_uri(name, version).rstrip("/") + f"/artifacts/{folder}"
     except Exception as exc:  # an unreachable registry must not block a laptop deploy
         log.warning("could not resolve the artifact location of %s: %s", model_uri, exc)
         return ""
@@ -64,11 +66,13 @@ def deploy_promoted(summaries: dict[str, dict[str, Any]], model_paths: dict[str,
             continue
         source = Path(model_paths[task]) / task
         local = publish_model_dir(source, task)
-        stable = gate.get("champion_before") or ""
+        stable = str(gate.get("champion_before") or "")
+        name = summary["registered_name"]
         outcome = deploy.deploy(
-            summary["registered_name"], str(summary["version"]), canary_traffic_percent=canary_percent,
+            name, str(summary["version"]), canary_traffic_percent=canary_percent,
             namespace=namespace, storage_uri=mlflow_storage_uri(summary.get("model_uri")),
-            out_dir=manifests_dir, stable_version=str(stable) if stable else "",
+            out_dir=manifests_dir, stable_version=stable,
+            stable_storage_uri=mlflow_storage_uri(f"models:/{name}/{stable}") if stable else "",
         )
         outcome.pop("manifest", None)
         results[task] = {"local_model_dir": str(local), "stable_version": stable or None, **outcome}

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from titans import model_dir
 from titans.errors import UserError
 
 
@@ -60,7 +62,11 @@ def test_local_run_trains_gates_and_deploys(first_run: dict[str, Any], home: Pat
         deployed = first_run["deployments"][task]
         if m["alias"] == "champion":
             assert (home / "models" / task / "metadata.json").is_file()
-            assert Path(deployed["manifest_path"]).read_text().count("kind: InferenceService") == 1
+            manifest = yaml.safe_load(Path(deployed["manifest_path"]).read_text())
+            assert manifest["kind"] == "InferenceService"
+            # The storageUri is the registered version's folder in MLflow's artifact store: loadable as is.
+            uri = manifest["spec"]["predictor"]["model"]["storageUri"]
+            assert model_dir.load(uri.removeprefix("file://")).metadata["name"] == f"titans-{task}"
         else:
             assert deployed["action"] == "kept-previous" and not (home / "models" / task).exists()
     aliases = _aliases(first_run["mlflow_tracking_uri"])
