@@ -1,0 +1,21 @@
+# Serving: the KServe V2 runtime (serving/) and its benchmarks.
+#
+#   make serve            serve what `make run` trained, $(TITANS_HOME)/models (default ./var/models), with
+#                         stored features from the Feast store under $(TITANS_HOME)/features:
+#                         REST http://127.0.0.1:8080 (also /metrics), gRPC 127.0.0.1:8081
+#   make bench-serving    our runtime vs MLServer on the same model and loads -> bench/results/serving.{json,md};
+#                         in-process Feast enrichment vs the transformer -> bench/results/enrichment.json
+#
+# SERVE_ARGS passes extra flags, e.g. make serve SERVE_ARGS="--http-port 9000 --enrichment none";
+# BENCH_SERVING_ARGS too, e.g. BENCH_SERVING_ARGS="--scenario serving --seconds 4".
+
+SERVE_ARGS ?=
+BENCH_SERVING_ARGS ?=
+
+.PHONY: serve bench-serving
+
+serve: install ## serve the trained model directories over V2 REST + gRPC (Ctrl-C stops)
+	$(VENV)/bin/titans serve --models $(TITANS_HOME)/models $(SERVE_ARGS)
+
+bench-serving: install ## titans runtime vs MLServer, and enrichment in process vs transformer (loopback only)
+	$(PY) bench/bench_serving.py --out-dir bench/results $(BENCH_SERVING_ARGS)

@@ -1,0 +1,130 @@
+"""Serving settings and flags, importable without kserve (the ``titans`` CLI loads this).
+
+Why apart from ``server.py``: ``titans/cli.py`` imports every area's ``register`` for every
+command, and kserve takes seconds to import; the flags, the model discovery and the config
+object are plain Python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+METADATA_FILE = "metadata.json"
+DEFAULT_HTTP_PORT = 8080
+DEFAULT_GRPC_PORT = 8081
+DEFAULT_MAX_BATCH_ROWS = 10_000
+
+
+class EnrichmentMode(enum.Enum):
+    """Where a predictor's stored features come from (see ``serving/enrich.py``)."""
+
+    FEAST = "feast"
+    REQUEST = "request"
+    NONE = "none"
+
+
+@dataclass
+class ServeConfig:
+    """Everything ``serve`` needs; built from ``titans serve`` or ``python -m serving`` args."""
+
+    models: list[tuple[str, str]] = field(default_factory=list)  # (name, uri)
+    host: str = "127.0.0.1"
+    http_port: int = DEFAULT_HTTP_PORT
+    grpc_port: int = DEFAULT_GRPC_PORT
+    enable_grpc: bool = True
+    enrichment: EnrichmentMode = EnrichmentMode.NONE
+    feature_repo: Path | None = None
+    max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS
+    access_log: bool = False
+    grpc_threads: int = 4
+
+
+def discover_models(models_dir: Path) -> list[tuple[str, str]]:
+    """(name, path) for each model directory under ``models_dir`` (``<task>/metadata.json``).
+
+    A subdirectory without readable metadata still becomes a model (named ``titans-<dir>``)
+    so that it shows up as not ready with its reason, instead of vanishing. Directories
+    starting with ``_`` or ``.`` are not models: ``titans train`` writes its evaluation
+    reports to ``models/_reports`` and half-written models to ``.<task>.partial-*``, and
+    serving either would leave the server not ready for good.
+    """
+    if not models_dir.is_dir():
+        raise FileNotFoundError(f"{models_dir}: no such directory (run `make run` to train models)")
+    found = []
+    for sub in sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+        name = sub.name if sub.name.startswith("titans-") else f"titans-{sub.name}"
+        try:
+            name = str(json.loads((sub / METADATA_FILE).read_text())["name"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        found.append((name, str(sub)))
+    return found
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags shared by ``titans serve`` and ``python -m serving`` (kserve's spellings accepted)."""
+    from titans.settings import load_settings
+
+    settings = load_settings()
+    parser.add_argument("--models", type=Path,
+                        help="directory holding model directories (<task>/metadata.json); "
+                        "default $TITANS_HOME/models, what `make run` trains")
+    parser.add_argument("--model-uri", "--model_dir", dest="model_uri",
+                        help="one more model: local path, s3://, gs:// or models:/name@alias")
+    parser.add_argument("--model-name", "--model_name", dest="model_name",
+                        help="its served name (default: from its metadata)")
+    parser.add_argument("--host", default=settings.http_host,
+                        help="interface to bind REST and gRPC to (default %(default)s, from TITANS_HTTP_HOST; "
+                        "0.0.0.0 in a pod)")
+    parser.add_argument("--http-port", "--http_port", dest="http_port", type=int, default=DEFAULT_HTTP_PORT,
+                        help="V2 REST port, also /metrics (default %(default)s)")
+    parser.add_argument("--grpc-port", "--grpc_port", dest="grpc_port", type=int, default=DEFAULT_GRPC_PORT,
+                        help="V2 gRPC port (default %(default)s)")
+    parser.add_argument("--no-grpc", dest="enable_grpc", action="store_false", help="REST only")
+    parser.add_argument(
+        "--enrichment", choices=[m.value for m in EnrichmentMode],
+        default=os.environ.get("TITANS_ENRICHMENT", EnrichmentMode.FEAST.value),
+        help="feast: look stored features up in process (default, TITANS_ENRICHMENT); request: a transformer "
+        "sends them; none: every entity is unseen",
+    )
+    parser.add_argument("--feature-repo", type=Path, default=settings.feature_repo,
+                        help="Feast repository (default %(default)s)")
+    parser.add_argument("--max-batch-rows", type=int, default=DEFAULT_MAX_BATCH_ROWS,
+                        help="largest batch accepted; bigger ones get a 400 (default %(default)s)")
+    parser.add_argument("--access-log", action="store_true", help="log every HTTP request")
+
+
+def config_from_args(args: argparse.Namespace) -> ServeConfig:
+    """Turn parsed flags into a ServeConfig; raises ValueError for unusable combinations."""
+    models: list[tuple[str, str]] = []
+    if args.models is not None:
+        models += discover_models(Path(args.models))
+        if not models:
+            raise ValueError(f"{args.models}: no model directories inside (run `make run` to train models)")
+    if args.model_uri:
+        models.append((args.model_name or _name_for_uri(args.model_uri), args.model_uri))
+    if not models:
+        raise ValueError("nothing to serve: give --models DIR or --model-uri URI")
+    return ServeConfig(
+        models=models,
+        host=args.host,
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        enable_grpc=args.enable_grpc,
+        enrichment=EnrichmentMode(args.enrichment),
+        feature_repo=args.feature_repo,
+        max_batch_rows=args.max_batch_rows,
+        access_log=args.access_log,
+    )
+
+
+def _name_for_uri(uri: str) -> str:
+    try:
+        return str(json.loads((Path(uri) / METADATA_FILE).read_text())["name"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ValueError(f"{uri}: give --model-name (no readable {METADATA_FILE} to take it from)") from None

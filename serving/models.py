@@ -1,0 +1,384 @@
+"""The four titans models as ``kserve.Model`` subclasses, loaded from model directories.
+
+Why thin: a model directory is self-describing (``metadata.json`` declares its V2 inputs and
+outputs; ``titans.model_dir.load`` returns an object that predicts from a DataFrame), so one
+base class does the serving work — decode and validate the request against the declared
+inputs, enrich it from Feast, predict, encode with kserve's ``InferResponse`` — and each
+subclass only adds what is particular to its task: the Prometheus series of its outputs and
+its extra input rules.
+
+Request flow (kserve's ``Model.__call__``): ``preprocess`` (validate + enrich, timed by
+KServe's ``request_preprocess_seconds``) -> ``predict`` (model + encoding, timed by
+``request_predict_seconds``) -> ``postprocess`` (identity).
+
+Why columns (a dict of numpy arrays) travel beside the DataFrame: validation, enrichment
+and the drift metrics work on arrays in microseconds, and the one DataFrame the model
+contract needs is built once, without copying (``copy=False`` halved its ~0.1 ms cost).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from kserve import Model
+from kserve.errors import InvalidInput, ModelNotReady
+from kserve.model import InferenceVerb
+from kserve.protocol.infer_type import InferRequest, InferResponse
+
+from serving.config import DEFAULT_MAX_BATCH_ROWS, METADATA_FILE, EnrichmentMode
+from serving.enrich import Enricher, EnrichmentError, feature_specs
+from serving.metrics import ModelMetrics, titans_metrics
+from serving.storage import resolve_model_uri
+from serving.tensors import TensorSpec, infer_outputs, specs_from_metadata
+from serving.validation import (
+    InputRules,
+    RequestRejected,
+    batch_rows,
+    check_requested_outputs,
+    decode_inputs,
+)
+from titans.errors import UserError
+
+logger = logging.getLogger("titans.serving")
+
+# Closed vocabularies that the contract fixes (docs/contracts.md, "The clean table").
+PAYMENT_METHODS = ("credit_card", "debit_card", "bank_transfer", "cash", "check", "paypal", "other", "unknown")
+# Forecast horizon bound when a cash-flow model's metadata does not state its own.
+MAX_HORIZON_DAYS = 90
+
+
+class ModelFailure(RuntimeError):
+    """The model failed on a request that passed validation: our bug, a 500 / gRPC INTERNAL."""
+
+
+@dataclass
+class Batch:
+    """What ``preprocess`` hands to ``predict``: the request (ids, outputs), columns and frame."""
+
+    request: InferRequest
+    columns: dict[str, np.ndarray]
+    frame: pd.DataFrame
+
+
+class TitansModel(Model):
+    """A titans model directory served over V2; subclasses add task-specific metrics."""
+
+    task: ClassVar[str] = ""
+    # Whether the model reads the stored features of its service (the forecaster does not:
+    # it forecasts from the history saved with it, so a lookup would be wasted work).
+    uses_stored_features: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        name: str,
+        model_uri: str,
+        *,
+        enrichment: EnrichmentMode = EnrichmentMode.NONE,
+        enricher_factory: Callable[[str], Enricher] | None = None,
+        max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
+    ):
+        super().__init__(name)
+        self.model_uri = model_uri
+        self.enrichment = enrichment
+        self._enricher_factory = enricher_factory
+        self._max_batch_rows = max_batch_rows
+        self.enricher: Enricher | None = None
+        self.model_dir: Any = None
+        self.metadata: dict[str, Any] = {}
+        self.version = "unknown"
+        self.load_error: str | None = None
+        self._load_attempted = False
+        self.inputs: tuple[TensorSpec, ...] = ()
+        self.request_inputs: tuple[TensorSpec, ...] = ()
+        self.outputs: tuple[TensorSpec, ...] = ()
+        self.rules = InputRules(max_batch_rows=max_batch_rows)
+        self._metrics: ModelMetrics | None = None
+        self._numeric_columns: tuple[str, ...] = ()
+        self.enrichment_used = EnrichmentMode.NONE  # what load() chose: cash flow never looks features up
+
+    # ----------------------------------------------------------------- loading and readiness
+    def load(self) -> bool:
+        """Load once; a failure leaves this model not ready, logged in one line, others serving.
+
+        kserve's DataPlane calls ``load()`` again before every request to a model that is not
+        ready; retrying a broken directory per request would flood the log, so later calls
+        return the first outcome.
+        """
+        if self._load_attempted:
+            return self.ready
+        self._load_attempted = True
+        started = time.perf_counter()
+        try:
+            self._load()
+        except Exception as exc:  # any failure means "not ready"; the line below says which
+            self.ready = False
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            logger.error("model %s not ready: cannot load %s: %s", self.name, self.model_uri, self.load_error)
+            return False
+        self.ready = True
+        logger.info(
+            "model %s version %s ready from %s in %.2fs (enrichment: %s)",
+            self.name, self.version, self.model_uri, time.perf_counter() - started, self.enrichment_used.value,
+        )
+        return True
+
+    def load_model_dir(self, local: Path) -> Any:
+        """The predictor object of a local model directory (``titans.model_dir.load``)."""
+        from titans import model_dir
+
+        return model_dir.load(local)
+
+    def _load(self) -> None:
+        local = resolve_model_uri(self.model_uri)
+        loaded = self.load_model_dir(local)
+        metadata = dict(loaded.metadata)
+        self.request_inputs = specs_from_metadata(metadata["inputs"])
+        self.outputs = specs_from_metadata(metadata["outputs"])
+        if not self.request_inputs or not self.outputs:
+            raise ValueError(f"{local / METADATA_FILE} declares no inputs or no outputs")
+        service = feature_service(metadata, self.task)
+        enrich = self.enrichment if self.uses_stored_features else EnrichmentMode.NONE
+        self.enrichment_used = enrich
+        extra = feature_specs(service) if enrich is EnrichmentMode.REQUEST else ()
+        self.inputs = self.request_inputs + tuple(extra)
+        self.enricher = (
+            self._enricher_factory(service)
+            if enrich is EnrichmentMode.FEAST and self._enricher_factory is not None
+            else None
+        )
+        numeric = [spec.name for spec in self.inputs if spec.datatype != "BYTES"]
+        if self.enricher is not None:
+            numeric += [spec.name for spec in feature_specs(service) if spec.datatype != "BYTES"]
+        self._numeric_columns = tuple(numeric)
+        self.model_dir = loaded
+        self.metadata = metadata
+        self.version = str(metadata.get("version", "unknown"))
+        self.rules = self.input_rules(metadata)
+        self.on_loaded()
+
+    @property
+    def metrics(self) -> ModelMetrics:
+        """This model's series, labelled with the loaded version (``unknown`` if it never loaded)."""
+        if self._metrics is None or self._metrics.labels[1] != self.version:
+            self._metrics = titans_metrics().for_model(self.name, self.version)
+        return self._metrics
+
+    def start(self) -> None:
+        """kserve's default ``start`` marks every model ready; readiness here is owned by ``load``."""
+
+    def on_loaded(self) -> None:
+        """Hook for subclasses: create their series at zero so a new revision exports them."""
+
+    def input_rules(self, metadata: Mapping[str, Any]) -> InputRules:
+        """Closed vocabularies and date inputs, from the contract and the model's own metadata."""
+        categories: dict[str, frozenset[str]] = {}
+        names = {spec.name for spec in self.request_inputs}
+        if "payment_method" in names:
+            categories["payment_method"] = frozenset(PAYMENT_METHODS)
+        for entry in metadata.get("inputs", []):
+            if entry.get("categories"):
+                categories[str(entry["name"])] = frozenset(str(v) for v in entry["categories"])
+        dates = frozenset(n for n in names if n == "date")
+        return InputRules(max_batch_rows=self._max_batch_rows, categories=categories, dates=dates)
+
+    # ------------------------------------------------------------------------- V2 metadata
+    def get_input_types(self) -> list[dict[str, Any]]:
+        return [spec.to_metadata() for spec in self.inputs]
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        return [spec.to_metadata() for spec in self.outputs]
+
+    # ------------------------------------------------------------------------- inference
+    async def __call__(
+        self,
+        body: dict | InferRequest,
+        headers: dict[str, str] | None = None,
+        verb: InferenceVerb = InferenceVerb.PREDICT,
+    ) -> Any:
+        """kserve's pipeline, wrapped to count outcomes and to keep our bugs apart from client errors."""
+        started = time.perf_counter()
+        if not self.ready:
+            self.metrics.error("model_not_ready", 0)
+            raise ModelNotReady(self.name, self.load_error)
+        try:
+            result = await super().__call__(body, headers, verb)
+        except RequestRejected as exc:
+            self.metrics.error(exc.code, _rows_of(body))
+            logger.info("model %s refused a request: %s", self.name, exc.reason)
+            raise
+        except EnrichmentError as exc:
+            self.metrics.error("enrichment_failed", _rows_of(body))
+            logger.error("model %s: feature enrichment failed: %s", self.name, exc)
+            raise ModelFailure(f"feature enrichment failed for {self.name}: {exc}") from exc
+        except InvalidInput as exc:  # kserve's own decoding refusals
+            self.metrics.error("malformed_request", _rows_of(body))
+            logger.info("model %s refused a request: %s", self.name, exc)
+            raise
+        except Exception as exc:
+            self.metrics.error("internal", _rows_of(body))
+            logger.exception("model %s failed on a validated request", self.name)
+            raise ModelFailure(f"{self.name} failed: {type(exc).__name__}: {exc}") from exc
+        self.metrics.latency.observe(time.perf_counter() - started)
+        return result
+
+    def validate(self, payload: Any) -> Any:
+        """Validation happens in ``preprocess`` against the declared inputs; skip kserve's v1 checks."""
+        return payload
+
+    async def preprocess(self, payload: dict | InferRequest, headers: dict[str, str] | None = None) -> Batch:
+        if not isinstance(payload, InferRequest):
+            raise RequestRejected(
+                "malformed_request", "this server speaks the V2 protocol: POST /v2/models/{name}/infer"
+            )
+        check_requested_outputs(payload, self.outputs)
+        columns = decode_inputs(payload, self.inputs, self.rules)
+        if self.enricher is not None:
+            columns = self.enricher.enrich(columns)
+        return Batch(request=payload, columns=columns, frame=pd.DataFrame(columns, copy=False))
+
+    async def predict(  # type: ignore[override]
+        self, payload: Batch, headers: dict[str, str] | None = None, response_headers: dict | None = None
+    ) -> InferResponse:
+        try:
+            result = self.model_dir.predict(payload.frame)
+        except UserError as exc:
+            # The model's own refusal of valid-looking input (docs/contracts.md: model
+            # directories raise UserError for what a caller can fix): the client's, a 400.
+            raise RequestRejected("bad_value", f"{self.name} cannot predict this request: {exc}") from None
+        outputs = infer_outputs(self.outputs, result)
+        self.observe(payload.columns, {o.name: o.data for o in outputs})
+        request = payload.request
+        if request.from_grpc:
+            # kserve 0.21's InferResponse.to_grpc tests ``output.data`` for truth when the request
+            # came with raw contents, which fails for a numpy array of more than one element;
+            # encoding to raw bytes here is what it would do next anyway.
+            for output in outputs:
+                output.set_data_from_numpy(output.data, binary_data=True)
+        return InferResponse(
+            response_id=request.id or "",
+            model_name=self.name,
+            model_version=self.version,
+            infer_outputs=outputs,
+            use_binary_outputs=request.use_binary_outputs,
+            requested_outputs=request.request_outputs,
+        )
+
+    def observe(self, columns: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> None:
+        """Record rows and numeric input/feature summaries; subclasses add their output distributions."""
+        metrics = self.metrics
+        metrics.rows_ok.inc(_rows(columns))
+        metrics.input_features({name: columns[name] for name in self._numeric_columns if name in columns})
+
+
+class CategoryModel(TitansModel):
+    """Transaction category with probability and top-k; counts predicted classes."""
+
+    task = "category"
+
+    def observe(self, columns: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> None:
+        super().observe(columns, outputs)
+        if "category" in outputs:
+            self.metrics.predicted_classes(outputs["category"])
+
+
+class AmountModel(TitansModel):
+    """Expected spend with an interval; feeds the predicted-amount histogram."""
+
+    task = "amount"
+
+    def on_loaded(self) -> None:
+        titans_metrics().predicted_amount.touch(self.metrics.labels)
+
+    def observe(self, columns: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> None:
+        super().observe(columns, outputs)
+        if "amount" in outputs:
+            self.metrics.predicted_amounts(outputs["amount"])
+
+
+class AnomalyModel(TitansModel):
+    """Anomaly score, risk level and top factors; feeds score and risk-level series."""
+
+    task = "anomaly"
+
+    def on_loaded(self) -> None:
+        titans_metrics().anomaly_score.touch(self.metrics.labels)
+
+    def observe(self, columns: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> None:
+        super().observe(columns, outputs)
+        if "anomaly_score" in outputs:
+            self.metrics.anomaly_scores(outputs["anomaly_score"])
+        if "risk_level" in outputs:
+            self.metrics.risk_levels(outputs["risk_level"])
+            self.metrics.predicted_classes(outputs["risk_level"])
+
+
+class CashflowModel(TitansModel):
+    """Daily forecast for one known account over ``horizon_days``.
+
+    Why the account list and the horizon bound come from the metadata: the forecaster only
+    knows the accounts whose history it was saved with, and only forecasts up to its own
+    maximum; checking both up front turns what the model would refuse into a 400 that names
+    the input, before any work is done.
+    """
+
+    task = "cashflow"
+    uses_stored_features = False
+
+    def input_rules(self, metadata: Mapping[str, Any]) -> InputRules:
+        rules = super().input_rules(metadata)
+        described = metadata.get("model") or {}
+        categories = dict(rules.categories)
+        if described.get("accounts"):
+            categories["account_id"] = frozenset(str(a) for a in described["accounts"])
+        horizon = int(described.get("max_horizon_days") or MAX_HORIZON_DAYS)
+        return InputRules(
+            max_batch_rows=rules.max_batch_rows,
+            categories=categories,
+            dates=rules.dates,
+            ranges={"horizon_days": (1, horizon)},
+        )
+
+
+MODEL_CLASSES: dict[str, type[TitansModel]] = {
+    cls.task: cls for cls in (CategoryModel, AmountModel, AnomalyModel, CashflowModel)
+}
+
+
+def feature_service(metadata: Mapping[str, Any], task: str) -> str:
+    """The Feast feature service a model was trained with (its lineage), else ``<task>_service``."""
+    lineage = metadata.get("lineage") or {}
+    return str(lineage.get("feature_service") or f"{task or metadata.get('task', '')}_service")
+
+
+def task_of(name: str, model_uri: str) -> str:
+    """The task of a model: from a local ``metadata.json`` when readable, else from its name."""
+    path = Path(model_uri)
+    try:
+        return str(json.loads((path / METADATA_FILE).read_text())["task"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return name.removeprefix("titans-")
+
+
+def build_model(name: str, model_uri: str, **kwargs: Any) -> TitansModel:
+    """The right subclass for a model directory; unknown tasks get the generic base class."""
+    cls = MODEL_CLASSES.get(task_of(name, model_uri), TitansModel)
+    return cls(name, model_uri, **kwargs)
+
+
+def _rows_of(body: Any) -> int:
+    return batch_rows(body) if isinstance(body, InferRequest) else 0
+
+
+def _rows(columns: Mapping[str, np.ndarray]) -> int:
+    for values in columns.values():
+        return len(values)
+    return 0

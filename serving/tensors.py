@@ -1,0 +1,85 @@
+"""Tensor specs from a model directory's metadata, and outputs as kserve ``InferOutput``s.
+
+Why: the model directory declares its V2 inputs and outputs (docs/contracts.md); the server
+derives model metadata, request validation and response encoding from that one declaration,
+so a retrained model with a new output needs no serving change. The wire encoding itself is
+kserve's (``InferOutput`` / ``InferResponse``); this module only shapes numpy arrays for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from kserve.protocol.infer_type import InferOutput
+from kserve.utils.numpy_codec import to_np_dtype
+
+V2_DATATYPES = frozenset(
+    {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32",
+     "FP64", "BYTES"}
+)
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One declared tensor: name, V2 datatype and shape (``-1`` marks the batch dimension)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+    @classmethod
+    def from_metadata(cls, entry: Mapping[str, Any]) -> TensorSpec:
+        """Read ``{name, datatype, shape}``; a missing shape means one value per row (``[-1]``)."""
+        datatype = str(entry["datatype"]).upper()
+        if datatype not in V2_DATATYPES:
+            raise ValueError(f"tensor {entry['name']!r} declares unknown V2 datatype {datatype!r}")
+        shape = tuple(int(d) for d in entry.get("shape", (-1,)))
+        return cls(name=str(entry["name"]), datatype=datatype, shape=shape)
+
+    def to_metadata(self) -> dict[str, Any]:
+        """The V2 ``$metadata_tensor`` object served at ``/v2/models/{m}``."""
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+    @property
+    def numpy_dtype(self) -> np.dtype:
+        return np.dtype(to_np_dtype(self.datatype))
+
+
+def specs_from_metadata(entries: Sequence[Mapping[str, Any]]) -> tuple[TensorSpec, ...]:
+    return tuple(TensorSpec.from_metadata(e) for e in entries)
+
+
+def output_array(spec: TensorSpec, values: Any) -> np.ndarray:
+    """Coerce a model's output to the declared datatype (object-of-str for BYTES).
+
+    Why: ``InferOutput.set_data_from_numpy`` insists that the numpy dtype maps exactly to the
+    declared V2 datatype, and sklearn/pandas hand back float32, int64 or ``<U`` strings freely.
+    """
+    array = np.asarray(values)
+    if spec.datatype == "BYTES":
+        if array.dtype != np.object_:
+            return array.astype(str).astype(object)
+        if all(isinstance(v, str | bytes) for v in array.flat):
+            return array
+        text = np.empty(array.shape, dtype=object)
+        text.flat[:] = [_as_text(v) for v in array.flat]
+        return text
+    return array.astype(spec.numpy_dtype, copy=False)
+
+
+def _as_text(value: Any) -> str | bytes:
+    return value if isinstance(value, str | bytes) else str(value)
+
+
+def infer_outputs(specs: Sequence[TensorSpec], result: Mapping[str, Any]) -> list[InferOutput]:
+    """Build one ``InferOutput`` per declared output, in declaration order."""
+    outputs = []
+    for spec in specs:
+        if spec.name not in result:
+            raise KeyError(f"model did not return declared output {spec.name!r}")
+        array = output_array(spec, result[spec.name])
+        outputs.append(InferOutput(name=spec.name, shape=list(array.shape), datatype=spec.datatype, data=array))
+    return outputs
