@@ -203,9 +203,11 @@ def train_task(task: str, clean: pd.DataFrame, client: Any, cfg: TrainConfig) ->
         "last_day": str(pd.to_datetime(ts["date"]).max().date()),
     } | cfg.extra_lineage
     features = list(getattr(model, "feature_names", None) or result["model"].get("features", []) or [])
+    # The folder describes the model it holds (the refit on all rows), not the holdout model.
+    described = model.describe() if hasattr(model, "describe") else result["model"]
     path = model_dir.save(
         model, out_dir / task, task, version="unregistered", features=features, metrics=result["metrics"],
-        baselines=result["baselines"], lineage=lineage, extra=result["model"],
+        baselines=result["baselines"], lineage=lineage, extra=described,
     )
     report_path = report.write(
         plot_dir / "report.md", f"titans-{task}: holdout evaluation",
