@@ -45,9 +45,11 @@ def _submit(args: argparse.Namespace) -> int:
         if not sep:
             raise UserError(f"--param {item!r}: expected NAME=VALUE")
         try:
-            params[key] = json.loads(value)
+            parsed = json.loads(value)
         except json.JSONDecodeError:
-            params[key] = value
+            parsed = value
+        # Numbers and booleans travel typed; JSON objects stay text (gate_config is a string parameter).
+        params[key] = value if isinstance(parsed, dict | list) else parsed
     sub = build_submission(Path(args.package) if args.package else TRAINING_YAML, args.experiment, params,
                            args.schedule, args.run_name)
     print_json(submit(args.host, sub))

@@ -55,13 +55,14 @@ def mlflow_storage_uri(model_uri: str | None) -> str:
 
 def deploy_promoted(summaries: dict[str, dict[str, Any]], model_paths: dict[str, str], canary_percent: int,
                     namespace: str, manifests_dir: str) -> dict[str, Any]:
-    """Deploy each task whose new version became ``champion``; report what happened to every task."""
+    """Deploy each task whose new version passed the gate; report what happened to every task."""
     from titans import deploy
 
     results: dict[str, Any] = {}
     for task, summary in summaries.items():
         gate = summary.get("gate") or {}
-        if summary.get("alias") != "champion":
+        # The gate's verdict, not the alias: with champion_after_canary the alias waits for the canary.
+        if not gate.get("promote"):
             results[task] = {"action": "kept-previous", "reasons": gate.get("reasons", ["not registered"])}
             continue
         source = Path(model_paths[task]) / task

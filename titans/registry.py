@@ -56,6 +56,11 @@ class GateConfig:
     ``tolerance`` is relative: a candidate may be up to that fraction worse than the
     champion on the primary metric (noise on small holdouts should not block every
     retrain) but no more.
+
+    ``champion_after_canary``: on a cluster a promoted version first serves as a canary, and
+    ``champion`` moves only when the canary analysis reaches full promotion; the gate then
+    only marks the version deployable (tag ``gate_decision=promoted``). On a laptop there is
+    no canary, so the default moves ``champion`` at the gate.
     """
 
     minimum: dict[str, dict[str, float]] = field(
@@ -67,6 +72,7 @@ class GateConfig:
     maximum: dict[str, dict[str, float]] = field(default_factory=lambda: {"cashflow": {"mase": 1.0}})
     tolerance: float = 0.02
     require_beat_baseline: bool = True
+    champion_after_canary: bool = False
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> GateConfig:
@@ -79,7 +85,7 @@ class GateConfig:
         except (OSError, json.JSONDecodeError) as exc:
             raise UserError(f"gate config {path}: {exc}") from exc
         base = cls()
-        unknown = set(raw) - {"minimum", "maximum", "tolerance", "require_beat_baseline"}
+        unknown = set(raw) - {"minimum", "maximum", "tolerance", "require_beat_baseline", "champion_after_canary"}
         if unknown:
             raise UserError(f"gate config {path}: unknown key(s) {sorted(unknown)}")
         return cls(
@@ -87,11 +93,13 @@ class GateConfig:
             maximum=raw.get("maximum", base.maximum),
             tolerance=float(raw.get("tolerance", base.tolerance)),
             require_beat_baseline=bool(raw.get("require_beat_baseline", base.require_beat_baseline)),
+            champion_after_canary=bool(raw.get("champion_after_canary", base.champion_after_canary)),
         )
 
     def as_dict(self) -> dict[str, Any]:
         return {"minimum": self.minimum, "maximum": self.maximum, "tolerance": self.tolerance,
-                "require_beat_baseline": self.require_beat_baseline}
+                "require_beat_baseline": self.require_beat_baseline,
+                "champion_after_canary": self.champion_after_canary}
 
 
 @dataclass
@@ -267,14 +275,18 @@ def log_and_register(
         for k, v in tags.items():
             client.set_model_version_tag(name, version, k, v)
         mlflow.set_tags(tags)
-        if decision.promote:
+        crowned = decision.promote and not gate.champion_after_canary
+        if crowned:
             client.set_registered_model_alias(name, CHAMPION, version)
+        elif decision.promote:
+            client.set_model_version_tag(name, version, "champion_deferred", "until full canary promotion")
         log.info("%s v%s: %s (%s)", name, version, decision.decision, "; ".join(decision.reasons))
-        aliases = [CHALLENGER] + ([CHAMPION] if decision.promote else [])
+        aliases = [CHALLENGER] + ([CHAMPION] if crowned else [])
         return {
             "registered_name": name,
             "version": version,
-            "alias": CHAMPION if decision.promote else CHALLENGER,
+            "alias": CHAMPION if crowned else CHALLENGER,
+            "deploy": decision.promote,
             "aliases": aliases,
             "run_id": run.info.run_id,
             "model_uri": f"models:/{name}/{version}",

@@ -212,6 +212,15 @@ def test_gate_moves_champion_only_when_rules_pass(trained, tmp_path: Path) -> No
         assert str(client.get_model_version_by_alias("titans-category", "champion").version) == promoted["version"]
         served = mlflow.pyfunc.load_model("models:/titans-category@champion").predict(example)
         assert list(served["category"])[0] == "fuel"
+        # Cluster mode: the gate passes the version, but champion waits for the canary's full promotion.
+        deferred_cfg = tmp_path / "deferred.json"
+        deferred_cfg.write_text(json.dumps({"champion_after_canary": True}))
+        deferred = registry.log_and_register(
+            "category", "titans-category", path, {"metrics": result["metrics"], "baselines": result["baselines"]},
+            {}, result["lineage"], example, [], registry.GateConfig.load(deferred_cfg))
+        assert deferred["gate"]["promote"] and deferred["deploy"] and deferred["alias"] == "challenger"
+        assert str(client.get_model_version_by_alias("titans-category", "champion").version) == promoted["version"]
+        assert "champion_deferred" in client.get_model_version("titans-category", deferred["version"]).tags
     finally:
         mp.undo()
 
