@@ -24,5 +24,5 @@ def gate_report(category: str, amount: str, anomaly: str, cashflow: str, report:
     with open(report.path, "w") as fh:
         fh.write(gate_markdown(summaries))
     for task, summary in summaries.items():
-        decisions.log_metric(f"{task}_promoted", 1.0 if summary.get("alias") == "champion" else 0.0)
+        decisions.log_metric(f"{task}_promoted", 1.0 if (summary.get("gate") or {}).get("promote") else 0.0)
     return json.dumps(summaries)

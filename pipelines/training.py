@@ -69,7 +69,8 @@ def training_pipeline(
                            feature_summary=features.outputs["feature_summary"], titans_home=titans_home,
                            mlflow_tracking_uri=mlflow_tracking_uri, gate_config=gate_config,
                            n_estimators=n_estimators, cv_folds=cv_folds)
-        trained[task] = _on_cluster(step.set_display_name(f"train {task}"), "2", "6Gi")
+        # No retries: a retry after registration would register (and gate) a second version.
+        trained[task] = _on_cluster(step.set_display_name(f"train {task}"), "2", "6Gi", retries=0)
     gate = gate_report(**{t: trained[t].outputs["Output"] for t in TASKS}).set_display_name("evaluate and gate")
     _on_cluster(gate, "250m", "512Mi")
     deploy = deploy_models(

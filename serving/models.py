@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -160,7 +161,9 @@ class TitansModel(Model):
         self._numeric_columns = tuple(numeric)
         self.model_dir = loaded
         self.metadata = metadata
-        self.version = str(metadata.get("version", "unknown"))
+        # A pod serves one registered version and the InferenceService names it (TITANS_MODEL_VERSION):
+        # trust that over the folder's metadata, which MLflow stored before the version number existed.
+        self.version = os.environ.get("TITANS_MODEL_VERSION") or str(metadata.get("version", "unknown"))
         self.rules = self.input_rules(metadata)
         self.on_loaded()
 

@@ -41,7 +41,7 @@ def _build(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``features build``."""
-    features = subparsers.add_parser("features", help="build and serve features (Feast)")
+    features = subparsers.add_parser("features", help="build the feature store (Feast)")
     sub = features.add_subparsers(dest="features_command", metavar="ACTION", required=True)
     build = sub.add_parser(
         "build",

@@ -234,7 +234,7 @@ def _block_frames(cfg: GenerateConfig) -> Iterator[pd.DataFrame]:
         block["Receipt URL"] = ""
         block.loc[is_exp, "Receipt URL"] = _receipts(rng, int(is_exp.sum()))
         # A duplicate charge repeats its original's receipt too.
-        dup = block["is_fraud"].eq(1) & block.duplicated(
+        dup = block.duplicated(
             subset=["Date", "Description", "Amount", "Reference", "Account ID"], keep=False)
         if dup.any():
             block.loc[dup, "Receipt URL"] = block.loc[dup].groupby(

@@ -66,7 +66,6 @@ def deploy_promoted(summaries: dict[str, dict[str, Any]], model_paths: dict[str,
             results[task] = {"action": "kept-previous", "reasons": gate.get("reasons", ["not registered"])}
             continue
         source = Path(model_paths[task]) / task
-        local = publish_model_dir(source, task)
         stable = str(gate.get("champion_before") or "")
         name = summary["registered_name"]
         outcome = deploy.deploy(
@@ -76,5 +75,9 @@ def deploy_promoted(summaries: dict[str, dict[str, Any]], model_paths: dict[str,
             stable_storage_uri=mlflow_storage_uri(f"models:/{name}/{stable}") if stable else "",
         )
         outcome.pop("manifest", None)
-        results[task] = {"local_model_dir": str(local), "stable_version": stable or None, **outcome}
+        # Only once the deploy went through, and only on a laptop (no cluster): the folder
+        # `titans serve` loads. In a cluster the InferenceService is the deployment.
+        local = publish_model_dir(source, task) if outcome.get("action") == "manifest-written" else None
+        results[task] = {"local_model_dir": str(local) if local else None, "stable_version": stable or None,
+                         **outcome}
     return results

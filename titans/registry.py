@@ -5,7 +5,8 @@ lineage are kept) and always becomes ``challenger``; it becomes ``champion`` (wh
 deploys) only if it clears absolute thresholds, beats its baseline, and is not worse than
 the current champion beyond a tolerance. The decision and its reasons are written on the
 model version and the run as tags, so "why is this version serving?" has an answer.
-Nothing else in the code base moves the ``champion`` alias.
+Besides this gate, only the canary analysis moves ``champion`` (on full promotion, or back to the
+stable version on rollback; ``titans.canary.analyze``).
 
 Embedded default: sqlite at ``$TITANS_HOME/mlflow.db`` with artifacts under
 ``$TITANS_HOME/mlartifacts``; ``MLFLOW_TRACKING_URI`` points at a server instead.

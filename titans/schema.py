@@ -134,4 +134,5 @@ def content_keys(frame: pd.DataFrame) -> pd.Series:
     """A 64-bit key of the row content (no occurrence), used to count identical rows."""
     cols = ["account_id", "date", "type", "description", "amount", "category", "payment_method", "status",
             "reference", "receipt_url"]
-    return pd.util.hash_pandas_object(frame[cols], index=False)
+    # The amount as the id hashes it (cents), so rows equal to the cent count as identical.
+    return pd.util.hash_pandas_object(frame[cols].assign(amount=frame["amount"].round(2)), index=False)

@@ -18,7 +18,9 @@ from kube_api_double import KubeApiDouble
 from titans import deploy
 from titans.errors import UserError
 
-CRD_PATH = Path("/work/shared/schemas/kserve/serving.kserve.io_inferenceservices.yaml")
+# ../shared beside the repository (read in place, never copied).
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+CRD_PATH = SHARED / "schemas" / "kserve" / "serving.kserve.io_inferenceservices.yaml"
 BASE = "/apis/serving.kserve.io/v1beta1/namespaces/titans/inferenceservices"
 
 
@@ -279,3 +281,13 @@ def test_a_refused_rollback_patch_stops_the_sequence(kube_double: KubeApiDouble,
     assert error is not None and "HTTP 403 Forbidden" in error and "cannot patch resource" in error
     assert [(e["applied"], e["note"]) for e in log] == [(False, error), (False, "not sent: an earlier patch failed")]
     assert len(kube_double.patches()) == 2  # the deploy's one, and the refused first rollback patch
+
+
+def test_analysis_of_a_freshly_created_service_holds_without_patching(kube_double: KubeApiDouble,
+                                                                      kubeconfig: str) -> None:
+    from titans.canary.analyze import analyze_canary
+
+    deploy.deploy("titans-amount", "1", kubeconfig=kubeconfig, poll_seconds=0.05, timeout_seconds=10)
+    summary = analyze_canary("titans-amount", "http://127.0.0.1:9", kubeconfig=kubeconfig, use_registry=False)
+    assert summary["action"] == "hold" and "no canary in progress" in summary["reasons"][0]
+    assert summary["patches"] == [] and kube_double.patches("titans-amount") == []

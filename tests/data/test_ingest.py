@@ -141,3 +141,18 @@ def test_cli_error_is_one_line_without_traceback(tmp_path: Path) -> None:
                            "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"titans: error: {bad}: the file is empty"]
+
+
+def test_failure_mid_stream_keeps_previous_good_state(real_export: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    ingest([real_export], out)
+    before = sorted((p.relative_to(out), p.stat().st_size) for p in out.rglob("*") if p.is_file())
+    # Valid UTF-8 for well past the 64 KiB the header check reads, then a latin-1 byte: the
+    # failure comes while chunks are already being staged.
+    rows = "".join(f"2024-11-{1 + i % 28:02d},Expense,Item {i},-{i % 90 + 1}.00,food,cash,paid,Shop,\n"
+                   for i in range(3000))
+    bad = tmp_path / "late.csv"
+    bad.write_bytes((HEADER + "\n" + rows).encode() + b"2024-11-02,Expense,Caf\xe9,-3,food,cash,paid,X,\n")
+    with pytest.raises(UserError, match="not UTF-8 text near line"):
+        ingest([bad], out)
+    assert sorted((p.relative_to(out), p.stat().st_size) for p in out.rglob("*") if p.is_file()) == before

@@ -33,7 +33,9 @@ def test_committed_ir_is_fresh_and_a_pipeline_spec(fresh: Path) -> None:
     assert {"rows", "source_uri", "canary_percent", "mlflow_tracking_uri", "gate_config"} <= set(
         spec.root.input_definitions.parameters)
     # Cluster settings compiled in: retries, the data volume and optional credential Secrets.
-    assert tasks["train-model"].retry_policy.max_retry_count == 2
+    assert tasks["ingest-data"].retry_policy.max_retry_count == 2
+    # Training registers a version: a retry would register (and gate) a second one.
+    assert tasks["train-model"].retry_policy.max_retry_count == 0
     executor = platform_doc["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train-model"]
     assert executor["pvcMount"][0]["mountPath"] == "/var/titans"
     assert {s["secretName"] for s in executor["secretAsEnv"]} == {"titans-mlflow-credentials",

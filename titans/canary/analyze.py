@@ -190,6 +190,8 @@ def analyze_canary(
         live = isvc.get_inference_service(api, namespace, model_name)
         if live is None:
             raise UserError(f"InferenceService {namespace}/{model_name} does not exist; deploy it first")
+    if live is not None and not canary_version and _no_canary(live):
+        return _nothing_to_decide(model_name, namespace, started)
     rollout = resolve_rollout(model_name, canary_version, stable_version, current_percent, stable_storage_uri, live)
     if not rollout.canary_version or not rollout.stable_version:
         raise UserError("need both the canary and the stable model version (--canary-version, --stable-version)")
@@ -207,6 +209,8 @@ def analyze_canary(
     patches = planned_patches(decision, rollout, model_name)
     patch_log, patch_error = _send_patches(api, namespace, model_name, patches, apply)
 
+    # Aliases follow the cluster: without every planned patch applied, none of them moves.
+    patched = patch_error is None and all(entry.get("applied") for entry in patch_log)
     aliases_before = registry.aliases() if registry else {}
     alias_changes = alias_plan(decision, rollout.canary_version, rollout.stable_version, aliases_before)
 
@@ -226,13 +230,13 @@ def analyze_canary(
         "aliases": {
             "before": aliases_before,
             "changes": alias_changes,
-            "applied": bool(apply and registry and patch_error is None),
+            "applied": bool(apply and registry and patched),
         },
         "inference_service_status": _predictor_status(api, namespace, model_name) if api is not None else None,
     }
     target = Path(out_dir) if out_dir else settings.home / "canary"
     json_path, md_path = _record_paths(target, model_name, rollout.canary_version, decision.action)
-    if apply and registry is not None and patch_error is None:
+    if apply and registry is not None and patched:
         tags = {
             "titans.canary.decision": decision.action,
             "titans.canary.traffic_percent": str(decision.target_percent),
@@ -260,6 +264,25 @@ def analyze_canary(
         "report_path": str(md_path),
         "markdown": markdown,
         "duration_seconds": record["duration_seconds"],
+    }
+
+
+def _no_canary(live: dict[str, Any]) -> bool:
+    """A service whose predictor has no canary split and no recorded stable version: nothing to judge."""
+    predictor = (live.get("spec") or {}).get("predictor") or {}
+    annotations = (live.get("metadata") or {}).get("annotations") or {}
+    return predictor.get("canaryTrafficPercent") is None and not annotations.get(isvc.ANNOTATION_STABLE_VERSION)
+
+
+def _nothing_to_decide(model_name: str, namespace: str, started: float) -> dict[str, Any]:
+    """Hold without evidence or patches: a freshly created service (the first deploy) has no canary."""
+    reason = f"no canary in progress on {namespace}/{model_name}: all traffic is on one revision"
+    return {
+        "action": "hold", "current_percent": 100, "target_percent": 100, "full_promotion": False,
+        "reasons": [reason], "canary_version": "", "stable_version": "", "patches": [], "alias_changes": [],
+        "record_path": None, "report_path": None,
+        "markdown": f"# Canary analysis: {model_name}\n\n**hold**: {reason}.\n",
+        "duration_seconds": round(time.monotonic() - started, 3),
     }
 
 

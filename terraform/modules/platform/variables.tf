@@ -21,7 +21,7 @@ variable "ingress_node_port" {
 }
 
 variable "versions" {
-  description = "Pinned versions of every platform component. Change them together: the KServe chart expects a matching Knative and cert-manager (docs/adr/0003-terraform-layout.md)."
+  description = "Pinned versions of every platform component. Change them together: the KServe chart expects a matching Knative and cert-manager (docs/adr/0003-terraform-layout-and-offline-validation.md)."
   type = object({
     cert_manager          = optional(string, "v1.16.2")
     istio                 = optional(string, "1.24.2")
