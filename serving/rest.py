@@ -177,7 +177,14 @@ def infer_route(dataplane: DataPlane) -> Route:
         if not await dataplane.model_ready(model_name, True):
             raise ModelNotReady(model_name)
         headers = request.headers
-        infer_request = parse_infer_request(await request.body(), headers, model_name)
+        try:
+            infer_request = parse_infer_request(await request.body(), headers, model_name)
+        except RequestRejected as exc:
+            # Rejected before any model code runs: count it here, or the error series never sees it.
+            metrics = getattr(dataplane.model_registry.get_model(model_name), "metrics", None)
+            if metrics is not None:
+                metrics.error(exc.code, 0)
+            raise
         result, response_headers = await dataplane.infer(model_name=model_name, request=infer_request,
                                                          headers=dict(headers))
         fast = json_response(infer_request, result)

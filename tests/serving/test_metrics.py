@@ -36,6 +36,9 @@ def test_series_carry_model_version_and_count_what_happened(server: ServerProces
         assert httpx.post(f"{server.http_url}/v2/models/{model}/infer", json=body, timeout=30).status_code == 200
     bad = replace_input(json_body("titans-category"), "payment_method", data=["cash", "gold", "cash"])
     assert httpx.post(f"{server.http_url}/v2/models/titans-category/infer", json=bad).status_code == 400
+    garbage = httpx.post(f"{server.http_url}/v2/models/titans-category/infer", content=b"{not json",
+                         headers={"Content-Type": "application/json"})
+    assert garbage.status_code == 400
     after = scrape(server)
 
     for family in OUR_FAMILIES:
@@ -50,6 +53,7 @@ def test_series_carry_model_version_and_count_what_happened(server: ServerProces
     assert delta("titans_predictions", "titans_predictions_total", outcome="ok", **category) == 3
     assert delta("titans_predictions", "titans_predictions_total", outcome="error", **category) == 3
     assert delta("titans_request_errors", "titans_request_errors_total", reason="unknown_category", **category) == 1
+    assert delta("titans_request_errors", "titans_request_errors_total", reason="malformed_request", **category) == 1
     assert delta("titans_predicted_class", "titans_predicted_class_total", **category) == 3
     assert delta("titans_request_latency_seconds", "titans_request_latency_seconds_count", **category) == 1
     assert delta("titans_input_feature", "titans_input_feature_count", feature="amount", **category) == 3
