@@ -11,8 +11,8 @@ priors it cannot overfit and learns a correction:
 
 Both priors are computed out-of-fold for the rows the booster learns from, so it sees them
 as noisy as they are on new rows. How much of the booster's correction to keep is chosen by
-cross-validated MAE (0 keeps the prior alone; on large data it settles at 1). The
-prediction interval is split-conformal on the out-of-fold log residuals, so its coverage
+MAE on a forward validation (the latest quarter of the training window; 0 keeps the prior
+alone). The prediction interval is split-conformal on that validation's log residuals, so its coverage
 holds without assuming a distribution. Everything runs in log space because spend is
 multiplicative (a 10% miss on rent matters as much as on coffee) and MAE-optimal there.
 """

@@ -185,8 +185,8 @@ class AnomalyModel:
             out["classifier"] = self.classifier.predict_proba(X)[:, 1]
         return out
 
-    def score(self, frame: pd.DataFrame) -> np.ndarray:
-        parts = self.component_scores(frame)
+    def _mix(self, parts: dict[str, Any]) -> np.ndarray:
+        """The anomaly score from the component scores: the one place the blend is defined."""
         if not self.supervised:
             return parts["isolation_forest"]
         w = self.unsupervised_weight
@@ -222,11 +222,7 @@ class AnomalyModel:
     def predict(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         """V2 outputs: score in [0, 1], risk level, and the top factors as a JSON list per row."""
         parts = self.component_scores(frame)
-        if self.supervised:
-            w = self.unsupervised_weight
-            score = (1.0 - w) * parts["classifier"] + w * parts["isolation_forest"]
-        else:
-            score = parts["isolation_forest"]
+        score = self._mix(parts)
         factors = self._factors(parts["matrix"])
         return {
             "anomaly_score": np.clip(score, 0.0, 1.0),

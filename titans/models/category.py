@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.compose import ColumnTransformer
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -183,7 +183,7 @@ class CategoryModel:
         for name in self.candidates:
             oof = np.empty(len(X), dtype=object)
             for tr, te in folds:
-                fitted = candidate_pipelines(self.seed, self.n_estimators)[name].fit(X.iloc[tr], y[tr])
+                fitted = clone(pipes[name]).fit(X.iloc[tr], y[tr])
                 oof[te] = fitted.predict(X.iloc[te])
             self.cv_scores[name] = float(f1_score(y, oof.astype(str), average="macro", zero_division=0))
             log.info("category candidate %s: CV macro-F1 %.3f", name, self.cv_scores[name])
