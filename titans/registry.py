@@ -2,7 +2,8 @@
 
 Why a gate in code: a new model version is always registered (so its run, metrics and
 lineage are kept) and always becomes ``challenger``; it becomes ``champion`` (what serving
-deploys) only if it clears absolute thresholds, beats its baseline, and is not worse than
+deploys) only if it clears absolute thresholds, beats the best of its baselines on every gated
+metric, and is not worse than
 the current champion beyond a tolerance. The decision and its reasons are written on the
 model version and the run as tags, so "why is this version serving?" has an answer.
 Besides this gate, only the canary analysis moves ``champion`` (on full promotion, or back to the
@@ -25,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from titans.errors import UserError
+from titans.models.evaluation import baseline_checks, describe_check
 from titans.settings import load_settings
 
 log = logging.getLogger(__name__)
@@ -41,13 +43,8 @@ PRIMARY = {
     "anomaly": ("pr_auc", True),
     "cashflow": ("mase", False),
 }
-# Per task: the baseline the candidate must beat on its primary metric ("" = none).
-BASELINE = {
-    "category": ("majority_class", "accuracy", True),
-    "amount": ("category_median", "mae", False),
-    "anomaly": ("amount_vs_merchant", "pr_auc", True),
-    "cashflow": ("seasonal_naive", "mase", False),
-}
+# The baselines a candidate must beat: the best one on every metric of
+# ``titans.models.evaluation.GATED_METRICS`` (not one baseline chosen in advance).
 
 
 @dataclass
@@ -105,9 +102,12 @@ class GateConfig:
 
 @dataclass
 class GateDecision:
+    """The verdict, every failed (or, on success, passed) rule, and the baseline comparisons."""
+
     promote: bool
     reasons: list[str]
     champion_before: str | None
+    baseline_checks: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def decision(self) -> str:
@@ -115,7 +115,8 @@ class GateDecision:
 
     def as_dict(self) -> dict[str, Any]:
         return {"decision": self.decision, "promote": self.promote, "reasons": self.reasons,
-                "champion_before": self.champion_before}
+                "champion_before": self.champion_before, "baseline_checks": self.baseline_checks,
+                "deciding_baselines": {c["metric"]: c["deciding_baseline"] for c in self.baseline_checks}}
 
 
 def evaluate_gate(
@@ -135,11 +136,10 @@ def evaluate_gate(
     for name, bound in config.maximum.get(task, {}).items():
         value = metrics.get(name)
         (passed if value is not None and value <= bound else failed).append(f"{name} {value} <= {bound}")
+    checks = baseline_checks(task, metrics, baselines)
     if config.require_beat_baseline:
-        base, metric, higher = BASELINE[task]
-        ours, theirs = metrics.get(metric), baselines.get(base, {}).get(metric)
-        ok = ours is not None and theirs is not None and (ours > theirs if higher else ours < theirs)
-        (passed if ok else failed).append(f"{metric} {ours} {'>' if higher else '<'} {base} {theirs}")
+        for check in checks:
+            (passed if check["passed"] else failed).append(describe_check(check))
     metric, higher = PRIMARY[task]
     if champion_metrics is None:
         passed.append("no champion yet")
@@ -154,7 +154,8 @@ def evaluate_gate(
                 f"{metric} {ours:.4g} vs champion v{champion_version} {theirs:.4g} (tolerance {config.tolerance:.0%})"
             )
     reasons = [f"failed: {r}" for r in failed] or [f"passed: {r}" for r in passed]
-    return GateDecision(promote=not failed, reasons=reasons, champion_before=champion_version)
+    return GateDecision(promote=not failed, reasons=reasons, champion_before=champion_version,
+                        baseline_checks=checks)
 
 
 def configure(tracking_uri: str | None = None) -> str:
@@ -272,7 +273,8 @@ def log_and_register(
         client.set_registered_model_alias(name, CHALLENGER, version)
         decision = evaluate_gate(task, result["metrics"], result["baselines"], champ_metrics, gate, champ_version)
         tags = {"gate_decision": decision.decision, "gate_reasons": json.dumps(decision.reasons),
-                "gate_config": json.dumps(gate.as_dict()), "champion_before": str(champ_version)}
+                "gate_config": json.dumps(gate.as_dict()), "champion_before": str(champ_version),
+                "gate_deciding_baselines": json.dumps(decision.as_dict()["deciding_baselines"])}
         for k, v in tags.items():
             client.set_model_version_tag(name, version, k, v)
         mlflow.set_tags(tags)

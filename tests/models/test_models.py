@@ -228,15 +228,17 @@ def test_gate_moves_champion_only_when_rules_pass(trained, tmp_path: Path) -> No
 def test_gate_rules_are_pure_and_explain_themselves() -> None:
     from titans.registry import GateConfig, evaluate_gate
 
-    base = {"seasonal_naive": {"mase": 1.2}}
-    ok = evaluate_gate("cashflow", {"mase": 0.8}, base, None, GateConfig())
+    base = {"seasonal_naive": {"mase": 1.2, "mae": 120.0}}
+    ok = evaluate_gate("cashflow", {"mase": 0.8, "mae": 80.0}, base, None, GateConfig())
     assert ok.promote and ok.reasons
-    worse_than_champion = evaluate_gate("cashflow", {"mase": 0.9}, base, {"mase": 0.8}, GateConfig(), "3")
+    worse_than_champion = evaluate_gate("cashflow", {"mase": 0.9, "mae": 90.0}, base, {"mase": 0.8}, GateConfig(),
+                                        "3")
     assert not worse_than_champion.promote and "champion v3" in worse_than_champion.reasons[0]
-    within_tolerance = evaluate_gate("cashflow", {"mase": 0.81}, base, {"mase": 0.8}, GateConfig(tolerance=0.02))
+    within_tolerance = evaluate_gate("cashflow", {"mase": 0.81, "mae": 81.0}, base, {"mase": 0.8},
+                                     GateConfig(tolerance=0.02))
     assert within_tolerance.promote
-    loses_to_baseline = evaluate_gate("cashflow", {"mase": 0.95}, {"seasonal_naive": {"mase": 0.9}}, None,
-                                      GateConfig())
+    loses_to_baseline = evaluate_gate("cashflow", {"mase": 0.95, "mae": 95.0},
+                                      {"seasonal_naive": {"mase": 0.9, "mae": 90.0}}, None, GateConfig())
     assert not loses_to_baseline.promote
 
 

@@ -154,3 +154,58 @@ def cashflow_metrics(bt: pd.DataFrame) -> dict[str, Any]:
             "mean": {"mae": mean_mae, "mase": mean_mae / scale if scale > 0 else None},
         },
     }
+
+
+# Per task: the metrics a model must win on against every baseline, and whether higher is
+# better. A model is only worth serving if it beats the strongest simple rule on each of them:
+# comparing with one chosen baseline let a forecaster twice as bad as the plain mean through.
+GATED_METRICS: dict[str, tuple[tuple[str, bool], ...]] = {
+    "category": (("accuracy", True), ("macro_f1", True)),
+    "amount": (("mae", False),),
+    "anomaly": (("pr_auc", True),),
+    "cashflow": (("mae", False), ("mase", False)),
+}
+
+
+def baseline_checks(task: str, metrics: dict[str, Any], baselines: dict[str, Any]) -> list[dict[str, Any]]:
+    """One check per gated metric: the model against the best baseline that reports it.
+
+    Each check names the deciding baseline (the strongest one), its value, every baseline's
+    value, and ``passed`` (None when there is nothing to compare: the model's metric or every
+    baseline's is missing, e.g. an unlabelled anomaly holdout).
+    """
+    checks = []
+    for metric, higher in GATED_METRICS[task]:
+        ours = metrics.get(metric)
+        values = {name: vals[metric] for name, vals in baselines.items()
+                  if isinstance(vals, dict) and isinstance(vals.get(metric), int | float)
+                  and not isinstance(vals.get(metric), bool) and np.isfinite(vals[metric])}
+        best = (max if higher else min)(values, key=values.__getitem__) if values else None
+        passed = None
+        if ours is not None and best is not None:
+            passed = bool(ours > values[best] if higher else ours < values[best])
+        checks.append({"metric": metric, "higher_is_better": higher, "model": ours, "deciding_baseline": best,
+                       "baseline_value": values.get(best) if best else None, "baselines": values,
+                       "passed": passed})
+    return checks
+
+
+def beats_baselines(task: str, metrics: dict[str, Any], baselines: dict[str, Any]) -> bool | None:
+    """True if the model beats its best baseline on every gated metric; None if not comparable."""
+    results = [c["passed"] for c in baseline_checks(task, metrics, baselines)]
+    if any(r is False for r in results):
+        return False
+    return None if any(r is None for r in results) else True
+
+
+def describe_check(check: dict[str, Any]) -> str:
+    """``"mase 1.1 < best baseline mean 0.9"``: one gate line a person can read."""
+    op = ">" if check["higher_is_better"] else "<"
+    if check["deciding_baseline"] is None:
+        return f"{check['metric']} {_num(check['model'])}: no baseline reports it"
+    return (f"{check['metric']} {_num(check['model'])} {op} best baseline {check['deciding_baseline']} "
+            f"{_num(check['baseline_value'])}")
+
+
+def _num(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -9,13 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-# Metric per task that decides "beat the baseline", with its direction.
-HEADLINE = {
-    "category": ("accuracy", "majority_class", True),
-    "amount": ("mae", "category_median", False),
-    "anomaly": ("pr_auc", "amount_vs_merchant", True),
-    "cashflow": ("mase", "seasonal_naive", False),
-}
+from titans.models.evaluation import baseline_checks, beats_baselines
 
 
 def _fmt(v: Any) -> str:
@@ -27,26 +21,24 @@ def _fmt(v: Any) -> str:
 
 
 def beats_baseline(task: str, result: dict[str, Any]) -> bool | None:
-    metric, base, higher = HEADLINE[task]
-    ours = result["metrics"].get(metric)
-    theirs = result["baselines"].get(base, {}).get(metric)
-    if ours is None or theirs is None:
-        return None
-    return ours > theirs if higher else ours < theirs
+    """Whether the model beats the best of its baselines on every gated metric (the gate's rule)."""
+    return beats_baselines(task, result["metrics"], result["baselines"])
 
 
 def section(task: str, result: dict[str, Any], plots: dict[str, str]) -> str:
-    metric, base, higher = HEADLINE[task]
-    verdict = beats_baseline(task, result)
-    mark = {True: "beats", False: "does NOT beat", None: "cannot be compared with"}[verdict]
-    lines = [
-        f"## {task}",
-        "",
-        f"**{metric} {_fmt(result['metrics'].get(metric))}** {mark} the {base} baseline "
-        f"({_fmt(result['baselines'].get(base, {}).get(metric))}); "
-        f"{'higher' if higher else 'lower'} is better.",
-        "",
-    ]
+    """The task's part of the report: one verdict line per gated metric, naming the deciding baseline."""
+    lines = [f"## {task}", ""]
+    for check in baseline_checks(task, result["metrics"], result["baselines"]):
+        mark = {True: "beats", False: "does NOT beat", None: "cannot be compared with"}[check["passed"]]
+        base = check["deciding_baseline"] or "any"
+        lines.append(
+            f"- **{check['metric']} {_fmt(check['model'])}** {mark} the best baseline, {base} "
+            f"({_fmt(check['baseline_value'])}); {'higher' if check['higher_is_better'] else 'lower'} is better."
+        )
+    lines.append("")
+    if result.get("ceiling"):
+        c = result["ceiling"]
+        lines += [f"Ceiling: {c['note']}", ""]
     names = sorted({k for b in result["baselines"].values() for k in b if not isinstance(b[k], str)})
     shown = [m for m in result["metrics"] if m in names or not result["baselines"]]
     lines += ["| metric | model | " + " | ".join(result["baselines"]) + " |",
