@@ -62,6 +62,9 @@ class _Source:
     delimiter: str | None
     warnings: list[str]
     chunks: Iterator[list[tuple[int, list[str]]]]
+    # Where merchants come from ("reference" or "description") and why; decided on the first chunk.
+    merchant_source: str | None = None
+    merchant_reason: str = ""
 
 
 @dataclass
@@ -287,11 +290,28 @@ def _validate_chunk(src: _Source, chunk: list[tuple[int, list[str]]], stats: _St
     good["payment_method"] = pm.where(pm.ne(""), "unknown")
     st = schema.normalize_vocabulary(good["status"], schema.STATUSES, {}, "status", stats.repairs)
     good["status"] = st.where(st.ne(""), np.where(good["type"] == "Income", "received", "paid"))
-    good["merchant"] = schema.merchant_key(good["reference"])
+    good["merchant"] = _merchants(src, frame, good)
     good["account_id"] = good["account_id"].where(good["account_id"].ne(""), schema.DEFAULT_ACCOUNT)
     fraud = fraud_text[~bad].map({"": None, "0": 0, "0.0": 0, "false": 0, "1": 1, "1.0": 1, "true": 1})
     good["is_fraud"] = pd.array(fraud, dtype="Int8")
     return good, quarantine
+
+
+def _merchants(src: _Source, frame: pd.DataFrame, good: pd.DataFrame) -> pd.Series:
+    """Merchant keys from the Reference column, or from the description when References are ids.
+
+    Decided once per input, on its first chunk (up to ``CHUNK_ROWS`` rows), so every row of one
+    export gets its merchant the same way; the report says which source was used and why.
+    """
+    if src.merchant_source is None:
+        if "reference" not in src.columns:
+            src.merchant_source, src.merchant_reason = "description", "the export has no Reference column"
+        else:
+            ids, reason = schema.reference_looks_like_ids(frame["reference"])
+            src.merchant_source, src.merchant_reason = ("description" if ids else "reference"), reason
+    if src.merchant_source == "description":
+        return schema.merchant_from_description(good["description"])
+    return schema.merchant_key(good["reference"])
 
 
 class _CleanWriter:
@@ -396,7 +416,8 @@ def _run(sources: list[_Source], hashes: list[str], run_id: str, out: Path, stag
                     _accumulate(stats, fresh)
                 log.info("%s: %d rows read", src.path.name, stats.rows_in - rows_before)
             inputs_report.append({"path": str(src.path), "sha256": digest, "rows_in": stats.rows_in - rows_before,
-                                  "delimiter": src.delimiter, "warnings": src.warnings})
+                                  "delimiter": src.delimiter, "warnings": src.warnings,
+                                  "merchant_source": src.merchant_source, "merchant_reason": src.merchant_reason})
     finally:
         writer.close()
         qwriter.close()
@@ -436,6 +457,8 @@ def _summary(stats: _Stats, inputs: list[dict], run_id: str, out: Path, has_quar
         "rows_in": stats.rows_in, "rows_clean": stats.rows_clean, "rows_quarantined": stats.rows_quarantined,
         "rows_duplicate": stats.rows_duplicate,
         "inputs": inputs,
+        "merchant_source": {i["path"]: {"source": i["merchant_source"], "reason": i["merchant_reason"]}
+                            for i in inputs},
         "repairs": {k: v for k, v in sorted(stats.repairs.items()) if v},
         "quarantine_reasons": dict(stats.reasons.most_common()),
         "null_rates": {k: round(v / shaped, 4) for k, v in sorted(stats.empty_fields.items())},
@@ -500,4 +523,9 @@ def render_markdown(summary: dict) -> str:
     for inp in summary["inputs"]:
         warn = "; ".join(inp["warnings"]) or "no warnings"
         w(f"- `{inp['path']}`: {inp['rows_in']} rows, sha256 `{inp['sha256'][:12]}`, {warn}\n")
+    w("\n## Merchant source\n\n")
+    for inp in summary["inputs"]:
+        source = {"reference": "the Reference column", "description": "the description (normalized)",
+                  None: "no rows"}[inp.get("merchant_source")]
+        w(f"- `{inp['path']}`: merchants from {source} ({inp.get('merchant_reason') or 'no data rows'})\n")
     return buf.getvalue()

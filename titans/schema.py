@@ -136,3 +136,82 @@ def content_keys(frame: pd.DataFrame) -> pd.Series:
             "reference", "receipt_url"]
     # The amount as the id hashes it (cents), so rows equal to the cent count as identical.
     return pd.util.hash_pandas_object(frame[cols].assign(amount=frame["amount"].round(2)), index=False)
+
+
+# -- merchant from the description, when the Reference column holds identifiers ----------------
+#
+# Why: exports differ in what "Reference" means. In one it is the vendor ("Microsoft"), in
+# another a transaction number ("TXN001"); taking the latter as the merchant makes every row its
+# own merchant, and merchant history then means nothing. Bank and card exports name the vendor
+# in the description instead, wrapped in processor prefixes, store numbers and locations.
+
+ID_SHARE = 0.8  # share of non-empty references that must look like identifiers
+UNIQUE_SHARE = 0.8  # share of non-empty references that must be distinct
+_ID_LIKE = re.compile(r"^(?=.*\d)[#A-Za-z]{0,8}[-_#/.:]?[0-9A-Za-z][0-9A-Za-z\-_/.:]*$")
+# Card-processor and marketplace prefixes: "SQ *BLUE BOTTLE", "PAYPAL *SPOTIFY", "TST* JOE'S".
+_PROCESSOR = re.compile(
+    r"^(?:(?:pos|debit card|dbt|checkcard|check card|card|visa|purchase|recurring|ach)"
+    r"(?: purchase| debit| payment| card)?\s+)*"
+    r"(?:(?:sq|sqc|tst|pp|paypal|sp|gg|google|ic|dd|doordash|ls|wpy|py|fs|bt|pos)\s*\*\s*)?"
+)
+_AMAZON = re.compile(r"^(?:amzn(?:\s+mktp)?|amazon(?:\.com|\s+mktplace|\s+marketplace|\s+mktp)?)\b.*")
+_NOISE = (
+    (re.compile(r"\b\d{1,2}/\d{1,2}(?:/\d{2,4})?\b"), " "),  # dates: "PURCHASE 12/03"
+    (re.compile(r"\*\s*[0-9a-z]{4,}\b"), " "),  # order references after a star: "*2K4JL1RT2"
+    (re.compile(r"(?:#|\bno\.?\s*|\bstore\s+|\bstr\s+)\s*\d+.*$"), " "),  # store number and what follows
+    (re.compile(r"\s[a-z]{1,2}-\d{2,}\b.*$"), " "),  # a store code ("T-1234") and the location after it
+    (re.compile(r"\s\d{3,}\b.*$"), " "),  # a long number (store id, phone) and the location after it
+    (re.compile(r"^(?:\d+\s+)+"), ""),  # a leading card date or sequence number: "1203 HOME DEPOT"
+    (re.compile(r"^(?:www\.)?([a-z0-9-]+)\.(?:com|net|org|co|io)\b(?:/\S*)?"), r"\1 "),  # "Netflix.com"
+    (re.compile(r"\s(?:[a-z0-9-]+\.)+(?:com|net|org|co|io)\b(?:/\S*)?"), " "),  # "... HELP.UBER.COM"
+)
+US_STATES = frozenset(
+    "al ak az ar ca co ct de fl ga hi id il in ia ks ky la me md ma mi mn ms mo mt ne nv nh nj nm ny nc nd oh ok "
+    "or pa ri sc sd tn tx ut vt va wa wv wi wy dc".split()
+)
+
+
+def reference_looks_like_ids(reference: pd.Series) -> tuple[bool, str]:
+    """Decide whether a Reference column holds transaction identifiers rather than vendors.
+
+    Identifiers: at least ``ID_SHARE`` of the non-empty values look like ids (one token with a
+    digit: ``TXN001``, ``INV-2024-7``, a UUID) and at least ``UNIQUE_SHARE`` are distinct. A
+    vendor column repeats names, so both conditions together keep "7-Eleven" a merchant.
+    Returns the decision and the reason the data-quality report prints.
+    """
+    values = reference[reference.astype(str).str.strip().ne("")].astype(str).str.strip()
+    if values.empty:
+        return True, "the Reference column is empty"
+    id_share = float(values.map(lambda v: bool(_ID_LIKE.match(v))).mean())
+    unique_share = float(values.nunique() / len(values))
+    facts = f"{id_share:.0%} of {len(values)} non-empty references look like ids, {unique_share:.0%} are distinct"
+    if id_share >= ID_SHARE and unique_share >= UNIQUE_SHARE:
+        return True, f"{facts}: References are identifiers, not vendors"
+    return False, f"{facts}: References name vendors"
+
+
+def _merchant_text(text: str) -> str:
+    """One description to its vendor words: prefixes, store numbers, locations, case removed."""
+    t = " ".join(str(text).lower().replace("\u00a0", " ").split())
+    t = t.split(" - ")[0]  # "Daniel Howard - Web Development": the counterparty comes first
+    t = _PROCESSOR.sub("", t, count=1)
+    if _AMAZON.match(t):
+        return "amazon"
+    for pattern, repl in _NOISE:
+        t = pattern.sub(repl, t)
+    words = re.sub(r"[^0-9a-z&' ]+", " ", t).split()
+    if len(words) > 1 and words[0] == "the":  # "THE HOME DEPOT" and "HOME DEPOT" are one merchant
+        words = words[1:]
+    # A trailing US state code ("... seattle wa") and the city before it are location, not vendor.
+    if len(words) >= 3 and words[-1] in US_STATES:
+        words = words[:-2]
+    elif len(words) >= 2 and words[-1] in US_STATES and len(words[-1]) == 2:
+        words = words[:-1]
+    return "_".join(w.replace("'", "_").replace("&", "and") for w in words[:4]).strip("_")
+
+
+def merchant_from_description(description: pd.Series) -> pd.Series:
+    """The merchant key derived from the description (``"SQ *BLUE BOTTLE #12 OAKLAND CA"`` ->
+    ``blue_bottle``), in the same form as ``merchant_key``."""
+    return per_unique(description, lambda u: u.map(_merchant_text).map(
+        lambda k: re.sub(r"_+", "_", k).strip("_") or "unknown"))
