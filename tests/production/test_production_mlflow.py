@@ -1,0 +1,102 @@
+"""MLflow tracking and registry on PostgreSQL, through a tracking server started the way the chart starts it.
+
+What is proved: ``mlflow server --backend-store-uri postgresql+psycopg://... --serve-artifacts`` migrates an
+empty PostgreSQL database and serves; ``titans train`` (from the production feature store) logs its run and
+registers its version there; the gate moves ``challenger`` on every version and ``champion`` only on a pass;
+the alias rows live in PostgreSQL; the champion loads back through the proxied artifacts and predicts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from production_servers import MlflowServer, Postgres, start_mlflow
+from production_stores import TRAIN_SETTINGS, Stores, environment, timed
+
+from titans.ingest import read_clean
+
+MODEL = "titans-amount"
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    root = tmp_path_factory.mktemp("mlflow")
+    backend = postgres.create_database("mlflow")
+    with timed("mlflow server: migrate + ready"):
+        server = start_mlflow(backend, root / "artifacts", root / "mlflow.log")
+    yield server
+    server.stop()
+
+
+def gate_file(path: Path, config: dict[str, Any]) -> str:
+    path.write_text(json.dumps(config))
+    return str(path)
+
+
+def aliases_in_postgres(postgres: Postgres) -> dict[str, int]:
+    rows = postgres.query("mlflow", "SELECT alias, version FROM registered_model_aliases WHERE name = %s", (MODEL,))
+    return {alias: int(version) for alias, version in rows}
+
+
+def test_gate_moves_aliases_in_mlflow_on_postgresql(
+    stores: Stores, postgres: Postgres, mlflow_server: MlflowServer, tmp_path: Path
+) -> None:
+    import mlflow
+    from mlflow import MlflowClient
+
+    from titans import registry
+    from titans.train import TrainConfig, train
+
+    env = stores.production_env | {"MLFLOW_TRACKING_URI": mlflow_server.url}
+    lenient = gate_file(tmp_path / "lenient.json", {"require_beat_baseline": False})
+    strict = gate_file(tmp_path / "strict.json", {"require_beat_baseline": False, "maximum": {"amount": {"mae": 0.0}}})
+    try:
+        with environment(env):
+            with timed("mlflow: train + register amount"):
+                settings = TRAIN_SETTINGS | {"register": True, "gate_config": lenient}
+                first = train(["amount"], stores.data, TrainConfig(out_dir=tmp_path / "models", **settings))
+            first = first["tasks"]["amount"]
+            assert first["alias"] == "champion" and first["gate"]["decision"] == "promoted"
+            client = MlflowClient()
+            assert client.get_registered_model(MODEL).name == MODEL
+            assert aliases_in_postgres(postgres) == {"challenger": int(first["version"]),
+                                                     "champion": int(first["version"])}
+
+            # A version the gate rejects becomes challenger; champion stays where it was.
+            model_path = Path(first["model_dir"])
+            saved = json.loads((model_path / "metadata.json").read_text())
+            clean = read_clean(stores.data)
+            example = clean[clean["amount"] < 0][["description", "merchant", "category", "payment_method", "date",
+                                                  "account_id"]].head(3).reset_index(drop=True)
+            example["date"] = pd.to_datetime(example["date"]).dt.strftime("%Y-%m-%d")
+            result = {"metrics": saved["metrics"], "baselines": saved["baselines"]}
+            rejected = registry.log_and_register("amount", MODEL, model_path, result, {}, saved["lineage"], example,
+                                                 [], registry.GateConfig.load(strict))
+            assert rejected["gate"]["decision"] == "rejected"
+            assert any("mae" in reason for reason in rejected["gate"]["reasons"])
+            assert aliases_in_postgres(postgres) == {"challenger": int(rejected["version"]),
+                                                     "champion": int(first["version"])}
+            assert client.get_model_version(MODEL, rejected["version"]).tags["gate_decision"] == "rejected"
+
+            # One that passes (equal to the champion, within tolerance) takes champion too.
+            promoted = registry.log_and_register("amount", MODEL, model_path, result, {}, saved["lineage"], example,
+                                                 [], registry.GateConfig.load(lenient))
+            assert promoted["gate"]["decision"] == "promoted"
+            assert aliases_in_postgres(postgres) == {"challenger": int(promoted["version"]),
+                                                     "champion": int(promoted["version"])}
+
+            # The champion comes back through the server's proxied artifact store and predicts.
+            served = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion").predict(example)
+            assert len(served) == len(example) and served.notna().all().all()
+            runs = postgres.query("mlflow", "SELECT count(*) FROM runs WHERE lifecycle_stage = 'active'")
+            assert runs[0][0] == 3
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+    stored = list((Path(mlflow_server.log).parent / "artifacts").rglob("MLmodel"))
+    assert len(stored) == 3, "model artifacts were not written through the server to --artifacts-destination"
