@@ -140,8 +140,10 @@ class FeastEnricher:
             from titans.features.store import FeatureClient
 
             client = FeatureClient(repo_path)
+        from serving.feature_cache import CachedStoredFeatures
+
         self.client = client
-        self.features = StoredFeatures(service, client.store)
+        self.features = CachedStoredFeatures(StoredFeatures(service, client.store))
         self.service = service
 
     def lookup(self, entity: Mapping[str, Sequence[Any]]) -> dict[str, np.ndarray]:

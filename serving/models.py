@@ -36,6 +36,7 @@ from kserve.protocol.infer_type import InferRequest, InferResponse
 
 from serving.config import DEFAULT_MAX_BATCH_ROWS, METADATA_FILE, EnrichmentMode
 from serving.enrich import Enricher, EnrichmentError, feature_specs
+from serving.fastpath import FastPredictor, build_fast_predictor
 from serving.metrics import ModelMetrics, titans_metrics
 from serving.storage import resolve_model_uri
 from serving.tensors import TensorSpec, infer_outputs, specs_from_metadata
@@ -66,7 +67,7 @@ class Batch:
 
     request: InferRequest
     columns: dict[str, np.ndarray]
-    frame: pd.DataFrame
+    frame: pd.DataFrame | None  # None when the model is served by its fast path (serving/fastpath.py)
 
 
 class TitansModel(Model):
@@ -104,6 +105,7 @@ class TitansModel(Model):
         self._metrics: ModelMetrics | None = None
         self._numeric_columns: tuple[str, ...] = ()
         self.enrichment_used = EnrichmentMode.NONE  # what load() chose: cash flow never looks features up
+        self.fast: FastPredictor | None = None  # the array path, when the model directory allows one
 
     # ----------------------------------------------------------------- loading and readiness
     def load(self) -> bool:
@@ -165,7 +167,17 @@ class TitansModel(Model):
         # trust that over the folder's metadata, which MLflow stored before the version number existed.
         self.version = os.environ.get("TITANS_MODEL_VERSION") or str(metadata.get("version", "unknown"))
         self.rules = self.input_rules(metadata)
+        self.fast = self.fast_predictor(loaded)
         self.on_loaded()
+
+    def fast_predictor(self, loaded: Any) -> FastPredictor | None:
+        """The array path for this model (``serving.fastpath``); None keeps the DataFrame path.
+
+        ``TITANS_FAST_PATH=0`` turns it off (the benchmark's reference runs, an escape hatch).
+        """
+        if os.environ.get("TITANS_FAST_PATH", "1") == "0" or not hasattr(loaded, "model"):
+            return None
+        return build_fast_predictor(self.task or str(loaded.metadata.get("task", "")), loaded.model)
 
     @property
     def metrics(self) -> ModelMetrics:
@@ -245,20 +257,26 @@ class TitansModel(Model):
         columns = decode_inputs(payload, self.inputs, self.rules)
         if self.enricher is not None:
             columns = self.enricher.enrich(columns)
-        return Batch(request=payload, columns=columns, frame=pd.DataFrame(columns, copy=False))
+        frame = None if self.fast is not None else pd.DataFrame(columns, copy=False)
+        return Batch(request=payload, columns=columns, frame=frame)
 
     async def predict(  # type: ignore[override]
         self, payload: Batch, headers: dict[str, str] | None = None, response_headers: dict | None = None
     ) -> InferResponse:
+        request = payload.request
+        wanted = frozenset(o.name for o in request.request_outputs) if request.request_outputs else None
         try:
-            result = self.model_dir.predict(payload.frame)
+            if payload.frame is None and self.fast is not None:
+                result = self.fast.predict(payload.columns, wanted)
+            else:
+                result = self.model_dir.predict(payload.frame)
         except UserError as exc:
             # The model's own refusal of valid-looking input (docs/contracts.md: model
             # directories raise UserError for what a caller can fix): the client's, a 400.
             raise RequestRejected("bad_value", f"{self.name} cannot predict this request: {exc}") from None
-        outputs = infer_outputs(self.outputs, result)
+        specs = self.outputs if wanted is None else [s for s in self.outputs if s.name in wanted or s.name in result]
+        outputs = infer_outputs(specs, result)
         self.observe(payload.columns, {o.name: o.data for o in outputs})
-        request = payload.request
         if request.from_grpc:
             # kserve 0.21's InferResponse.to_grpc tests ``output.data`` for truth when the request
             # came with raw contents, which fails for a numpy array of more than one element;

@@ -15,6 +15,7 @@ rows, so it cannot leak information across time.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
@@ -65,7 +66,31 @@ def epoch_days(values: Any) -> np.ndarray:
         if stamps.tz is not None:
             stamps = stamps.tz_convert("UTC").tz_localize(None)
         return stamps.to_numpy().astype("datetime64[D]").astype("int64")
+    iso = _iso_days(values)
+    if iso is not None:
+        return iso
     return np.fromiter((_epoch_day_of(v) for v in values), dtype="int64", count=len(values))
+
+
+# ISO dates without a UTC offset, with an optional valid time: their day is their first ten
+# characters (naive values are UTC), so numpy parses a whole batch at once.
+_NAIVE_ISO = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ](?:[01]\d|2[0-3])(?::[0-5]\d(?::[0-5]\d(?:\.\d{1,9})?)?)?)?")
+
+
+def _iso_days(values: Any) -> np.ndarray | None:
+    """Epoch days of a batch of offset-free ISO strings in one numpy call; None for anything else.
+
+    Why: parsing each V2 date through ``pd.Timestamp`` cost ~15 us a row, most of a
+    1000-row request's feature time. Strings with an offset, other objects and impossible
+    dates (numpy refuses 2024-02-30 as pandas does) take the per-value path, which also
+    names the bad value.
+    """
+    if len(values) == 0 or not all(isinstance(v, str) and _NAIVE_ISO.fullmatch(v) for v in values):
+        return None
+    try:
+        return np.array([v[:10] for v in values], dtype="datetime64[D]").astype("int64")
+    except ValueError:
+        return None
 
 
 def to_day(values: Any) -> pd.Series:

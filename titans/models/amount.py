@@ -103,20 +103,30 @@ class PriorModel:
                 continue
             counts = self.counts[idx]
             support[i] = counts.sum()
-            sim = sims[i, idx]
-            # More neighbours for well-populated categories: with generated data many rows share
-            # one description, and two of them are a noisy sample of that description's spend.
-            k = max(self.neighbours, int(np.sqrt(support[i])))
-            order = np.argsort(-sim, kind="stable")
-            taken = np.minimum(counts[order], np.maximum(k - np.concatenate([[0], np.cumsum(counts[order])[:-1]]), 0))
-            keep = taken > 0
-            top, rows = order[keep], taken[keep]
-            weights = (sim[top] + 1e-6) * rows
-            nearest = float(np.sum(weights * self.log_spend[idx][top]) / weights.sum())
-            trust = float(np.clip(sim[top].max(), 0.0, 1.0))
-            best_sim[i] = trust
-            text_prior[i] = trust * nearest + (1.0 - trust) * u_prior[i]
+            text_prior[i], best_sim[i] = neighbour_prior(
+                sims[i, idx], counts, self.log_spend[idx], support[i], self.neighbours, u_prior[i]
+            )
         return cat_prior, text_prior[codes], support[codes], best_sim[codes]
+
+
+def neighbour_prior(
+    sim: np.ndarray, counts: np.ndarray, log_spend: np.ndarray, support: float, neighbours: int, fallback: float
+) -> tuple[float, float]:
+    """(text-neighbour prior, trust) of one text within its category's (text, category) pairs.
+
+    The one implementation for ``PriorModel.predict`` and the server's array path.
+    """
+    # More neighbours for well-populated categories: with generated data many rows share
+    # one description, and two of them are a noisy sample of that description's spend.
+    k = max(neighbours, int(np.sqrt(support)))
+    order = np.argsort(-sim, kind="stable")
+    taken = np.minimum(counts[order], np.maximum(k - np.concatenate([[0], np.cumsum(counts[order])[:-1]]), 0))
+    keep = taken > 0
+    top, rows = order[keep], taken[keep]
+    weights = (sim[top] + 1e-6) * rows
+    nearest = float(np.sum(weights * log_spend[top]) / weights.sum())
+    trust = float(np.clip(sim[top].max(), 0.0, 1.0))
+    return trust * nearest + (1.0 - trust) * fallback, trust
 
 
 def _booster_features(frame: pd.DataFrame, priors: tuple[np.ndarray, ...]) -> pd.DataFrame:
@@ -255,7 +265,10 @@ class AmountModel:
 
     def predict(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         """V2 outputs: positive spend and its conformal interval."""
-        center = self.predict_log(frame)
+        return self.outputs_from_log(self.predict_log(frame))
+
+    def outputs_from_log(self, center: np.ndarray) -> dict[str, np.ndarray]:
+        """V2 outputs from the log1p point prediction (shared with ``serving.fastpath``)."""
         lower = np.expm1(np.maximum(center - self.half_width, 0.0))
         return {
             "amount": np.expm1(center),

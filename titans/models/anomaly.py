@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,24 +87,32 @@ def batch_context(frame: pd.DataFrame) -> pd.DataFrame:
     transaction scored alone sees counts of 1, i.e. "nothing else known today", which
     lowers recall on these two patterns but never raises a false alarm.
     """
-    day = pd.to_datetime(frame["date"], utc=True, format="ISO8601").dt.normalize()
-    keys = pd.DataFrame(
-        {
-            "account": frame["account_id"].astype(str).to_numpy(),
-            "merchant": frame["merchant"].astype(str).to_numpy(),
-            "day": day.to_numpy(),
-            "amount": pd.to_numeric(frame["amount"], errors="coerce").round(2).to_numpy(),
-        }
+    from titans.features.transaction import epoch_days
+
+    same_merchant, repeats = batch_counts(
+        frame["account_id"].astype(str).to_numpy(), frame["merchant"].astype(str).to_numpy(),
+        epoch_days(frame["date"]), pd.to_numeric(frame["amount"], errors="coerce").to_numpy(float),
     )
-    same_merchant = keys.groupby(["account", "merchant", "day"])["amount"].transform("size")
-    repeats = keys.groupby(["account", "merchant", "day", "amount"])["amount"].transform("size")
     return pd.DataFrame(
-        {
-            "same_day_merchant_rows": same_merchant.to_numpy(float),
-            "same_day_exact_repeats": repeats.to_numpy(float),
-        },
-        index=frame.index,
+        {"same_day_merchant_rows": same_merchant, "same_day_exact_repeats": repeats}, index=frame.index
     )
+
+
+def batch_counts(
+    account: Sequence[str], merchant: Sequence[str], day: np.ndarray, amount: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: rows sharing its (account, merchant, UTC day), and those also sharing the amount to the cent.
+
+    The one implementation of ``batch_context``'s counts, for the DataFrame path and the
+    server's array path alike (a dictionary count: a single row costs microseconds).
+    """
+    cents = np.round(np.asarray(amount, dtype=np.float64), 2).tolist()
+    keys = list(zip(account, merchant, np.asarray(day).tolist(), strict=True))
+    by_day = Counter(keys)
+    by_amount = Counter(zip(keys, cents, strict=True))
+    same_merchant = np.fromiter((by_day[k] for k in keys), dtype=np.float64, count=len(keys))
+    repeats = np.fromiter((by_amount[k] for k in zip(keys, cents, strict=True)), dtype=np.float64, count=len(keys))
+    return same_merchant, repeats
 
 
 @dataclass
@@ -203,6 +213,10 @@ class AnomalyModel:
             contrib = self.classifier.get_booster().predict(xgb.DMatrix(X), pred_contribs=True)[:, :-1]
         else:
             contrib = np.abs(values - self.median) / self.scale
+        return self.top_factors(values, contrib)
+
+    def top_factors(self, values: np.ndarray, contrib: np.ndarray) -> list[list[dict[str, Any]]]:
+        """The largest positive contributions of each row (shared with ``serving.fastpath``)."""
         rows = []
         for i in range(len(values)):
             top = np.argsort(-contrib[i], kind="stable")[:TOP_FACTORS]

@@ -152,6 +152,26 @@ def candidate_pipelines(seed: int = 0, n_estimators: int = 60) -> dict[str, Pipe
     }
 
 
+def top_k_outputs(proba: np.ndarray, class_names: list[str]) -> dict[str, np.ndarray]:
+    """V2 outputs from class probabilities: best class, its probability, the top three of each row.
+
+    One function for the model's ``predict`` and the server's array path (``serving.fastpath``).
+    """
+    classes = np.asarray(class_names, dtype=object)
+    order = np.argsort(-proba, axis=1, kind="stable")
+    k = min(TOP_K, proba.shape[1])
+    top_names = np.full((len(proba), TOP_K), "", dtype=object)
+    top_probs = np.zeros((len(proba), TOP_K))
+    top_names[:, :k] = classes[order[:, :k]]
+    top_probs[:, :k] = np.take_along_axis(proba, order[:, :k], axis=1)
+    return {
+        "category": top_names[:, 0].copy(),
+        "probability": top_probs[:, 0].copy(),
+        "top_k_categories": top_names,
+        "top_k_probabilities": top_probs,
+    }
+
+
 @dataclass
 class CategoryModel:
     """Fitted category classifier plus the record of how it was chosen."""
@@ -203,20 +223,7 @@ class CategoryModel:
 
     def predict(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         """V2 outputs: best category, its probability, and the top three with probabilities."""
-        proba = self.predict_proba(frame).to_numpy()
-        classes = np.asarray(self.classes, dtype=object)
-        order = np.argsort(-proba, axis=1, kind="stable")
-        k = min(TOP_K, proba.shape[1])
-        top_names = np.full((len(proba), TOP_K), "", dtype=object)
-        top_probs = np.zeros((len(proba), TOP_K))
-        top_names[:, :k] = classes[order[:, :k]]
-        top_probs[:, :k] = np.take_along_axis(proba, order[:, :k], axis=1)
-        return {
-            "category": top_names[:, 0].copy(),
-            "probability": top_probs[:, 0].copy(),
-            "top_k_categories": top_names,
-            "top_k_probabilities": top_probs,
-        }
+        return top_k_outputs(self.predict_proba(frame).to_numpy(), self.classes)
 
     def describe(self) -> dict[str, Any]:
         """What went into this model, for metadata.json."""

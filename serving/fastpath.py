@@ -1,0 +1,593 @@
+"""The serving hot path: the four titans models answered from numpy columns, without pandas per request.
+
+Why: profiling a single-row request on the models ``make run`` trains showed the model's own
+arithmetic to be a small part of its 12-35 ms; the rest was the DataFrame route the model
+objects take (``request_frame`` copies and maps every column, ``history_features`` builds
+frames column by column, scikit-learn's ``ColumnTransformer`` and ``TfidfVectorizer`` check
+and convert their inputs, ``IsolationForest.score_samples`` walks its trees one at a time in
+Python). The fitted estimators are fine; the way they were called was not.
+
+What this module does instead, per model, from the *same fitted objects* (no retraining, no
+second artifact):
+
+- request columns stay the 1-D numpy arrays validation produced; stored features are the
+  arrays the enricher added (``serving.feature_cache`` keeps them in memory);
+- request-time features come from ``titans.features.transaction`` (``amount_arrays``,
+  ``calendar_arrays``, ``recency_arrays``, ``epoch_days``): the very functions training used;
+- text is turned into TF-IDF rows once per distinct string, with the vectorizer's own
+  analyzer, vocabulary and idf (``TfidfRows``), and remembered, since descriptions repeat;
+- linear models are evaluated as ``intercept + x @ coef`` over those rows, XGBoost boosters
+  through ``inplace_predict`` on arrays, the isolation forest over all trees at once
+  (``FlatForest``);
+- the anomaly factors (XGBoost ``pred_contribs``, the costliest part of a batch) are computed
+  only when the request asks for ``top_factors`` (every request that names no outputs does).
+
+Predictions are the reference path's: ``tests/serving/test_fastpath.py`` compares every
+output and every design column with ``model_dir.predict(DataFrame)`` on the generated
+holdout. Anything this module does not recognise (an estimator of another kind, a vectorizer
+option it does not implement) makes ``build_fast_predictor`` return None and the server
+keeps the reference path for that model, logged once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import scipy.sparse as sp
+
+from serving.enrich import normalize_merchant_key
+from titans.features import spec
+from titans.features.transaction import amount_arrays, calendar_arrays, epoch_days, recency_arrays
+
+logger = logging.getLogger("titans.serving")
+
+# How many distinct texts each vectorizer remembers; a full cache is cleared and refilled
+# (descriptions repeat heavily, so a simple bound is enough and costs nothing per hit).
+TEXT_CACHE_SIZE = 50_000
+
+
+class FastPredictor(Protocol):
+    """``predict(columns, wanted)``: V2 outputs from request + stored feature columns."""
+
+    def predict(self, columns: Mapping[str, np.ndarray], wanted: frozenset[str] | None = None
+                ) -> dict[str, np.ndarray]: ...
+
+
+class Unsupported(ValueError):
+    """The fitted model has a part the fast path does not reproduce; serve the reference path."""
+
+
+# ------------------------------------------------------------------------------ shared pieces
+def merchant_keys(values: np.ndarray) -> list[str]:
+    """The clean table's merchant keys (``titans.models.common.normalize_merchant``, per value)."""
+    return [normalize_merchant_key(v) for v in values]
+
+
+def stored_numeric(columns: Mapping[str, np.ndarray], service: str, n: int) -> dict[str, np.ndarray]:
+    """``titans.models.common.history_features(numeric_only=True)`` on arrays, recency included.
+
+    A stored column missing from the request takes the catalogue's unseen default, as there.
+    """
+    out: dict[str, np.ndarray] = {}
+    for col in [c for v in spec.service_views(service) if not v.on_demand for c in v.columns]:
+        if col.dtype == "string":
+            continue
+        out[col.name] = _numeric(columns.get(col.name), float(col.default), n)
+    if "merchant_recency" in spec.SERVICES.get(service, ()):
+        out["merchant_days_since_last_seen"] = _recency(columns, out, n)
+    return out
+
+
+def stored_text(columns: Mapping[str, np.ndarray], name: str, default: str, n: int) -> np.ndarray:
+    """A stored string feature as ``history_features`` gives it: empty or absent -> the default."""
+    values = columns.get(name)
+    if values is None:
+        return np.full(n, default, dtype=object)
+    return np.array([default if (v is None or v == "" or v != v) else str(v) for v in values], dtype=object)
+
+
+def _numeric(values: np.ndarray | None, default: float, n: int) -> np.ndarray:
+    if values is None:
+        return np.full(n, default, dtype=np.float64)
+    numeric = np.asarray(values, dtype=np.float64)
+    return np.where(np.isnan(numeric), default, numeric) if np.isnan(numeric).any() else numeric
+
+
+def _recency(columns: Mapping[str, np.ndarray], hist: Mapping[str, np.ndarray], n: int) -> np.ndarray:
+    if "merchant_last_seen_epoch_day" in columns:
+        days = epoch_days(columns["date"])
+        gap = recency_arrays(days, hist["merchant_last_seen_epoch_day"])["merchant_days_since_last_seen"]
+        return gap.astype(np.float64)
+    if "merchant_days_since_last_seen" in columns:
+        return _numeric(columns["merchant_days_since_last_seen"], float(spec.NEVER_SEEN_DAYS), n)
+    return np.full(n, float(spec.NEVER_SEEN_DAYS))
+
+
+def one_hot(values: np.ndarray, levels: Sequence[str]) -> dict[str, np.ndarray]:
+    """``(values == level)`` as floats for each level (the models' payment/category columns)."""
+    return {level: (values == level).astype(np.float64) for level in levels}
+
+
+class TfidfRows:
+    """``TfidfVectorizer.transform`` for a batch, from the vectorizer's own analyzer, vocabulary and idf.
+
+    Why not ``transform`` itself: on one short description it spent ~1 ms validating and
+    converting its input (scikit-learn's checks, not the arithmetic, which is ~20 us).
+    The steps are scikit-learn's (``CountVectorizer._count_vocab`` then
+    ``TfidfTransformer.transform``): count the analyzer's in-vocabulary terms, 1 + log for
+    sublinear tf, times idf, row-normalised. Each distinct text is computed once.
+    """
+
+    def __init__(self, vectorizer: Any):
+        if getattr(vectorizer, "norm", None) not in ("l2", None) or vectorizer.dtype not in (np.float64, float):
+            raise Unsupported(f"TfidfVectorizer with norm={vectorizer.norm!r}, dtype={vectorizer.dtype!r}")
+        self.analyzer = vectorizer.build_analyzer()
+        self.vocabulary: dict[str, int] = vectorizer.vocabulary_
+        self.width = len(self.vocabulary)
+        self.binary = bool(vectorizer.binary)
+        self.sublinear = bool(vectorizer.sublinear_tf)
+        self.idf = np.asarray(vectorizer.idf_, dtype=np.float64) if vectorizer.use_idf else None
+        self.norm = vectorizer.norm
+        self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def row(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted column indices, values) of one text's TF-IDF row."""
+        hit = self._cache.get(text)
+        if hit is not None:
+            return hit
+        counts: dict[int, int] = {}
+        vocabulary = self.vocabulary
+        for term in self.analyzer(text):
+            index = vocabulary.get(term)
+            if index is not None:
+                counts[index] = counts.get(index, 0) + 1
+        indices = np.fromiter(sorted(counts), dtype=np.int32, count=len(counts))
+        values = np.fromiter((counts[i] for i in indices), dtype=np.float64, count=len(counts))
+        if self.binary:
+            values[:] = 1.0
+        if self.sublinear:
+            np.log(values, values)
+            values += 1.0
+        if self.idf is not None:
+            values *= self.idf[indices]
+        if self.norm == "l2" and len(values):
+            norm = np.sqrt(np.dot(values, values))
+            if norm > 0:
+                values /= norm
+        if len(self._cache) >= TEXT_CACHE_SIZE:
+            self._cache.clear()
+        self._cache[text] = (indices, values)
+        return indices, values
+
+    def matrix(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """The CSR matrix ``transform(texts)`` returns (same indices, same values)."""
+        rows = [self.row(t) for t in texts]
+        indptr = np.zeros(len(rows) + 1, dtype=np.int32)
+        np.cumsum([len(r[0]) for r in rows], out=indptr[1:])
+        indices = np.concatenate([r[0] for r in rows]) if rows else np.zeros(0, np.int32)
+        data = np.concatenate([r[1] for r in rows]) if rows else np.zeros(0)
+        return sp.csr_matrix((data, indices, indptr), shape=(len(rows), self.width))
+
+
+def distinct(values: Sequence[Any]) -> tuple[list[Any], np.ndarray]:
+    """Distinct values in first-seen order and each row's position among them."""
+    position: dict[Any, int] = {}
+    codes = np.fromiter((position.setdefault(v, len(position)) for v in values), dtype=np.intp, count=len(values))
+    return list(position), codes
+
+
+# ------------------------------------------------------------------------------ category
+class _LinearText:
+    """One TF-IDF block's contribution to a linear model's logits, per distinct text."""
+
+    def __init__(self, rows: TfidfRows, coef: np.ndarray, weight: float):
+        self.rows = rows
+        self.coef = coef  # (width, n_classes) slice of coef_.T
+        self.weight = weight
+        self._cache: dict[str, np.ndarray] = {}
+
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        uniq, codes = distinct(texts)
+        out = np.empty((len(uniq), self.coef.shape[1]))
+        for i, text in enumerate(uniq):
+            hit = self._cache.get(text)
+            if hit is None:
+                indices, values = self.rows.row(text)
+                hit = (self.weight * values) @ self.coef[indices]
+                if len(self._cache) >= TEXT_CACHE_SIZE:
+                    self._cache.clear()
+                self._cache[text] = hit
+            out[i] = hit
+        return out[codes]
+
+
+class CategoryFast:
+    """``titans.models.category.CategoryModel`` on arrays: its ColumnTransformer, then its classifier.
+
+    The logistic-regression candidates are evaluated as ``softmax(intercept + x @ coef)``
+    block by block (text blocks per distinct text); the XGBoost candidate gets the same
+    sparse design matrix the ColumnTransformer builds, through ``inplace_predict``.
+    """
+
+    def __init__(self, model: Any):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+        from titans.models.category import EncodedXGBClassifier
+
+        self.model = model
+        pipeline = model.pipeline
+        features, self.clf = pipeline.named_steps["features"], pipeline.named_steps["clf"]
+        if not features.sparse_output_:
+            raise Unsupported("category ColumnTransformer with dense output")
+        self.linear = isinstance(self.clf, LogisticRegression)
+        if not self.linear and not isinstance(self.clf, EncodedXGBClassifier):
+            raise Unsupported(f"category classifier {type(self.clf).__name__}")
+        coef_t = self.clf.coef_.T if self.linear else None
+        weights = features.transformer_weights or {}
+        self.width = sum(s.stop - s.start for s in features.output_indices_.values())
+        self.blocks: list[tuple[str, str, Any, float, slice, Any]] = []
+        for name, transformer, cols in features.transformers_:
+            if transformer == "drop" or (name == "remainder" and features.output_indices_[name].stop
+                                         == features.output_indices_[name].start):
+                continue
+            where = features.output_indices_[name]
+            weight = float(weights.get(name, 1.0) if weights.get(name) is not None else 1.0)
+            column = cols if isinstance(cols, str) else (cols[0] if len(cols) == 1 else None)
+            if isinstance(transformer, TfidfVectorizer) and isinstance(cols, str):
+                rows = TfidfRows(transformer)
+                extra = _LinearText(rows, coef_t[where], weight) if self.linear else rows
+                self.blocks.append(("text", cols, extra, weight, where, transformer))
+            elif isinstance(transformer, OneHotEncoder) and column is not None:
+                if transformer.drop_idx_ is not None or getattr(transformer, "_infrequent_enabled", False) \
+                        or transformer.handle_unknown != "ignore":
+                    raise Unsupported("OneHotEncoder with drop, infrequent categories or unknown-error")
+                levels = {str(v): i for i, v in enumerate(transformer.categories_[0])}
+                self.blocks.append(("onehot", column, levels, weight, where, transformer))
+            elif isinstance(transformer, StandardScaler) and not isinstance(cols, str):
+                scaler = (transformer.mean_ if transformer.with_mean else None,
+                          transformer.scale_ if transformer.with_std else None, list(cols))
+                self.blocks.append(("scale", "", scaler, weight, where, transformer))
+            else:
+                raise Unsupported(f"category transformer {name} ({type(transformer).__name__})")
+        self.coef_t = coef_t
+        self.intercept = self.clf.intercept_ if self.linear else None
+
+    def design(self, columns: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        """``titans.models.category._design`` on arrays (text as lists, numbers as float arrays)."""
+        n = len(columns["description"])
+        merchants = merchant_keys(columns["merchant"])
+        amount = amount_arrays(np.asarray(columns["amount"], dtype=np.float64))
+        calendar = calendar_arrays(epoch_days(columns["date"]))
+        return {
+            "desc": [d.lower() for d in columns["description"]],
+            "merch": [m.replace("_", " ") for m in merchants],
+            "payment_method": columns["payment_method"],
+            "dominant": stored_text(columns, "merchant_dominant_category_90d", spec.UNSEEN_CATEGORY, n),
+            "amount_log": amount["amount_log"],
+            "weekday_sin": calendar["weekday_sin"],
+            "weekday_cos": calendar["weekday_cos"],
+            "day_of_month_sin": calendar["day_of_month_sin"],
+            "day_of_month_cos": calendar["day_of_month_cos"],
+            "is_month_end": calendar["is_month_end"].astype(float),
+        }
+
+    def _scaled(self, design: Mapping[str, Any], scaler: tuple) -> np.ndarray:
+        mean, scale, cols = scaler
+        values = np.column_stack([np.asarray(design[c], dtype=np.float64) for c in cols])
+        if mean is not None:
+            values -= mean
+        if scale is not None:
+            values /= scale
+        return values
+
+    def matrix(self, design: Mapping[str, Any]) -> sp.csr_matrix:
+        """The sparse matrix ``ColumnTransformer.transform`` returns (zeros dropped as its hstack does)."""
+        n = len(design["desc"])
+        parts = []
+        for kind, column, extra, weight, where, _ in self.blocks:
+            if kind == "text":
+                block = extra.matrix(design[column]) * weight
+            elif kind == "onehot":
+                pos = np.array([extra.get(str(v), -1) for v in design[column]], dtype=np.int64)
+                known = pos >= 0
+                block = sp.csr_matrix((np.full(known.sum(), weight), (np.flatnonzero(known), pos[known])),
+                                      shape=(n, where.stop - where.start))
+            else:
+                block = sp.csr_matrix(self._scaled(design, extra) * weight)
+            parts.append(block)
+        return sp.hstack(parts, format="csr")
+
+    def proba(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Class probabilities, classes in ``model.classes`` order."""
+        design = self.design(columns)
+        if not self.linear:
+            return self._xgb_proba(self.matrix(design))
+        n = len(design["desc"])
+        logits = np.tile(self.intercept, (n, 1))
+        for kind, column, extra, weight, where, _ in self.blocks:
+            if kind == "text":
+                logits += extra.logits(design[column])
+            elif kind == "onehot":
+                pos = np.array([extra.get(str(v), -1) for v in design[column]], dtype=np.int64)
+                known = np.flatnonzero(pos >= 0)
+                logits[known] += weight * self.coef_t[where][pos[known]]
+            else:
+                logits += (self._scaled(design, extra) * weight) @ self.coef_t[where]
+        if logits.shape[1] <= 2:  # binary: scikit-learn's expit path
+            from scipy.special import expit
+
+            positive = expit(logits[:, -1] if logits.shape[1] == 1 else logits[:, 1])
+            return np.column_stack([1 - positive, positive])
+        from sklearn.utils.extmath import softmax
+
+        return softmax(logits, copy=False)
+
+    def _xgb_proba(self, matrix: sp.csr_matrix) -> np.ndarray:
+        clf = self.clf
+        if clf.model_ is None:
+            return np.ones((matrix.shape[0], 1))
+        proba = clf.model_.get_booster().inplace_predict(matrix, validate_features=False)
+        return proba if proba.ndim == 2 else np.column_stack([1 - proba, proba])
+
+    def predict(self, columns: Mapping[str, np.ndarray], wanted: frozenset[str] | None = None
+                ) -> dict[str, np.ndarray]:
+        from titans.models.category import top_k_outputs
+
+        return top_k_outputs(self.proba(columns), self.model.classes)
+
+
+# ------------------------------------------------------------------------------ amount
+class AmountFast:
+    """``titans.models.amount.AmountModel``: its priors and booster on arrays."""
+
+    def __init__(self, model: Any):
+        from titans.models import amount
+
+        self.model = model
+        prior = model.prior
+        union = prior.vectorizer
+        if union.transformer_weights or any(t == "drop" for _, t in union.transformer_list):
+            raise Unsupported("amount FeatureUnion with weights or dropped parts")
+        self.vectors = [TfidfRows(t) for _, t in union.transformer_list]
+        self.matrix_t = prior.matrix.T.tocsr()
+        self.median = dict(prior.category_median)
+        self.global_median = float(prior.global_median)
+        self.neighbours = prior.neighbours
+        self.by_category = {}
+        for cat in np.unique(prior.categories):
+            idx = np.flatnonzero(prior.categories == cat)
+            self.by_category[cat] = (idx, prior.counts[idx], prior.log_spend[idx], float(prior.counts[idx].sum()))
+        self.payments = amount.PAYMENTS
+        self.neighbour_prior = amount.neighbour_prior
+        self.service = amount.SERVICE
+
+    def priors(self, columns: Mapping[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+        """``PriorModel.predict``: category prior, text-neighbour prior, support, best similarity."""
+        merchants = merchant_keys(columns["merchant"])
+        texts = [f"{d} {m.replace('_', ' ')}".lower() for d, m in zip(columns["description"], merchants, strict=True)]
+        categories = columns["category"]
+        cat_prior = np.array([self.median.get(c, self.global_median) for c in categories], dtype=np.float64)
+        uniq, codes = distinct(list(zip(texts, categories, strict=True)))
+        u_text = [u[0] for u in uniq]
+        u_prior = np.array([self.median.get(u[1], self.global_median) for u in uniq], dtype=np.float64)
+        vectors = sp.hstack([v.matrix(u_text) for v in self.vectors], format="csr")
+        sims = (vectors @ self.matrix_t).toarray() / 2.0
+        text_prior, support, best_sim = u_prior.copy(), np.zeros(len(uniq)), np.zeros(len(uniq))
+        for i, (_, cat) in enumerate(uniq):
+            found = self.by_category.get(cat)
+            if found is None:
+                continue
+            _, counts, log_spend, total = found
+            support[i] = total
+            text_prior[i], best_sim[i] = self.neighbour_prior(sims[i, found[0]], counts, log_spend, total,
+                                                              self.neighbours, u_prior[i])
+        return cat_prior, text_prior[codes], support[codes], best_sim[codes]
+
+    def booster_matrix(self, columns: Mapping[str, np.ndarray], priors: tuple[np.ndarray, ...]) -> np.ndarray:
+        """``titans.models.amount._booster_features`` on arrays, in the booster's column order."""
+        cat_prior, text_prior, support, best_sim = priors
+        n = len(text_prior)
+        cal = calendar_arrays(epoch_days(columns["date"]))
+        out: dict[str, np.ndarray] = {
+            "category_prior": cat_prior, "text_prior": text_prior, "category_support": support,
+            "neighbour_similarity": best_sim, "weekday": cal["weekday"].astype(float),
+            "day_of_month": cal["day_of_month"].astype(float), "month": cal["month"].astype(float),
+            "is_month_end": cal["is_month_end"].astype(float),
+        }
+        for pay, values in one_hot(columns["payment_method"], self.payments).items():
+            out[f"payment_{pay}"] = values
+        for col, values in stored_numeric(columns, self.service, n).items():
+            if "amount" in col:
+                values = np.log1p(np.clip(values, 0, None))
+                if "mean" in col:
+                    out[f"{col}_minus_prior"] = np.where(values > 0, values - text_prior, 0.0)
+            out[col] = values
+        return np.column_stack([out[name] for name in self.model.feature_names])
+
+    def predict(self, columns: Mapping[str, np.ndarray], wanted: frozenset[str] | None = None
+                ) -> dict[str, np.ndarray]:
+        model = self.model
+        priors = self.priors(columns)
+        text_prior = priors[1]
+        if model.blend_weight == 0.0:
+            center = text_prior  # the booster's correction is weighted 0: nothing to compute
+        else:
+            boosted = model.booster.get_booster().inplace_predict(
+                self.booster_matrix(columns, priors), base_margin=text_prior, validate_features=False)
+            center = text_prior + model.blend_weight * (boosted - text_prior)
+        return model.outputs_from_log(center)
+
+
+# ------------------------------------------------------------------------------ anomaly
+class FlatForest:
+    """A fitted ``IsolationForest``'s ``score_samples`` with every tree walked at once.
+
+    Why: scikit-learn applies its trees one after another (a Python loop of 200-300 calls,
+    ~30 ms for one row). Here the trees' nodes sit in flat arrays and a batch steps down all
+    trees level by level (a few numpy operations per level, the forest's depth is ~log2 of
+    its 256 samples). The arithmetic is scikit-learn's: inputs as float32 (its tree dtype),
+    ``x <= threshold`` goes left, each leaf worth its decision-path length plus the average
+    path length of its samples minus one, ``2 ** -(mean depth / c(max_samples))``.
+    """
+
+    def __init__(self, forest: Any):
+        from sklearn.ensemble._iforest import _average_path_length
+
+        n_features = forest.n_features_in_
+        lefts, rights, features, thresholds, values, roots = [], [], [], [], [], []
+        offset = 0
+        for tree_index, (estimator, used) in enumerate(zip(forest.estimators_, forest.estimators_features_,
+                                                           strict=True)):
+            tree = estimator.tree_
+            leaf = tree.children_left == -1
+            left = np.where(leaf, np.arange(tree.node_count), tree.children_left) + offset
+            right = np.where(leaf, np.arange(tree.node_count), tree.children_right) + offset
+            feature = np.where(leaf, 0, np.asarray(used)[np.maximum(tree.feature, 0)]
+                               if forest._max_features != n_features else np.maximum(tree.feature, 0))
+            lefts.append(left)
+            rights.append(right)
+            features.append(feature)
+            thresholds.append(np.where(leaf, np.inf, tree.threshold))
+            values.append(forest._decision_path_lengths[tree_index] + forest._average_path_length_per_tree[tree_index]
+                          - 1.0)
+            roots.append(offset)
+            offset += tree.node_count
+        self.left = np.concatenate(lefts)
+        self.right = np.concatenate(rights)
+        self.feature = np.concatenate(features)
+        self.threshold = np.concatenate(thresholds)
+        self.value = np.concatenate(values)
+        self.roots = np.asarray(roots, dtype=np.intp)
+        self.depth = max(int(e.tree_.max_depth) for e in forest.estimators_)
+        self.denominator = len(forest.estimators_) * float(_average_path_length([forest._max_samples])[0])
+
+    def score_samples(self, values: np.ndarray, chunk: int = 256) -> np.ndarray:
+        """Equal to ``IsolationForest.score_samples(values)`` for finite inputs (the only ones it takes)."""
+        if not np.isfinite(values).all():
+            raise Unsupported("the flat forest has no rule for missing values")
+        x = np.ascontiguousarray(values, dtype=np.float32).astype(np.float64)
+        depths = np.empty(len(x))
+        for start in range(0, len(x), chunk):
+            part = x[start:start + chunk]
+            rows = np.arange(len(part))[:, None]
+            node = np.broadcast_to(self.roots, (len(part), len(self.roots))).copy()
+            for _ in range(self.depth):
+                go_left = part[rows, self.feature[node]] <= self.threshold[node]
+                node = np.where(go_left, self.left[node], self.right[node])
+            depths[start:start + chunk] = self.value[node].sum(axis=1)
+        if self.denominator == 0:
+            return -np.ones(len(x))
+        return -(2 ** -(depths / self.denominator))
+
+
+class AnomalyFast:
+    """``titans.models.anomaly.AnomalyModel`` on arrays: design, forest, classifier, factors."""
+
+    def __init__(self, model: Any):
+        from titans.models import anomaly
+
+        self.model = model
+        self.module = anomaly
+        self.forest = FlatForest(model.forest)
+        self.booster = model.classifier.get_booster() if model.supervised else None
+        self.index = {name: i for i, name in enumerate(model.feature_names)}
+
+    def design(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        """``titans.models.anomaly.design`` on arrays, in the model's feature order."""
+        m = self.module
+        n = len(columns["amount"])
+        signed = np.asarray(columns["amount"], dtype=np.float64)
+        amount = amount_arrays(signed)
+        days = epoch_days(columns["date"])
+        cal = calendar_arrays(days)
+        hist = stored_numeric(columns, m.SERVICE, n)
+        amount_log = amount["amount_log"]
+        out: dict[str, np.ndarray] = {
+            "amount_log": amount_log, "weekday": cal["weekday"].astype(float),
+            "day_of_month": cal["day_of_month"].astype(float), "is_month_end": cal["is_month_end"].astype(float),
+            "amount_vs_merchant_90d": m._log_ratio(amount_log, hist["merchant_amount_mean_90d"]),
+            "amount_vs_merchant_max_90d": m._log_ratio(amount_log, hist["merchant_amount_max_90d"]),
+            "amount_vs_merchant_all": m._log_ratio(amount_log, hist["merchant_amount_mean_all"]),
+            "amount_vs_category": m._log_ratio(amount_log, hist["category_amount_mean_all"]),
+        }
+        std, mean = hist["category_amount_std_all"], hist["category_amount_mean_all"]
+        spread = np.where(std > 0, std, 1.0)
+        out["category_zscore"] = np.where(std > 0, (amount["amount_abs"] - mean) / spread, 0.0)
+        out["amount_vs_account_outflow_30d"] = m._log_ratio(amount_log, hist["account_outflow_mean_30d"])
+        out["merchant_seen"] = (hist["merchant_txn_count_all"] > 0).astype(float)
+        for col, values in hist.items():
+            out[col] = np.sign(values) * np.log1p(np.abs(values)) if ("amount" in col or "account_" in col) else values
+        for pay, values in one_hot(columns["payment_method"], m.PAYMENTS).items():
+            out[f"payment_{pay}"] = values
+        merchants = merchant_keys(columns["merchant"])
+        same_merchant, repeats = m.batch_counts(columns["account_id"], merchants, days, signed)
+        out["same_day_merchant_rows"], out["same_day_exact_repeats"] = same_merchant, repeats
+        for cat, values in one_hot(columns["category"], self.model.categories).items():
+            out[f"category_{cat}"] = values
+        return np.column_stack([out[name] for name in self.model.feature_names])
+
+    def predict(self, columns: Mapping[str, np.ndarray], wanted: frozenset[str] | None = None
+                ) -> dict[str, np.ndarray]:
+        model = self.model
+        values = self.design(columns)
+        finite = np.isfinite(values).all()
+        raw = -(self.forest.score_samples(values) if finite else model.forest.score_samples(values))
+        parts: dict[str, Any] = {
+            "isolation_forest": np.searchsorted(model.forest_reference, raw, side="right")
+            / len(model.forest_reference)
+        }
+        if self.booster is not None:
+            parts["classifier"] = self.booster.inplace_predict(values, validate_features=False)
+        score = model._mix(parts)
+        out = {"anomaly_score": np.clip(score, 0.0, 1.0), "risk_level": model.risk_level(score)}
+        if wanted is None or "top_factors" in wanted:
+            out["top_factors"] = np.asarray([json.dumps(f) for f in self.factors(values)], dtype=object)
+        return out
+
+    def factors(self, values: np.ndarray) -> list[list[dict[str, Any]]]:
+        """``AnomalyModel._factors`` from the design matrix (contributions, then the top three)."""
+        model = self.model
+        if self.booster is not None:
+            import xgboost as xgb
+
+            matrix = xgb.DMatrix(values, feature_names=model.feature_names)
+            contrib = self.booster.predict(matrix, pred_contribs=True, validate_features=False)[:, :-1]
+        else:
+            contrib = np.abs(values - model.median) / model.scale
+        return model.top_factors(values, contrib)
+
+
+# ------------------------------------------------------------------------------ cash flow
+class CashflowFast:
+    """``titans.models.cashflow.CashflowModel.predict`` through its array forecaster."""
+
+    def __init__(self, model: Any):
+        self.model = model
+
+    def predict(self, columns: Mapping[str, np.ndarray], wanted: frozenset[str] | None = None
+                ) -> dict[str, np.ndarray]:
+        return self.model.predict_arrays(columns["account_id"], columns["horizon_days"])
+
+
+BUILDERS: dict[str, Callable[[Any], FastPredictor]] = {
+    "category": CategoryFast, "amount": AmountFast, "anomaly": AnomalyFast, "cashflow": CashflowFast,
+}
+
+
+def build_fast_predictor(task: str, model: Any) -> FastPredictor | None:
+    """The fast predictor of a loaded model object, or None (reference path) with the reason logged."""
+    builder = BUILDERS.get(task)
+    if builder is None:
+        return None
+    try:
+        return builder(model)
+    except (Unsupported, AttributeError, KeyError, TypeError) as exc:
+        logger.warning("model task %s: no fast path (%s: %s); serving through the DataFrame path",
+                       task, type(exc).__name__, exc)
+        return None
