@@ -14,10 +14,14 @@ def _run(args: argparse.Namespace) -> int:
 
     if not args.local:
         raise UserError("only --local runs start from here; use `titans pipeline submit --host URL` for a cluster")
+    from titans import home_lock
+
     gate = Path(args.gate_config).read_text() if args.gate_config else "{}"
-    summary = run_local(data=args.data, rows=args.rows, accounts=args.accounts, seed=args.seed,
-                        n_estimators=args.n_estimators, cv_folds=args.cv_folds, gate_config=gate,
-                        canary_percent=args.canary_percent)
+    # The whole run holds the home's lock; its step processes inherit it (TITANS_LOCK_OWNER).
+    with home_lock.hold(home_lock.command_line()):
+        summary = run_local(data=args.data, rows=args.rows, accounts=args.accounts, seed=args.seed,
+                            n_estimators=args.n_estimators, cv_folds=args.cv_folds, gate_config=gate,
+                            canary_percent=args.canary_percent)
     if args.json:
         print_json(summary)
     else:

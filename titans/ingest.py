@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import shutil
 import sys
 from collections import Counter
@@ -359,16 +360,26 @@ def read_clean(data_dir: Path | str) -> pd.DataFrame:
 
 
 def ingest(inputs: Sequence[Path | str], out_dir: Path | str) -> dict[str, object]:
-    """Ingest export files into ``out_dir`` and return the run summary (also the JSON report)."""
+    """Ingest export files into ``out_dir`` and return the run summary (also the JSON report).
+
+    Holds the TITANS_HOME lock (``titans.home_lock``): two ingests into one home run one after
+    the other, so the second sees the first's rows as duplicates instead of racing it.
+    """
+    from titans import home_lock
+
     paths = [Path(p) for p in inputs]
     if not paths:
         raise UserError("no input files given")
-    out = Path(out_dir)
+    with home_lock.hold(home_lock.command_line()):
+        return _ingest_locked(paths, Path(out_dir))
+
+
+def _ingest_locked(paths: list[Path], out: Path) -> dict[str, object]:
     sources = [open_source(p) for p in paths]  # fail on unusable inputs before writing anything
     hashes = [file_sha256(p) for p in paths]
     run_id = hashlib.sha256("".join(hashes).encode()).hexdigest()[:16]
     stats = _Stats()
-    staging = out / f".staging-{run_id}"
+    staging = out / f".staging-{run_id}-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import sys
 import time
@@ -51,6 +52,48 @@ def _write_parquet(frame: pd.DataFrame, uri: str) -> None:
         pq.write_table(table, path, filesystem=fs)
 
 
+BUILD_RECORD = "_build.json"
+
+
+def _fs(uri: str) -> tuple[Any, str]:
+    """(pyarrow filesystem, path) for a local path or an object-store URI."""
+    import pyarrow.fs as pafs
+
+    return pafs.FileSystem.from_uri(uri if "://" in uri else str(Path(uri).resolve()))
+
+
+def _write_text(uri: str, text: str) -> None:
+    fs, path = _fs(uri)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as out:
+        out.write(text.encode())
+
+
+def _exists(fs: Any, path: str) -> bool:
+    import pyarrow.fs as pafs
+
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def _delete(uri: str) -> None:
+    fs, path = _fs(uri)
+    if _exists(fs, path):
+        fs.delete_file(path)
+
+
+def read_build_record(offline_uri: str) -> dict[str, Any] | None:
+    """What the last complete build wrote next to the offline tables (None: no complete build).
+
+    Why: training must use features computed from the very clean table it trains on; the
+    record's ``data_hash`` lets ``titans train`` refuse a store built from another table.
+    """
+    fs, path = _fs(f"{offline_uri}/{BUILD_RECORD}")
+    if not _exists(fs, path):
+        return None
+    with fs.open_input_stream(path) as src:
+        return json.loads(src.read().decode() or "{}")
+
+
 def _frame_hash(frame: pd.DataFrame) -> str:
     """Content hash of the clean table, for the lineage trail (data hash -> feature views)."""
     digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
@@ -68,6 +111,9 @@ def build_from_clean(
     if clean is None or len(clean) == 0:
         raise UserError("the clean table is empty: nothing to build features from (run `titans data ingest`)")
     client = FeatureClient(repo)  # checks the repository and its yaml before any work
+    record_uri = f"{client.offline_uri}/{BUILD_RECORD}"
+    # No record while the build runs: a build that fails halfway is never taken for a complete one.
+    _delete(record_uri)
 
     started = time.perf_counter()
     say(f"features: computing point-in-time tables from {len(clean)} clean rows")
@@ -116,6 +162,9 @@ def build_from_clean(
         }
     config = client.store.config
     daily = tables[spec.ACCOUNT_DAILY_TABLE]
+    data_hash = _frame_hash(clean)
+    _write_text(record_uri, json.dumps({"data_hash": data_hash, "input_rows": int(len(clean)),
+                                        "as_of": as_of.date().isoformat()}) + "\n")
     return {
         "repo_path": str(client.repo_path),
         "feature_store_yaml": str(client.yaml_path),
@@ -125,7 +174,8 @@ def build_from_clean(
         "offline_store": config.offline_store.type,
         "offline_uri": client.offline_uri,
         "input_rows": int(len(clean)),
-        "data_hash": _frame_hash(clean),
+        "data_hash": data_hash,
+        "build_record": record_uri,
         "as_of": as_of.date().isoformat(),
         "feature_views": views,
         "feature_services": {name: list(names) for name, names in spec.SERVICES.items()},
@@ -143,16 +193,19 @@ def build_features(data_dir: str | Path, repo: str | Path | None = None, progres
 
     Returns the CLI summary: repo path, yaml, feature views with their row counts, services.
     """
-    data_dir = Path(data_dir).expanduser()
-    if not data_dir.exists():
-        raise UserError(f"data directory not found: {data_dir} (run `titans data ingest` first)")
-    if not data_dir.is_dir():
-        raise UserError(f"--data must be a directory: {data_dir}")
+    from titans import home_lock
     from titans.ingest import read_clean
 
-    clean = read_clean(data_dir)
-    if clean is None or len(clean) == 0:
-        raise UserError(f"no clean rows under {data_dir}: nothing to build features from")
-    summary = build_from_clean(clean, repo=repo, progress=progress)
+    # One writer of the home's Feast registry, online store and offline tables at a time.
+    with home_lock.hold(home_lock.command_line()):
+        data_dir = Path(data_dir).expanduser()
+        if not data_dir.exists():
+            raise UserError(f"data directory not found: {data_dir} (run `titans data ingest` first)")
+        if not data_dir.is_dir():
+            raise UserError(f"--data must be a directory: {data_dir}")
+        clean = read_clean(data_dir)
+        if clean is None or len(clean) == 0:
+            raise UserError(f"no clean rows under {data_dir}: nothing to build features from")
+        summary = build_from_clean(clean, repo=repo, progress=progress)
     summary["data_dir"] = str(data_dir.resolve())
     return summary
