@@ -37,6 +37,26 @@ def publish_model_dir(source: Path, task: str, models_dir: Path | None = None) -
     return target
 
 
+def publish_trained(summary: dict[str, Any], models_dir: Path) -> dict[str, Any]:
+    """After ``titans train``: publish the staged folder if the gate passed it, else keep it aside.
+
+    The rule the pipeline's deploy step follows (the gate's verdict, not the alias). Without
+    registration there is no gate, and the folder is published as before (``--no-register`` is
+    the "just give me a model folder" mode). A rejected model goes to ``_candidates/<task>``.
+    """
+    task, staged = summary["task"], Path(summary["model_dir"])
+    gate = summary.get("gate")
+    if gate is None or gate.get("promote"):
+        published = publish_model_dir(staged, task, models_dir)
+        why = "gate passed" if gate else "not registered (no gate)"
+        log.info("%s: published %s (%s)", task, published, why)
+        return {"model_dir": str(published), "published": True, "publish_reason": why}
+    candidate = publish_model_dir(staged, task, models_dir / "_candidates")
+    log.info("%s: gate rejected; %s kept as it was, candidate in %s", task, models_dir / task, candidate)
+    return {"model_dir": str(candidate), "published": False,
+            "publish_reason": "gate rejected: " + "; ".join(gate.get("reasons", []))}
+
+
 def mlflow_storage_uri(model_uri: str | None) -> str:
     """Where the registered model's directory lives in MLflow's artifact store (s3://... in a cluster)."""
     if not model_uri:

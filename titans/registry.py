@@ -278,6 +278,11 @@ def log_and_register(
         for k, v in tags.items():
             client.set_model_version_tag(name, version, k, v)
         mlflow.set_tags(tags)
+        # The folder and MLflow's copy of it both say which version they are (and why it was gated so).
+        model_dir.update_metadata(model_path, version=version, gate=decision.as_dict(),
+                                  lineage={"mlflow_run_id": run.info.run_id, "model_uri": f"models:/{name}/{version}"})
+        client.log_model_artifact(info.model_id, str(model_path / model_dir.METADATA),
+                                  artifact_path=f"artifacts/{model_path.name}")
         crowned = decision.promote and not gate.champion_after_canary
         if crowned:
             client.set_registered_model_alias(name, CHAMPION, version)

@@ -6,14 +6,22 @@ arguments. Every task evaluates on a time-ordered holdout (fit on the earliest 8
 score the latest 20%; the forecaster uses a rolling-origin backtest), then refits the same
 recipe on all rows for the model it saves, so the served model has seen the latest weeks.
 The metrics in the metadata are the holdout's.
+
+``titans train`` stages and publishes like the pipeline: each model is written to a staging
+folder, registered and gated, and only a version the gate passes is swapped into
+``<models>/<task>`` (``titans.publish``); a rejected one is kept in ``<models>/_candidates``
+for inspection and the served folder stays as it was. Training refuses a feature store that
+was built from another clean table (its build record's ``data_hash``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +61,20 @@ def data_hash(clean: pd.DataFrame) -> str:
     """Content hash of the clean table (same recipe as the feature build's lineage hash)."""
     digest = hashlib.sha256(pd.util.hash_pandas_object(clean, index=False).to_numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def check_feature_build(client: Any, clean_hash: str) -> None:
+    """Refuse to train on features computed from another clean table (or from a failed build)."""
+    from titans.features.build import read_build_record
+
+    record = read_build_record(client.offline_uri)
+    if record is None:
+        raise UserError(f"the feature store at {client.offline_uri} has no complete build; run "
+                        "`titans features build` (or `titans train --build-features`) first")
+    if record.get("data_hash") != clean_hash:
+        raise UserError(f"the feature store was built from another clean table (data_hash "
+                        f"{record.get('data_hash')}, this one is {clean_hash}); run `titans features build` "
+                        "on this data (or `titans train --build-features`)")
 
 
 def _entity_frame(rows: pd.DataFrame) -> pd.DataFrame:
@@ -149,13 +171,46 @@ def _anomaly(ts: pd.DataFrame, cfg: TrainConfig, plot_dir: Path) -> tuple[Any, d
     return final, result, _request_example(test, model.inputs), figs
 
 
+MIN_TRAIN_DAYS, MIN_HORIZON_DAYS, FLOOR_TRAIN_DAYS = 60, 7, 30  # the forecaster fits on >= 30 days
+
+
+def backtest_plan(span_days: int, origins: int, horizon: int) -> tuple[int, int, str]:
+    """(horizon, minimum training days, note) giving the backtest at least two origins.
+
+    Why: interval coverage for origin i is scored with quantiles of the errors of origins
+    before it, so one origin gives intervals (from its own errors) but no coverage, and a short
+    export then reports intervals nobody checked. On a short history the horizon shrinks
+    (down to a week), then the minimum training window (down to four weeks); the note says so.
+    """
+    def cuts(h: int, min_train: int) -> int:
+        return min(origins, max(0, (span_days - min_train) // h))
+
+    if origins < 2 or cuts(horizon, MIN_TRAIN_DAYS) >= 2:
+        return horizon, MIN_TRAIN_DAYS, ""
+    h = max(MIN_HORIZON_DAYS, min(horizon, (span_days - MIN_TRAIN_DAYS) // 2))
+    if cuts(h, MIN_TRAIN_DAYS) >= 2:
+        return h, MIN_TRAIN_DAYS, f"short history ({span_days} days): backtest horizon {h} days, not {horizon}"
+    min_train = max(FLOOR_TRAIN_DAYS, span_days - 2 * MIN_HORIZON_DAYS)
+    h = max(MIN_HORIZON_DAYS, min(horizon, (span_days - min_train) // 2))
+    if cuts(h, min_train) >= 2:
+        return h, min_train, (f"short history ({span_days} days): backtest horizon {h} days after at least "
+                              f"{min_train} training days")
+    return horizon, MIN_TRAIN_DAYS, f"short history ({span_days} days): one backtest origin, coverage not measured"
+
+
 def _cashflow(ts: pd.DataFrame, cfg: TrainConfig, plot_dir: Path) -> tuple[Any, dict, pd.DataFrame, dict]:
     from titans.models import evaluation, plots
     from titans.models.cashflow import CashflowModel, backtest
 
-    bt = backtest(ts, origins=cfg.backtest_origins, horizon=cfg.horizon_days, n_estimators=cfg.n_estimators,
-                  seed=cfg.seed)
+    dates = pd.to_datetime(ts["date"])
+    horizon, min_train, note = backtest_plan(int((dates.max() - dates.min()).days), cfg.backtest_origins,
+                                             cfg.horizon_days)
+    bt = backtest(ts, origins=cfg.backtest_origins, horizon=horizon, n_estimators=cfg.n_estimators,
+                  seed=cfg.seed, min_train_days=min_train)
     result = evaluation.cashflow_metrics(bt)
+    result["metrics"]["backtest_horizon_days"] = horizon
+    if note:
+        result["backtest_note"] = note
     final = CashflowModel(n_estimators=cfg.n_estimators, seed=cfg.seed).fit(ts)
     final.set_errors((bt["net"] - bt["net_amount"]).to_numpy(), "rolling-origin backtest errors")
     result["model"] = final.describe()
@@ -192,8 +247,13 @@ def _task_frame(task: str, clean: pd.DataFrame, client: Any, max_rows: int = 0) 
     return _training_set(client, SERVICES[task], rows)
 
 
-def train_task(task: str, clean: pd.DataFrame, client: Any, cfg: TrainConfig) -> dict[str, Any]:
-    """Train, evaluate, save and (optionally) register one task; returns its CLI summary."""
+def train_task(task: str, clean: pd.DataFrame, client: Any, cfg: TrainConfig,
+               stage_dir: Path | None = None) -> dict[str, Any]:
+    """Train, evaluate, save and (optionally) register one task; returns its CLI summary.
+
+    The model folder is written to ``stage_dir/<task>`` when given (``train`` publishes it
+    after the gate), else to ``<out_dir>/<task>`` (the pipeline's Model artifact).
+    """
     from titans import model_dir, registry
     from titans.models import report
     from titans.settings import load_settings
@@ -202,11 +262,13 @@ def train_task(task: str, clean: pd.DataFrame, client: Any, cfg: TrainConfig) ->
     started = time.perf_counter()
     out_dir = Path(cfg.out_dir) if cfg.out_dir else settings.models_dir
     plot_dir = out_dir / "_reports" / task
+    clean_hash = data_hash(clean)
+    check_feature_build(client, clean_hash)
     ts = _task_frame(task, clean, client, cfg.max_train_rows)
     fit = {"category": _category, "amount": _amount, "anomaly": _anomaly, "cashflow": _cashflow}[task]
     model, result, example, figs = fit(ts, cfg, plot_dir)
     lineage = {
-        "data_hash": data_hash(clean),
+        "data_hash": clean_hash,
         "feature_service": SERVICES[task],
         "training_rows": int(len(ts)),
         "first_day": str(pd.to_datetime(ts["date"]).min().date()),
@@ -216,8 +278,8 @@ def train_task(task: str, clean: pd.DataFrame, client: Any, cfg: TrainConfig) ->
     # The folder describes the model it holds (the refit on all rows), not the holdout model.
     described = model.describe() if hasattr(model, "describe") else result["model"]
     path = model_dir.save(
-        model, out_dir / task, task, version="unregistered", features=features, metrics=result["metrics"],
-        baselines=result["baselines"], lineage=lineage, extra=described,
+        model, (stage_dir or out_dir) / task, task, version="unregistered", features=features,
+        metrics=result["metrics"], baselines=result["baselines"], lineage=lineage, extra=described,
     )
     report_path = report.write(
         plot_dir / "report.md", f"titans-{task}: holdout evaluation",
@@ -244,9 +306,6 @@ def train_task(task: str, clean: pd.DataFrame, client: Any, cfg: TrainConfig) ->
             lineage=lineage, input_example=example, artifacts=[*figs.values(), report_path],
             gate=registry.GateConfig.load(cfg.gate_config), training_data=ts.head(10000),
         )
-        model_dir.update_metadata(path, version=reg["version"],
-                                  lineage={"mlflow_run_id": reg["run_id"], "model_uri": reg["model_uri"]},
-                                  gate=reg["gate"])
         summary |= reg
     else:
         summary |= {"registered_name": model_dir.registered_name(task), "version": None, "alias": None}
@@ -268,16 +327,30 @@ def train(tasks: list[str] | tuple[str, ...], data_dir: str | Path, cfg: TrainCo
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         raise UserError(f"unknown task(s) {unknown}; expected {list(TASKS)} or 'all'")
-    data_dir = Path(data_dir).expanduser()
-    if not data_dir.is_dir():
-        raise UserError(f"data directory not found: {data_dir} (run `titans data ingest` first)")
-    clean = read_clean(data_dir)
-    if cfg.build_features:
-        from titans.features.build import build_from_clean
+    from titans import home_lock
+    from titans.publish import publish_trained
+    from titans.settings import load_settings
 
-        build_from_clean(clean, repo=cfg.feature_repo)
-    client = FeatureClient(cfg.feature_repo)
-    started = time.perf_counter()
-    results = {task: train_task(task, clean, client, cfg) for task in tasks}
+    data_dir = Path(data_dir).expanduser()
+    with home_lock.hold(home_lock.command_line()):
+        if not data_dir.is_dir():
+            raise UserError(f"data directory not found: {data_dir} (run `titans data ingest` first)")
+        clean = read_clean(data_dir)
+        if cfg.build_features:
+            from titans.features.build import build_from_clean
+
+            build_from_clean(clean, repo=cfg.feature_repo)
+        client = FeatureClient(cfg.feature_repo)
+        started = time.perf_counter()
+        models = Path(cfg.out_dir) if cfg.out_dir else load_settings().models_dir
+        staging = models / f".staging-train-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        results = {}
+        try:
+            for task in tasks:
+                summary = train_task(task, clean, client, replace(cfg, out_dir=models), stage_dir=staging)
+                results[task] = summary | publish_trained(summary, models)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return {"data_dir": str(data_dir), "data_hash": data_hash(clean), "tasks": results,
             "seconds": round(time.perf_counter() - started, 2)}

@@ -256,3 +256,88 @@ def test_real_export_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert summary["category"]["metrics"]["test_rows"] == 20
     assert summary["category"]["metrics"]["accuracy"] >= 0.85
     assert summary["amount"]["metrics"]["mae"] < summary["amount"]["baselines"]["category_median"]["mae"]
+
+
+def test_training_refuses_a_feature_store_built_from_another_clean_table(trained, tmp_path: Path) -> None:
+    from titans.generate import generate
+    from titans.ingest import ingest
+    from titans.train import train
+
+    tmp, summary = trained
+    other = tmp_path / "other.csv"
+    generate(300, 1, SEED + 1, FRAUD_RATE).to_csv(other, index=False)
+    ingest([other], tmp_path / "data")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TITANS_HOME", str(tmp / "home"))
+    try:
+        with pytest.raises(UserError, match=f"built from another clean table \\(data_hash {summary['data_hash']}"):
+            train(["amount"], tmp_path / "data", _small_config(tmp_path, register=False))
+    finally:
+        mp.undo()
+    assert not (tmp_path / "models" / "amount").exists()
+
+
+def test_mlflow_copy_of_the_model_folder_carries_its_registered_version(trained) -> None:
+    import mlflow
+
+    from titans import registry
+
+    tmp, summary = trained
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TITANS_HOME", str(tmp / "home"))
+    try:
+        registry.configure(f"sqlite:///{tmp / 'mlflow.db'}")
+        for task in ("amount", "cashflow"):
+            s = summary["tasks"][task]
+            local = Path(mlflow.artifacts.download_artifacts(f"models:/titans-{task}/{s['version']}"))
+            meta = json.loads((local / "artifacts" / task / "metadata.json").read_text())
+            assert meta["version"] == s["version"] == "1"
+            assert meta["lineage"]["mlflow_run_id"] == s["run_id"]
+            assert meta["gate"]["decision"] == s["gate"]["decision"]
+    finally:
+        mp.undo()
+
+
+def test_train_publishes_only_versions_the_gate_passes(trained, tmp_path: Path) -> None:
+    """Run last on the shared fixture: it registers a second amount version (rejected)."""
+    from titans.train import train
+
+    tmp, summary = trained
+    for task, s in summary["tasks"].items():
+        assert s["published"] is (s["gate"]["promote"] is True), (task, s["publish_reason"])
+    amount = summary["tasks"]["amount"]
+    assert amount["published"] and Path(amount["model_dir"]) == tmp / "models" / "amount"
+    served_before = (tmp / "models" / "amount" / "metadata.json").read_text()
+    strict = tmp_path / "strict.json"
+    strict.write_text(json.dumps({"maximum": {"amount": {"mae": 0.0}}}))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TITANS_HOME", str(tmp / "home"))
+    try:
+        again = train(["amount"], tmp / "data", _small_config(tmp, gate_config=str(strict)))["tasks"]["amount"]
+    finally:
+        mp.undo()
+    assert again["gate"]["decision"] == "rejected" and again["published"] is False
+    assert (tmp / "models" / "amount" / "metadata.json").read_text() == served_before
+    candidate = json.loads((Path(again["model_dir"]) / "metadata.json").read_text())
+    assert Path(again["model_dir"]) == tmp / "models" / "_candidates" / "amount"
+    assert candidate["version"] == again["version"] == "2"
+    assert not list((tmp / "models").glob(".staging-*"))
+
+
+def test_cashflow_reports_interval_coverage_on_a_short_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    """100 days of one account: the default plan (30-day horizon after 60 days) has one origin."""
+    from titans.generate import GenerateConfig, write_csv
+    from titans.ingest import ingest
+    from titans.train import train
+
+    monkeypatch.setenv("TITANS_HOME", str(tmp_path / "home"))
+    raw = tmp_path / "short.csv"
+    write_csv(GenerateConfig(rows=400, accounts=1, seed=SEED, days=100), raw)
+    ingest([raw], tmp_path / "data")
+    cfg = _small_config(tmp_path, register=False, build_features=True)
+    cfg.backtest_origins, cfg.horizon_days = 4, 30
+    cf = train(["cashflow"], tmp_path / "data", cfg)["tasks"]["cashflow"]
+    assert cf["metrics"]["origins"] >= 2 and cf["metrics"]["backtest_horizon_days"] < 30
+    assert 0.0 < cf["metrics"]["coverage_80"] <= cf["metrics"]["coverage_95"] <= 1.0
+    assert "short history" in Path(cf["report"]).read_text()

@@ -140,18 +140,25 @@ def expenses(clean: pd.DataFrame) -> pd.DataFrame:
 
 
 def time_split(frame: pd.DataFrame, test_fraction: float = 0.2) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Earliest ``1 - test_fraction`` of rows by date for fitting, the latest for testing.
+    """Earliest days for fitting, the latest ``test_fraction`` of rows (about) for testing.
 
-    Why by position in date order: it is the split the product promises ("fit on the
-    earliest 80%"), and no fitted statistic can see a later row than the ones it predicts.
+    Why by date and cut between days: no fitted statistic may see a later row than the ones
+    it predicts, and rows of one day share what the feature store knows about that day, so a
+    day split across both sides would leak. The cut goes at the day boundary nearest to the
+    requested fraction (the holdout is then a little larger or smaller than exactly 20%).
     """
     if not 0.0 < test_fraction < 1.0:
         raise UserError(f"test fraction must be in (0, 1), got {test_fraction}")
     ordered = frame.sort_values(["date", "transaction_id"] if "transaction_id" in frame else ["date"], kind="stable")
-    n_test = max(1, int(round(len(ordered) * test_fraction)))
-    if len(ordered) - n_test < 2:
-        raise UserError(f"need more rows to split: {len(ordered)} rows")
-    return ordered.iloc[:-n_test].reset_index(drop=True), ordered.iloc[-n_test:].reset_index(drop=True)
+    days = pd.to_datetime(ordered["date"]).dt.normalize().to_numpy()
+    target = len(ordered) - max(1, int(round(len(ordered) * test_fraction)))
+    # Candidate cuts: positions where a new day starts (train = rows before the cut).
+    starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]])
+    starts = starts[(starts >= 2) & (starts < len(ordered))]
+    if not len(starts):
+        raise UserError(f"need more days to split: {len(ordered)} rows on {len(np.unique(days))} day(s)")
+    cut = int(starts[np.argmin(np.abs(starts - target))])
+    return ordered.iloc[:cut].reset_index(drop=True), ordered.iloc[cut:].reset_index(drop=True)
 
 
 def kfold_indices(n: int, n_splits: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -36,6 +36,8 @@ def section(task: str, result: dict[str, Any], plots: dict[str, str]) -> str:
             f"({_fmt(check['baseline_value'])}); {'higher' if check['higher_is_better'] else 'lower'} is better."
         )
     lines.append("")
+    if result.get("backtest_note"):
+        lines += [f"Backtest: {result['backtest_note']}.", ""]
     if result.get("ceiling"):
         c = result["ceiling"]
         lines += [f"Ceiling: {c['note']}", ""]
