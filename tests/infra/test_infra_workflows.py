@@ -50,20 +50,22 @@ def image_names() -> set[str]:
     return {f"{images[k]['repository']}:{images[k]['tag']}" for k in ("pipeline", "serving")}
 
 
+def side_tool(name: str) -> str:
+    """A linter from .venv-tools (else PATH); skip visibly when neither has it."""
+    found = tool(name, TOOLS_BIN / name)
+    if found is None:
+        pytest.skip(f"{name} not installed (run `make tools`: it goes to .venv-tools)")
+    return found
+
+
 @pytest.fixture(scope="module")
 def actionlint() -> str:
-    found = tool("actionlint", TOOLS_BIN / "actionlint")
-    if found is None:
-        pytest.skip("actionlint not installed (run `make tools`: it goes to .venv-tools)")
-    return found
+    return side_tool("actionlint")
 
 
 @pytest.fixture(scope="module")
 def zizmor() -> str:
-    found = tool("zizmor", TOOLS_BIN / "zizmor")
-    if found is None:
-        pytest.skip("zizmor not installed (run `make tools`: it goes to .venv-tools)")
-    return found
+    return side_tool("zizmor")
 
 
 def test_actionlint_finds_nothing(actionlint: str) -> None:
