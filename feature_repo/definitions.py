@@ -13,12 +13,20 @@ the same functions the training path runs.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, RequestSource, ValueType
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64, String, UnixTimestamp
 
-from titans.features import spec
+from titans.features import paths, spec
 from titans.features.paths import table_uri
+
+# The Feast CLI imports this file as ``definitions``; titans loads it under its own prefix after exporting
+# TITANS_HOME (titans.features.store.load_repo_contents). Under the CLI the tables come from the home
+# the embedded feature_store.yaml names, so nothing needs exporting first.
+if not __name__.startswith(paths.TITANS_MODULE_PREFIX):
+    paths.use_cli_home(Path(__file__).resolve().parent)
 
 _FEAST_TYPES = {"int64": Int64, "float64": Float64, "string": String}
 

@@ -8,8 +8,11 @@ at write time, so both call these functions.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
+from titans.errors import UserError
 from titans.settings import load_settings
 
 # Object-store (or any pyarrow-writable) root for the offline tables in production,
@@ -19,17 +22,69 @@ OFFLINE_URI_ENV = "TITANS_FEATURE_OFFLINE_URI"
 # (``feature_store.production.yaml``) or a path. Unset: ``feature_store.yaml``.
 STORE_YAML_ENV = "TITANS_FEATURE_STORE_YAML"
 DEFAULT_STORE_YAML = "feature_store.yaml"
+# Where the embedded yaml's relative store paths lead, from the repository folder: the clone's ``var/``,
+# the Makefile's TITANS_HOME, so the Feast CLI run in feature_repo/ finds what `make run` built.
+CLI_HOME_FROM_REPO = Path("..") / "var"
+# The module-name prefix under which titans loads the definition files (the Feast CLI uses the bare name).
+TITANS_MODULE_PREFIX = "titans_feature_repo_"
 
 
 def ensure_home_env() -> Path:
-    """Export an absolute ``TITANS_HOME`` so ``${TITANS_HOME}`` in Feast yaml resolves.
+    """Export an absolute ``TITANS_HOME`` before Feast objects are built.
 
-    Feast substitutes environment variables in ``feature_store.yaml`` and leaves unknown ones
-    verbatim; setting the embedded default here keeps runtime data out of the repository.
+    The definitions (imported later, by Feast or by ``load_repo_contents``) name their tables from
+    it, and a ``${TITANS_HOME}`` in a yaml a user selects resolves to the same folder; exporting the
+    embedded default here keeps runtime data out of the repository.
     """
     home = load_settings().home
     os.environ["TITANS_HOME"] = str(home)
     return home
+
+
+def cli_home(repo: Path) -> Path:
+    """The TITANS_HOME the embedded yaml's relative paths name when the Feast CLI reads it."""
+    return (repo / CLI_HOME_FROM_REPO).resolve()
+
+
+def use_cli_home(repo: Path) -> Path:
+    """Called by the definitions when the Feast CLI (not titans) imports them: offline tables from ``cli_home``.
+
+    Why: the CLI reads the embedded yaml as written (registry and online store under the clone's ``var/``),
+    so the tables the definitions name must come from the same home; an exported TITANS_HOME elsewhere
+    would split one store across two folders. The folder is created because sqlite creates none.
+    """
+    home = cli_home(repo)
+    exported = os.environ.get("TITANS_HOME")
+    if exported and Path(exported).expanduser().resolve() != home and not os.environ.get(OFFLINE_URI_ENV):
+        print(f"feature_repo: the Feast CLI uses the store in {home} (feature_store.yaml); "
+              f"TITANS_HOME={exported} applies to titans commands", file=sys.stderr)
+    os.environ["TITANS_HOME"] = str(home)
+    (home / "features").mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def embedded_store_config(repo: Path, yaml_path: Path) -> Any:
+    """The embedded yaml as Feast reads it, with its sqlite files moved to ``$TITANS_HOME/features``.
+
+    Why: the yaml names repository-relative paths so that the Feast CLI works in feature_repo/ with
+    nothing exported; titans honours TITANS_HOME (tests, pipeline steps, other homes), so it keeps the
+    yaml's file names and swaps their folder. Parsed as Feast's ``load_repo_config`` parses it.
+    """
+    import yaml
+    from feast.repo_config import RepoConfig
+
+    raw = yaml.safe_load(os.path.expandvars(yaml_path.read_text()))
+    registry, online = raw.get("registry") or {}, raw.get("online_store") or {}
+    registry_path = str(registry.get("path", "")) if isinstance(registry, dict) else ""
+    if not registry_path.startswith("sqlite:///") or online.get("type") != "sqlite":
+        raise UserError(f"{yaml_path}: the embedded store must keep its registry and online store in sqlite "
+                        f"(select another yaml with {STORE_YAML_ENV})")
+    home = feature_home()
+    registry["path"] = f"sqlite:///{home / Path(registry_path.removeprefix('sqlite:///')).name}"
+    online["path"] = str(home / Path(str(online["path"])).name)
+    config = RepoConfig(**raw)
+    config.repo_path = repo
+    return config
 
 
 def feature_home() -> Path:

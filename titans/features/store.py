@@ -100,7 +100,10 @@ class FeatureClient:
             raise UserError(f"feature store config not found: {self.yaml_path}")
         if self.yaml_path.name == paths.DEFAULT_STORE_YAML:
             paths.feature_home().mkdir(parents=True, exist_ok=True)
-        self.store = FeatureStore(repo_path=str(self.repo_path), fs_yaml_file=self.yaml_path)
+            config = paths.embedded_store_config(self.repo_path, self.yaml_path)
+            self.store = FeatureStore(repo_path=str(self.repo_path), config=config)
+        else:
+            self.store = FeatureStore(repo_path=str(self.repo_path), fs_yaml_file=self.yaml_path)
         # Resolved now, like the yaml: later calls do not depend on the environment.
         self.offline_uri = paths.offline_uri()
         self._services: dict[str, Any] = {}
@@ -267,7 +270,7 @@ def load_repo_contents(repo: Path) -> Any:
             bucket.append(obj)
 
     for path in files:
-        module_name = f"titans_feature_repo_{path.stem}"
+        module_name = f"{paths.TITANS_MODULE_PREFIX}{path.stem}"
         module_spec = importlib.util.spec_from_file_location(module_name, path)
         assert module_spec is not None and module_spec.loader is not None
         module = importlib.util.module_from_spec(module_spec)
