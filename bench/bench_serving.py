@@ -378,7 +378,7 @@ class Row:
 
 def markdown(rows: Sequence[Row], raw: dict[str, dict[str, float]], meta: dict[str, Any]) -> str:
     lines = [
-        "# Serving benchmark: titans runtime vs MLServer",
+        STAND_IN_TITLE,
         "",
         f"Same scikit-learn artifact, same V2 JSON requests, same load generator; server pinned to one core "
         f"(CPU {SERVER_CPU}), client on another (CPU {CLIENT_CPU}); 127.0.0.1 only. {meta['when']}, "
@@ -410,7 +410,7 @@ def markdown(rows: Sequence[Row], raw: dict[str, dict[str, float]], meta: dict[s
     return "\n".join(lines)
 
 
-def serving_scenario(args: argparse.Namespace, workdir: Path) -> None:
+def serving_scenario(args: argparse.Namespace, workdir: Path) -> str:
     mlserver = ensure_mlserver_env()
     ml_root, titans_dir, model, frame = build_artifact(workdir)
     raw = {str(n): raw_predict(model, frame, n) for n in (1, 1000)}
@@ -459,8 +459,8 @@ def serving_scenario(args: argparse.Namespace, workdir: Path) -> None:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / "serving.json").write_text(json.dumps(
         {"meta": meta, "results": [asdict(r) for r in rows], "raw_predict": raw}, indent=2) + "\n")
-    (args.out_dir / "serving.md").write_text(markdown(rows, raw, meta))
     print(markdown(rows, raw, meta))
+    return markdown(rows, raw, meta)
 
 
 # ----------------------------------------------------------------------------- enrichment scenario
@@ -592,10 +592,28 @@ def enrichment_scenario(args: argparse.Namespace, workdir: Path) -> None:
     print(json.dumps(results, indent=2))
 
 
+STAND_IN_TITLE = "# Serving benchmark: titans runtime vs MLServer"
+
+
+def write_serving_markdown(path: Path, sections: dict[str, str]) -> None:
+    """serving.md: the real models first, then the stand-in comparison; a section not run this time is kept."""
+    previous = path.read_text() if path.exists() else ""
+    kept_real, _, kept_stand_in = previous.partition(STAND_IN_TITLE)
+    real = sections.get("real") or kept_real.strip()
+    stand_in = sections.get("serving") or (STAND_IN_TITLE + kept_stand_in if kept_stand_in else "")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n\n".join(part.strip() for part in (real, stand_in) if part.strip()) + "\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out-dir", type=Path, default=REPO_ROOT / "bench" / "results")
-    parser.add_argument("--scenario", choices=["all", "serving", "enrichment"], default="all")
+    parser.add_argument("--scenario", choices=["all", "real", "serving", "enrichment"], default="all",
+                        help="real: the models of --home (bench_real_models.py); serving: the stand-in vs MLServer")
+    parser.add_argument("--home", type=Path, help="TITANS_HOME whose trained models the real scenario serves")
+    parser.add_argument("--real-rate", type=float, default=200.0, help="open-loop requests/s of the real scenario")
+    parser.add_argument("--skip-reference", action="store_true", help="real: skip the TITANS_FAST_PATH=0 server")
+    parser.add_argument("--skip-peer", action="store_true", help="real: skip MLServer's xgboost runtime")
     parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per serving scenario")
     parser.add_argument("--rate", type=float, default=100.0, help="requests/s of the open-loop (moderate) load")
     parser.add_argument("--enrich-requests", type=int, default=400, help="measured requests per enrichment mode")
@@ -613,9 +631,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if shutil.which("taskset"):
         os.sched_setaffinity(0, {int(CLIENT_CPU)})
     workdir = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    sections: dict[str, str] = {}
     try:
+        if args.scenario in ("all", "real"):
+            from bench_real_models import real_models_scenario
+
+            sections["real"] = real_models_scenario(args, workdir / "real")
+            print(sections["real"])
         if args.scenario in ("all", "serving"):
-            serving_scenario(args, workdir / "serving")
+            sections["serving"] = serving_scenario(args, workdir / "serving")
+        if sections:
+            write_serving_markdown(args.out_dir / "serving.md", sections)
         if args.scenario in ("all", "enrichment"):
             (workdir / "enrichment").mkdir()
             enrichment_scenario(args, workdir / "enrichment")

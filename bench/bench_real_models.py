@@ -1,0 +1,479 @@
+"""Serving benchmark of the real models: the four model directories ``make run`` trains, over REST and gRPC.
+
+Why a scenario of its own: the stand-in comparison (``bench_serving.py --scenario serving``)
+measures the runtime around a tiny scikit-learn pipeline; users get the four titans models,
+whose request work (validation, Feast lookup, features, estimators, factors) is the product.
+
+What is measured, on 127.0.0.1 only, bounded in requests and seconds:
+
+- ``titans serve`` on ``$TITANS_HOME/models`` with in-process Feast enrichment, pinned to one
+  core (``taskset -c 1``; the load generator on core 0), once with the fast path
+  (``serving/fastpath.py``, the default) and once with ``TITANS_FAST_PATH=0`` (the DataFrame
+  path the models take, i.e. "before");
+- requests are real rows: the latest 20% of the clean table's expenses (the models' holdout),
+  cycled, so caches see the variety of the data rather than one repeated row;
+- per model: single rows closed-loop on one connection (REST and gRPC), single rows
+  open-loop at ``--real-rate`` requests/s (REST, pipelined, latency from each send, so a slow
+  answer's queue counts), 1000-row batches closed-loop (REST and gRPC); the forecaster gets
+  one request per horizon (14 days);
+- the peer: MLServer 1.7's xgboost runtime serving the anomaly model's own booster (saved
+  from the model file), sent the very design vectors of the same rows; our whole anomaly
+  request (validation, Feast lookup, features, forest, booster, risk level, factors) is
+  compared with its bare booster call;
+- the issue-12 targets, each with the measured value and whether it holds.
+
+The machine's load average is printed with the results: on a shared 2-core machine it
+decides more of the tail than any code here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TASKS = ("category", "amount", "anomaly", "cashflow")
+BATCH_ROWS = 1000
+SINGLE_BODIES = 300
+CASHFLOW_HORIZON = 14
+TEXT_INPUTS = ("description", "merchant", "payment_method", "account_id", "category", "date")
+# issue 12, item 5: single-row p50 (ms), batch rows/s floors, cash-flow p50 (ms), p99/p50 at the open-loop rate
+TARGET_P50_MS = {"category": 2.0, "amount": 2.0, "anomaly": 3.0, "cashflow": 5.0}
+TARGET_BATCH_ROWS_S = {"category": 100_000, "amount": 100_000, "anomaly": 50_000}
+TARGET_TAIL_RATIO = 3.0
+PEER_RATIO = 1.5
+PEER_SERVER = "MLServer 1.7 xgboost runtime"
+
+
+# ----------------------------------------------------------------------------- rows and bodies
+def holdout_columns(home: Path, metadata: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The latest 20% of the expenses the models were trained on, as V2 request columns."""
+    import pandas as pd
+
+    from titans.ingest import read_clean
+    from titans.models.common import expenses, time_split
+
+    lineage_dir = Path(str(metadata.get("lineage", {}).get("clean_data_uri") or ""))
+    clean = read_clean(lineage_dir if lineage_dir.is_dir() else home / "data")
+    _, holdout = time_split(expenses(clean))
+    columns = {name: holdout[name].astype(str).to_numpy(dtype=object) for name in TEXT_INPUTS if name != "date"}
+    columns["date"] = pd.to_datetime(holdout["date"]).dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
+    columns["amount"] = holdout["amount"].to_numpy(dtype=np.float64)
+    return columns
+
+
+def rows_of(columns: dict[str, np.ndarray], start: int, n: int) -> dict[str, np.ndarray]:
+    total = len(columns["amount"])
+    index = np.arange(start, start + n) % total
+    return {name: values[index] for name, values in columns.items()}
+
+
+def v2_inputs(metadata: dict[str, Any], rows: dict[str, np.ndarray]) -> list[tuple[str, str, list[int], list]]:
+    out = []
+    for entry in metadata["inputs"]:
+        values = rows[entry["name"]]
+        out.append((entry["name"], entry["datatype"], [len(values)], values.tolist()))
+    return out
+
+
+def json_body(inputs: Sequence[tuple[str, str, list[int], list]]) -> bytes:
+    return json.dumps({"inputs": [{"name": n, "datatype": d, "shape": s, "data": v} for n, d, s, v in inputs]}).encode()
+
+
+def grpc_request(model: str, inputs: Sequence[tuple[str, str, list[int], list]]) -> Any:
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+
+    tensors = []
+    for name, datatype, shape, values in inputs:
+        contents = pb.InferTensorContents()
+        if datatype == "BYTES":
+            contents.bytes_contents.extend(str(v).encode() for v in values)
+        elif datatype == "FP64":
+            contents.fp64_contents.extend(float(v) for v in values)
+        else:
+            contents.int_contents.extend(int(v) for v in values)
+        tensors.append(pb.ModelInferRequest.InferInputTensor(name=name, datatype=datatype, shape=shape,
+                                                             contents=contents))
+    return pb.ModelInferRequest(model_name=model, inputs=tensors)
+
+
+def cashflow_inputs(account: str) -> list[tuple[str, str, list[int], list]]:
+    return [("account_id", "BYTES", [1], [account]), ("horizon_days", "INT32", [1], [CASHFLOW_HORIZON])]
+
+
+# ----------------------------------------------------------------------------- load generators
+def _summary(latencies: list[float], errors: int, elapsed: float, rows: int) -> dict[str, float]:
+    ms = np.asarray(latencies) * 1000
+    rps = len(latencies) / elapsed if elapsed > 0 else 0.0
+    return {"requests": len(latencies), "errors": errors, "seconds": round(elapsed, 2), "rps": round(rps, 1),
+            "rows_per_s": round(rps * rows, 1),
+            "p50_ms": round(float(np.percentile(ms, 50)), 3) if len(ms) else float("nan"),
+            "p99_ms": round(float(np.percentile(ms, 99)), 3) if len(ms) else float("nan")}
+
+
+def rest_closed(port: int, path: str, bodies: Sequence[bytes], seconds: float, rows: int,
+                max_requests: int = 50_000) -> dict[str, float]:
+    """One keep-alive connection, the next request (cycling ``bodies``) when the last returns."""
+    from bench_serving import _read_response, http_request
+
+    requests = [http_request(path, b) for b in bodies]
+
+    async def phase(duration: float) -> tuple[list[float], int, float]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        latencies: list[float] = []
+        errors = 0
+        started = time.perf_counter()
+        i = 0
+        while time.perf_counter() - started < duration and len(latencies) + errors < max_requests:
+            sent = time.perf_counter()
+            writer.write(requests[i % len(requests)])
+            i += 1
+            if await _read_response(reader):
+                latencies.append(time.perf_counter() - sent)
+            else:
+                errors += 1
+        writer.close()
+        return latencies, errors, time.perf_counter() - started
+
+    asyncio.run(phase(min(1.5, seconds / 3)))  # warm-up (caches, allocator), discarded
+    latencies, errors, elapsed = asyncio.run(phase(seconds))
+    return _summary(latencies, errors, elapsed, rows)
+
+
+def rest_open(port: int, path: str, bodies: Sequence[bytes], rate: float, seconds: float) -> dict[str, float]:
+    """Requests at ``rate`` per second on one connection whatever the server's pace (pipelined)."""
+    import collections
+
+    from bench_serving import _read_response, http_request
+
+    requests = [http_request(path, b) for b in bodies]
+
+    async def phase(count: int) -> tuple[list[float], int, float, list[float]]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        sent: collections.deque[float] = collections.deque()
+        latencies: list[float] = []
+        lags: list[float] = []
+        errors = 0
+
+        async def receive() -> None:
+            nonlocal errors
+            for _ in range(count):
+                ok = await _read_response(reader)
+                at = sent.popleft()
+                if ok:
+                    latencies.append(time.perf_counter() - at)
+                else:
+                    errors += 1
+
+        receiving = asyncio.create_task(receive())
+        first = time.perf_counter() + 0.05
+        for i in range(count):
+            due = first + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            now = time.perf_counter()
+            lags.append(now - due)
+            sent.append(now)
+            writer.write(requests[i % len(requests)])
+        await receiving
+        writer.close()
+        return latencies, errors, time.perf_counter() - first, lags
+
+    asyncio.run(phase(max(20, int(rate / 2))))
+    latencies, errors, elapsed, lags = asyncio.run(phase(int(rate * seconds)))
+    out = _summary(latencies, errors, elapsed, 1)
+    out["send_lag_p99_ms"] = round(float(np.percentile(np.asarray(lags) * 1000, 99)), 3)
+    return out
+
+
+def grpc_closed(address: str, requests: Sequence[Any], seconds: float, rows: int,
+                max_requests: int = 50_000) -> dict[str, float]:
+    """One gRPC channel, one call at a time, cycling ``requests``."""
+    import grpc
+    from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+
+    async def phase(duration: float) -> tuple[list[float], int, float]:
+        options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+        async with grpc.aio.insecure_channel(address, options=options) as channel:
+            stub = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel)
+            latencies: list[float] = []
+            errors = 0
+            started = time.perf_counter()
+            i = 0
+            while time.perf_counter() - started < duration and len(latencies) + errors < max_requests:
+                sent = time.perf_counter()
+                try:
+                    await stub.ModelInfer(requests[i % len(requests)], timeout=30)
+                    latencies.append(time.perf_counter() - sent)
+                except grpc.aio.AioRpcError:
+                    errors += 1
+                i += 1
+            return latencies, errors, time.perf_counter() - started
+
+    asyncio.run(phase(min(1.5, seconds / 3)))
+    latencies, errors, elapsed = asyncio.run(phase(seconds))
+    return _summary(latencies, errors, elapsed, rows)
+
+
+# ----------------------------------------------------------------------------- servers
+def start_titans(home: Path, workdir: Path, fast: bool) -> tuple[Any, int, int, Path]:
+    from bench_serving import free_port, start, wait_ready
+
+    http_port, grpc_port = free_port(), free_port()
+    log = workdir / f"titans-{'fast' if fast else 'reference'}.log"
+    env = {"TITANS_HOME": str(home), "TITANS_FAST_PATH": "1" if fast else "0"}
+    proc = start([sys.executable, "-m", "serving", "--models", str(home / "models"), "--host", "127.0.0.1",
+                  "--enrichment", "feast", "--http-port", str(http_port), "--grpc-port", str(grpc_port)], log, env)
+    for task in TASKS:
+        wait_ready(f"http://127.0.0.1:{http_port}/v2/models/titans-{task}/ready", proc, log)
+    return proc, http_port, grpc_port, log
+
+
+def mlserver_env() -> Path:
+    """MLServer 1.7 with its xgboost runtime, in its own venv (``TITANS_MLSERVER_VENV`` or ``.venv-mlserver``).
+
+    Why ``xgboost-cpu`` and ``--no-deps`` for the runtime: the runtime depends on plain
+    ``xgboost``, which pulls ~650 MB of CUDA libraries; ``xgboost-cpu`` of our own version is
+    the same library (and the same booster format) without them.
+    """
+    import shutil
+    import subprocess
+
+    import sklearn
+    import xgboost
+    from bench_serving import MLSERVER_PINS, REPO_ROOT
+
+    venv = Path(os.environ.get("TITANS_MLSERVER_VENV", REPO_ROOT / ".venv-mlserver"))
+    python = venv / "bin" / "python"
+    ready = subprocess.run([str(python), "-c", "import mlserver_xgboost"], capture_output=True).returncode == 0 \
+        if python.exists() else False
+    if not ready:
+        uv = shutil.which("uv") or sys.exit("the benchmark needs uv to create the MLServer venv (pip install uv)")
+        if not python.exists():
+            subprocess.run([uv, "venv", "-q", "--python", "3.11", str(venv)], check=True)
+        subprocess.run([uv, "pip", "install", "-q", "--python", str(python), *MLSERVER_PINS,
+                        f"scikit-learn=={sklearn.__version__}", f"xgboost-cpu=={xgboost.__version__}"], check=True)
+        subprocess.run([uv, "pip", "install", "-q", "--python", str(python), "--no-deps",
+                        MLSERVER_PINS[0].replace("mlserver", "mlserver-xgboost")], check=True)
+    return venv / "bin" / "mlserver"
+
+
+def start_mlserver(booster: Any, workdir: Path) -> tuple[Any, int, int, Path]:
+    from bench_serving import free_port, start, wait_ready
+
+    root = workdir / "mlserver"
+    model = root / "anomaly-booster"
+    model.mkdir(parents=True)
+    booster.save_model(str(model / "model.json"))
+    (model / "model-settings.json").write_text(json.dumps({
+        "name": "anomaly-booster", "implementation": "mlserver_xgboost.XGBoostModel",
+        "parameters": {"uri": "./model.json", "version": "1"},
+    }))
+    http_port, grpc_port = free_port(), free_port()
+    (root / "settings.json").write_text(json.dumps({
+        "host": "127.0.0.1", "http_port": http_port, "grpc_port": grpc_port, "metrics_port": free_port(),
+        "parallel_workers": 0, "debug": False,
+    }))
+    log = workdir / "mlserver.log"
+    proc = start([str(mlserver_env()), "start", str(root)], log, cwd=root)
+    wait_ready(f"http://127.0.0.1:{http_port}/v2/models/anomaly-booster/ready", proc, log)
+    return proc, http_port, grpc_port, log
+
+
+def booster_inputs(matrix: np.ndarray) -> list[tuple[str, str, list[int], list]]:
+    return [("input-0", "FP64", list(matrix.shape), matrix.reshape(-1).tolist())]
+
+
+# ----------------------------------------------------------------------------- the scenario
+def measure_titans(home: Path, workdir: Path, fast: bool, columns: dict[str, np.ndarray],
+                   metadata: dict[str, dict], args: Any) -> list[dict[str, Any]]:
+    """Every load on every model of one ``titans serve`` (fast path or reference path)."""
+    from bench_serving import stop
+
+    results: list[dict[str, Any]] = []
+    proc, http_port, grpc_port, _ = start_titans(home, workdir, fast)
+    path_name = "fast path" if fast else "reference path"
+    try:
+        for task in TASKS:
+            if task == "cashflow":
+                singles = [cashflow_inputs(a) for a in metadata[task]["model"]["accounts"]]
+                batches = []
+            else:
+                singles = [v2_inputs(metadata[task], rows_of(columns, i, 1)) for i in range(SINGLE_BODIES)]
+                batches = [v2_inputs(metadata[task], rows_of(columns, i * BATCH_ROWS, BATCH_ROWS)) for i in range(3)]
+            server = f"titans, {path_name}"
+            results += measure_model(f"titans-{task}", server, singles, batches, (http_port, grpc_port), fast, args)
+    finally:
+        stop(proc)
+    return results
+
+
+def measure_model(model: str, server: str, singles: list, batches: list, ports: tuple[int, int], full: bool,
+                  args: Any) -> list[dict[str, Any]]:
+    """Single rows (REST closed and open loop, gRPC) and batches (REST, gRPC) of one served model.
+
+    ``full`` False keeps the closed-loop REST runs only (the reference path cannot keep an
+    open-loop rate: its queue would grow for the whole run).
+    """
+    http_port, grpc_port = ports
+    path = f"/v2/models/{model}/infer"
+    address = f"127.0.0.1:{grpc_port}"
+    single_json = [json_body(s) for s in singles]
+    batch_json = [json_body(b) for b in batches]
+    runs: list[tuple[str, str, int, Any]] = [
+        ("REST", "closed, 1 conn", 1, lambda: rest_closed(http_port, path, single_json, args.seconds, 1)),
+    ]
+    if full:
+        runs.append(("REST", f"open, {args.real_rate:g} rps", 1,
+                     lambda: rest_open(http_port, path, single_json, args.real_rate, args.seconds)))
+        runs.append(("gRPC", "closed, 1 conn", 1, lambda: grpc_closed(
+            address, [grpc_request(model, s) for s in singles], args.seconds, 1)))
+    if batches:
+        runs.append(("REST", "closed, 1 conn", BATCH_ROWS,
+                     lambda: rest_closed(http_port, path, batch_json, args.seconds, BATCH_ROWS, 400)))
+        if full:
+            runs.append(("gRPC", "closed, 1 conn", BATCH_ROWS, lambda: grpc_closed(
+                address, [grpc_request(model, b) for b in batches], args.seconds, BATCH_ROWS, 400)))
+    results = []
+    for protocol, load, rows, run in runs:
+        result = run()
+        results.append({"model": model, "server": server, "protocol": protocol, "load": load,
+                        "rows_per_request": rows, **result})
+        print(f"{model:16s} {server:28s} {protocol:4s} {load:16s} rows={rows:<5d} {result}", file=sys.stderr)
+    return results
+
+
+def measure_peer(home: Path, workdir: Path, columns: dict[str, np.ndarray], metadata: dict[str, dict],
+                 args: Any) -> list[dict[str, Any]]:
+    """MLServer's xgboost runtime on the anomaly booster, fed the design rows our server computes."""
+    from bench_serving import stop
+
+    os.environ["TITANS_HOME"] = str(home)
+    from serving.enrich import StoredFeatures
+    from serving.fastpath import AnomalyFast
+    from titans import model_dir
+    from titans.features.store import FeatureClient
+
+    loaded = model_dir.load(home / "models" / "anomaly")
+    if not loaded.model.supervised:
+        return []
+    sample = rows_of(columns, 0, max(SINGLE_BODIES, BATCH_ROWS * 3))
+    sample = {k: v for k, v in sample.items() if k in loaded.input_names}
+    sample.update(StoredFeatures("anomaly_service", FeatureClient().store).lookup(sample))
+    matrix = AnomalyFast(loaded.model).design(sample)
+    proc, http_port, grpc_port, _ = start_mlserver(loaded.model.classifier.get_booster(), workdir)
+    singles = [booster_inputs(matrix[i:i + 1]) for i in range(SINGLE_BODIES)]
+    batches = [booster_inputs(matrix[i * BATCH_ROWS:(i + 1) * BATCH_ROWS]) for i in range(3)]
+    try:
+        return measure_model("anomaly-booster", PEER_SERVER, singles, batches, (http_port, grpc_port), True, args)
+    finally:
+        stop(proc)
+
+
+def find(results: list[dict], model: str, server: str, protocol: str, load: str, rows: int) -> dict | None:
+    for r in results:
+        if (r["model"], r["server"], r["protocol"], r["load"], r["rows_per_request"]) == (model, server, protocol,
+                                                                                          load, rows):
+            return r
+    return None
+
+
+def targets(results: list[dict], rate: float) -> list[dict[str, Any]]:
+    """Each issue-12 target with the measured value and whether it holds."""
+    fast = "titans, fast path"
+    out = []
+    for task, limit in TARGET_P50_MS.items():
+        for protocol in ("REST", "gRPC"):
+            r = find(results, f"titans-{task}", fast, protocol, "closed, 1 conn", 1)
+            if r:
+                out.append({"target": f"{task} single-row p50 ({protocol}) <= {limit:g} ms", "measured": r["p50_ms"],
+                            "met": r["p50_ms"] <= limit})
+        r = find(results, f"titans-{task}", fast, "REST", f"open, {rate:g} rps", 1)
+        if r and task != "cashflow":
+            ratio = r["p99_ms"] / r["p50_ms"] if r["p50_ms"] else float("inf")
+            out.append({"target": f"{task} p99 <= {TARGET_TAIL_RATIO:g} x p50 at {rate:g} req/s",
+                        "measured": round(ratio, 2), "met": ratio <= TARGET_TAIL_RATIO})
+    for task, floor in TARGET_BATCH_ROWS_S.items():
+        for protocol in ("REST", "gRPC"):
+            r = find(results, f"titans-{task}", fast, protocol, "closed, 1 conn", BATCH_ROWS)
+            if r:
+                out.append({"target": f"{task} 1000-row batches ({protocol}) >= {floor:,} rows/s",
+                            "measured": r["rows_per_s"], "met": r["rows_per_s"] >= floor})
+    ours = find(results, "titans-anomaly", fast, "REST", "closed, 1 conn", 1)
+    peer = find(results, "anomaly-booster", PEER_SERVER, "REST", "closed, 1 conn", 1)
+    if ours and peer:
+        ratio = ours["p50_ms"] / peer["p50_ms"]
+        out.append({"target": f"anomaly request p50 <= {PEER_RATIO:g} x MLServer bare booster p50 (REST)",
+                    "measured": round(ratio, 2), "met": ratio <= PEER_RATIO})
+    return out
+
+
+def markdown(results: list[dict], goals: list[dict], meta: dict[str, Any]) -> str:
+    lines = [
+        "# Serving benchmark: the real models",
+        "",
+        f"The four model directories of `{meta['home']}` (trained by `make run`: {meta['training_rows']}), served "
+        f"by `titans serve` with in-process Feast enrichment, pinned to CPU 1 (load generator on CPU 0); "
+        f"requests are holdout rows cycled ({SINGLE_BODIES} distinct single rows, 3 distinct {BATCH_ROWS}-row "
+        f"batches), JSON over keep-alive HTTP/1.1 or protobuf over one gRPC channel. {meta['when']}, "
+        f"{meta['seconds']} s per measurement.",
+        "",
+        f"Machine load (2 cores shared with other jobs): `{meta['load_before']['uptime']}` before, "
+        f"`{meta['load_after']['uptime']}` after.",
+        "",
+        "| model | server | protocol | load | rows/req | req/s | rows/s | p50 ms | p99 ms | errors |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(f"| {r['model']} | {r['server']} | {r['protocol']} | {r['load']} | {r['rows_per_request']} | "
+                     f"{r['rps']:.0f} | {r['rows_per_s']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+                     f"{r['errors']} |")
+    lines += ["", "Targets (issue 12):", "", "| target | measured | met |", "|---|---:|---|"]
+    for g in goals:
+        lines.append(f"| {g['target']} | {g['measured']:,} | {'yes' if g['met'] else 'no'} |")
+    lines += [
+        "",
+        "`reference path`: the same server with `TITANS_FAST_PATH=0`, i.e. the models' DataFrame `predict` (what "
+        "served before the fast path). `MLServer 1.7 xgboost runtime`: the anomaly model's own booster and nothing "
+        "else, sent the design vectors our server computes for the same rows (71 FP64 features). Cash flow: one "
+        f"{CASHFLOW_HORIZON}-day forecast per request.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def real_models_scenario(args: Any, workdir: Path) -> str:
+    """Run the whole scenario; writes ``serving_real.json`` and returns the markdown section."""
+    from bench_serving import machine_load
+
+    home = Path(args.home or os.environ.get("TITANS_HOME") or "var").resolve()
+    metadata = {}
+    for task in TASKS:
+        file = home / "models" / task / "metadata.json"
+        if not file.is_file():
+            sys.exit(f"no trained {task} model at {file}: run `make run` (or pass --home) first")
+        metadata[task] = json.loads(file.read_text())
+    columns = holdout_columns(home, metadata["category"])
+    workdir.mkdir(parents=True, exist_ok=True)
+    load_before = machine_load()
+    results = measure_titans(home, workdir, True, columns, metadata, args)
+    if not args.skip_reference:
+        results += measure_titans(home, workdir, False, columns, metadata, args)
+    if not args.skip_peer:
+        results += measure_peer(home, workdir, columns, metadata, args)
+    goals = targets(results, args.real_rate)
+    meta = {"when": time.strftime("%Y-%m-%d %H:%M"), "home": str(home), "seconds": args.seconds,
+            "training_rows": ", ".join(f"{t} {metadata[t]['lineage'].get('training_rows')} rows" for t in TASKS),
+            "holdout_rows": len(columns["amount"]), "load_before": load_before, "load_after": machine_load()}
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / "serving_real.json").write_text(json.dumps({"meta": meta, "results": results, "targets": goals},
+                                                               indent=2) + "\n")
+    return markdown(results, goals, meta)
