@@ -6,7 +6,8 @@ folder's conftest.py.
 Rendering is the slow part (the Helm Go SDK through ctypes), so every rendered variant is produced once
 per session and shared. The validators are real tools: Helm's own renderer and linter, kubernetes-validate
 (the upstream OpenAPI schemas, strict) for built-in kinds, and the KServe CRDs' openAPIV3Schema (made
-strict the way the API server prunes: unknown fields are errors) for KServe kinds.
+strict the way the API server prunes: unknown fields are errors) for KServe kinds, and Istio's CRDs the same
+way for Istio kinds where ../shared/schemas/istio is present.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ MONITORING = REPO / "monitoring"
 DATA = Path(__file__).resolve().parent / "data"
 # Read from the shared folder beside the clone, never copied into the repository.
 KSERVE_CRDS = REPO.parent / "shared" / "schemas" / "kserve"
+ISTIO_CRDS = REPO.parent / "shared" / "schemas" / "istio"
 # The Kubernetes minor the kind node image in terraform/modules/kind-cluster runs.
 KUBE_VERSION = "1.32.0"
 NAMESPACE = "titans"
@@ -108,6 +110,21 @@ def pod_specs(objs: list[Manifest]) -> list[tuple[str, Manifest]]:
     return specs
 
 
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """matchLabels semantics (the chart uses no matchExpressions)."""
+    assert set(selector) <= {"matchLabels"}, selector
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+def workload_labels(objs: list[Manifest]) -> dict[str, dict[str, str]]:
+    """Pod labels of every workload, including the model servers (labels set on the predictor)."""
+    labels = {key(o): o["spec"]["template"]["metadata"]["labels"] for o in objs
+              if o["kind"] in {"Deployment", "StatefulSet"}}
+    for isvc in by_kind(objs, "InferenceService"):
+        labels[key(isvc)] = isvc["spec"]["predictor"]["labels"]
+    return labels
+
+
 # --- built-in kinds -------------------------------------------------------------------------------
 
 def validate_builtin(obj: Manifest) -> None:
@@ -144,10 +161,10 @@ def _strict(schema: Any) -> Any:
 
 
 @functools.cache
-def kserve_validators() -> dict[tuple[str, str], jsonschema.protocols.Validator]:
-    """(apiVersion, kind) -> validator for each served version of each KServe CRD found."""
+def crd_validators(folder: Path) -> dict[tuple[str, str], jsonschema.protocols.Validator]:
+    """(apiVersion, kind) -> strict validator for each served version of each CRD found in ``folder``."""
     validators: dict[tuple[str, str], jsonschema.protocols.Validator] = {}
-    for path in sorted(KSERVE_CRDS.glob("*.yaml")):
+    for path in sorted(folder.glob("*.yaml")):
         # The InferenceService CRD is 2 MB: the C loader reads it in a fraction of the pure-Python time.
         crd = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
@@ -157,14 +174,22 @@ def kserve_validators() -> dict[tuple[str, str], jsonschema.protocols.Validator]
             schema = _strict(copy.deepcopy(version["schema"]["openAPIV3Schema"]))
             # The API server fills these; a manifest must not carry status.
             schema["properties"].pop("status", None)
+            # Every object may carry these at its root, whether or not the CRD lists them (Istio's do not);
+            # metadata is checked as ObjectMeta separately.
+            for field, kind_of in (("apiVersion", "string"), ("kind", "string"), ("metadata", "object")):
+                schema["properties"].setdefault(field, {"type": kind_of})
             validators[(f"{group}/{version['name']}", kind)] = jsonschema.Draft7Validator(schema)
     return validators
 
 
-def validate_kserve(obj: Manifest) -> list[str]:
-    """All schema errors of a KServe object (empty when valid), metadata included."""
-    validator = kserve_validators().get((obj["apiVersion"], obj["kind"]))
-    assert validator is not None, f"no CRD schema for {obj['apiVersion']} {obj['kind']} in {KSERVE_CRDS}"
+def kserve_validators() -> dict[tuple[str, str], jsonschema.protocols.Validator]:
+    return crd_validators(KSERVE_CRDS)
+
+
+def validate_custom(obj: Manifest, folder: Path) -> list[str]:
+    """All schema errors of a custom resource against the CRDs in ``folder`` (empty when valid), metadata too."""
+    validator = crd_validators(folder).get((obj["apiVersion"], obj["kind"]))
+    assert validator is not None, f"no CRD schema for {obj['apiVersion']} {obj['kind']} in {folder}"
     errors = [
         f"{'/'.join(str(p) for p in error.absolute_path)}: {error.message}"
         for error in validator.iter_errors(obj)
@@ -174,6 +199,21 @@ def validate_kserve(obj: Manifest) -> list[str]:
     except kubernetes_validate.ValidationError as error:
         errors.append(f"metadata: {error.message}")
     return errors
+
+
+def validate_kserve(obj: Manifest) -> list[str]:
+    """All schema errors of a KServe object (empty when valid), metadata included."""
+    return validate_custom(obj, KSERVE_CRDS)
+
+
+def is_istio(obj: Manifest) -> bool:
+    return obj["apiVersion"].split("/")[0].endswith(".istio.io")
+
+
+def require_istio_crds() -> None:
+    """Skip (visibly) when the shared Istio CRD schemas are not beside the clone."""
+    if not any(ISTIO_CRDS.glob("*.yaml")):
+        pytest.skip(f"Istio CRD schemas not found in {ISTIO_CRDS}: Istio objects not schema-validated")
 
 
 def is_kserve(obj: Manifest) -> bool:
@@ -193,6 +233,9 @@ def validate_all(objs: list[Manifest]) -> tuple[list[str], list[str]]:
     for obj in objs:
         if is_kserve(obj):
             errors += [f"{key(obj)}: {e}" for e in validate_kserve(obj)]
+            continue
+        if is_istio(obj) and (obj["apiVersion"], obj["kind"]) in crd_validators(ISTIO_CRDS):
+            errors += [f"{key(obj)}: {e}" for e in validate_custom(obj, ISTIO_CRDS)]
             continue
         try:
             validate_builtin(obj)

@@ -30,13 +30,16 @@ from infra_helpers import (
     pod_specs,
     render_chart,
     require_kserve_crds,
+    selects,
     validate_all,
     validate_builtin,
     validate_kserve,
+    workload_labels,
 )
 
 VARIANTS = ("default_render", "kind_render", "production_render")
-# Kinds of other operators' CRDs: no schema is available offline, so they are checked by behaviour below.
+# Kinds of other operators' CRDs with no schema offline (Istio's where ../shared/schemas/istio is absent):
+# checked by behaviour below and in test_infra_istio.py.
 OPERATOR_KINDS = {"PodMonitor", "ServiceMonitor", "PrometheusRule", "RequestAuthentication", "AuthorizationPolicy"}
 
 
@@ -263,21 +266,6 @@ def test_pipeline_runner_rbac_is_least_privilege(rendered: tuple[list[Manifest],
 
 # --- network policy, Istio, monitoring -----------------------------------------------------------------
 
-def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-    """matchLabels semantics (the chart uses no matchExpressions)."""
-    assert set(selector) <= {"matchLabels"}, selector
-    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
-
-
-def workload_labels(objs: list[Manifest]) -> dict[str, dict[str, str]]:
-    """Pod labels of every workload, including the model servers (labels set on the predictor)."""
-    labels = {key(o): o["spec"]["template"]["metadata"]["labels"] for o in objs
-              if o["kind"] in {"Deployment", "StatefulSet"}}
-    for isvc in by_kind(objs, "InferenceService"):
-        labels[key(isvc)] = isvc["spec"]["predictor"]["labels"]
-    return labels
-
-
 def test_network_policies_deny_by_default_and_admit_every_pod_path(rendered: tuple[list[Manifest], str]) -> None:
     """A default-deny for the namespace, and each workload (model servers included) has an allow policy."""
     objs, _ = rendered
@@ -300,27 +288,6 @@ def test_services_select_their_pods(rendered: tuple[list[Manifest], str]) -> Non
     for service in by_kind(objs, "Service"):
         matches = [n for n, lab in labels.items() if selects({"matchLabels": service["spec"]["selector"]}, lab)]
         assert len(matches) == 1, f"{key(service)} selects {matches}"
-
-
-def test_istio_jwt_guards_inference_only_when_enabled(default_render: tuple[list[Manifest], str],
-                                                     production_render: tuple[list[Manifest], str]) -> None:
-    """Production: tokens validated and required on every model server; only health/metrics are open, and
-    only to the probe and scrape namespaces. Defaults (no Istio) render no Istio objects."""
-    assert not [o for o in default_render[0] if o["apiVersion"].startswith("security.istio.io")]
-    objs, _ = production_render
-    server_labels = [lab for n, lab in workload_labels(objs).items() if n.startswith("InferenceService/")]
-    authn = find(objs, "RequestAuthentication", "titans-inference-jwt")
-    authz = find(objs, "AuthorizationPolicy", "titans-inference-require-jwt")
-    for policy in (authn, authz):
-        assert all(selects(policy["spec"]["selector"], lab) for lab in server_labels), key(policy)
-    (rule,) = authn["spec"]["jwtRules"]
-    assert rule["issuer"] and rule["jwksUri"].startswith("https://") and rule["audiences"] == ["titans-inference"]
-    assert authz["spec"]["action"] == "ALLOW"
-    token_rule, open_rule = authz["spec"]["rules"]
-    assert token_rule == {"from": [{"source": {"requestPrincipals": ["*"]}}]}
-    open_paths = {p for op in open_rule["to"] for p in op["operation"]["paths"]}
-    assert not any(p.startswith("/v2/models") for p in open_paths), "inference must never be open"
-    assert open_rule["from"][0]["source"]["namespaces"] == ["knative-serving", "monitoring"]
 
 
 def test_monitoring_targets_exist(rendered: tuple[list[Manifest], str]) -> None:
