@@ -129,11 +129,20 @@ def test_e2e_follows_the_quick_start_and_asserts_promotion_and_rollback() -> Non
     # The images the node is given are the ones the chart's pods ask for.
     env = wf["env"]
     assert {env["PIPELINE_IMAGE"], env["SERVING_IMAGE"]} == image_names()
-    assert '"$PIPELINE_IMAGE" "$SERVING_IMAGE"' in text
+    assert 'make images PIPELINE_IMAGE="$PIPELINE_IMAGE" SERVING_IMAGE="$SERVING_IMAGE"' in text
+    assert 'kind load docker-image --name "$CLUSTER_NAME" "$PIPELINE_IMAGE" "$SERVING_IMAGE"' in text
     # Every make target the job calls exists.
     makefiles = (REPO / "Makefile").read_text() + "".join(p.read_text() for p in (REPO / "mk").glob("*.mk"))
     for target in sorted(set(re.findall(r"\bmake ([a-z][a-z-]*)", text))):
         assert re.search(rf"^{target}:", makefiles, re.MULTILINE), f"make {target} is not a target"
+
+
+def test_make_images_builds_the_names_the_chart_pulls() -> None:
+    """`make images` (ci.yml builds with its defaults) tags what values.yaml names, or the pods pull nothing."""
+    makefiles = "".join(p.read_text() for p in (REPO / "mk").glob("*.mk"))
+    defaults = dict(re.findall(r"^(PIPELINE_IMAGE|SERVING_IMAGE) \?= (\S+)$", makefiles, re.MULTILINE))
+    assert set(defaults) == {"PIPELINE_IMAGE", "SERVING_IMAGE"}, "make images no longer names its images"
+    assert set(defaults.values()) == image_names()
 
 
 def test_helper_scripts_exist_parse_and_are_executable() -> None:

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -111,7 +112,7 @@ class Postgres:
         """SQLAlchemy URL (psycopg 3, the driver in the lock) of one database."""
         return f"{driver}://{self.user}:{self.password}@{self.host}:{self.port}/{database}"
 
-    def connect(self, database: str = "postgres"):  # -> psycopg.Connection
+    def connect(self, database: str = "postgres") -> Any:  # psycopg.Connection (imported lazily)
         import psycopg
 
         return psycopg.connect(host=self.host, port=self.port, user=self.user, password=self.password,
@@ -187,7 +188,7 @@ class Redis:
         """The form feature_store.production.yaml's ``connection_string`` takes (TITANS_FEAST_REDIS)."""
         return f"{self.host}:{self.port},password={self.password}"
 
-    def client(self):  # -> redis.Redis
+    def client(self) -> Any:  # redis.Redis (imported lazily)
         import redis
 
         return redis.Redis(host=self.host, port=self.port, password=self.password, socket_timeout=5)
