@@ -50,6 +50,8 @@ TARGET_BATCH_ROWS_S = {"category": 100_000, "amount": 100_000, "anomaly": 50_000
 TARGET_TAIL_RATIO = 3.0
 PEER_RATIO = 1.5
 PEER_SERVER = "MLServer 1.7 xgboost runtime"
+# The anomaly outputs without the factors (TreeSHAP), the costliest part of a batch
+SCORES_ONLY = ("anomaly_score", "risk_level")
 
 
 # ----------------------------------------------------------------------------- rows and bodies
@@ -83,8 +85,11 @@ def v2_inputs(metadata: dict[str, Any], rows: dict[str, np.ndarray]) -> list[tup
     return out
 
 
-def json_body(inputs: Sequence[tuple[str, str, list[int], list]]) -> bytes:
-    return json.dumps({"inputs": [{"name": n, "datatype": d, "shape": s, "data": v} for n, d, s, v in inputs]}).encode()
+def json_body(inputs: Sequence[tuple[str, str, list[int], list]], outputs: Sequence[str] = ()) -> bytes:
+    body: dict[str, Any] = {"inputs": [{"name": n, "datatype": d, "shape": s, "data": v} for n, d, s, v in inputs]}
+    if outputs:
+        body["outputs"] = [{"name": name} for name in outputs]
+    return json.dumps(body).encode()
 
 
 def grpc_request(model: str, inputs: Sequence[tuple[str, str, list[int], list]]) -> Any:
@@ -311,25 +316,30 @@ def measure_titans(home: Path, workdir: Path, fast: bool, columns: dict[str, np.
                 batches = [v2_inputs(metadata[task], rows_of(columns, i * BATCH_ROWS, BATCH_ROWS)) for i in range(3)]
             server = f"titans, {path_name}"
             results += measure_model(f"titans-{task}", server, singles, batches, (http_port, grpc_port), fast, args)
+            if task == "anomaly" and fast:
+                results += measure_model(f"titans-{task}", server, singles, batches, (http_port, grpc_port), False,
+                                         args, outputs=SCORES_ONLY)
     finally:
         stop(proc)
     return results
 
 
 def measure_model(model: str, server: str, singles: list, batches: list, ports: tuple[int, int], full: bool,
-                  args: Any) -> list[dict[str, Any]]:
+                  args: Any, outputs: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Single rows (REST closed and open loop, gRPC) and batches (REST, gRPC) of one served model.
 
     ``full`` False keeps the closed-loop REST runs only (the reference path cannot keep an
-    open-loop rate: its queue would grow for the whole run).
+    open-loop rate: its queue would grow for the whole run). ``outputs`` names the requested
+    outputs (all when empty).
     """
     http_port, grpc_port = ports
     path = f"/v2/models/{model}/infer"
     address = f"127.0.0.1:{grpc_port}"
-    single_json = [json_body(s) for s in singles]
-    batch_json = [json_body(b) for b in batches]
+    single_json = [json_body(s, outputs) for s in singles]
+    batch_json = [json_body(b, outputs) for b in batches]
+    closed = "closed, 1 conn" + (f", outputs {'+'.join(outputs)}" if outputs else "")
     runs: list[tuple[str, str, int, Any]] = [
-        ("REST", "closed, 1 conn", 1, lambda: rest_closed(http_port, path, single_json, args.seconds, 1)),
+        ("REST", closed, 1, lambda: rest_closed(http_port, path, single_json, args.seconds, 1)),
     ]
     if full:
         runs.append(("REST", f"open, {args.real_rate:g} rps", 1,
@@ -337,7 +347,7 @@ def measure_model(model: str, server: str, singles: list, batches: list, ports: 
         runs.append(("gRPC", "closed, 1 conn", 1, lambda: grpc_closed(
             address, [grpc_request(model, s) for s in singles], args.seconds, 1)))
     if batches:
-        runs.append(("REST", "closed, 1 conn", BATCH_ROWS,
+        runs.append(("REST", closed, BATCH_ROWS,
                      lambda: rest_closed(http_port, path, batch_json, args.seconds, BATCH_ROWS, 400)))
         if full:
             runs.append(("gRPC", "closed, 1 conn", BATCH_ROWS, lambda: grpc_closed(
@@ -407,6 +417,12 @@ def targets(results: list[dict], rate: float) -> list[dict[str, Any]]:
             if r:
                 out.append({"target": f"{task} 1000-row batches ({protocol}) >= {floor:,} rows/s",
                             "measured": r["rows_per_s"], "met": r["rows_per_s"] >= floor})
+    scores = find(results, "titans-anomaly", fast, "REST", f"closed, 1 conn, outputs {'+'.join(SCORES_ONLY)}",
+                  BATCH_ROWS)
+    if scores:
+        floor = TARGET_BATCH_ROWS_S["anomaly"]
+        out.append({"target": f"anomaly 1000-row batches without factors (REST) >= {floor:,} rows/s",
+                    "measured": scores["rows_per_s"], "met": scores["rows_per_s"] >= floor})
     ours = find(results, "titans-anomaly", fast, "REST", "closed, 1 conn", 1)
     peer = find(results, "anomaly-booster", PEER_SERVER, "REST", "closed, 1 conn", 1)
     if ours and peer:
@@ -444,7 +460,8 @@ def markdown(results: list[dict], goals: list[dict], meta: dict[str, Any]) -> st
         "`reference path`: the same server with `TITANS_FAST_PATH=0`, i.e. the models' DataFrame `predict` (what "
         "served before the fast path). `MLServer 1.7 xgboost runtime`: the anomaly model's own booster and nothing "
         "else, sent the design vectors our server computes for the same rows (71 FP64 features). Cash flow: one "
-        f"{CASHFLOW_HORIZON}-day forecast per request.",
+        f"{CASHFLOW_HORIZON}-day forecast per request. `outputs anomaly_score+risk_level`: the request names those "
+        "outputs, so the factors (XGBoost TreeSHAP, ~0.4 ms a row) are not computed.",
         "",
     ]
     return "\n".join(lines)

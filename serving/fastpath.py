@@ -31,6 +31,7 @@ keeps the reference path for that model, logged once.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -62,9 +63,63 @@ class Unsupported(ValueError):
 
 
 # ------------------------------------------------------------------------------ shared pieces
+_merchant_key = functools.lru_cache(maxsize=100_000)(normalize_merchant_key)
+
+
 def merchant_keys(values: np.ndarray) -> list[str]:
-    """The clean table's merchant keys (``titans.models.common.normalize_merchant``, per value)."""
-    return [normalize_merchant_key(v) for v in values]
+    """The clean table's merchant keys (``titans.models.common.normalize_merchant``), memoised per spelling."""
+    return [_merchant_key(v) for v in values]
+
+
+class DensePredictor:
+    """``Booster.inplace_predict(x)`` for a float64 matrix, through the same C call, minus the wrapper.
+
+    Why: xgboost's Python wrapper spends ~150 us per call around a prediction that takes a
+    few microseconds for one row (it defines a ctypes array class for every result); the
+    forecaster calls its booster once per forecast day. This makes the one C call the wrapper
+    makes (``XGBoosterPredictFromDense``, xgboost's public C API, same arguments) and copies
+    the float32 result out. ``tests/serving/test_fastpath.py`` holds it equal to
+    ``inplace_predict``; if the library's internals ever move, construction fails and the
+    plain ``inplace_predict`` is used.
+    """
+
+    def __init__(self, booster: Any):
+        import ctypes
+
+        from xgboost import core
+
+        self.booster = booster
+        self._ctypes = ctypes
+        self._lib, self._check, self._ulong = core._LIB, core._check_call, core.c_bst_ulong
+        self._args = core.make_jcargs(type=0, training=False, iteration_begin=0, iteration_end=0, missing=np.nan,
+                                      strict_shape=False, cache_id=0)
+        self._null = ctypes.c_void_p()
+        probe = np.zeros((1, booster.num_features()))
+        if not np.array_equal(self(probe), booster.inplace_predict(probe, validate_features=False)):
+            raise Unsupported("xgboost's C prediction call answers differently from inplace_predict")
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        ctypes = self._ctypes
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        interface = json.dumps({"data": (x.ctypes.data, True), "shape": list(x.shape), "strides": None,
+                                "typestr": "<f8", "version": 3}).encode()
+        preds = ctypes.POINTER(ctypes.c_float)()
+        shape = ctypes.POINTER(self._ulong)()
+        dims = self._ulong()
+        self._check(self._lib.XGBoosterPredictFromDense(self.booster.handle, interface, self._args, self._null,
+                                                        ctypes.byref(shape), ctypes.byref(dims), ctypes.byref(preds)))
+        out_shape = tuple(int(shape[i]) for i in range(dims.value))
+        size = int(np.prod(out_shape))
+        return np.ctypeslib.as_array(preds, shape=(size,)).copy().reshape(out_shape)
+
+
+def dense_predictor(booster: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """``DensePredictor`` when it reproduces ``inplace_predict`` here, else ``inplace_predict`` itself."""
+    try:
+        return DensePredictor(booster)
+    except (Unsupported, AttributeError, ImportError, TypeError, ValueError) as exc:
+        logger.warning("xgboost C prediction call unavailable (%s); using inplace_predict", exc)
+        return lambda x: booster.inplace_predict(x, validate_features=False)
 
 
 def stored_numeric(columns: Mapping[str, np.ndarray], service: str, n: int) -> dict[str, np.ndarray]:
@@ -516,6 +571,7 @@ class AnomalyFast:
         self.module = anomaly
         self.forest = FlatForest(model.forest)
         self.booster = model.classifier.get_booster() if model.supervised else None
+        self.classify = dense_predictor(self.booster) if self.booster is not None else None
         self.index = {name: i for i, name in enumerate(model.feature_names)}
 
     def design(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -563,7 +619,7 @@ class AnomalyFast:
             / len(model.forest_reference)
         }
         if self.booster is not None:
-            parts["classifier"] = self.booster.inplace_predict(values, validate_features=False)
+            parts["classifier"] = self.classify(values)
         score = model._mix(parts)
         out = {"anomaly_score": np.clip(score, 0.0, 1.0), "risk_level": model.risk_level(score)}
         if wanted is None or "top_factors" in wanted:
@@ -589,10 +645,11 @@ class CashflowFast:
 
     def __init__(self, model: Any):
         self.model = model
+        self.step = dense_predictor(model.booster.get_booster())
 
     def predict(self, columns: Mapping[str, np.ndarray], wanted: frozenset[str] | None = None
                 ) -> dict[str, np.ndarray]:
-        return self.model.predict_arrays(columns["account_id"], columns["horizon_days"])
+        return self.model.predict_arrays(columns["account_id"], columns["horizon_days"], predict=self.step)
 
 
 BUILDERS: dict[str, Callable[[Any], FastPredictor]] = {

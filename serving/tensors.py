@@ -62,7 +62,7 @@ def output_array(spec: TensorSpec, values: Any) -> np.ndarray:
     if spec.datatype == "BYTES":
         if array.dtype != np.object_:
             return array.astype(str).astype(object)
-        if all(isinstance(v, str | bytes) for v in array.flat):
+        if all(type(v) is str for v in array.flat) or all(isinstance(v, str | bytes) for v in array.flat):
             return array
         text = np.empty(array.shape, dtype=object)
         text.flat[:] = [_as_text(v) for v in array.flat]

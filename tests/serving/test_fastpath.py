@@ -216,3 +216,18 @@ def test_impossible_dates_still_fail_with_the_value_named() -> None:
 
     with pytest.raises(UserError, match="2024-02-30"):
         epoch_days(np.array(["2024-02-30"], dtype=object))
+
+
+def test_direct_booster_call_equals_inplace_predict(
+    loaded: dict, expense_rows: pd.DataFrame, feature_client: Any
+) -> None:
+    from serving.fastpath import DensePredictor
+
+    model = loaded["anomaly"].model
+    values = AnomalyFast(model).design(served_columns("anomaly", loaded["anomaly"], expense_rows, feature_client))
+    for booster, matrix in ((model.classifier.get_booster(), values),
+                            (loaded["cashflow"].model.booster.get_booster(), np.random.default_rng(1).normal(
+                                size=(300, loaded["cashflow"].model.booster.get_booster().num_features())))):
+        for rows in (matrix[:1], matrix):
+            np.testing.assert_array_equal(DensePredictor(booster)(rows),
+                                          booster.inplace_predict(rows, validate_features=False))

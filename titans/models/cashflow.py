@@ -17,7 +17,7 @@ the feature store's definitions (a test holds the two equal). The model keeps th
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -212,7 +212,12 @@ class CashflowModel:
             result[col] = out[col].to_numpy(float)
         return result
 
-    def predict_arrays(self, accounts: Sequence[Any], horizons: Sequence[Any]) -> dict[str, np.ndarray]:
+    def predict_arrays(
+        self,
+        accounts: Sequence[Any],
+        horizons: Sequence[Any],
+        predict: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> dict[str, np.ndarray]:
         """``predict`` from arrays, one account-day at a time in numpy (the server's hot path).
 
         Why a second forecaster: ``forecast`` recomputes every lag of the whole series with
@@ -220,12 +225,19 @@ class CashflowModel:
         account's arrays directly, by the definitions ``lag_features`` implements (position
         lags over the daily series, trailing means with the days there are, the same day a
         calendar month back by date). A test holds the two equal on every model output.
+        ``predict`` replaces the booster's ``inplace_predict`` (the server passes a faster call).
         """
         if self.booster is None or self.history is None:
             raise UserError("cash-flow model is not fitted")
         if len(accounts) == 0:
             raise UserError("cash-flow predict needs one row (account_id, horizon_days)")
-        parts = [self._forecast_arrays(str(a), int(h)) for a, h in zip(accounts, horizons, strict=True)]
+        if predict is None:
+            booster = self.booster.get_booster()
+
+            def predict(x: np.ndarray) -> np.ndarray:
+                return booster.inplace_predict(x, validate_features=False)
+
+        parts = [self._forecast_arrays(str(a), int(h), predict) for a, h in zip(accounts, horizons, strict=True)]
         out = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
         out["date"] = np.datetime_as_string(out["date"], unit="D").astype(object)
         return out
@@ -238,7 +250,9 @@ class CashflowModel:
             cache[account] = (days, *(rows[c].to_numpy(float) for c in ("inflow", "outflow", "net")))
         return cache[account]
 
-    def _forecast_arrays(self, account: str, horizon: int) -> dict[str, np.ndarray]:
+    def _forecast_arrays(
+        self, account: str, horizon: int, predict: Callable[[np.ndarray], np.ndarray]
+    ) -> dict[str, np.ndarray]:
         if not 1 <= horizon <= MAX_HORIZON:
             raise UserError(f"horizon_days must be between 1 and {MAX_HORIZON}, got {horizon}")
         if account not in set(self.accounts):
@@ -246,7 +260,6 @@ class CashflowModel:
         days, inflow, outflow, net = self._series_arrays(account)
         days, inflow, outflow, net = list(days), list(inflow), list(outflow), list(net)
         by_day = {d: i for i, d in enumerate(days)}
-        booster = self.booster.get_booster()
         predicted = np.empty(horizon, dtype=np.float32)
         dates = np.empty(horizon, dtype="datetime64[D]")
         for step in range(horizon):
@@ -263,7 +276,7 @@ class CashflowModel:
                 "net_same_day_last_month": net[month_ago] if month_ago is not None else 0.0,
             }
             row = [float(cal[c][0]) for c in CALENDAR] + [float(lags[c]) for c in STORE_LAGS + EXTRA_LAGS]
-            value = booster.inplace_predict(np.array([row]), validate_features=False)[0]
+            value = predict(np.array([row]))[0]
             predicted[step], dates[step] = value, day
             value = float(value)
             by_day[day] = n
