@@ -243,7 +243,7 @@ def start_titans(home: Path, workdir: Path, fast: bool) -> tuple[Any, int, int, 
 
 
 def mlserver_env() -> Path:
-    """MLServer 1.7 with its xgboost runtime, in its own venv (``TITANS_MLSERVER_VENV`` or ``.venv-mlserver``).
+    """MLServer 1.7 with its xgboost runtime, in the stand-in comparison's venv (``bench_serving.MLSERVER_VENV``).
 
     Why ``xgboost-cpu`` and ``--no-deps`` for the runtime: the runtime depends on plain
     ``xgboost``, which pulls ~650 MB of CUDA libraries; ``xgboost-cpu`` of our own version is
@@ -254,9 +254,9 @@ def mlserver_env() -> Path:
 
     import sklearn
     import xgboost
-    from bench_serving import MLSERVER_PINS, REPO_ROOT
+    from bench_serving import MLSERVER_PINS, MLSERVER_VENV
 
-    venv = Path(os.environ.get("TITANS_MLSERVER_VENV", REPO_ROOT / ".venv-mlserver"))
+    venv = MLSERVER_VENV
     python = venv / "bin" / "python"
     ready = subprocess.run([str(python), "-c", "import mlserver_xgboost"], capture_output=True).returncode == 0 \
         if python.exists() else False

@@ -53,7 +53,8 @@ import numpy as np
 from fastapi import Request, Response  # module level: FastAPI resolves the echo's annotations here
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-MLSERVER_VENV = REPO_ROOT / ".venv-mlserver"
+# MLServer lives in a venv of its own (TITANS_MLSERVER_VENV overrides where).
+MLSERVER_VENV = Path(os.environ.get("TITANS_MLSERVER_VENV", REPO_ROOT / ".venv-mlserver"))
 MLSERVER_PINS = ("mlserver==1.7.1", "mlserver-sklearn==1.7.1")
 FEATURES = ("amount_abs", "amount_log", "weekday", "day_of_month")
 MODEL_NAME = "titans-bench"
