@@ -122,7 +122,8 @@ def dense_predictor(booster: Any) -> Callable[[np.ndarray], np.ndarray]:
         return lambda x: booster.inplace_predict(x, validate_features=False)
 
 
-def stored_numeric(columns: Mapping[str, np.ndarray], service: str, n: int) -> dict[str, np.ndarray]:
+def stored_numeric(columns: Mapping[str, np.ndarray], service: str, n: int, days: np.ndarray | None = None
+                   ) -> dict[str, np.ndarray]:
     """``titans.models.common.history_features(numeric_only=True)`` on arrays, recency included.
 
     A stored column missing from the request takes the catalogue's unseen default, as there.
@@ -133,7 +134,7 @@ def stored_numeric(columns: Mapping[str, np.ndarray], service: str, n: int) -> d
             continue
         out[col.name] = _numeric(columns.get(col.name), float(col.default), n)
     if "merchant_recency" in spec.SERVICES.get(service, ()):
-        out["merchant_days_since_last_seen"] = _recency(columns, out, n)
+        out["merchant_days_since_last_seen"] = _recency(columns, out, n, days)
     return out
 
 
@@ -152,9 +153,10 @@ def _numeric(values: np.ndarray | None, default: float, n: int) -> np.ndarray:
     return np.where(np.isnan(numeric), default, numeric) if np.isnan(numeric).any() else numeric
 
 
-def _recency(columns: Mapping[str, np.ndarray], hist: Mapping[str, np.ndarray], n: int) -> np.ndarray:
+def _recency(columns: Mapping[str, np.ndarray], hist: Mapping[str, np.ndarray], n: int,
+             days: np.ndarray | None = None) -> np.ndarray:
     if "merchant_last_seen_epoch_day" in columns:
-        days = epoch_days(columns["date"])
+        days = epoch_days(columns["date"]) if days is None else days
         gap = recency_arrays(days, hist["merchant_last_seen_epoch_day"])["merchant_days_since_last_seen"]
         return gap.astype(np.float64)
     if "merchant_days_since_last_seen" in columns:
@@ -468,7 +470,8 @@ class AmountFast:
         """``titans.models.amount._booster_features`` on arrays, in the booster's column order."""
         cat_prior, text_prior, support, best_sim = priors
         n = len(text_prior)
-        cal = calendar_arrays(epoch_days(columns["date"]))
+        days = epoch_days(columns["date"])
+        cal = calendar_arrays(days)
         out: dict[str, np.ndarray] = {
             "category_prior": cat_prior, "text_prior": text_prior, "category_support": support,
             "neighbour_similarity": best_sim, "weekday": cal["weekday"].astype(float),
@@ -477,7 +480,7 @@ class AmountFast:
         }
         for pay, values in one_hot(columns["payment_method"], self.payments).items():
             out[f"payment_{pay}"] = values
-        for col, values in stored_numeric(columns, self.service, n).items():
+        for col, values in stored_numeric(columns, self.service, n, days).items():
             if "amount" in col:
                 values = np.log1p(np.clip(values, 0, None))
                 if "mean" in col:
@@ -539,6 +542,10 @@ class FlatForest:
         self.threshold = np.concatenate(thresholds)
         self.value = np.concatenate(values)
         self.roots = np.asarray(roots, dtype=np.intp)
+        # For batches: scikit-learn's own per-tree ``apply`` (Cython) and the same leaf values.
+        self.trees = [(e.tree_, None if forest._max_features == n_features else np.asarray(used), value)
+                      for e, used, value in zip(forest.estimators_, forest.estimators_features_, values,
+                                                strict=True)]
         self.depth = max(int(e.tree_.max_depth) for e in forest.estimators_)
         self.denominator = len(forest.estimators_) * float(_average_path_length([forest._max_samples])[0])
 
@@ -546,6 +553,8 @@ class FlatForest:
         """Equal to ``IsolationForest.score_samples(values)`` for finite inputs (the only ones it takes)."""
         if not np.isfinite(values).all():
             raise Unsupported("the flat forest has no rule for missing values")
+        if len(values) >= self.BATCH_ROWS:
+            return self._by_tree(values)
         x = np.ascontiguousarray(values, dtype=np.float32).astype(np.float64)
         depths = np.empty(len(x))
         for start in range(0, len(x), chunk):
@@ -556,8 +565,24 @@ class FlatForest:
                 go_left = part[rows, self.feature[node]] <= self.threshold[node]
                 node = np.where(go_left, self.left[node], self.right[node])
             depths[start:start + chunk] = self.value[node].sum(axis=1)
+        return self._scores(depths)
+
+    # From this many rows the per-tree walk is cheaper (each level of the flat walk gathers
+    # rows x trees values; ~40 ms for 1000 rows against ~8 ms tree by tree).
+    BATCH_ROWS = 32
+
+    def _by_tree(self, values: np.ndarray) -> np.ndarray:
+        """``score_samples`` as scikit-learn computes it: tree by tree, depths summed in tree order."""
+        x = np.ascontiguousarray(values, dtype=np.float32)
+        depths = np.zeros(len(x))
+        for tree, used, value in self.trees:
+            leaves = tree.apply(x if used is None else np.ascontiguousarray(x[:, used]))
+            depths += value[leaves]
+        return self._scores(depths)
+
+    def _scores(self, depths: np.ndarray) -> np.ndarray:
         if self.denominator == 0:
-            return -np.ones(len(x))
+            return -np.ones(len(depths))
         return -(2 ** -(depths / self.denominator))
 
 
@@ -582,7 +607,7 @@ class AnomalyFast:
         amount = amount_arrays(signed)
         days = epoch_days(columns["date"])
         cal = calendar_arrays(days)
-        hist = stored_numeric(columns, m.SERVICE, n)
+        hist = stored_numeric(columns, m.SERVICE, n, days)
         amount_log = amount["amount_log"]
         out: dict[str, np.ndarray] = {
             "amount_log": amount_log, "weekday": cal["weekday"].astype(float),
