@@ -257,33 +257,33 @@ class CashflowModel:
             raise UserError(f"horizon_days must be between 1 and {MAX_HORIZON}, got {horizon}")
         if account not in set(self.accounts):
             raise UserError(f"unknown account(s) {[account]}; this model forecasts {self.accounts}")
-        days, inflow, outflow, net = self._series_arrays(account)
-        days, inflow, outflow, net = list(days), list(inflow), list(outflow), list(net)
-        by_day = {d: i for i, d in enumerate(days)}
+        history_days, *history = self._series_arrays(account)
+        n0 = len(history_days)
+        inflow, outflow, net = (np.concatenate([h, np.zeros(horizon)]) for h in history)
+        dates = history_days[-1] + np.arange(1, horizon + 1).astype("timedelta64[D]")
+        by_day = {d: i for i, d in enumerate(np.concatenate([history_days, dates]).tolist())}
+        # The forecast days are known up front, so their calendar features are one call.
+        calendar = calendar_arrays(dates.astype("int64"))
+        calendar_rows = np.column_stack([calendar[c].astype(float) for c in CALENDAR])
         predicted = np.empty(horizon, dtype=np.float32)
-        dates = np.empty(horizon, dtype="datetime64[D]")
         for step in range(horizon):
-            day = days[-1] + np.timedelta64(1, "D")
-            n = len(net)
-            cal = calendar_arrays(np.array([day.astype("int64")]))
-            month_ago = by_day.get(_same_day_last_month(day))
+            n = n0 + step  # rows before this day: history, then the days already forecast
+            month_ago = by_day.get(_same_day_last_month(dates[step]).tolist())
             lags = {
-                "account_inflow_1d": inflow[-1], "account_outflow_1d": outflow[-1], "account_net_1d": net[-1],
-                "account_net_mean_7d": np.mean(net[-7:]), "account_net_mean_30d": np.mean(net[-30:]),
-                "account_inflow_mean_30d": np.mean(inflow[-30:]), "account_outflow_mean_30d": np.mean(outflow[-30:]),
+                "account_inflow_1d": inflow[n - 1], "account_outflow_1d": outflow[n - 1], "account_net_1d": net[n - 1],
+                "account_net_mean_7d": net[max(0, n - 7):n].mean(),
+                "account_net_mean_30d": net[max(0, n - 30):n].mean(),
+                "account_inflow_mean_30d": inflow[max(0, n - 30):n].mean(),
+                "account_outflow_mean_30d": outflow[max(0, n - 30):n].mean(),
                 "net_lag_7": net[n - 7] if n >= 7 else 0.0, "net_lag_14": net[n - 14] if n >= 14 else 0.0,
                 "net_lag_28": net[n - 28] if n >= 28 else 0.0,
-                "net_same_day_last_month": net[month_ago] if month_ago is not None else 0.0,
+                "net_same_day_last_month": net[month_ago] if month_ago is not None and month_ago < n else 0.0,
             }
-            row = [float(cal[c][0]) for c in CALENDAR] + [float(lags[c]) for c in STORE_LAGS + EXTRA_LAGS]
-            value = predict(np.array([row]))[0]
-            predicted[step], dates[step] = value, day
+            row = np.concatenate([calendar_rows[step], [lags[c] for c in STORE_LAGS + EXTRA_LAGS]])
+            value = predict(row[None, :])[0]
+            predicted[step] = value
             value = float(value)
-            by_day[day] = n
-            days.append(day)
-            net.append(value)
-            inflow.append(max(value, 0.0))
-            outflow.append(max(-value, 0.0))
+            net[n], inflow[n], outflow[n] = value, max(value, 0.0), max(-value, 0.0)
         q = self.error_quantiles
         return {
             "date": dates,
