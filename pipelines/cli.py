@@ -21,7 +21,7 @@ def _run(args: argparse.Namespace) -> int:
     with home_lock.hold(home_lock.command_line()):
         summary = run_local(data=args.data, rows=args.rows, accounts=args.accounts, seed=args.seed,
                             n_estimators=args.n_estimators, cv_folds=args.cv_folds, gate_config=gate,
-                            canary_percent=args.canary_percent)
+                            canary_percent=args.canary_percent, runner=args.runner)
     if args.json:
         print_json(summary)
     else:
@@ -78,6 +78,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--cv-folds", type=int, default=3, help="cross-validation folds (default 3)")
     run.add_argument("--canary-percent", type=int, default=10, help="traffic to a new version (default 10)")
     run.add_argument("--gate-config", help="JSON file with gate thresholds (see titans.registry.GateConfig)")
+    run.add_argument("--runner", choices=("subprocess", "docker"), default="subprocess",
+                     help="subprocess: steps in this environment (default, make run); docker: each step in the "
+                     "project image through a Docker engine (make run-containers)")
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
     run.set_defaults(handler=_run)
 

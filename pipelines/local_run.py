@@ -2,13 +2,19 @@
 
 Why ``kfp.local`` and not a direct call of the core: the laptop run then exercises the very
 components, artifact passing and step order that Kubeflow runs, and a step that fails here
-fails the same way there. Steps run in this environment (``SubprocessRunner(use_venv=False)``).
+fails the same way there. Steps run in this environment (``SubprocessRunner(use_venv=False)``), or with
+``runner="docker"`` each in the project image (``DockerRunner``), with TITANS_HOME mounted at the path the
+cluster's data volume has (``/var/titans``), the way the PVC is mounted there.
+
+The runner's own output (about a thousand lines of executor JSON) goes to a log file; the terminal gets
+one line per finished step and the summary.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import sys
 import time
@@ -21,25 +27,47 @@ from titans.settings import load_settings
 _ERROR_LINE = re.compile(r"^\s*((?:[\w.]+\.)?(?:\w*Error|\w*Exception)): (.+)$")
 _FAILED_TASK = re.compile(r"Inner task failed: \W*(?:\[\d+m)?'?([\w-]+)")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_TASK_DONE = re.compile(r"Task '?([\w-]+)'? finished with status (\w+)")
+_TASK_START = re.compile(r"Executing task '?([\w-]+)'?")
+RUNNERS = ("subprocess", "docker")
+# Where the project image mounts the data volume (pipelines/training.py mounts the PVC there on a cluster).
+CONTAINER_HOME = "/var/titans"
 
 
-class _Tee(io.TextIOBase):
-    """Pass output through to the terminal and keep it, to find a failing step's own error."""
+class _StepLog(io.TextIOBase):
+    """Send the runner's output to a log file, keep it, and print one line per finished step.
 
-    def __init__(self, target: Any) -> None:
-        self.target = target
+    Why: a person reading ``make run`` wants which step ran, how it ended and how long it took; the
+    executor JSON is for when a step fails, and then its path is printed.
+    """
+
+    def __init__(self, log: Any, terminal: Any) -> None:
+        self.log = log
+        self.terminal = terminal
         self.lines: list[str] = []
         self._partial = ""
+        self._started: dict[str, float] = {}
 
     def write(self, text: str) -> int:
-        self.target.write(text)
+        self.log.write(text)
         self._partial += text
         *done, self._partial = self._partial.split("\n")
+        for line in done:
+            self._step_line(_ANSI.sub("", line))
         self.lines.extend(done)
         return len(text)
 
+    def _step_line(self, line: str) -> None:
+        if start := _TASK_START.search(line):
+            self._started[start.group(1)] = time.time()
+        elif end := _TASK_DONE.search(line):
+            task, status = end.groups()
+            seconds = time.time() - self._started.get(task, time.time())
+            self.terminal.write(f"  {task:<28} {status:<8} {seconds:7.1f} s\n")
+            self.terminal.flush()
+
     def flush(self) -> None:
-        self.target.flush()
+        self.log.flush()
 
 
 def _step_error(lines: list[str], message: str) -> str:
@@ -64,38 +92,86 @@ def _task_output(run_dir: Path, task: str) -> Any:
     return json.loads(executor["parameterValues"]["Output"])
 
 
+def _docker_runner(home: Path) -> Any:
+    """A DockerRunner that runs every step in the project image the way a pod would see its volume.
+
+    TITANS_HOME is bind-mounted at ``/var/titans`` (the PVC's path on a cluster); kfp mounts the pipeline
+    root itself. Steps run as the owner of TITANS_HOME so that what they write stays the owner's.
+    """
+    try:
+        import docker
+        from docker.types import Mount
+        from kfp import local
+    except ImportError as exc:  # pragma: no cover - docker-py comes with kfp's lock
+        raise UserError(f"--runner docker needs the docker package: {exc}") from None
+    try:
+        docker.from_env().ping()
+    except Exception as exc:  # docker-py raises DockerException, requests errors and OSError alike
+        raise UserError(f"--runner docker: no Docker engine answers ({exc}); `make engine-up` starts one") from None
+    stat = home.stat()
+    return local.DockerRunner(network_mode="host", user=f"{stat.st_uid}:{stat.st_gid}",
+                              mounts=[Mount(target=CONTAINER_HOME, source=str(home), type="bind")],
+                              environment={"TITANS_HOME": CONTAINER_HOME, "HOME": "/tmp"})
+
+
 def run_local(data: list[str] | None = None, rows: int = 20000, accounts: int = 3, seed: int = 7,
               fraud_rate: float = 0.02, n_estimators: int = 200, cv_folds: int = 3, gate_config: str = "{}",
-              canary_percent: int = 10) -> dict[str, Any]:
-    """Run the whole pipeline locally; return the closing summary (raises ``UserError`` on a failed step)."""
+              canary_percent: int = 10, runner: str = "subprocess") -> dict[str, Any]:
+    """Run the whole pipeline locally; return the closing summary (raises ``UserError`` on a failed step).
+
+    ``runner``: ``subprocess`` (steps in this environment, ``make run``) or ``docker`` (each step in the
+    project image, ``make run-containers``; export files given with ``data`` must lie under TITANS_HOME).
+    """
     from kfp import local
 
     from pipelines.training import training_pipeline
     from titans.pipeline_report import metric_rows
 
+    if runner not in RUNNERS:
+        raise UserError(f"--runner {runner}: expected one of {', '.join(RUNNERS)}")
     settings = load_settings()
+    home = settings.home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    step_home, mlflow_uri = str(home), settings.mlflow_tracking_uri
+    if runner == "docker":
+        step_home = CONTAINER_HOME
+        if mlflow_uri == f"sqlite:///{settings.home / 'mlflow.db'}":
+            mlflow_uri = f"sqlite:///{CONTAINER_HOME}/mlflow.db"
     sources = []
     for item in data or []:
         path = Path(item).expanduser().resolve()
         if not path.exists():
             raise UserError(f"--data {item}: no such file")
+        if runner == "docker":
+            if not path.is_relative_to(home):
+                raise UserError(f"--data {item}: with --runner docker, exports must lie under TITANS_HOME ({home})")
+            path = Path(CONTAINER_HOME) / path.relative_to(home)
         sources.append(str(path))
-    root = settings.home / "pipeline_root"
+    root = home / "pipeline_root"
     root.mkdir(parents=True, exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    if runner == "docker" and os.geteuid() == 0:
+        # The steps (as the home's owner) create each run's folder in here; kfp only mounts it.
+        os.chown(root, home.stat().st_uid, home.stat().st_gid)
+    chosen = _docker_runner(home) if runner == "docker" else local.SubprocessRunner(use_venv=False)
+    local.init(runner=chosen, pipeline_root=str(root), raise_on_error=True)
     params = dict(source_uri=",".join(sources), rows=rows, accounts=accounts, seed=seed, fraud_rate=fraud_rate,
-                  titans_home=str(settings.home), mlflow_tracking_uri=settings.mlflow_tracking_uri,
+                  titans_home=step_home, mlflow_tracking_uri=mlflow_uri,
                   gate_config=gate_config, n_estimators=n_estimators, cv_folds=cv_folds,
                   canary_percent=canary_percent)
     started = time.time()
-    tee = _Tee(sys.stdout)
-    original, sys.stdout = sys.stdout, tee
-    try:
-        training_pipeline(**params)
-    except RuntimeError as exc:
-        raise UserError(_step_error(tee.lines, str(exc))) from None
-    finally:
-        sys.stdout = original
+    log_path = home / "logs" / f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"pipeline run ({runner} runner); the runner's full output: {log_path}", flush=True)
+    with log_path.open("w") as log:
+        steps = _StepLog(log, sys.stdout)
+        original_out, original_err = sys.stdout, sys.stderr
+        sys.stdout = sys.stderr = steps
+        try:
+            training_pipeline(**params)
+        except RuntimeError as exc:
+            raise UserError(f"{_step_error(steps.lines, str(exc))} (full output: {log_path})") from None
+        finally:
+            sys.stdout, sys.stderr = original_out, original_err
     run_dir = _latest_run(root, started)
     summaries = _task_output(run_dir, "gate-report")
     deployed = _task_output(run_dir, "deploy-models")
@@ -112,6 +188,8 @@ def run_local(data: list[str] | None = None, rows: int = 20000, accounts: int = 
         "deployments": deployed,
         "reports": {"gate": str(run_dir / "gate-report" / "report"), "data_quality": ingest.get("report_md"),
                     "training": reports},
+        "runner": runner,
+        "log": str(log_path),
         "mlflow_tracking_uri": settings.mlflow_tracking_uri,
         "models_dir": str(settings.models_dir),
         "serve_command": f"titans serve --models {settings.models_dir}",
@@ -120,7 +198,6 @@ def run_local(data: list[str] | None = None, rows: int = 20000, accounts: int = 
 
 def print_summary(summary: dict[str, Any]) -> None:
     """The closing lines a person reads after ``make run``."""
-    print("\n" + "=" * 78)
     print(f"Titans training pipeline finished in {summary['seconds']} s  ({summary['run_dir']})")
     d = summary["data"]
     print(f"data: {d['rows_in']} rows in, {d['rows_clean']} clean, {d['rows_quarantined']} quarantined, "
@@ -142,3 +219,4 @@ def print_summary(summary: dict[str, Any]) -> None:
     print(f"MLflow:  {summary['mlflow_tracking_uri']}")
     print(f"models:  {summary['models_dir']}")
     print(f"serve:   make serve   (or: {summary['serve_command']})")
+    print(f"log:     {summary['log']}")

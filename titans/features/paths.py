@@ -7,6 +7,7 @@ at write time, so both call these functions.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import Any
 
 from titans.errors import UserError
 from titans.settings import load_settings
+
+logger = logging.getLogger(__name__)
 
 # Object-store (or any pyarrow-writable) root for the offline tables in production,
 # e.g. ``s3://titans-features/offline``. Unset: ``$TITANS_HOME/features/offline``.
@@ -82,9 +85,41 @@ def embedded_store_config(repo: Path, yaml_path: Path) -> Any:
     home = feature_home()
     registry["path"] = f"sqlite:///{home / Path(registry_path.removeprefix('sqlite:///')).name}"
     online["path"] = str(home / Path(str(online["path"])).name)
-    config = RepoConfig(**raw)
+    config = RepoConfig(**offline_store_available(raw, yaml_path))
     config.repo_path = repo
     return config
+
+
+def yaml_store_config(repo: Path, yaml_path: Path) -> Any:
+    """Any other yaml (production, the chart's ConfigMap) as Feast's ``load_repo_config`` reads it."""
+    import yaml
+    from feast.repo_config import RepoConfig
+
+    raw = yaml.safe_load(os.path.expandvars(yaml_path.read_text())) or {}
+    config = RepoConfig(**offline_store_available(raw, yaml_path))
+    config.repo_path = repo
+    return config
+
+
+def offline_store_available(raw: dict[str, Any], yaml_path: Path) -> dict[str, Any]:
+    """``raw`` with its offline store swapped for Feast's built-in file store when this process lacks it.
+
+    Why: Feast validates the offline store's class when it reads a yaml, even for online reads. The
+    serving image carries no duckdb (the training store, ~80 MB it never uses), so the same yaml the
+    pipeline writes with must still open there; training-set reads in such a process say what is missing.
+    """
+    from feast.errors import FeastModuleImportError
+    from feast.repo_config import get_offline_config_from_type
+
+    offline = raw.get("offline_store") or {}
+    kind = offline.get("type", "dask") if isinstance(offline, dict) else str(offline)
+    try:
+        get_offline_config_from_type(kind)
+    except FeastModuleImportError as exc:
+        logger.warning("%s: offline store %r is not installed here (%s); online reads only", yaml_path, kind,
+                       exc.__cause__ or exc)
+        raw = {**raw, "offline_store": {"type": "file"}}
+    return raw
 
 
 def feature_home() -> Path:

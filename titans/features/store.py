@@ -103,7 +103,8 @@ class FeatureClient:
             config = paths.embedded_store_config(self.repo_path, self.yaml_path)
             self.store = FeatureStore(repo_path=str(self.repo_path), config=config)
         else:
-            self.store = FeatureStore(repo_path=str(self.repo_path), fs_yaml_file=self.yaml_path)
+            config = paths.yaml_store_config(self.repo_path, self.yaml_path)
+            self.store = FeatureStore(repo_path=str(self.repo_path), config=config)
         # Resolved now, like the yaml: later calls do not depend on the environment.
         self.offline_uri = paths.offline_uri()
         self._services: dict[str, Any] = {}

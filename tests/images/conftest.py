@@ -1,0 +1,58 @@
+"""Session fixtures for the image tests: the engine, and one small pipeline run per runner.
+
+Why small runs: the image tests are about the images (do the steps and the server run in them as a
+cluster would run them), not model quality; 4,000 rows keep both runs to a couple of minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from images_helpers import PIPELINE_IMAGE, REPO, docker_client, docker_env, require_image
+
+RUN_ARGS = ["--rows", "4000", "--accounts", "3", "--seed", "11", "--n-estimators", "40", "--cv-folds", "2"]
+TITANS = REPO / ".venv" / "bin" / "titans"
+# The uid:gid the Dockerfile gives the step user (and the chart's securityContext).
+IMAGE_USER = (10001, 10001)
+
+
+def run_pipeline(home: Path, *extra: str) -> dict[str, Any]:
+    """``titans pipeline run --local --json`` in a fresh TITANS_HOME; the parsed summary."""
+    env = docker_env()
+    env["TITANS_HOME"] = str(home)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    result = subprocess.run([str(TITANS), "pipeline", "run", "--local", "--json", *RUN_ARGS, *extra],
+                            capture_output=True, text=True, env=env, timeout=1500, cwd=REPO)
+    assert result.returncode == 0, f"pipeline run failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return json.loads(result.stdout[result.stdout.index("{"):])
+
+
+@pytest.fixture(scope="session")
+def engine() -> Any:
+    """A docker-py client for a running engine (skips with the reason where none answers)."""
+    return docker_client()
+
+
+@pytest.fixture(scope="session")
+def subprocess_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """The reference: the same small pipeline with the subprocess runner (what `make run` uses)."""
+    home = tmp_path_factory.mktemp("subprocess-home")
+    return home, run_pipeline(home)
+
+
+@pytest.fixture(scope="session")
+def docker_run(engine: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """The pipeline with every step in the project image, TITANS_HOME mounted as the data volume.
+
+    The home belongs to the image's own user, so the steps run as uid 10001 the way the image declares.
+    """
+    require_image(engine, PIPELINE_IMAGE)
+    home = tmp_path_factory.mktemp("docker-home")
+    if os.geteuid() == 0:
+        os.chown(home, *IMAGE_USER)
+    return home, run_pipeline(home, "--runner", "docker")
