@@ -1,6 +1,10 @@
-"""Serving benchmark: our KServe runtime vs MLServer, and in-process Feast enrichment vs a transformer.
+"""Serving benchmark: the real models, our KServe runtime vs MLServer, and in-process enrichment vs a transformer.
 
-Two scenarios, both on 127.0.0.1 only and bounded in requests and time:
+``real`` (bench/results/serving_real.json and the first section of serving.md): the four model
+directories ``make run`` trained, fast path and reference path, with MLServer's xgboost runtime
+on the anomaly booster as the peer and the issue-12 targets; see ``bench_real_models.py``.
+
+Two more scenarios, both on 127.0.0.1 only and bounded in requests and time:
 
 ``serving`` (bench/results/serving.{json,md}): the same artifact behind three servers.
 

@@ -3,7 +3,9 @@
 #   make serve            serve what `make run` trained, $(TITANS_HOME)/models (default ./var/models), with
 #                         stored features from the Feast store under $(TITANS_HOME)/features:
 #                         REST http://127.0.0.1:8080 (also /metrics), gRPC 127.0.0.1:8081
-#   make bench-serving    our runtime vs MLServer on the same model and loads -> bench/results/serving.{json,md};
+#   make bench-serving    the four real models of $(TITANS_HOME)/models (after make run; fast path, reference path,
+#                         MLServer's xgboost runtime on the anomaly booster, issue-12 targets) -> serving.md, serving_real.json;
+#                         our runtime vs MLServer on the same stand-in model -> bench/results/serving.{json,md};
 #                         in-process Feast enrichment vs the transformer -> bench/results/enrichment.json
 #
 # SERVE_ARGS passes extra flags, e.g. make serve SERVE_ARGS="--http-port 9000 --enrichment none";
@@ -17,5 +19,5 @@ BENCH_SERVING_ARGS ?=
 serve: install ## serve the trained model directories over V2 REST + gRPC (Ctrl-C stops)
 	$(VENV)/bin/titans serve --models $(TITANS_HOME)/models $(SERVE_ARGS)
 
-bench-serving: install ## titans runtime vs MLServer, and enrichment in process vs transformer (loopback only)
+bench-serving: install ## the real models, titans runtime vs MLServer, enrichment in process vs transformer (loopback only)
 	$(PY) bench/bench_serving.py --out-dir bench/results $(BENCH_SERVING_ARGS)
