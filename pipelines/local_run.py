@@ -176,7 +176,7 @@ def run_local(data: list[str] | None = None, rows: int = 20000, accounts: int = 
     summaries = _task_output(run_dir, "gate-report")
     deployed = _task_output(run_dir, "deploy-models")
     ingest = _task_output(run_dir, "ingest-data")
-    reports = sorted(str(p) for p in run_dir.glob("train-model*/report"))
+    reports = _reports_by_task(run_dir)
     return {
         "run_dir": str(run_dir),
         "seconds": round(time.time() - started, 1),
@@ -187,13 +187,31 @@ def run_local(data: list[str] | None = None, rows: int = 20000, accounts: int = 
                    for t, s in summaries.items()},
         "deployments": deployed,
         "reports": {"gate": str(run_dir / "gate-report" / "report"), "data_quality": ingest.get("report_md"),
-                    "training": reports},
+                    "training": {task: str(path) for task, path in reports.items()}},
         "runner": runner,
         "log": str(log_path),
         "mlflow_tracking_uri": settings.mlflow_tracking_uri,
         "models_dir": str(settings.models_dir),
         "serve_command": f"titans serve --models {settings.models_dir}",
     }
+
+
+def _reports_by_task(run_dir: Path) -> dict[str, Path]:
+    """``<run>/reports/<task>``: each training step's output folder under its task's name.
+
+    Why: kfp names the four calls of one component train-model, train-model-2, ...; the task a folder
+    holds is in its step's own output, so the links are made from that, not from the order.
+    """
+    links = run_dir / "reports"
+    links.mkdir(exist_ok=True)
+    found = {}
+    for step in sorted(run_dir.glob("train-model*")):
+        task = str(_task_output(run_dir, step.name)["task"])
+        link = links / task
+        if not link.exists():
+            link.symlink_to(Path("..") / step.name, target_is_directory=True)
+        found[task] = link
+    return dict(sorted(found.items()))
 
 
 def print_summary(summary: dict[str, Any]) -> None:
@@ -214,8 +232,8 @@ def print_summary(summary: dict[str, Any]) -> None:
         print(f"  {task}: {dep.get('action')}  {dep.get('manifest_path') or ''}")
     r = summary["reports"]
     print(f"\nreports: {r['gate']}\n         {r['data_quality']}")
-    for path in r["training"]:
-        print(f"         {path}")
+    for task, path in r["training"].items():
+        print(f"         {task}: {path}")
     print(f"MLflow:  {summary['mlflow_tracking_uri']}")
     print(f"models:  {summary['models_dir']}")
     print(f"serve:   make serve   (or: {summary['serve_command']})")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,9 +45,35 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def first_run(home: Path) -> dict[str, Any]:
-    from pipelines.local_run import run_local
+    from pipelines.local_run import print_summary, run_local
 
-    return run_local(rows=2500, accounts=2, n_estimators=20, cv_folds=2)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        summary = run_local(rows=2500, accounts=2, n_estimators=20, cv_folds=2)
+        print_summary(summary)
+    summary["printed"] = printed.getvalue()
+    return summary
+
+
+def test_run_prints_one_line_per_step_and_logs_the_rest(first_run: dict[str, Any]) -> None:
+    """What `make run` shows fits on one screen; the runner's own output is in the log it names."""
+    printed = first_run["printed"].splitlines()
+    log = Path(first_run["log"])
+    assert log.is_file()
+    assert "Executing task" in log.read_text() and "Executing task" not in first_run["printed"]
+    step_lines = [line for line in printed if line.startswith("  ") and line.rstrip().endswith(" s")
+                  and "SUCCESS" in line]
+    assert {line.split()[0] for line in step_lines} >= {"ingest-data", "build-features", "gate-report",
+                                                          "deploy-models"}
+    assert len(printed) <= 50, "\n".join(printed)
+    # Report folders are named by the task they hold, whatever order kfp numbered the steps in.
+    reports = first_run["reports"]["training"]
+    assert set(reports) == {"category", "amount", "anomaly", "cashflow"}
+    for task, path in reports.items():
+        folder = Path(path)
+        assert folder.name == task and folder.is_dir()
+        assert task in (folder / "report").read_text().lower()
+    assert str(log) in first_run["printed"]
 
 
 def test_local_run_trains_gates_and_deploys(first_run: dict[str, Any], home: Path) -> None:
