@@ -50,6 +50,7 @@ def train_model(
         Path(gate_file).write_text(gate_config)
     lineage = json.loads(Path(feature_summary.path).read_text())
     cfg = TrainConfig(n_estimators=n_estimators, cv_folds=cv_folds, out_dir=Path(model.path),
+                      data_dir=Path(clean_data.path),
                       tracking_uri=mlflow_tracking_uri or None, gate_config=gate_file or None,
                       extra_lineage={"feature_data_hash": lineage.get("data_hash"),
                                      "clean_data_uri": clean_data.uri})

@@ -171,3 +171,21 @@ UNFAMILIAR_MERCHANTS: tuple[str, ...] = (
     "Offshore Electronics", "FastCash Intl", "Luxe Goods Online", "Bet Master", "Unknown Vendor 7781",
 )
 CARD_TESTING_MERCHANTS: tuple[str, ...] = ("PAYPNT*TEST", "SQ *DONATE", "AUTH CHECK 001", "WEBSTORE*VERIFY")
+
+# Big-box and marketplace merchants that sell in several categories: the merchant alone does
+# not give the category away, as in real books (an Amazon order may be a book, a mouse or paper).
+MULTI_CATEGORY_MERCHANTS: dict[str, tuple[str, ...]] = {
+    "Amazon": ("computer_equipment", "training", "home_office", "office_supplies", "supplies", "hardware"),
+    "Costco": ("office_supplies", "food", "supplies"),
+    "Walmart": ("office_supplies", "home_office", "food", "supplies"),
+    "Target": ("home_office", "office_supplies", "supplies"),
+    "Best Buy": ("office_supplies", "hardware", "computer_equipment"),
+    "Staples": ("office_supplies", "supplies", "computer_equipment"),
+}
+# Descriptions that name no category: card descriptors and bookkeeping shorthand.
+GENERIC_DESCRIPTIONS: tuple[str, ...] = (
+    "Online Purchase", "Card Purchase", "POS Debit", "Purchase", "Misc Expense", "Order Payment",
+)
+CITIES: tuple[tuple[str, str], ...] = (
+    ("SEATTLE", "WA"), ("AUSTIN", "TX"), ("DENVER", "CO"), ("OAKLAND", "CA"), ("BOSTON", "MA"), ("CHICAGO", "IL"),
+)

@@ -14,13 +14,14 @@ def _generate(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else load_settings().raw_dir / "transactions.csv"
     cfg = GenerateConfig(rows=args.rows, accounts=args.accounts, seed=args.seed, fraud_rate=args.fraud_rate,
-                         days=args.days)
+                         days=args.days, label_noise=args.label_noise)
 
     summary = write_csv(cfg, out)
     if args.json:
         print_json(summary)
     else:
         print(f"wrote {summary['rows']} rows ({summary['fraud_rows']} labelled fraud) to {out}")
+        print(summary["ceiling_note"])
     return 0
 
 
@@ -54,6 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     gen.add_argument("--fraud-rate", type=float, default=0.02, help="share of labelled anomalies (default 0.02)")
     gen.add_argument("--days", type=int, default=None, help="days covered (default: from rows and accounts)")
+    gen.add_argument("--label-noise", type=float, default=0.03,
+                     help="share of everyday expenses given a wrong category (default 0.03)")
     gen.add_argument("--out", help="output CSV (default $TITANS_HOME/raw/transactions.csv)")
     gen.add_argument("--json", action="store_true", help="print a JSON summary")
     gen.set_defaults(handler=_generate)

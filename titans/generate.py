@@ -7,6 +7,20 @@ from: category-specific merchants, texts and amounts, monthly rent and subscript
 semi-monthly income, fewer purchases at weekends and more at month end, and four kinds of
 labelled anomalies.
 
+What makes it hard, on purpose (a generator whose category labels follow from the text
+scores accuracy 1.0 and says nothing about category quality):
+- merchants that sell in several categories (``catalog.MULTI_CATEGORY_MERCHANTS``);
+- description variants: card descriptors (``STARBUCKS #0412 SEATTLE WA``), descriptions that
+  name no category (``Online Purchase``), typos and case changes (``DESCRIPTION_MIX``);
+- merchants that appear and vanish: each account starts with part of a category's merchants,
+  some of which close down later, and the rest open during the span;
+- label noise: ``label_noise`` (default ``LABEL_NOISE``, 3%) of everyday expenses carry a
+  wrong category, as a hurried bookkeeper would enter it. No model can be right on those
+  rows, so category accuracy has a ceiling of about ``1 - label_noise`` (lower still where
+  a generic description at a multi-category merchant leaves nothing to go on). The summary
+  of ``write_csv`` and its sidecar ``<export>.generator.json`` state both; ingest copies the
+  sidecar into the data-quality report and training states the ceiling in its report.
+
 Determinism: the date range is cut into fixed blocks and each block draws from its own
 generator seeded by ``(seed, block)``; the same arguments give the same bytes, and memory
 is bounded by one block, which is written before the next is drawn.
@@ -14,6 +28,7 @@ is bounded by one block, which is written before the next is drawn.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +50,11 @@ BLOCK_DAYS = 28
 START_DATE = pd.Timestamp("2022-01-03")
 ROWS_PER_ACCOUNT_DAY = 3.0
 FRAUD_KINDS = ("card_testing", "amount_spike", "unfamiliar_merchant", "duplicate_charge")
+LABEL_NOISE = 0.03
+MULTI_MERCHANT_SHARE = 0.15  # of rows in a category some multi-category merchant sells in
+# Share of everyday expense descriptions per style: catalog text, card descriptor, generic, typo.
+DESCRIPTION_MIX = {"catalog": 0.72, "descriptor": 0.12, "generic": 0.08, "typo": 0.08}
+SIDECAR_SUFFIX = ".generator.json"
 
 
 @dataclass(frozen=True)
@@ -46,6 +66,7 @@ class GenerateConfig:
     seed: int = 7
     fraud_rate: float = 0.02
     days: int | None = None
+    label_noise: float = LABEL_NOISE
 
     def span_days(self) -> int:
         """Enough days for ~3 transactions per account-day, between ~3 months and 3 years."""
@@ -57,10 +78,12 @@ class GenerateConfig:
 @dataclass(frozen=True)
 class _Account:
     account_id: str
-    merchants: dict[str, np.ndarray]  # category -> the merchants this business uses
+    merchants: dict[str, np.ndarray]  # category -> the merchants this business uses, at some time
     merchant_level: dict[str, float]  # merchant -> price level multiplier
     clients: np.ndarray
     scale: float
+    # category -> (first day, last day) per merchant of ``merchants[category]``, as day offsets
+    lifetimes: dict[str, np.ndarray]
 
 
 _CATS = catalog.EXPENSE_CATEGORIES + (
@@ -72,18 +95,78 @@ _PAY_WEIGHTS = np.array([w for _, w in catalog.PAYMENT_METHODS])
 
 
 def _make_accounts(cfg: GenerateConfig) -> list[_Account]:
+    """Per account: merchants per category with a lifetime each, price levels, clients, size.
+
+    About 70% of a category's merchants are used from the first day (a third of those close
+    in the second half of the span); the others open at a random day. Lifetimes come from the
+    account's own generator, so they do not depend on the block being drawn.
+    """
+    span = cfg.span_days()
     accounts = []
     for a in range(cfg.accounts):
         rng = np.random.default_rng([cfg.seed, 1_000_003, a])
-        merchants = {}
+        merchants, lifetimes = {}, {}
         for cat in _CATS:
-            pool = np.array(cat.merchants)
-            keep = max(1, int(round(len(pool) * 0.7)))
-            merchants[cat.name] = rng.choice(pool, size=keep, replace=False)
-        levels = {m: float(rng.uniform(0.7, 1.4)) for pool in merchants.values() for m in pool}
+            pool = rng.permutation(np.array(cat.merchants))
+            initial = max(1, int(round(len(pool) * 0.7)))
+            start = np.zeros(len(pool), dtype=np.int64)
+            end = np.full(len(pool), span, dtype=np.int64)
+            start[initial:] = rng.integers(span // 5, max(span // 5 + 1, span - 14), size=len(pool) - initial)
+            closing = np.flatnonzero(rng.random(initial) < 1 / 3)
+            closing = closing[closing > 0]  # the first merchant stays: a category is never without one
+            end[closing] = rng.integers(span // 2, max(span // 2 + 1, span), size=len(closing))
+            merchants[cat.name] = pool
+            lifetimes[cat.name] = np.stack([start, end], axis=1)
+        everyone = {m for pool in merchants.values() for m in pool} | set(catalog.MULTI_CATEGORY_MERCHANTS)
+        levels = {m: float(rng.uniform(0.7, 1.4)) for m in sorted(everyone)}
         clients = rng.choice(np.array(catalog.INCOME_CLIENTS), size=4, replace=False)
-        accounts.append(_Account(f"acct_{a + 1:03d}", merchants, levels, clients, float(rng.uniform(0.6, 1.6))))
+        accounts.append(_Account(f"acct_{a + 1:03d}", merchants, levels, clients, float(rng.uniform(0.6, 1.6)),
+                                 lifetimes))
     return accounts
+
+
+def _active_merchants(acct: _Account, category: str, day_offsets: np.ndarray, rng: np.random.Generator
+                      ) -> np.ndarray:
+    """One merchant per row among those open on the row's day (uniform among them)."""
+    pool, life = acct.merchants[category], acct.lifetimes[category]
+    open_ = (day_offsets[:, None] >= life[None, :, 0]) & (day_offsets[:, None] <= life[None, :, 1])
+    open_[~open_.any(axis=1), 0] = True
+    pick = np.argmax(rng.random(open_.shape) * open_, axis=1)
+    return pool[pick]
+
+
+_MULTI_BY_CATEGORY = {
+    c.name: np.array(sorted(m for m, cats in catalog.MULTI_CATEGORY_MERCHANTS.items() if c.name in cats))
+    for c in _CATS
+}
+
+
+def _typo(text: str, rng: np.random.Generator) -> str:
+    """One slip of the keyboard: a swapped, dropped or doubled letter, or a change of case."""
+    kind = int(rng.integers(4))
+    if kind == 3 or len(text) < 4:
+        return text.upper() if rng.random() < 0.5 else text.lower()
+    i = int(rng.integers(1, len(text) - 2))
+    if kind == 0:
+        return text[:i] + text[i + 1] + text[i] + text[i + 2:]
+    if kind == 1:
+        return text[:i] + text[i + 1:]
+    return text[:i] + text[i] + text[i:]
+
+
+def _descriptions(cat: catalog.CategoryProfile, merchants: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Descriptions in the ``DESCRIPTION_MIX`` of styles for rows of one category."""
+    n = len(merchants)
+    desc = rng.choice(np.array(cat.descriptions, dtype=object), size=n)
+    style = rng.choice(np.array(list(DESCRIPTION_MIX)), size=n, p=np.array(list(DESCRIPTION_MIX.values())))
+    for i in np.flatnonzero(style == "descriptor"):
+        city, state = catalog.CITIES[int(rng.integers(len(catalog.CITIES)))]
+        desc[i] = f"{str(merchants[i]).upper()} #{int(rng.integers(10, 9999)):04d} {city} {state}"
+    generic = np.flatnonzero(style == "generic")
+    desc[generic] = rng.choice(np.array(catalog.GENERIC_DESCRIPTIONS, dtype=object), size=len(generic))
+    for i in np.flatnonzero(style == "typo"):
+        desc[i] = _typo(str(desc[i]), rng)
+    return desc
 
 
 def _day_weights(days: pd.DatetimeIndex) -> np.ndarray:
@@ -126,11 +209,17 @@ def _fixed_rows(acct: _Account, days: pd.DatetimeIndex, rng: np.random.Generator
     return pd.concat(parts, ignore_index=True)
 
 
-def _random_rows(acct: _Account, days: pd.DatetimeIndex, n: int, rng: np.random.Generator) -> pd.DataFrame:
-    """Everyday spending (and a few one-off invoices), drawn with weekly/month-end seasonality."""
+def _random_rows(acct: _Account, days: pd.DatetimeIndex, n: int, rng: np.random.Generator,
+                 label_noise: float = 0.0) -> pd.DataFrame:
+    """Everyday spending (and a few one-off invoices), drawn with weekly/month-end seasonality.
+
+    Merchants are drawn among those open on the day (or a multi-category merchant), texts in
+    the description mix, and ``label_noise`` of the rows get a wrong category.
+    """
     if n <= 0:
         return _frame()
     dates = days[rng.choice(len(days), size=n, p=_day_weights(days))]
+    offsets = np.asarray((dates - START_DATE).days, dtype=np.int64)
     cat_idx = rng.choice(len(_CATS), size=n, p=_CAT_WEIGHTS)
     merchant = np.empty(n, dtype=object)
     desc = np.empty(n, dtype=object)
@@ -138,18 +227,28 @@ def _random_rows(acct: _Account, days: pd.DatetimeIndex, n: int, rng: np.random.
     for ci in np.unique(cat_idx):
         sel = np.flatnonzero(cat_idx == ci)
         cat = _CATS[ci]
-        merchant[sel] = rng.choice(acct.merchants[cat.name], size=len(sel))
-        desc[sel] = rng.choice(np.array(cat.descriptions), size=len(sel))
+        merchant[sel] = _active_merchants(acct, cat.name, offsets[sel], rng)
+        multi = _MULTI_BY_CATEGORY[cat.name]
+        if len(multi):
+            big = sel[rng.random(len(sel)) < MULTI_MERCHANT_SHARE]
+            merchant[big] = rng.choice(multi, size=len(big))
+        desc[sel] = _descriptions(cat, merchant[sel], rng)
         level = np.array([acct.merchant_level[m] for m in merchant[sel]])
         amount[sel] = rng.lognormal(np.log(cat.median_amount), cat.sigma, size=len(sel)) * level
     cats = np.array([c.name for c in _CATS], dtype=object)[cat_idx]
+    k = len(_CATS) - 1  # the everyday categories (bad debts, the last, are never a slip of the pen)
+    noisy = (rng.random(n) < label_noise) & (cat_idx < k)
+    if noisy.any():
+        # A wrong category, never the right one: shift the index by 1..k-1 within the k categories.
+        wrong = (cat_idx[noisy] + rng.integers(1, k, size=int(noisy.sum()))) % k
+        cats[noisy] = np.array([c.name for c in _CATS], dtype=object)[wrong]
     pay = rng.choice(_PAY_NAMES, size=n, p=_PAY_WEIGHTS).astype(object)
     typo = rng.random(n) < 0.002  # the real export's `credit_car`: ingest must repair it
     pay[typo & (pay == "credit_card")] = "credit_car"
     status = np.where(cats == "bad_debts", "written_off", rng.choice(
         np.array(["paid", "pending", "refunded"]), size=n, p=[0.985, 0.01, 0.005]))
     frame = _frame(Date=dates, Type="Expense", Description=desc, Amount=-np.round(amount, 2), Category=cats,
-                   **{"Payment Method": pay, "Reference": merchant, "Status": status})
+                   **{"Payment Method": pay, "Reference": merchant, "Status": status}, _noisy=noisy)
     invoices = rng.random(n) < 0.04
     if invoices.any():
         k = int(invoices.sum())
@@ -218,7 +317,7 @@ def _block_frames(cfg: GenerateConfig) -> Iterator[pd.DataFrame]:
             n_fraud = int(rng.binomial(target, cfg.fraud_rate)) if target else 0
             n_fixed = min(len(fixed), max(0, target - n_fraud))
             fixed = fixed.iloc[:n_fixed]
-            normal = pd.concat([fixed, _random_rows(acct, days, target - n_fixed - n_fraud, rng)],
+            normal = pd.concat([fixed, _random_rows(acct, days, target - n_fixed - n_fraud, rng, cfg.label_noise)],
                                ignore_index=True)
             normal["is_fraud"] = 0
             fraud = _fraud_rows(acct, days, n_fraud, normal, rng)
@@ -241,39 +340,65 @@ def _block_frames(cfg: GenerateConfig) -> Iterator[pd.DataFrame]:
                 ["Date", "Description", "Amount", "Reference", "Account ID"])["Receipt URL"].transform("first")
         block = block.sort_values(["Date", "Account ID"], kind="stable").reset_index(drop=True)
         block["Date"] = block["Date"].dt.strftime("%Y-%m-%d")
-        yield block[EXPORT_COLUMNS]
+        block["_noisy"] = block["_noisy"].eq(True) & (block["Type"] == "Expense")
+        yield block[[*EXPORT_COLUMNS, "_noisy"]]
 
 
 def generate_frames(cfg: GenerateConfig) -> Iterator[pd.DataFrame]:
     """Yield the export block by block (bounded memory); the concatenation is the data set."""
+    _check(cfg)
+    for block in _block_frames(cfg):
+        yield block[EXPORT_COLUMNS]
+
+
+def _check(cfg: GenerateConfig) -> None:
     if cfg.rows <= 0 or cfg.accounts <= 0:
         raise UserError("--rows and --accounts must be positive")
     if not 0.0 <= cfg.fraud_rate < 0.5:
         raise UserError("--fraud-rate must be in [0, 0.5)")
-    yield from _block_frames(cfg)
+    if not 0.0 <= cfg.label_noise < 0.5:
+        raise UserError("--label-noise must be in [0, 0.5)")
 
 
-def generate(rows: int, accounts: int = 3, seed: int = 7, fraud_rate: float = 0.02) -> pd.DataFrame:
+def generate(rows: int, accounts: int = 3, seed: int = 7, fraud_rate: float = 0.02,
+             label_noise: float = LABEL_NOISE) -> pd.DataFrame:
     """The whole export in memory: for tests and small data sets."""
-    cfg = GenerateConfig(rows=rows, accounts=accounts, seed=seed, fraud_rate=fraud_rate)
+    cfg = GenerateConfig(rows=rows, accounts=accounts, seed=seed, fraud_rate=fraud_rate, label_noise=label_noise)
     return pd.concat(list(generate_frames(cfg)), ignore_index=True)
 
 
 def write_csv(cfg: GenerateConfig, out: Path) -> dict[str, object]:
     """Write the export to ``out`` block by block (via a temporary file, renamed at the end)."""
     out.parent.mkdir(parents=True, exist_ok=True)
+    _check(cfg)
     tmp = out.with_name(out.name + ".partial")
-    rows = fraud = 0
+    rows = fraud = noisy = expenses = 0
     first = last = None
     with tmp.open("w", newline="", encoding="utf-8") as fh:
-        for i, block in enumerate(generate_frames(cfg)):
+        for i, full in enumerate(_block_frames(cfg)):
+            block = full[EXPORT_COLUMNS]
             block.to_csv(fh, index=False, header=(i == 0), float_format="%.2f", lineterminator="\n")
             rows += len(block)
             fraud += int(block["is_fraud"].sum())
+            noisy += int(full["_noisy"].sum())
+            expenses += int((block["Type"] == "Expense").sum())
             first = first or block["Date"].iloc[0]
             last = block["Date"].iloc[-1]
             if i % 10 == 0:
                 log.info("generated %d rows (through %s)", rows, last)
     tmp.replace(out)
-    return {"out": str(out), "rows": rows, "accounts": cfg.accounts, "seed": cfg.seed,
-            "fraud_rows": fraud, "fraud_rate": cfg.fraud_rate, "first_date": first, "last_date": last}
+    share = noisy / expenses if expenses else 0.0
+    summary = {"out": str(out), "rows": rows, "accounts": cfg.accounts, "seed": cfg.seed,
+               "fraud_rows": fraud, "fraud_rate": cfg.fraud_rate, "first_date": first, "last_date": last,
+               "label_noise_rate": cfg.label_noise, "mislabelled_expense_rows": noisy,
+               "category_accuracy_ceiling": round(1.0 - share, 4),
+               "ceiling_note": (f"{noisy} of {expenses} expenses ({share:.1%}) carry a deliberately wrong "
+                                f"category (label noise {cfg.label_noise:.0%} of everyday expenses): category "
+                                f"accuracy cannot exceed about {1.0 - share:.3f}")}
+    sidecar(out).write_text(json.dumps({"generator": "titans.generate", **summary}, indent=2) + "\n")
+    return summary
+
+
+def sidecar(export: Path) -> Path:
+    """``<export>.generator.json``: what the generator says about an export it wrote (read by ingest)."""
+    return export.with_name(export.name + SIDECAR_SUFFIX)

@@ -428,7 +428,8 @@ def _run(sources: list[_Source], hashes: list[str], run_id: str, out: Path, stag
                 log.info("%s: %d rows read", src.path.name, stats.rows_in - rows_before)
             inputs_report.append({"path": str(src.path), "sha256": digest, "rows_in": stats.rows_in - rows_before,
                                   "delimiter": src.delimiter, "warnings": src.warnings,
-                                  "merchant_source": src.merchant_source, "merchant_reason": src.merchant_reason})
+                                  "merchant_source": src.merchant_source, "merchant_reason": src.merchant_reason,
+                                  "producer": producer_notes(src.path)})
     finally:
         writer.close()
         qwriter.close()
@@ -443,6 +444,37 @@ def _run(sources: list[_Source], hashes: list[str], run_id: str, out: Path, stag
     (reports / "data_quality.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     (reports / "data_quality.md").write_text(render_markdown(summary))
     return summary
+
+
+PRODUCER_KEYS = ("generator", "seed", "label_noise_rate", "mislabelled_expense_rows", "category_accuracy_ceiling",
+                 "ceiling_note")
+
+
+def producer_notes(path: Path) -> dict[str, object] | None:
+    """What the producer of an export said about it (``<export>.generator.json``), if anything.
+
+    Why: label quality cannot be read off the rows; a generator that mislabels on purpose says
+    how often, and the report passes that on, so training can state the accuracy ceiling.
+    """
+    from titans.generate import sidecar
+
+    side = sidecar(path)
+    if not side.is_file():
+        return None
+    try:
+        notes = json.loads(side.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{side}: unreadable generator notes ({exc}); delete or fix it") from None
+    return {k: notes[k] for k in PRODUCER_KEYS if k in notes}
+
+
+def _ceiling(inputs: list[dict]) -> dict[str, object] | None:
+    """The category accuracy ceiling, when every input states one (the lowest, with its note)."""
+    notes = [i.get("producer") or {} for i in inputs]
+    if not notes or any("category_accuracy_ceiling" not in n for n in notes):
+        return None
+    low = min(notes, key=lambda n: float(n["category_accuracy_ceiling"]))
+    return {"accuracy": float(low["category_accuracy_ceiling"]), "note": str(low.get("ceiling_note", ""))}
 
 
 def _accumulate(stats: _Stats, fresh: pd.DataFrame) -> None:
@@ -470,6 +502,7 @@ def _summary(stats: _Stats, inputs: list[dict], run_id: str, out: Path, has_quar
         "inputs": inputs,
         "merchant_source": {i["path"]: {"source": i["merchant_source"], "reason": i["merchant_reason"]}
                             for i in inputs},
+        "category_accuracy_ceiling": _ceiling(inputs),
         "repairs": {k: v for k, v in sorted(stats.repairs.items()) if v},
         "quarantine_reasons": dict(stats.reasons.most_common()),
         "null_rates": {k: round(v / shaped, 4) for k, v in sorted(stats.empty_fields.items())},
@@ -534,6 +567,10 @@ def render_markdown(summary: dict) -> str:
     for inp in summary["inputs"]:
         warn = "; ".join(inp["warnings"]) or "no warnings"
         w(f"- `{inp['path']}`: {inp['rows_in']} rows, sha256 `{inp['sha256'][:12]}`, {warn}\n")
+    ceiling = summary.get("category_accuracy_ceiling")
+    w("\n## Label quality\n\n")
+    w(f"Category accuracy ceiling {ceiling['accuracy']:.3f}: {ceiling['note']}\n" if ceiling else
+      "Not stated by the producer of the export (no `<export>.generator.json`): unknown.\n")
     w("\n## Merchant source\n\n")
     for inp in summary["inputs"]:
         source = {"reference": "the Reference column", "description": "the description (normalized)",

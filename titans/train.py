@@ -53,6 +53,7 @@ class TrainConfig:
     tracking_uri: str | None = None
     gate_config: str | None = None
     out_dir: Path | None = None
+    data_dir: Path | None = None  # ingest output; its data-quality report may state a label ceiling
     feature_repo: str | None = None
     extra_lineage: dict[str, Any] = field(default_factory=dict)
 
@@ -90,6 +91,16 @@ def _training_set(client: Any, service: str, rows: pd.DataFrame) -> pd.DataFrame
     return result
 
 
+def label_ceiling(data_dir: Path | None) -> dict[str, Any] | None:
+    """The category accuracy ceiling the data-quality report states (generated data), if any."""
+    import json
+
+    report = Path(data_dir) / "reports" / "data_quality.json" if data_dir else None
+    if report is None or not report.is_file():
+        return None
+    return json.loads(report.read_text()).get("category_accuracy_ceiling")
+
+
 def _request_example(frame: pd.DataFrame, inputs: tuple[str, ...]) -> pd.DataFrame:
     ex = frame[list(inputs)].head(3).copy()
     if "date" in ex:
@@ -113,6 +124,10 @@ def _category(ts: pd.DataFrame, cfg: TrainConfig, plot_dir: Path) -> tuple[Any, 
     pred = model.predict(test)["category"]
     result = evaluation.category_metrics(test["category"].to_numpy(), pred, train["category"].to_numpy())
     result["model"] = model.describe()
+    ceiling = label_ceiling(cfg.data_dir)
+    if ceiling:
+        result["ceiling"] = ceiling
+        result["metrics"]["accuracy_ceiling"] = ceiling["accuracy"]
     labels = sorted(set(test["category"].astype(str)) | set(np.asarray(pred, dtype=str)))
     from sklearn.metrics import confusion_matrix
 
@@ -348,7 +363,8 @@ def train(tasks: list[str] | tuple[str, ...], data_dir: str | Path, cfg: TrainCo
         results = {}
         try:
             for task in tasks:
-                summary = train_task(task, clean, client, replace(cfg, out_dir=models), stage_dir=staging)
+                summary = train_task(task, clean, client, replace(cfg, out_dir=models, data_dir=data_dir),
+                                     stage_dir=staging)
                 results[task] = summary | publish_trained(summary, models)
         finally:
             shutil.rmtree(staging, ignore_errors=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -61,3 +62,42 @@ def test_generated_data_round_trips_through_ingest(tmp_path: Path) -> None:
     assert set(clean["account_id"]) == set(raw["Account ID"])
     assert summary["repairs"].get("payment_method:credit_car->credit_card", 0) == (
         raw["Payment Method"] == "credit_car").sum()
+
+
+def test_generated_data_is_hard_in_the_ways_real_books_are(tmp_path: Path) -> None:
+    """Multi-category merchants, description variants, merchants that come and go, label noise."""
+    summary = write_csv(GenerateConfig(rows=12_000, accounts=2, seed=4), tmp_path / "gen.csv")
+    df = pd.read_csv(tmp_path / "gen.csv", keep_default_na=False)
+    exp = df[(df["Type"] == "Expense") & (df["is_fraud"] == 0)]
+    # Big-box merchants sell in several categories.
+    per_merchant = exp.groupby("Reference")["Category"].nunique()
+    assert per_merchant[["Amazon", "Costco", "Walmart"]].min() >= 3
+    # Descriptions: card descriptors, texts that name no category, typos.
+    assert exp["Description"].str.match(r"^[A-Z' &]+ #\d{4} [A-Z]+ [A-Z]{2}$").mean() > 0.05
+    assert exp["Description"].isin(catalog.GENERIC_DESCRIPTIONS).mean() > 0.04
+    known = {d for c in catalog.EXPENSE_CATEGORIES for d in c.descriptions} | set(catalog.GENERIC_DESCRIPTIONS)
+    known |= {s[2] for s in catalog.SUBSCRIPTIONS}
+    odd = exp[~exp["Description"].isin(known) & ~exp["Description"].str.contains("#")]
+    assert len(odd) > 0.03 * len(exp)  # typos and case changes
+    # Merchants appear after the start and vanish before the end, per account.
+    dates = pd.to_datetime(exp["Date"])
+    first, last = dates.min(), dates.max()
+    span = exp.assign(d=dates).groupby(["Account ID", "Reference"])["d"].agg(["min", "max"])
+    assert (span["min"] > first + pd.Timedelta(days=120)).sum() >= 5
+    assert (span["max"] < last - pd.Timedelta(days=120)).sum() >= 5
+    # Documented label noise, and the ceiling it implies, in the summary and in the sidecar.
+    assert summary["label_noise_rate"] == 0.03
+    expenses = int((df["Type"] == "Expense").sum())
+    assert 0.015 < summary["mislabelled_expense_rows"] / expenses < 0.04
+    assert summary["category_accuracy_ceiling"] == round(1 - summary["mislabelled_expense_rows"] / expenses, 4)
+    side = json.loads((tmp_path / "gen.csv.generator.json").read_text())
+    assert side["category_accuracy_ceiling"] == summary["category_accuracy_ceiling"] < 1.0
+    # Ingest passes the ceiling on to the data-quality report.
+    quality = ingest([tmp_path / "gen.csv"], tmp_path / "out")
+    assert quality["category_accuracy_ceiling"]["accuracy"] == summary["category_accuracy_ceiling"]
+    assert "Category accuracy ceiling" in Path(quality["report_md"]).read_text()
+
+
+def test_label_noise_zero_gives_consistent_labels(tmp_path: Path) -> None:
+    summary = write_csv(GenerateConfig(rows=3000, accounts=1, seed=4, label_noise=0.0), tmp_path / "gen.csv")
+    assert summary["mislabelled_expense_rows"] == 0 and summary["category_accuracy_ceiling"] == 1.0

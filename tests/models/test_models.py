@@ -32,7 +32,7 @@ def _small_config(tmp: Path, register: bool = True, **kw: object):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory):
     """Generate, ingest, build the Feast store and train all four models once."""
-    from titans.generate import generate
+    from titans.generate import GenerateConfig, write_csv
     from titans.ingest import ingest
     from titans.train import train
 
@@ -42,7 +42,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
     mp.delenv("MLFLOW_TRACKING_URI", raising=False)
     mp.delenv("TITANS_GATE_CONFIG", raising=False)
     raw = tmp / "raw.csv"
-    generate(ROWS, ACCOUNTS, SEED, FRAUD_RATE).to_csv(raw, index=False)
+    write_csv(GenerateConfig(rows=ROWS, accounts=ACCOUNTS, seed=SEED, fraud_rate=FRAUD_RATE), raw)
     ingest([raw], tmp / "data")
     summary = train(["category", "amount", "anomaly", "cashflow"], tmp / "data",
                     _small_config(tmp, build_features=True))
@@ -65,6 +65,17 @@ def test_each_model_beats_its_baseline_on_generated_data(trained) -> None:
     cf = t["cashflow"]
     assert cf["metrics"]["mase"] < cf["baselines"]["seasonal_naive"]["mase"]
     assert 0.5 <= cf["metrics"]["coverage_80"] <= cf["metrics"]["coverage_95"]
+
+
+def test_category_accuracy_stays_under_the_stated_label_noise_ceiling(trained) -> None:
+    """The generator mislabels ~3% of expenses on purpose: a perfect score would mean a leak."""
+    tmp, summary = trained
+    cat = summary["tasks"]["category"]
+    ceiling = json.loads((tmp / "raw.csv.generator.json").read_text())["category_accuracy_ceiling"]
+    assert cat["metrics"]["accuracy_ceiling"] == ceiling < 1.0
+    assert cat["metrics"]["accuracy"] < 1.0 and cat["metrics"]["accuracy"] <= ceiling + 0.02
+    report = Path(cat["report"]).read_text()
+    assert "Ceiling: " in report and "deliberately wrong category" in report
 
 
 def test_summary_names_versions_aliases_and_dirs(trained) -> None:
@@ -120,16 +131,33 @@ def test_model_dirs_predict_v2_outputs_from_request_inputs_alone(trained) -> Non
 
 
 def test_enriched_history_columns_change_predictions(trained) -> None:
-    """The server adds Feast online columns; the model must use them, not ignore them."""
+    """The server adds Feast online columns; the models must use them, not ignore them.
+
+    The anomaly score always reads merchant history. The amount model reads it through its
+    booster, whose share (blend weight) the forward validation may set to 0 on hard data;
+    then only the booster's own output is checked.
+    """
     from titans import model_dir
 
     _, summary = trained
-    loaded = model_dir.load(summary["tasks"]["amount"]["model_dir"])
     rows = _v2_rows()
-    plain = loaded.predict(rows)["amount"]
-    rich = loaded.predict(rows.assign(merchant_amount_mean_90d=5000.0, merchant_txn_count_90d=40,
-                                      merchant_amount_mean_all=5000.0, merchant_txn_count_all=80))["amount"]
-    assert not np.allclose(plain, rich)
+    history = {"merchant_amount_mean_90d": 5000.0, "merchant_txn_count_90d": 40,
+               "merchant_amount_mean_all": 5000.0, "merchant_txn_count_all": 80}
+    anomaly = model_dir.load(summary["tasks"]["anomaly"]["model_dir"])
+    scores = [anomaly.predict(r)["anomaly_score"] for r in (rows, rows.assign(**history))]
+    assert not np.allclose(*scores)
+    amount = model_dir.load(summary["tasks"]["amount"]["model_dir"]).model
+    if amount.blend_weight > 0:
+        assert not np.allclose(amount.predict(rows)["amount"], amount.predict(rows.assign(**history))["amount"])
+    from titans.models.amount import _booster_features
+    from titans.models.common import request_frame
+
+    def boosted(frame: pd.DataFrame) -> np.ndarray:
+        req = request_frame(frame, amount.inputs)
+        priors = amount.prior.predict(req)
+        return amount.booster.predict(_booster_features(req, priors)[amount.feature_names], base_margin=priors[1])
+
+    assert not np.allclose(boosted(rows), boosted(rows.assign(**history)))
 
 
 def test_missing_input_is_a_user_error(trained) -> None:
