@@ -41,9 +41,10 @@ class _StepLog(io.TextIOBase):
     executor JSON is for when a step fails, and then its path is printed.
     """
 
-    def __init__(self, log: Any, terminal: Any) -> None:
+    def __init__(self, log: Any, terminal: Any, root: Path | None = None) -> None:
         self.log = log
         self.terminal = terminal
+        self.root = root
         self.lines: list[str] = []
         self._partial = ""
         self._started: dict[str, float] = {}
@@ -63,8 +64,18 @@ class _StepLog(io.TextIOBase):
         elif end := _TASK_DONE.search(line):
             task, status = end.groups()
             seconds = time.time() - self._started.get(task, time.time())
-            self.terminal.write(f"  {task:<28} {status:<8} {seconds:7.1f} s\n")
+            self.terminal.write(f"  {self._label(task):<28} {status:<8} {seconds:7.1f} s\n")
             self.terminal.flush()
+
+    def _label(self, step: str) -> str:
+        """``train-model-3 (anomaly)``: kfp numbers the calls of one component; say which task it was."""
+        if not step.startswith("train-model") or self.root is None:
+            return step
+        try:
+            run_dir = max(self.root.glob("titans-training-*"), key=lambda p: p.stat().st_mtime)
+            return f"{step} ({_task_output(run_dir, step)['task']})"
+        except (ValueError, OSError, KeyError, TypeError):
+            return step
 
     def flush(self) -> None:
         self.log.flush()
@@ -108,10 +119,16 @@ def _docker_runner(home: Path) -> Any:
         docker.from_env().ping()
     except Exception as exc:  # docker-py raises DockerException, requests errors and OSError alike
         raise UserError(f"--runner docker: no Docker engine answers ({exc}); `make engine-up` starts one") from None
+    from titans import home_lock
+
     stat = home.stat()
+    environment = {"TITANS_HOME": CONTAINER_HOME, "HOME": "/tmp"}
+    if os.environ.get(home_lock.OWNER_ENV):
+        # This process holds the home's lock; the steps see it under the volume's path and must not wait for it.
+        environment[home_lock.OWNER_ENV] = f"{os.getpid()}:{CONTAINER_HOME}/{home_lock.LOCK_NAME}"
     return local.DockerRunner(network_mode="host", user=f"{stat.st_uid}:{stat.st_gid}",
                               mounts=[Mount(target=CONTAINER_HOME, source=str(home), type="bind")],
-                              environment={"TITANS_HOME": CONTAINER_HOME, "HOME": "/tmp"})
+                              environment=environment)
 
 
 def run_local(data: list[str] | None = None, rows: int = 20000, accounts: int = 3, seed: int = 7,
@@ -163,7 +180,7 @@ def run_local(data: list[str] | None = None, rows: int = 20000, accounts: int = 
     log_path.parent.mkdir(parents=True, exist_ok=True)
     print(f"pipeline run ({runner} runner); the runner's full output: {log_path}", flush=True)
     with log_path.open("w") as log:
-        steps = _StepLog(log, sys.stdout)
+        steps = _StepLog(log, sys.stdout, root)
         original_out, original_err = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = steps
         try:

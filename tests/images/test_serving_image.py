@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -114,5 +116,24 @@ def test_transformer_variant_in_front_of_the_predictor(engine: Any, runtime_cont
         assert back.ready_seconds is not None, back.logs()[-3000:]
         with run_as_pod(engine, SERVING_IMAGE, front, port=8090) as pod:
             assert pod.ready_seconds is not None, pod.logs()[-3000:]
-            rest = triton_round_trip("http", "127.0.0.1:8090", "titans-category")
-    assert rest["ready"] and rest["outputs"]
+            through = _infer("127.0.0.1:8090", "titans-category")
+            # The predictor alone (TITANS_ENRICHMENT=request) refuses a request without the stored features.
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                _infer("127.0.0.1:8080", "titans-category")
+    # The transformer looked the stored features up and the predictor answered every row with a category.
+    outputs = {o["name"]: o for o in through["outputs"]}
+    assert "category" in outputs and outputs["category"]["shape"][0] == 3, through
+    assert all(isinstance(label, str) and label for label in outputs["category"]["data"])
+    assert refused.value.code == 400 and "missing input" in refused.value.read().decode()
+
+
+def _infer(host: str, model: str) -> dict[str, Any]:
+    """A plain V2 JSON request (tests/serving/serving_payloads.py's rows), the response parsed."""
+    from serving_payloads import json_body
+
+    request = urllib.request.Request(f"http://{host}/v2/models/{model}/infer", method="POST",
+                                     data=json.dumps(json_body(model, 3)).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200
+        return json.loads(response.read())

@@ -65,6 +65,8 @@ def test_run_prints_one_line_per_step_and_logs_the_rest(first_run: dict[str, Any
                   and "SUCCESS" in line]
     assert {line.split()[0] for line in step_lines} >= {"ingest-data", "build-features", "gate-report",
                                                           "deploy-models"}
+    assert {task for task in ("category", "amount", "anomaly", "cashflow")
+            if any(f"({task})" in line for line in step_lines)} == {"category", "amount", "anomaly", "cashflow"}
     assert len(printed) <= 50, "\n".join(printed)
     # Report folders are named by the task they hold, whatever order kfp numbered the steps in.
     reports = first_run["reports"]["training"]
