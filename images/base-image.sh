@@ -8,8 +8,9 @@ tag="${1:?usage: base-image.sh TAG [MIRROR]}"
 mirror="${2:-}"
 if [ -z "$mirror" ]; then
     # The mirror this machine's apt already uses (deb822 or one-line sources), else Debian's default.
-    mirror="$(grep -rhoE '^(URIs:|deb) +https?://[^ ]+' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null \
-        | grep -v security | head -n1 | awk '{print $2}')"
+    # (Debian's own archive only: not -security, not third-party repositories such as nodesource.)
+    mirror="$( { grep -rhoE '^(URIs:|deb) +https?://[^ ]+' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null \
+        || true; } | awk '{print $2}' | grep -E '/debian/?$' | head -n1 || true)"
     mirror="${mirror:-http://deb.debian.org/debian}"
 fi
 if docker image inspect "$tag" >/dev/null 2>&1; then
