@@ -154,48 +154,12 @@ def rest_closed(port: int, path: str, bodies: Sequence[bytes], seconds: float, r
 
 def rest_open(port: int, path: str, bodies: Sequence[bytes], rate: float, seconds: float) -> dict[str, float]:
     """Requests at ``rate`` per second on one connection whatever the server's pace (pipelined)."""
-    import collections
+    from bench_serving import http_request, open_loop, send_lag_p99_ms
 
-    from bench_serving import _read_response, http_request
-
-    requests = [http_request(path, b) for b in bodies]
-
-    async def phase(count: int) -> tuple[list[float], int, float, list[float]]:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        sent: collections.deque[float] = collections.deque()
-        latencies: list[float] = []
-        lags: list[float] = []
-        errors = 0
-
-        async def receive() -> None:
-            nonlocal errors
-            for _ in range(count):
-                ok = await _read_response(reader)
-                at = sent.popleft()
-                if ok:
-                    latencies.append(time.perf_counter() - at)
-                else:
-                    errors += 1
-
-        receiving = asyncio.create_task(receive())
-        first = time.perf_counter() + 0.05
-        for i in range(count):
-            due = first + i / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            now = time.perf_counter()
-            lags.append(now - due)
-            sent.append(now)
-            writer.write(requests[i % len(requests)])
-        await receiving
-        writer.close()
-        return latencies, errors, time.perf_counter() - first, lags
-
-    asyncio.run(phase(max(20, int(rate / 2))))
-    latencies, errors, elapsed, lags = asyncio.run(phase(int(rate * seconds)))
+    latencies, errors, elapsed, lags = open_loop(port, [http_request(path, b) for b in bodies], rate, seconds,
+                                                 warmup=max(20, int(rate / 2)))
     out = _summary(latencies, errors, elapsed, 1)
-    out["send_lag_p99_ms"] = round(float(np.percentile(np.asarray(lags) * 1000, 99)), 3)
+    out["send_lag_p99_ms"] = send_lag_p99_ms(lags)
     return out
 
 

@@ -298,17 +298,17 @@ def run_closed_loop(port: int, path: str, payload: bytes, concurrency: int, seco
     return _summary(latencies, len(errors), elapsed)
 
 
-def run_open_loop(port: int, path: str, payload: bytes, rate: float, seconds: float) -> dict[str, float]:
-    """Requests at a fixed ``rate`` on one connection, whatever the server's pace (pipelined).
+def open_loop(port: int, requests: Sequence[bytes], rate: float, seconds: float,
+              warmup: int) -> tuple[list[float], int, float, list[float]]:
+    """Send ``requests`` (cycled) at a fixed ``rate`` on one connection, whatever the server's pace.
 
     The sender never waits for a response, so a slow answer delays the requests queued
     behind it and that wait is measured (no coordinated omission). Latency runs from each
     request's actual send time; how late the sender itself was against its schedule is
-    reported apart (``send_lag_p99_ms``), since asyncio wakes up to ~1 ms late and that is
-    the client's delay, not the server's. Responses arrive in request order on one HTTP/1.1
-    connection.
+    returned apart (``lags``), since asyncio wakes up to ~1 ms late and that is the client's
+    delay, not the server's. Responses arrive in request order on one HTTP/1.1 connection.
+    ``warmup`` requests go first and are discarded. Returns (latencies, errors, elapsed, lags).
     """
-    request = http_request(path, payload)
 
     async def phase(count: int) -> tuple[list[float], int, float, list[float]]:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -337,16 +337,27 @@ def run_open_loop(port: int, path: str, payload: bytes, rate: float, seconds: fl
             now = time.perf_counter()
             lags.append(now - due)
             sent.append(now)
-            writer.write(request)
+            writer.write(requests[i % len(requests)])
         await receiving
         elapsed = time.perf_counter() - first
         writer.close()
         return latencies, errors, elapsed, lags
 
-    asyncio.run(phase(max(20, int(rate))))  # warm-up second, discarded
-    latencies, errors, elapsed, lags = asyncio.run(phase(int(rate * seconds)))
+    asyncio.run(phase(warmup))
+    return asyncio.run(phase(int(rate * seconds)))
+
+
+def send_lag_p99_ms(lags: list[float]) -> float:
+    """The sender's own lateness against its schedule, p99 in ms (reported beside the latencies)."""
+    return round(float(np.percentile(np.asarray(lags) * 1000, 99)), 3)
+
+
+def run_open_loop(port: int, path: str, payload: bytes, rate: float, seconds: float) -> dict[str, float]:
+    """One request body at ``rate`` per second (see ``open_loop``), after a warm-up second."""
+    latencies, errors, elapsed, lags = open_loop(port, [http_request(path, payload)], rate, seconds,
+                                                 warmup=max(20, int(rate)))
     summary = _summary(latencies, errors, elapsed)
-    summary["send_lag_p99_ms"] = round(float(np.percentile(np.asarray(lags) * 1000, 99)), 3)
+    summary["send_lag_p99_ms"] = send_lag_p99_ms(lags)
     return summary
 
 

@@ -125,7 +125,7 @@ def _docker_runner(home: Path) -> Any:
     environment = {"TITANS_HOME": CONTAINER_HOME, "HOME": "/tmp"}
     if os.environ.get(home_lock.OWNER_ENV):
         # This process holds the home's lock; the steps see it under the volume's path and must not wait for it.
-        environment[home_lock.OWNER_ENV] = f"{os.getpid()}:{CONTAINER_HOME}/{home_lock.LOCK_NAME}"
+        environment[home_lock.OWNER_ENV] = home_lock.owner_token(f"{CONTAINER_HOME}/{home_lock.LOCK_NAME}")
     return local.DockerRunner(network_mode="host", user=f"{stat.st_uid}:{stat.st_gid}",
                               mounts=[Mount(target=CONTAINER_HOME, source=str(home), type="bind")],
                               environment=environment)

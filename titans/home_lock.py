@@ -69,6 +69,14 @@ def describe(info: dict[str, object]) -> str:
             f"since {info.get('since')}")
 
 
+def owner_token(path: Path | str) -> str:
+    """The ``TITANS_LOCK_OWNER`` value that marks this process's hold on ``path`` for its step processes.
+
+    ``path`` is the lock as the steps see it: a container that mounts the home elsewhere gets that path.
+    """
+    return f"{os.getpid()}:{path}"
+
+
 def _inherited(path: Path) -> bool:
     """True in a step process of the run that holds the lock (the pipeline's components)."""
     owner = os.environ.get(OWNER_ENV, "")
@@ -102,7 +110,7 @@ def hold(command: str, home: Path | None = None) -> Iterator[Path]:
         os.pwrite(fd, json.dumps(info).encode(), 0)
         _held[path] = 1
         previous = os.environ.get(OWNER_ENV)
-        os.environ[OWNER_ENV] = f"{os.getpid()}:{path}"
+        os.environ[OWNER_ENV] = owner_token(path)
         try:
             yield path
         finally:
