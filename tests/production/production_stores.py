@@ -15,16 +15,10 @@ from typing import Any
 
 import pytest
 from production_servers import FOREIGN_ENV
+from small_training import SMALL_TRAIN_SETTINGS
 
 ROWS, ACCOUNTS, SEED = 2000, 2, 5
-TRAIN_SETTINGS: dict[str, Any] = {
-    "n_estimators": 30,
-    "cv_folds": 2,
-    "register": False,
-    "category_candidates": ("logreg_c10",),
-    "backtest_origins": 2,
-    "horizon_days": 14,
-}
+TRAIN_SETTINGS: dict[str, Any] = dict(SMALL_TRAIN_SETTINGS)
 TIMINGS: dict[str, float] = {}
 
 

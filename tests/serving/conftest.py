@@ -38,6 +38,7 @@ from serving_harness import (
     free_port,
     start_server,
 )
+from small_training import SMALL_TRAIN_SETTINGS
 
 # Why here: with PYTHONDONTWRITEBYTECODE set (as on these machines) every process compiles
 # kserve, Feast and sklearn from source, ~7 s of CPU each; caching the bytecode outside the
@@ -48,14 +49,7 @@ sys.dont_write_bytecode = False
 ROWS = 2500
 ACCOUNTS = 2
 SEED = 11
-TRAIN_SETTINGS: dict[str, Any] = {
-    "n_estimators": 30,
-    "cv_folds": 2,
-    "register": False,
-    "category_candidates": ("logreg_c10",),
-    "backtest_origins": 2,
-    "horizon_days": 14,
-}
+TRAIN_SETTINGS: dict[str, Any] = dict(SMALL_TRAIN_SETTINGS)
 TIMINGS: dict[str, float] = {}
 
 
