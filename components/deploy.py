@@ -13,6 +13,7 @@ def deploy_models(
     amount_model: Input[Model],
     anomaly_model: Input[Model],
     cashflow_model: Input[Model],
+    recommend_model: Input[Model],
     titans_home: str,
     mlflow_tracking_uri: str,
     canary_percent: int,
@@ -36,6 +37,6 @@ def deploy_models(
 
     registry.configure(mlflow_tracking_uri or None)
     models = {"category": category_model.path, "amount": amount_model.path, "anomaly": anomaly_model.path,
-              "cashflow": cashflow_model.path}
+              "cashflow": cashflow_model.path, "recommend": recommend_model.path}
     result = deploy_promoted(json.loads(summaries), models, canary_percent, namespace, manifests.path)
     return json.dumps(result, default=str)

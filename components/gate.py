@@ -7,9 +7,9 @@ from components.image import IMAGE
 
 
 @dsl.component(base_image=IMAGE)
-def gate_report(category: str, amount: str, anomaly: str, cashflow: str, report: Output[Markdown],
+def gate_report(category: str, amount: str, anomaly: str, cashflow: str, recommend: str, report: Output[Markdown],
                 decisions: Output[Metrics]) -> str:
-    """Collect the four training summaries into the gate report; returns ``{task: summary}`` as JSON.
+    """Collect the five training summaries into the gate report; returns ``{task: summary}`` as JSON.
 
     The gate itself ran when each version was registered (so the alias and its reasons are
     recorded in MLflow atomically with the version); this step makes the decisions readable in
@@ -20,7 +20,8 @@ def gate_report(category: str, amount: str, anomaly: str, cashflow: str, report:
     from titans.pipeline_report import gate_markdown
 
     summaries = {t: json.loads(s) for t, s in
-                 (("category", category), ("amount", amount), ("anomaly", anomaly), ("cashflow", cashflow))}
+                 (("category", category), ("amount", amount), ("anomaly", anomaly), ("cashflow", cashflow),
+                  ("recommend", recommend))}
     with open(report.path, "w") as fh:
         fh.write(gate_markdown(summaries))
     for task, summary in summaries.items():

@@ -13,12 +13,14 @@ def ingest_data(
     accounts: int,
     seed: int,
     fraud_rate: float,
+    small_accounts: int,
     titans_home: str,
     clean_data: Output[Dataset],
     quality_report: Output[Markdown],
     quality: Output[Metrics],
 ) -> str:
-    """Ingest ``source_uri`` (comma-separated files), or generate ``rows`` rows when it is empty.
+    """Ingest ``source_uri`` (comma-separated files), or generate ``rows`` rows (plus ``small_accounts``
+    purchase-only accounts) when it is empty.
 
     Returns the data-quality summary as JSON; the clean table becomes the Dataset artifact and
     the report shows in the Kubeflow UI as Markdown.
@@ -37,7 +39,8 @@ def ingest_data(
     if source_uri:
         inputs = [Path(p.strip()) for p in source_uri.split(",") if p.strip()]
     else:
-        generated = write_csv(GenerateConfig(rows=rows, accounts=accounts, seed=seed, fraud_rate=fraud_rate),
+        generated = write_csv(GenerateConfig(rows=rows, accounts=accounts, seed=seed, fraud_rate=fraud_rate,
+                                             small_accounts=small_accounts),
                               work.parent / "generated.csv")
         inputs = [Path(str(generated["out"]))]
     summary = ingest(inputs, work)

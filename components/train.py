@@ -1,6 +1,6 @@
-"""Pipeline step: train one of the four models from its Feast training set, register it, gate it.
+"""Pipeline step: train one of the five models from its Feast training set, register it, gate it.
 
-One component, four tasks: the pipeline fans it out in parallel (one pod each on a cluster).
+One component, five tasks: the pipeline fans it out in parallel (one pod each on a cluster).
 """
 
 from kfp import dsl

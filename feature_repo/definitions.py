@@ -66,7 +66,7 @@ category = Entity(
 )
 
 
-def _stored_view(view: spec.View, entity: Entity) -> FeatureView:
+def _stored_view(view: spec.View, *entities: Entity) -> FeatureView:
     source = FileSource(
         name=f"{view.name}_source",
         path=table_uri(view.name),
@@ -75,7 +75,7 @@ def _stored_view(view: spec.View, entity: Entity) -> FeatureView:
     )
     return FeatureView(
         name=view.name,
-        entities=[entity],
+        entities=list(entities),
         # Equal to the builder's heartbeat: every known entity has a snapshot at most this
         # old, so the TTL only bounds the join; it never hides a known entity.
         ttl=spec.SNAPSHOT_HEARTBEAT,
@@ -90,6 +90,7 @@ merchant_history = _stored_view(spec.MERCHANT_HISTORY, merchant)
 merchant_frequency = _stored_view(spec.MERCHANT_FREQUENCY, merchant)
 category_frequency = _stored_view(spec.CATEGORY_FREQUENCY, category)
 account_cashflow = _stored_view(spec.ACCOUNT_CASHFLOW, account)
+account_merchant = _stored_view(spec.ACCOUNT_MERCHANT, account, merchant)
 
 # Two request sources, so a service asks only for what its model's request carries (the
 # amount model is served without an amount).
@@ -146,6 +147,7 @@ _VIEWS = {
     "merchant_frequency": merchant_frequency,
     "category_frequency": category_frequency,
     "account_cashflow": account_cashflow,
+    "account_merchant": account_merchant,
 }
 
 category_service = FeatureService(
@@ -167,4 +169,9 @@ cashflow_service = FeatureService(
     name="cashflow_service",
     features=[_VIEWS[v] for v in spec.SERVICES["cashflow_service"]],
     description="Features of the cash-flow forecaster.",
+)
+recommend_service = FeatureService(
+    name="recommend_service",
+    features=[_VIEWS[v] for v in spec.SERVICES["recommend_service"]],
+    description="Account x merchant interactions of the merchant recommender.",
 )

@@ -1,4 +1,4 @@
-"""The training pipeline: ingest -> features -> four trainings in parallel -> gate -> deploy -> canary.
+"""The training pipeline: ingest -> features -> five trainings in parallel -> gate -> deploy -> canary.
 
 Cluster settings (retries, resources, Secrets, the data volume) are applied here and compile
 into the IR; ``kfp.local`` ignores the Kubernetes-specific ones, so the same function runs
@@ -15,7 +15,7 @@ from components.gate import gate_report
 from components.ingest import ingest_data
 from components.train import train_model
 
-TASKS = ("category", "amount", "anomaly", "cashflow")
+TASKS = ("category", "amount", "anomaly", "cashflow", "recommend")
 DATA_PVC = "titans-data"
 DATA_MOUNT = "/var/titans"
 # Existing Secrets (created by the Helm chart's users, never by us): MLflow and object-store credentials.
@@ -38,7 +38,8 @@ def _on_cluster(task: dsl.PipelineTask, cpu: str, memory: str, retries: int = 2)
 
 @dsl.pipeline(
     name="titans-training",
-    description="Transaction export -> Feast features -> category, amount, anomaly and cash-flow models "
+    description="Transaction export -> Feast features -> category, amount, anomaly, cash-flow and merchant "
+                "recommendation models "
                 "-> MLflow registry with a gate -> KServe canary.",
 )
 def training_pipeline(
@@ -47,6 +48,7 @@ def training_pipeline(
     accounts: int = 3,
     seed: int = 7,
     fraud_rate: float = 0.02,
+    small_accounts: int = 200,
     titans_home: str = "",
     mlflow_tracking_uri: str = "",
     gate_config: str = "{}",
@@ -59,6 +61,7 @@ def training_pipeline(
 ) -> None:
     """Parameters: data location (empty = generate), thresholds (gate JSON), canary percent, MLflow URI."""
     ingest = ingest_data(source_uri=source_uri, rows=rows, accounts=accounts, seed=seed, fraud_rate=fraud_rate,
+                         small_accounts=small_accounts,
                          titans_home=titans_home).set_display_name("ingest")
     _on_cluster(ingest, "1", "2Gi")
     features = build_features(clean_data=ingest.outputs["clean_data"], titans_home=titans_home)

@@ -1,4 +1,4 @@
-"""The four titans models as ``kserve.Model`` subclasses, loaded from model directories.
+"""The five titans models as ``kserve.Model`` subclasses, loaded from model directories.
 
 Why thin: a model directory is self-describing (``metadata.json`` declares its V2 inputs and
 outputs; ``titans.model_dir.load`` returns an object that predicts from a DataFrame), so one
@@ -55,6 +55,8 @@ logger = logging.getLogger("titans.serving")
 PAYMENT_METHODS = ("credit_card", "debit_card", "bank_transfer", "cash", "check", "paypal", "other", "unknown")
 # Forecast horizon bound when a cash-flow model's metadata does not state its own.
 MAX_HORIZON_DAYS = 90
+# Longest look-back a recommendation request may exclude (titans.models.recommend.MAX_EXCLUDE_DAYS).
+RECOMMEND_MAX_EXCLUDE_DAYS = 3650
 
 
 class ModelFailure(RuntimeError):
@@ -368,8 +370,55 @@ class CashflowModel(TitansModel):
         )
 
 
+class RecommendModel(TitansModel):
+    """Top-k merchants (with scores and categories) for a batch of accounts.
+
+    Why the bounds come from the metadata: ``k`` cannot exceed the merchants the model knows
+    (``max_k``), and a request for more is the client's mistake, a 400 naming ``k``. Unknown
+    accounts are not refused: they are the cold start, answered with popularity. The model
+    holds its interaction state as of its reference day, so no feature lookup per request.
+    The predicted-class counter records the category of each account's first recommendation.
+    """
+
+    task = "recommend"
+    uses_stored_features = False
+
+    def input_rules(self, metadata: Mapping[str, Any]) -> InputRules:
+        rules = super().input_rules(metadata)
+        described = metadata.get("model") or {}
+        return InputRules(
+            max_batch_rows=rules.max_batch_rows,
+            categories=rules.categories,
+            dates=rules.dates,
+            ranges={"k": (1, int(described.get("max_k") or 1)), "exclude_recent_days": (0, RECOMMEND_MAX_EXCLUDE_DAYS)},
+        )
+
+    def fast_predictor(self, loaded: Any) -> FastPredictor | None:
+        """The model's own array entry point (``predict_arrays``): no DataFrame per request."""
+        if os.environ.get("TITANS_FAST_PATH", "1") == "0" or not hasattr(loaded.model, "predict_arrays"):
+            return None
+        return _RecommendArrays(loaded.model)
+
+    def observe(self, columns: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> None:
+        super().observe(columns, outputs)
+        categories = outputs.get("categories")
+        if categories is not None and categories.size:
+            self.metrics.predicted_classes(categories[:, 0])
+
+
+class _RecommendArrays:
+    """``FastPredictor`` over ``titans.models.recommend.RecommendModel.predict_arrays``."""
+
+    def __init__(self, model: Any):
+        self.model = model
+
+    def predict(self, columns: Mapping[str, np.ndarray], wanted: frozenset[str] | None = None
+                ) -> dict[str, np.ndarray]:
+        return self.model.predict_arrays(columns["account_id"], columns["k"], columns.get("exclude_recent_days"))
+
+
 MODEL_CLASSES: dict[str, type[TitansModel]] = {
-    cls.task: cls for cls in (CategoryModel, AmountModel, AnomalyModel, CashflowModel)
+    cls.task: cls for cls in (CategoryModel, AmountModel, AnomalyModel, CashflowModel, RecommendModel)
 }
 
 

@@ -29,6 +29,7 @@ class TensorSpec:
     name: str
     datatype: str
     shape: tuple[int, ...]
+    optional: bool = False  # a request may leave it out (the model's default applies)
 
     @classmethod
     def from_metadata(cls, entry: Mapping[str, Any]) -> TensorSpec:
@@ -37,11 +38,16 @@ class TensorSpec:
         if datatype not in V2_DATATYPES:
             raise ValueError(f"tensor {entry['name']!r} declares unknown V2 datatype {datatype!r}")
         shape = tuple(int(d) for d in entry.get("shape", (-1,)))
-        return cls(name=str(entry["name"]), datatype=datatype, shape=shape)
+        return cls(name=str(entry["name"]), datatype=datatype, shape=shape, optional=bool(entry.get("optional")))
 
     def to_metadata(self) -> dict[str, Any]:
         """The V2 ``$metadata_tensor`` object served at ``/v2/models/{m}``."""
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+    @property
+    def batched(self) -> bool:
+        """Whether the first dimension is the batch (``-1``); a fixed ``[1]`` is one value for the batch."""
+        return bool(self.shape) and self.shape[0] == -1
 
     @property
     def numpy_dtype(self) -> np.dtype:

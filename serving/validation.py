@@ -61,17 +61,27 @@ def decode_inputs(
     """Check a request against the declared inputs and return one 1-D column per input.
 
     BYTES columns come back as object arrays of ``str``; numeric ones in the declared dtype.
+    Optional inputs the request leaves out are absent from the result. Where some inputs are
+    batched (``[-1]``) and others fixed (``[1]``, e.g. the recommender's ``k``), the fixed ones
+    are one value for the whole batch: they are checked once and repeated to the batch's length,
+    so every column has one value per row.
     """
     by_name = _check_names(request.inputs, specs)
+    present = [spec for spec in specs if spec.name in by_name]
     rows: dict[str, int] = {}
-    for spec in specs:
+    for spec in present:
         rows[spec.name] = _check_header(by_name[spec.name], spec)
-    _check_batch(rows, rules.max_batch_rows)
+    batched = {spec.name for spec in present if spec.batched}
+    _check_batch({n: r for n, r in rows.items() if n in batched} if batched else rows, rules.max_batch_rows)
     columns: dict[str, np.ndarray] = {}
-    for spec in specs:
+    for spec in present:
         column = _column(by_name[spec.name], spec)
         _check_values(spec, column, rules)
         columns[spec.name] = column
+    if batched:
+        n = rows[next(iter(batched))]
+        for name in rows.keys() - batched:
+            columns[name] = np.repeat(columns[name], n)
     return columns
 
 
@@ -112,7 +122,7 @@ def _check_names(inputs: Sequence[InferInput], specs: Sequence[TensorSpec]) -> d
                 f"unexpected input '{name}'; this model takes {sorted(declared)}",
             )
     for spec in specs:
-        if spec.name not in by_name:
+        if spec.name not in by_name and not spec.optional:
             raise RequestRejected(
                 "missing_input", f"missing input '{spec.name}' ({spec.datatype}, shape {list(spec.shape)})"
             )

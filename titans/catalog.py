@@ -189,3 +189,15 @@ GENERIC_DESCRIPTIONS: tuple[str, ...] = (
 CITIES: tuple[tuple[str, str], ...] = (
     ("SEATTLE", "WA"), ("AUSTIN", "TX"), ("DENVER", "CO"), ("OAKLAND", "CA"), ("BOSTON", "MA"), ("CHICAGO", "IL"),
 )
+
+# Suppliers that open during the generated span (titans.small_accounts): merchants no account
+# knew at the start, adopted over time by the businesses of their segments. Why names of their
+# own: a recommender must be able to surface a merchant that is new to everyone, which the
+# catalogue's long-standing merchants never are.
+NEW_SUPPLIERS: tuple[tuple[str, str], ...] = (
+    ("Northwind Traders", "office_supplies"), ("Bluepeak Fuel", "fuel"), ("Cobalt Cloud", "software"),
+    ("Harbor Coffee Roasters", "meals_entertainment"), ("Lumen Telecom", "telephone"),
+    ("Atlas Tool Hire", "hardware"), ("Pinecrest Print", "supplies"), ("Vertex Learning", "training"),
+    ("Quill and Co", "office_supplies"), ("Redwood IT Rentals", "computer_equipment"),
+    ("Summit Auto Care", "vehicle_expenses"), ("Greenleaf Catering", "food"),
+)

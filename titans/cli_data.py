@@ -10,11 +10,12 @@ from titans.settings import load_settings
 
 def _generate(args: argparse.Namespace) -> int:
     from titans.cli import print_json
-    from titans.generate import GenerateConfig, write_csv
+    from titans.generate import SMALL_ACCOUNTS, GenerateConfig, write_csv
 
     out = Path(args.out) if args.out else load_settings().raw_dir / "transactions.csv"
     cfg = GenerateConfig(rows=args.rows, accounts=args.accounts, seed=args.seed, fraud_rate=args.fraud_rate,
-                         days=args.days, label_noise=args.label_noise)
+                         days=args.days, label_noise=args.label_noise,
+                         small_accounts=SMALL_ACCOUNTS if args.small_accounts is None else args.small_accounts)
 
     summary = write_csv(cfg, out)
     if args.json:
@@ -52,6 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                      "with an is_fraud label. Same seed, same bytes.")
     gen.add_argument("--rows", type=int, default=20_000, help="rows to write (default 20000)")
     gen.add_argument("--accounts", type=int, default=3, help="business accounts (default 3)")
+    gen.add_argument("--small-accounts", type=int, default=None,
+                     help="small-business accounts with supplier preferences, purchases only, on top of "
+                          "--rows (default 200, titans.generate.SMALL_ACCOUNTS; they feed the merchant recommender)")
     gen.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     gen.add_argument("--fraud-rate", type=float, default=0.02, help="share of labelled anomalies (default 0.02)")
     gen.add_argument("--days", type=int, default=None, help="days covered (default: from rows and accounts)")

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-TASK_CHOICES = ("all", "category", "amount", "anomaly", "cashflow")
+TASK_CHOICES = ("all", "category", "amount", "anomaly", "cashflow", "recommend")
 
 
 def register(subparsers: Any) -> None:

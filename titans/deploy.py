@@ -41,7 +41,7 @@ KIND = "InferenceService"
 NAMESPACE = "titans"
 RUNTIME = "titans-runtime"
 MODEL_FORMAT = {"name": "titans", "version": "1"}
-MODEL_NAMES = ("titans-category", "titans-amount", "titans-anomaly", "titans-cashflow")
+MODEL_NAMES = ("titans-category", "titans-amount", "titans-anomaly", "titans-cashflow", "titans-recommend")
 STORAGE_BASE = "s3://titans-models"
 DEPLOYMENT_MODE = "Serverless"
 

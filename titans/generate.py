@@ -21,6 +21,12 @@ scores accuracy 1.0 and says nothing about category quality):
   of ``write_csv`` and its sidecar ``<export>.generator.json`` state both; ingest copies the
   sidecar into the data-quality report and training states the ceiling in its report.
 
+Small-business accounts (``small_accounts``, ``titans.small_accounts``): besides the book
+accounts above, hundreds of small businesses whose exports carry only their purchases, each
+from a few regular suppliers of its trade, some shared popular merchants, and suppliers that
+open during the span. They are what the merchant recommender learns from; they add rows on
+top of ``rows`` and leave the book accounts' rows as they were (their own random streams).
+
 Determinism: the date range is cut into fixed blocks and each block draws from its own
 generator seeded by ``(seed, block)``; the same arguments give the same bytes, and memory
 is bounded by one block, which is written before the next is drawn.
@@ -55,6 +61,7 @@ MULTI_MERCHANT_SHARE = 0.15  # of rows in a category some multi-category merchan
 # Share of everyday expense descriptions per style: catalog text, card descriptor, generic, typo.
 DESCRIPTION_MIX = {"catalog": 0.72, "descriptor": 0.12, "generic": 0.08, "typo": 0.08}
 SIDECAR_SUFFIX = ".generator.json"
+SMALL_ACCOUNTS = 200  # the CLI's and the pipeline's default number of small-business accounts
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,9 @@ class GenerateConfig:
     fraud_rate: float = 0.02
     days: int | None = None
     label_noise: float = LABEL_NOISE
+    # Small-business accounts with supplier preferences (titans.small_accounts), on top of ``rows``.
+    # 0 here keeps library callers' data as it was; the CLI and the pipeline default to SMALL_ACCOUNTS.
+    small_accounts: int = 0
 
     def span_days(self) -> int:
         """Enough days for ~3 transactions per account-day, between ~3 months and 3 years."""
@@ -236,12 +246,7 @@ def _random_rows(acct: _Account, days: pd.DatetimeIndex, n: int, rng: np.random.
         level = np.array([acct.merchant_level[m] for m in merchant[sel]])
         amount[sel] = rng.lognormal(np.log(cat.median_amount), cat.sigma, size=len(sel)) * level
     cats = np.array([c.name for c in _CATS], dtype=object)[cat_idx]
-    k = len(_CATS) - 1  # the everyday categories (bad debts, the last, are never a slip of the pen)
-    noisy = (rng.random(n) < label_noise) & (cat_idx < k)
-    if noisy.any():
-        # A wrong category, never the right one: shift the index by 1..k-1 within the k categories.
-        wrong = (cat_idx[noisy] + rng.integers(1, k, size=int(noisy.sum()))) % k
-        cats[noisy] = np.array([c.name for c in _CATS], dtype=object)[wrong]
+    noisy = _mislabel(cat_idx, cats, label_noise, rng)
     pay = rng.choice(_PAY_NAMES, size=n, p=_PAY_WEIGHTS).astype(object)
     typo = rng.random(n) < 0.002  # the real export's `credit_car`: ingest must repair it
     pay[typo & (pay == "credit_card")] = "credit_car"
@@ -258,6 +263,17 @@ def _random_rows(acct: _Account, days: pd.DatetimeIndex, n: int, rng: np.random.
         frame.loc[invoices, ["Category", "Payment Method"]] = ""
         frame.loc[invoices, "Reference"] = rng.choice(acct.clients, size=k)
     return frame
+
+
+def _mislabel(cat_idx: np.ndarray, cats: np.ndarray, label_noise: float, rng: np.random.Generator) -> np.ndarray:
+    """Give ``label_noise`` of the everyday rows a wrong category (in ``cats``); returns which rows."""
+    k = len(_CATS) - 1  # the everyday categories (bad debts, the last, are never a slip of the pen)
+    noisy = (rng.random(len(cat_idx)) < label_noise) & (cat_idx < k)
+    if noisy.any():
+        # A wrong category, never the right one: shift the index by 1..k-1 within the k categories.
+        wrong = (cat_idx[noisy] + rng.integers(1, k, size=int(noisy.sum()))) % k
+        cats[noisy] = np.array([c.name for c in _CATS], dtype=object)[wrong]
+    return noisy
 
 
 def _fraud_rows(acct: _Account, days: pd.DatetimeIndex, n: int, normal: pd.DataFrame,
@@ -302,6 +318,11 @@ def _fraud_rows(acct: _Account, days: pd.DatetimeIndex, n: int, normal: pd.DataF
 def _block_frames(cfg: GenerateConfig) -> Iterator[pd.DataFrame]:
     span = cfg.span_days()
     accounts = _make_accounts(cfg)
+    small = None
+    if cfg.small_accounts:
+        from titans.small_accounts import SmallAccounts
+
+        small = SmallAccounts.make(cfg)
     n_blocks = -(-span // BLOCK_DAYS)
     # Exact row budget per block (cumulative rounding keeps the total at cfg.rows).
     edges = np.round(np.linspace(0, cfg.rows, n_blocks + 1)).astype(int)
@@ -325,6 +346,8 @@ def _block_frames(cfg: GenerateConfig) -> Iterator[pd.DataFrame]:
             frame = pd.concat([normal, fraud], ignore_index=True)
             frame["Account ID"] = acct.account_id
             frames.append(frame)
+        if small is not None:
+            frames.append(small.block_rows(days, b, cfg))
         block = pd.concat(frames, ignore_index=True)
         if not len(block):
             continue
@@ -354,6 +377,8 @@ def generate_frames(cfg: GenerateConfig) -> Iterator[pd.DataFrame]:
 def _check(cfg: GenerateConfig) -> None:
     if cfg.rows <= 0 or cfg.accounts <= 0:
         raise UserError("--rows and --accounts must be positive")
+    if not 0 <= cfg.small_accounts <= 100_000:
+        raise UserError("--small-accounts must be between 0 and 100000")
     if not 0.0 <= cfg.fraud_rate < 0.5:
         raise UserError("--fraud-rate must be in [0, 0.5)")
     if not 0.0 <= cfg.label_noise < 0.5:
@@ -361,9 +386,10 @@ def _check(cfg: GenerateConfig) -> None:
 
 
 def generate(rows: int, accounts: int = 3, seed: int = 7, fraud_rate: float = 0.02,
-             label_noise: float = LABEL_NOISE) -> pd.DataFrame:
+             label_noise: float = LABEL_NOISE, small_accounts: int = 0) -> pd.DataFrame:
     """The whole export in memory: for tests and small data sets."""
-    cfg = GenerateConfig(rows=rows, accounts=accounts, seed=seed, fraud_rate=fraud_rate, label_noise=label_noise)
+    cfg = GenerateConfig(rows=rows, accounts=accounts, seed=seed, fraud_rate=fraud_rate, label_noise=label_noise,
+                         small_accounts=small_accounts)
     return pd.concat(list(generate_frames(cfg)), ignore_index=True)
 
 
@@ -388,7 +414,8 @@ def write_csv(cfg: GenerateConfig, out: Path) -> dict[str, object]:
                 log.info("generated %d rows (through %s)", rows, last)
     tmp.replace(out)
     share = noisy / expenses if expenses else 0.0
-    summary = {"out": str(out), "rows": rows, "accounts": cfg.accounts, "seed": cfg.seed,
+    summary = {"out": str(out), "rows": rows, "accounts": cfg.accounts, "small_accounts": cfg.small_accounts,
+               "seed": cfg.seed,
                "fraud_rows": fraud, "fraud_rate": cfg.fraud_rate, "first_date": first, "last_date": last,
                "label_noise_rate": cfg.label_noise, "mislabelled_expense_rows": noisy,
                "category_accuracy_ceiling": round(1.0 - share, 4),

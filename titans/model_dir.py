@@ -31,6 +31,7 @@ _NAMES = {
     "amount": "titans-amount",
     "anomaly": "titans-anomaly",
     "cashflow": "titans-cashflow",
+    "recommend": "titans-recommend",
 }
 
 # V2 signatures per task (docs/contracts.md): (name, datatype, shape); -1 is the batch.
@@ -67,7 +68,14 @@ SIGNATURES: dict[str, dict[str, list[tuple[str, str, list[int]]]]] = {
         "outputs": [("date", "BYTES", [-1])]
         + [(n, "FP64", [-1]) for n in ("net_amount", "lower_80", "upper_80", "lower_95", "upper_95")],
     },
+    # A batch of accounts; k and exclude_recent_days hold one value for the whole batch.
+    "recommend": {
+        "inputs": [("account_id", "BYTES", [-1]), ("k", "INT32", [1]), ("exclude_recent_days", "INT32", [1])],
+        "outputs": [("merchants", "BYTES", [-1, -1]), ("scores", "FP64", [-1, -1]), ("categories", "BYTES", [-1, -1])],
+    },
 }
+# Inputs a request may leave out (the model then uses its default), per task.
+OPTIONAL_INPUTS: dict[str, frozenset[str]] = {"recommend": frozenset({"exclude_recent_days"})}
 
 
 def registered_name(task: str) -> str:
@@ -77,8 +85,8 @@ def registered_name(task: str) -> str:
     return _NAMES[task]
 
 
-def _tensors(rows: list[tuple[str, str, list[int]]]) -> list[dict[str, Any]]:
-    return [{"name": n, "datatype": d, "shape": s} for n, d, s in rows]
+def _tensors(rows: list[tuple[str, str, list[int]]], optional: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    return [{"name": n, "datatype": d, "shape": s} | ({"optional": True} if n in optional else {}) for n, d, s in rows]
 
 
 def _plain(value: Any) -> Any:
@@ -129,7 +137,7 @@ def save(
         "version": str(version),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "model_format": MODEL_FORMAT,
-        "inputs": _tensors(sig["inputs"]),
+        "inputs": _tensors(sig["inputs"], OPTIONAL_INPUTS.get(task, frozenset())),
         "outputs": _tensors(sig["outputs"]),
         "features": list(features),
         "metrics": metrics,

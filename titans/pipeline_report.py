@@ -13,6 +13,7 @@ HEADLINE = {
     "amount": ("mae", "rmse", "interval_coverage"),
     "anomaly": ("pr_auc", "roc_auc", "recall_at_1pct_fpr"),
     "cashflow": ("mae", "mase", "coverage_80", "coverage_95"),
+    "recommend": ("recall_at_10", "ndcg_at_10", "new_merchant_recall_at_10"),
 }
 
 

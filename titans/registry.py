@@ -42,6 +42,7 @@ PRIMARY = {
     "amount": ("mae", False),
     "anomaly": ("pr_auc", True),
     "cashflow": ("mase", False),
+    "recommend": ("ndcg_at_10", True),
 }
 # The baselines a candidate must beat: the best one on every metric of
 # ``titans.models.evaluation.GATED_METRICS`` (not one baseline chosen in advance).

@@ -32,7 +32,7 @@ from titans.errors import UserError
 
 log = logging.getLogger(__name__)
 
-TASKS = ("category", "amount", "anomaly", "cashflow")
+TASKS = ("category", "amount", "anomaly", "cashflow", "recommend")
 SERVICES = {t: f"{t}_service" for t in TASKS}
 
 
@@ -238,7 +238,8 @@ def _cashflow(ts: pd.DataFrame, cfg: TrainConfig, plot_dir: Path) -> tuple[Any, 
     return final, result, example, figs
 
 
-def _task_frame(task: str, clean: pd.DataFrame, client: Any, max_rows: int = 0) -> pd.DataFrame:
+def _task_frame(task: str, clean: pd.DataFrame, client: Any, max_rows: int = 0,
+                test_fraction: float = 0.2) -> pd.DataFrame:
     """The task's Feast training set; transaction tasks keep the latest ``max_rows`` expenses.
 
     Why a cap: text models and boosted trees cost more than linearly in rows, and at a
@@ -253,6 +254,10 @@ def _task_frame(task: str, clean: pd.DataFrame, client: Any, max_rows: int = 0) 
             raise UserError("no daily cash-flow series: the clean table has no rows with moved money")
         series = series.assign(date=pd.to_datetime(series["date"]))
         return _training_set(client, SERVICES[task], series)
+    if task == "recommend":  # account x merchant pairs at three reference days (titans.models.recommend)
+        from titans.models.recommend import interaction_entities
+
+        return _training_set(client, SERVICES[task], interaction_entities(clean, test_fraction))
     rows = expenses(clean)
     if len(rows) < 20:
         raise UserError(f"{task}: need at least 20 expense rows, found {len(rows)}")
@@ -279,8 +284,11 @@ def train_task(task: str, clean: pd.DataFrame, client: Any, cfg: TrainConfig,
     plot_dir = out_dir / "_reports" / task
     clean_hash = data_hash(clean)
     check_feature_build(client, clean_hash)
-    ts = _task_frame(task, clean, client, cfg.max_train_rows)
-    fit = {"category": _category, "amount": _amount, "anomaly": _anomaly, "cashflow": _cashflow}[task]
+    ts = _task_frame(task, clean, client, cfg.max_train_rows, cfg.test_fraction)
+    from titans.models.recommend_eval import train_recommend
+
+    fit = {"category": _category, "amount": _amount, "anomaly": _anomaly, "cashflow": _cashflow,
+           "recommend": train_recommend}[task]
     model, result, example, figs = fit(ts, cfg, plot_dir)
     lineage = {
         "data_hash": clean_hash,
@@ -329,7 +337,8 @@ def train_task(task: str, clean: pd.DataFrame, client: Any, cfg: TrainConfig,
 
 
 def _model_params(described: dict[str, Any]) -> dict[str, Any]:
-    keep = ("chosen_candidate", "blend_weight", "interval", "supervised", "unsupervised_weight", "interval_source")
+    keep = ("chosen_candidate", "blend_weight", "interval", "supervised", "unsupervised_weight", "interval_source",
+            "similarity_weight", "popularity_weight")
     return {k: described[k] for k in keep if k in described}
 
 

@@ -1,4 +1,4 @@
-"""Valid V2 requests for the four models, as kserve ``InferRequest``s and as plain JSON.
+"""Valid V2 requests for the five models, as kserve ``InferRequest``s and as plain JSON.
 
 Why one place: the conformance, validation and metrics tests all start from a valid
 request and change one thing; the rows look like the generator's transactions. kserve is
@@ -21,6 +21,9 @@ ROWS = [
      "payment_method": "credit_card", "account_id": "acct_001", "category": "meals_entertainment"},
 ]
 
+# Small-business accounts of the generator (titans.small_accounts) and one it never made.
+RECOMMEND_ACCOUNTS = ("acct_s0001", "acct_s0002", "acct_nobody")
+
 INPUTS: dict[str, list[tuple[str, str]]] = {
     "titans-category": [("description", "BYTES"), ("merchant", "BYTES"), ("amount", "FP64"), ("date", "BYTES"),
                         ("payment_method", "BYTES"), ("account_id", "BYTES")],
@@ -33,6 +36,10 @@ INPUTS: dict[str, list[tuple[str, str]]] = {
 
 def columns(model: str, n: int) -> dict[str, tuple[str, np.ndarray]]:
     """name -> (datatype, 1-D array) for ``n`` rows (the sample rows repeated)."""
+    if model == "titans-recommend":  # a batch of accounts (one unknown: the cold start), k for the batch
+        accounts = [RECOMMEND_ACCOUNTS[i % len(RECOMMEND_ACCOUNTS)] for i in range(n)]
+        return {"account_id": ("BYTES", np.array(accounts, dtype=object)),
+                "k": ("INT32", np.array([5], dtype=np.int32))}
     if model == "titans-cashflow":
         return {"account_id": ("BYTES", np.array(["acct_001"], dtype=object)),
                 "horizon_days": ("INT32", np.array([14], dtype=np.int32))}

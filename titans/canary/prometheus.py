@@ -52,6 +52,8 @@ DISTRIBUTIONS: dict[str, DistributionSource] = {
     "titans-anomaly": DistributionSource("class", PREDICTED_CLASS, "predicted_class"),
     "titans-amount": DistributionSource("histogram", PREDICTED_AMOUNT, "le"),
     "titans-cashflow": DistributionSource("none"),
+    # The recommender counts the category of each account's first recommendation.
+    "titans-recommend": DistributionSource("class", PREDICTED_CLASS, "predicted_class"),
 }
 
 

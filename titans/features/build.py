@@ -148,7 +148,7 @@ def build_from_clean(
         views[view.name] = {
             "kind": "stored",
             "rows": int(len(frame)),
-            "entities": int(frame[key].nunique()),
+            "entities": int(len(frame[list(view.entity_keys)].drop_duplicates())),
             "entity_key": key,
             "features": view.column_names,
             "source": f"{client.offline_uri}/{view.name}.parquet",

@@ -365,10 +365,14 @@ def account_daily_cashflow(tx: pd.DataFrame, end: pd.Timestamp | None = None) ->
 
     One row per account per day from its first day through ``end`` (default: the last day in
     the data), so a forecaster gets a regular series where quiet days are real zeros. Rows
-    whose money never moved (status failed or cancelled) are left out.
+    whose money never moved (status failed or cancelled) are left out, and so are accounts
+    without any income (purchases only: no cash flow to forecast).
     """
     end = end if end is not None else tx["day"].max()
     moved = tx[~tx["status"].isin(NO_CASH_STATUSES)]
+    # Accounts whose export has income: the books. Purchase-only accounts (the generator's small
+    # businesses) have spending but no cash flow to forecast, and would swamp the series.
+    moved = moved[moved["account_id"].isin(moved.loc[moved["amount"] > 0, "account_id"].unique())]
     if moved.empty:
         return pd.DataFrame(
             {
@@ -428,6 +432,63 @@ def account_cashflow(daily: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def account_merchant(tx: pd.DataFrame, as_of: pd.Timestamp | None = None,
+                     labelled_fraud: pd.Series | None = None) -> pd.DataFrame:
+    """Point-in-time account x merchant purchase snapshots (expenses: amount < 0).
+
+    Rows labelled fraud (``labelled_fraud``, by transaction id, where the export has the label)
+    are left out: a stolen card's purchase says nothing about where the business buys.
+
+    Snapshots like the merchant history's, per (account, merchant) pair: the day after each
+    purchase day, the day a purchase leaves the 90-day window, a heartbeat and ``as_of``. The
+    recency weight is kept in log space against a fixed origin (``spec.ACCOUNT_MERCHANT``), so
+    it is exact at every day until the pair's next purchase.
+    """
+    as_of = as_of or as_of_day(tx)
+    bought = tx[tx["amount"] < 0]
+    if labelled_fraud is not None and len(labelled_fraud):
+        bought = bought[~bought["transaction_id"].isin(set(labelled_fraud.astype(str)))]
+    columns = [c.name for c in spec.ACCOUNT_MERCHANT.columns]
+    if bought.empty:
+        return pd.DataFrame(columns=[spec.ACCOUNT_KEY, spec.MERCHANT_KEY, spec.EVENT_TIMESTAMP, *columns])
+    pair = bought["account_id"] + "\x1f" + bought["merchant"]
+    bought = bought.assign(pair=pair.to_numpy(object))
+    window = spec.INTERACTION_WINDOW_DAYS
+    snaps = _snapshot_days(bought[["pair", "day"]].drop_duplicates(), "pair", [1, window + 1], as_of)
+    offset = (_day_index(bought["day"], pd.Timestamp("1970-01-01")) - spec.INTERACTION_ORIGIN_EPOCH_DAY)
+    weight = (1.0 + np.log1p(bought["abs_amount"].to_numpy())) * np.exp(offset / spec.INTERACTION_DECAY_DAYS)
+    daily = (bought.assign(n=1, w=weight).groupby(["pair", "day"], sort=True)[["n", "abs_amount", "w"]].sum()
+             .reset_index())
+    cum = _cumulative_before(daily, snaps, "pair", ["n", "abs_amount", "w"])
+    counts = _window_stats(bought, snaps, "pair", (window,))[window]["count"].to_numpy()
+    keys = snaps["pair"].str.split("\x1f", n=1, expand=True)
+    first = pd.Series(_day_index(bought["day"], pd.Timestamp("1970-01-01")), index=bought.index).groupby(
+        bought["pair"]).min()
+    w = cum["w"].to_numpy()
+    return pd.DataFrame(
+        {
+            spec.ACCOUNT_KEY: keys[0].to_numpy(object),
+            spec.MERCHANT_KEY: keys[1].to_numpy(object),
+            spec.EVENT_TIMESTAMP: _utc(snaps["ts"]),
+            columns[0]: cum["n"].to_numpy().astype("int64"),
+            columns[1]: counts.astype("int64"),
+            columns[2]: cum["abs_amount"].to_numpy("float64"),
+            columns[3]: np.log(np.where(w > 0, w, 1.0)),
+            columns[4]: _last_seen_epoch_day(bought, snaps, "pair"),
+            columns[5]: np.where(cum["n"].to_numpy() > 0, snaps["pair"].map(first).to_numpy("int64"),
+                                 spec.NEVER_SEEN_DAYS).astype("int64"),
+        }
+    )
+
+
+def fraud_ids(clean: pd.DataFrame) -> pd.Series:
+    """Transaction ids the export labels fraud (empty where it has no ``is_fraud`` label)."""
+    if "is_fraud" not in clean.columns:
+        return pd.Series([], dtype=object)
+    flagged = pd.to_numeric(clean["is_fraud"], errors="coerce").fillna(0).to_numpy() == 1
+    return clean.loc[flagged, "transaction_id"]
+
+
 def offline_tables(clean: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], pd.Timestamp]:
     """Every offline table the feature repo reads, keyed by view name, plus ``as_of``.
 
@@ -441,6 +502,7 @@ def offline_tables(clean: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], pd.Tim
         spec.MERCHANT_FREQUENCY.name: merchant_frequency(tx, as_of),
         spec.CATEGORY_FREQUENCY.name: category_frequency(tx, as_of),
         spec.ACCOUNT_CASHFLOW.name: account_cashflow(daily),
+        spec.ACCOUNT_MERCHANT.name: account_merchant(tx, as_of, fraud_ids(clean)),
         spec.ACCOUNT_DAILY_TABLE: daily,
     }
     return tables, as_of

@@ -162,7 +162,31 @@ ACCOUNT_CASHFLOW = View(
     ),
 )
 
-STORED_VIEWS: tuple[View, ...] = (MERCHANT_HISTORY, MERCHANT_FREQUENCY, CATEGORY_FREQUENCY, ACCOUNT_CASHFLOW)
+# The account x merchant interactions the recommender reads. Why a log-space weight: a
+# recency-weighted sum decays every day, but sum_i w_i * exp((d_i - ORIGIN) / DECAY) does not
+# change between purchases, so a snapshot stays exact until the next one; a reader at day T
+# gets the decayed weight as exp(value - (T - ORIGIN) / DECAY).
+INTERACTION_DECAY_DAYS = 60.0
+INTERACTION_ORIGIN_EPOCH_DAY = 10_957  # 2000-01-01; 0.0 (the default) then means "no purchase before t"
+INTERACTION_WINDOW_DAYS = 90
+
+ACCOUNT_MERCHANT = View(
+    name="account_merchant",
+    entity_keys=(ACCOUNT_KEY, MERCHANT_KEY),
+    columns=(
+        Column("account_merchant_txn_count_all", "int64", 0, "purchases of the account at the merchant before t"),
+        Column(f"account_merchant_txn_count_{INTERACTION_WINDOW_DAYS}d", "int64", 0,
+               f"purchases in the {INTERACTION_WINDOW_DAYS} days before t"),
+        Column("account_merchant_amount_sum_all", "float64", 0.0, "sum of |amount| of those purchases"),
+        Column("account_merchant_weight_log", "float64", 0.0,
+               "log sum over purchases of (1 + log1p|amount|) * exp((day - 2000-01-01) / 60 days)"),
+        Column("account_merchant_last_seen_epoch_day", "int64", NEVER_SEEN_DAYS, "last purchase day before t"),
+        Column("account_merchant_first_seen_epoch_day", "int64", NEVER_SEEN_DAYS, "first purchase day before t"),
+    ),
+)
+
+STORED_VIEWS: tuple[View, ...] = (MERCHANT_HISTORY, MERCHANT_FREQUENCY, CATEGORY_FREQUENCY, ACCOUNT_CASHFLOW,
+                                  ACCOUNT_MERCHANT)
 ON_DEMAND_VIEWS: tuple[View, ...] = (TRANSACTION_AMOUNT, TRANSACTION_CALENDAR, MERCHANT_RECENCY)
 VIEWS: dict[str, View] = {v.name: v for v in STORED_VIEWS + ON_DEMAND_VIEWS}
 
@@ -194,6 +218,7 @@ SERVICES: dict[str, tuple[str, ...]] = {
         "account_cashflow",
     ),
     "cashflow_service": ("transaction_calendar", "account_cashflow"),
+    "recommend_service": ("account_merchant",),
 }
 
 # Stored views computed from the clean table, plus the forecaster's daily series.

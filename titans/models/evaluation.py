@@ -164,6 +164,7 @@ GATED_METRICS: dict[str, tuple[tuple[str, bool], ...]] = {
     "amount": (("mae", False),),
     "anomaly": (("pr_auc", True),),
     "cashflow": (("mae", False), ("mase", False)),
+    "recommend": (("recall_at_10", True), ("ndcg_at_10", True)),
 }
 
 
