@@ -101,3 +101,20 @@ def test_generated_data_is_hard_in_the_ways_real_books_are(tmp_path: Path) -> No
 def test_label_noise_zero_gives_consistent_labels(tmp_path: Path) -> None:
     summary = write_csv(GenerateConfig(rows=3000, accounts=1, seed=4, label_noise=0.0), tmp_path / "gen.csv")
     assert summary["mislabelled_expense_rows"] == 0 and summary["category_accuracy_ceiling"] == 1.0
+
+
+def test_small_accounts_have_suppliers_and_leave_the_book_accounts_as_they_were() -> None:
+    """Small businesses buy mostly from a few suppliers, take up new ones, and change no book row."""
+    book = generate(rows=2000, accounts=2, seed=9)
+    both = generate(rows=2000, accounts=2, seed=9, small_accounts=40)
+    columns = [c for c in book.columns if c != "Receipt URL"]
+    mine = both[both["Account ID"].isin(book["Account ID"].unique())][columns].reset_index(drop=True)
+    pd.testing.assert_frame_equal(mine, book[columns].reset_index(drop=True))
+    small = both[both["Account ID"].str.startswith("acct_s")]
+    assert small["Account ID"].nunique() == 40 and (small["Type"] == "Expense").all()
+    normal = small[small["is_fraud"] == 0]
+    top3 = normal.groupby("Account ID")["Reference"].agg(lambda s: s.value_counts().head(3).sum() / len(s))
+    assert top3.median() > 0.5  # regular suppliers carry most of a business's purchases
+    first_day = pd.to_datetime(normal["Date"]).groupby(normal["Reference"]).min()
+    news = [m for m, _ in catalog.NEW_SUPPLIERS if m in first_day.index]
+    assert news and (first_day[news] > pd.to_datetime(normal["Date"]).min() + pd.Timedelta(days=30)).all()
