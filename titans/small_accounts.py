@@ -10,8 +10,8 @@ during the span (``catalog.NEW_SUPPLIERS``). That is the structure an account x 
 can use and a per-account frequency count cannot: peers' adoptions predict an account's next
 supplier, and a supplier dropped months ago should fall down the list.
 
-Rows are purchases only (no income): these accounts have no cash-flow series
-(``titans.features.history.account_daily_cashflow`` keeps accounts with income). Each block
+Rows are purchases only (no income): the cash-flow forecaster, which trains on accounts with
+income (``titans.train``), leaves them out. Each block
 draws from its own generator seeded by ``(seed, SMALL_STREAM, block)``, so the book accounts'
 rows do not change when small accounts are added, and the same arguments give the same bytes.
 """

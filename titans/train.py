@@ -253,6 +253,10 @@ def _task_frame(task: str, clean: pd.DataFrame, client: Any, max_rows: int = 0,
         if series.empty:
             raise UserError("no daily cash-flow series: the clean table has no rows with moved money")
         series = series.assign(date=pd.to_datetime(series["date"]))
+        # The books: accounts with income. Purchase-only accounts (the generator's small businesses,
+        # titans.small_accounts) have spending but no cash flow to forecast, and would swamp the series.
+        books = series.loc[series["inflow"] > 0, "account_id"].unique()
+        series = series[series["account_id"].isin(books)].reset_index(drop=True)
         return _training_set(client, SERVICES[task], series)
     if task == "recommend":  # account x merchant pairs at three reference days (titans.models.recommend)
         from titans.models.recommend import interaction_entities

@@ -127,8 +127,8 @@ def test_tables_have_the_catalogue_columns_and_unique_snapshots() -> None:
     tables, _ = history.offline_tables(random_clean(seed=5))
     for view in spec.STORED_VIEWS:
         table = tables[view.name]
-        assert list(table.columns) == [view.entity_keys[0], spec.EVENT_TIMESTAMP, *view.column_names]
-        assert not table.duplicated([view.entity_keys[0], spec.EVENT_TIMESTAMP]).any()
+        assert list(table.columns) == [*view.entity_keys, spec.EVENT_TIMESTAMP, *view.column_names]
+        assert not table.duplicated([*view.entity_keys, spec.EVENT_TIMESTAMP]).any()
         assert str(table[spec.EVENT_TIMESTAMP].dt.tz) == "UTC"
         for col in view.columns:
             assert table[col.name].notna().all(), col.name

@@ -39,7 +39,7 @@ ISTIO_CRDS = REPO.parent / "shared" / "schemas" / "istio"
 KUBE_VERSION = "1.32.0"
 NAMESPACE = "titans"
 RELEASE = "titans"
-MODELS = ("category", "amount", "anomaly", "cashflow")
+MODELS = ("category", "amount", "anomaly", "cashflow", "recommend")
 
 Manifest = dict[str, Any]
 

@@ -163,13 +163,15 @@ def test_inference_services_follow_the_contract(rendered: tuple[list[Manifest], 
 
 def test_canary_is_per_model(default_render: tuple[list[Manifest], str],
                              production_render: tuple[list[Manifest], str]) -> None:
-    """Defaults send all traffic to the newest revision; production has a 10% canary on category only."""
+    """Defaults send all traffic to the newest revision; production has 10% canaries on category and on the
+    recommender's first version."""
     default = {o["metadata"]["name"]: o["spec"]["predictor"] for o in by_kind(default_render[0], "InferenceService")}
     assert all("canaryTrafficPercent" not in p for p in default.values())
     production = {o["metadata"]["name"]: o["spec"]["predictor"]
                   for o in by_kind(production_render[0], "InferenceService")}
     assert {n: p.get("canaryTrafficPercent") for n, p in production.items()} == {
         "titans-category": 10, "titans-amount": None, "titans-anomaly": None, "titans-cashflow": None,
+        "titans-recommend": 10,
     }
 
 

@@ -26,11 +26,13 @@ def test_committed_ir_is_fresh_and_a_pipeline_spec(fresh: Path) -> None:
     spec = json_format.ParseDict(spec_doc, pipeline_spec_pb2.PipelineSpec())
     tasks = spec.root.dag.tasks
     trains = [t for t in tasks if t.startswith("train-model")]
-    assert len(trains) == 4
-    # The four trainings depend only on data and features, so they run in parallel on a cluster.
+    assert len(trains) == 5
+    assert {tasks[t].inputs.parameters["task"].runtime_value.constant.string_value for t in trains} == {
+        "category", "amount", "anomaly", "cashflow", "recommend"}
+    # The five trainings depend only on data and features, so they run in parallel on a cluster.
     assert all(set(tasks[t].dependent_tasks) == {"ingest-data", "build-features"} for t in trains)
     assert sorted(tasks["deploy-models"].dependent_tasks) == sorted(["gate-report", *trains])
-    assert {"rows", "source_uri", "canary_percent", "mlflow_tracking_uri", "gate_config"} <= set(
+    assert {"rows", "small_accounts", "source_uri", "canary_percent", "mlflow_tracking_uri", "gate_config"} <= set(
         spec.root.input_definitions.parameters)
     # Cluster settings compiled in: retries, the data volume and optional credential Secrets.
     assert tasks["ingest-data"].retry_policy.max_retry_count == 2

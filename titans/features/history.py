@@ -365,14 +365,10 @@ def account_daily_cashflow(tx: pd.DataFrame, end: pd.Timestamp | None = None) ->
 
     One row per account per day from its first day through ``end`` (default: the last day in
     the data), so a forecaster gets a regular series where quiet days are real zeros. Rows
-    whose money never moved (status failed or cancelled) are left out, and so are accounts
-    without any income (purchases only: no cash flow to forecast).
+    whose money never moved (status failed or cancelled) are left out.
     """
     end = end if end is not None else tx["day"].max()
     moved = tx[~tx["status"].isin(NO_CASH_STATUSES)]
-    # Accounts whose export has income: the books. Purchase-only accounts (the generator's small
-    # businesses) have spending but no cash flow to forecast, and would swamp the series.
-    moved = moved[moved["account_id"].isin(moved.loc[moved["amount"] > 0, "account_id"].unique())]
     if moved.empty:
         return pd.DataFrame(
             {

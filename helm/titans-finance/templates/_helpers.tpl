@@ -5,7 +5,7 @@ name: the pipeline and the model servers address each other by these names.
 
 {{/* The models in a fixed order, so rendered output is stable. */}}
 {{- define "titans.modelNames" -}}
-category amount anomaly cashflow
+category amount anomaly cashflow recommend
 {{- end }}
 
 {{- define "titans.chart" -}}
