@@ -7,6 +7,7 @@
 #                         MLServer's xgboost runtime on the anomaly booster, issue-12 targets) -> serving.md, serving_real.json;
 #                         our runtime vs MLServer on the same stand-in model -> bench/results/serving.{json,md};
 #                         in-process Feast enrichment vs the transformer -> bench/results/enrichment.json
+#                         the merchant recommender (single accounts, batches; REST) -> bench/results/serving_recommend.{json,md}
 #
 # SERVE_ARGS passes extra flags, e.g. make serve SERVE_ARGS="--http-port 9000 --enrichment none";
 # BENCH_SERVING_ARGS too, e.g. BENCH_SERVING_ARGS="--scenario serving --seconds 4".
@@ -21,3 +22,4 @@ serve: install ## serve the trained model directories over V2 REST + gRPC (Ctrl-
 
 bench-serving: install ## the real models, titans runtime vs MLServer, enrichment in process vs transformer (loopback only)
 	$(PY) bench/bench_serving.py --out-dir bench/results $(BENCH_SERVING_ARGS)
+	$(PY) bench/bench_recommend.py --out-dir bench/results
