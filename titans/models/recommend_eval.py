@@ -137,7 +137,7 @@ def recall_curve_plot(rankings: dict[str, Any], path: Path) -> Path:
     ax.set_xlabel("k")
     ax.set_ylabel("recall@k")
     ax.set_ylim(0, 1)
-    ax.set_title("Recommend: recall@k on the holdout (next merchants per account)")
+    ax.set_title("Recommend: recall@k on the holdout")
     ax.legend(fontsize=8)
     return plots._save(fig, path)
 
