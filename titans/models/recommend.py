@@ -45,6 +45,7 @@ OUTPUTS = ("merchants", "scores", "categories")
 MAX_K = 50
 MAX_EXCLUDE_DAYS = 3650
 TUNE_WINDOWS = 3  # earlier windows the ranker learns from
+TABLE_CELLS = 20_000_000  # accounts x merchants scores kept precomputed up to this size (160 MB)
 NEIGHBOURS = 30  # similar merchants kept per merchant (sparse similarity, bounded memory)
 COUNT = "account_merchant_txn_count_all"
 WEIGHT = "account_merchant_weight_log"
@@ -245,11 +246,37 @@ class RecommendModel:
 
     def scores(self, account_ids: Sequence[str]) -> np.ndarray:
         """accounts x merchants: the ranker's purchase probability (popularity alone without a ranker)."""
+        table = self._table()
+        if table is not None:
+            rows = self._rows(account_ids)
+            return table[np.where(rows >= 0, rows, len(self.accounts))]
+        return self._score_features(account_ids)
+
+    def _score_features(self, account_ids: Sequence[str]) -> np.ndarray:
         features = self.pair_features(account_ids)
         if self.ranker is None:
             return features[:, :, 6]
         n, m, f = features.shape
         return self.ranker.score(features.reshape(n * m, f)).reshape(n, m)
+
+    def _rows(self, account_ids: Sequence[str]) -> np.ndarray:
+        index = self.__dict__.get("_index")
+        if index is None:
+            index = self.__dict__["_index"] = {a: i for i, a in enumerate(self.accounts)}
+        return np.fromiter((index.get(a, -1) for a in account_ids), dtype=np.int64, count=len(account_ids))
+
+    def _table(self) -> np.ndarray | None:
+        """Every known account's scores (plus a last row for the cold start), computed once.
+
+        Why: the scores depend on the account and the reference day only, so a request is a row
+        lookup and a top-k instead of rebuilding features (~10x less work per account). Kept
+        only while the table stays small (``TABLE_CELLS``); larger models score on the fly.
+        """
+        if "_scores" not in self.__dict__:
+            cells = (len(self.accounts) + 1) * len(self.merchants)
+            self.__dict__["_scores"] = (self._score_features([*self.accounts, "\x00cold start"])
+                                        if self.weights is not None and cells <= TABLE_CELLS else None)
+        return self.__dict__["_scores"]
 
     def recommend(self, account_ids: Sequence[str], k: int, exclude_recent_days: int = 0
                   ) -> dict[str, np.ndarray]:
@@ -266,7 +293,7 @@ class RecommendModel:
         accounts = [str(a) for a in account_ids]
         score = self.scores(accounts)
         if exclude_recent_days:
-            rows = pd.Index(self.accounts).get_indexer(accounts)
+            rows = self._rows(accounts)
             known = rows >= 0
             if known.any():
                 last = self.last_seen[rows[known]].toarray() - 1  # -1: never
@@ -301,11 +328,14 @@ class RecommendModel:
     def predict_arrays(self, accounts: np.ndarray, k: np.ndarray, exclude: np.ndarray | None = None
                        ) -> dict[str, np.ndarray]:
         """``predict`` from the columns the server decoded (``k``, ``exclude`` hold the batch's one value)."""
-        ks = pd.to_numeric(pd.Series(np.asarray(k).ravel()), errors="coerce")
-        if ks.isna().any() or ks.nunique() != 1:
+        try:
+            ks = np.unique(np.asarray(k, dtype=np.float64).ravel())
+        except (TypeError, ValueError):
+            raise UserError("k must be one integer for the batch") from None
+        if len(ks) != 1 or not np.isfinite(ks[0]) or ks[0] != int(ks[0]):
             raise UserError("k must be one integer for the batch")
         days = 0 if exclude is None or len(exclude) == 0 else int(np.asarray(exclude).ravel()[0])
-        return self.recommend([str(a) for a in accounts], int(ks.iloc[0]), days)
+        return self.recommend([str(a) for a in accounts], int(ks[0]), days)
 
     def describe(self) -> dict[str, Any]:
         return {
