@@ -11,9 +11,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
-from infra_helpers import CHART, MONITORING, find, load_values, render_chart, run, tool
+from infra_helpers import CHART, MONITORING, find, load_values, render_chart, run
 
 DRIFT_RULES = CHART / "files" / "drift-rules.yaml"
 DRIFT_TESTS = MONITORING / "tests" / "drift.test.yaml"
@@ -27,12 +26,6 @@ def rendered_rules(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     return find(objects, "PrometheusRule", "titans-drift")["spec"]
 
 
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    found = tool("promtool")
-    if found is None:
-        pytest.skip("promtool not installed (Debian: apt-get install prometheus); drift rules not checked")
-    return found
 
 
 def test_rendered_drift_rules_pass_their_unit_tests(promtool: str, tmp_path: Path) -> None:
