@@ -25,7 +25,8 @@ RESPONSES = {
 
 @contextmanager
 def kfp_api_double(run_states: dict[str, str] | None = None) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """Yield (host URL, recorded requests); each request is method, path, parsed JSON body, headers and time.
+    """Yield (host URL, recorded requests); each request is method, path, parsed JSON body, headers
+    (lower-case names) and arrival time.
 
     ``run_states`` (run id -> KFP runtime state, e.g. "SUCCEEDED") is read at every GET of a run, so a
     test can finish a run while a client is polling it.
@@ -50,7 +51,7 @@ def kfp_api_double(run_states: dict[str, str] | None = None) -> Iterator[tuple[s
             path = self.path.split("?")[0]
             with lock:
                 recorded.append({"method": self.command, "path": path, "body": json.loads(raw) if raw else None,
-                                 "headers": dict(self.headers), "time": time.time()})
+                                 "headers": {k.lower(): v for k, v in self.headers.items()}, "time": time.time()})
                 if (self.command, path) == ("POST", "/apis/v2beta1/runs"):
                     runs.append(f"run-{len(runs) + 1}")
                     self._reply(200, {"run_id": runs[-1]})
