@@ -28,6 +28,7 @@ AREA_MODULES = (
     "titans.cli_deploy",
     "titans.cli_canary",
     "titans.cli_monitor",
+    "titans.cli_trigger",
     "titans.cli_bench",
 )
 
