@@ -36,6 +36,8 @@ STARTUP_SECONDS = 60.0
 # Test-sized timings (the chart's defaults are 1h / 15m / 500 rows): scrape and evaluate every second.
 DRIFT_VALUES = {"enabled": True, "window": "15s", "for": "2s", "psiThreshold": 0.25,
                 "predictionPsiThreshold": 0.25, "minRows": 200}
+# Delays measured by the loop's tests, printed in the session summary (tests/monitoring/conftest.py).
+TIMINGS: dict[str, float] = {}
 LIVE_VALUES = {"margin": 0.05, "minLabelledRows": 50, "for": "1s"}
 
 
