@@ -112,7 +112,9 @@ def start_pushgateway(root: Path) -> Iterator[str]:
     """Debian's prometheus-pushgateway on a free loopback port; yields its URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [binary("prometheus-pushgateway"), f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
+    # Debian's build persists to /var/lib/prometheus by default: a test's pushes must not outlive it.
+    command = [binary("prometheus-pushgateway"), f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn",
+               f"--persistence.file={root / 'pushgateway.data'}"]
     with _process(command, root / "pushgateway.log", f"{url}/-/ready"):
         yield url
 
