@@ -204,7 +204,8 @@ class RetrainTrigger:
             return Decision("failed", alert.alertname, alert.fingerprint,
                             f"could not read the state of run {self.state.last_run_id}: {type(exc).__name__}: {exc}")
         if verdict != "submit":
-            return Decision(verdict, alert.alertname, alert.fingerprint, detail)
+            blocking = self.state.last_run_id if verdict == "in_flight" else None
+            return Decision(verdict, alert.alertname, alert.fingerprint, detail, blocking)
         run_name = f"titans-retrain-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(now))}"
         try:
             run_id = self.runner.submit(retrain_reason(alert), run_name)
