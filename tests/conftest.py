@@ -25,3 +25,19 @@ def titans_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     monkeypatch.setenv("TITANS_HOME", str(home))
     return home
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``), keep each test folder on one worker.
+
+    Why: a folder's session fixtures are its expensive part (a trained home, model servers, a Prometheus, a
+    Docker image run); split across workers they would be built twice. Two folders at a time still overlap
+    one folder's waits (scrape windows, cooldowns, server start-up) with another's CPU work.
+    """
+    tests_root = Path(__file__).resolve().parent
+    for item in items:
+        try:
+            folder = Path(str(item.path)).resolve().parent.relative_to(tests_root).parts
+        except ValueError:
+            continue
+        item.add_marker(pytest.mark.xdist_group(folder[0] if folder else "root"))

@@ -31,16 +31,32 @@ def _labels(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     labels_dir = settings.home / "labels"
-    summary: dict[str, Any] = {"ingested": live_performance.ingest_labels([Path(p) for p in args.exports],
-                                                                          labels_dir)}
+    summary: dict[str, Any] = {"ingested": live_performance.ingest_labels(_export_files(args.exports), labels_dir)}
     results = live_performance.evaluate_live(
         Path(args.scores or os.environ.get("TITANS_SCORE_LOG_DIR") or settings.home / "scores"),
-        Path(args.models or settings.models_dir), labels_dir, pushgateway=args.pushgateway or None)
+        Path(args.models or settings.models_dir), labels_dir, pushgateway=args.pushgateway or None,
+        tracking_uri=args.mlflow_tracking_uri or None)
     summary["live"] = [{"model": r.model_name, "version": r.model_version, "metric": r.metric,
                         "live": r.live, "holdout": r.holdout, "decay": r.decay, "labelled_rows": r.labelled_rows}
                        for r in results]
     print_json(summary)
     return 0
+
+
+def _export_files(paths: list[str]) -> list[Path]:
+    """Files as given; a folder stands for the CSV and parquet exports directly inside it (a CronJob's drop folder)."""
+    from titans.errors import UserError
+
+    files: list[Path] = []
+    for given in map(Path, paths):
+        if given.is_dir():
+            inside = sorted(p for p in given.iterdir() if p.suffix.lower() in (".csv", ".parquet"))
+            if not inside:
+                raise UserError(f"{given}: no .csv or .parquet exports in this folder")
+            files += inside
+        else:
+            files.append(given)
+    return files
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,11 +75,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.set_defaults(handler=_report)
     labels = verbs.add_parser("labels", help="ingest delayed labels (chargebacks, corrected categories) and grade "
                               "the served versions on the rows they scored")
-    labels.add_argument("exports", nargs="+", help="export files carrying the later labels (same format as ingest)")
+    labels.add_argument("exports", nargs="+", help="export files (or folders of them) carrying the later labels, "
+                        "same format as ingest")
     labels.add_argument("--scores", default="", help="score-log folder the servers write "
                         "(default $TITANS_SCORE_LOG_DIR, else $TITANS_HOME/scores)")
     labels.add_argument("--models", default="", help="model folders whose holdout metrics are the comparison "
                         "(default $TITANS_HOME/models)")
     labels.add_argument("--pushgateway", default=os.environ.get("TITANS_PUSHGATEWAY_URL", ""),
                         help="Prometheus Pushgateway to push the live metrics to (default $TITANS_PUSHGATEWAY_URL)")
+    labels.add_argument("--mlflow-tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", ""),
+                        help="registry to read holdout metrics of versions with no local folder "
+                        "(default $MLFLOW_TRACKING_URI)")
     labels.set_defaults(handler=_labels)

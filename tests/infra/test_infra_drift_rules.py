@@ -62,3 +62,28 @@ def test_every_drift_alert_is_tested_and_actionable() -> None:
         assert alert["labels"]["severity"] in {"critical", "warning", "info"}
         assert alert["labels"]["retrain"] == "true", alert["alert"]
         assert alert["annotations"]["summary"] and alert["annotations"]["description"] and alert["for"]
+
+
+def test_delayed_label_objects_wire_scores_to_the_grading_job(production_render: tuple[list[Any], str]) -> None:
+    """Category and anomaly servers log scores to the shared claim the CronJob grades; MLflow admits the job."""
+    from infra_helpers import selects
+
+    objs, _ = production_render
+    for model, scored in (("category", True), ("anomaly", True), ("amount", False), ("cashflow", False)):
+        predictor = find(objs, "InferenceService", f"titans-{model}")["spec"]["predictor"]
+        env = {e["name"]: e.get("value") for e in predictor["model"]["env"]}
+        assert ("TITANS_SCORE_LOG_DIR" in env) is scored, model
+        if scored:
+            mount = predictor["model"]["volumeMounts"][0]
+            assert env["TITANS_SCORE_LOG_DIR"].startswith(mount["mountPath"])
+            assert predictor["volumes"][0]["persistentVolumeClaim"]["claimName"] == "titans-monitoring"
+    job = find(objs, "CronJob", "titans-live-labels")
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    assert container["command"][:3] == ["titans", "monitor", "labels"]
+    assert "--pushgateway" in container["command"] and pod["spec"]["automountServiceAccountToken"] is False
+    claim = {v["name"]: v for v in pod["spec"]["volumes"]}["monitoring"]["persistentVolumeClaim"]["claimName"]
+    assert claim == "titans-monitoring" and job["spec"]["concurrencyPolicy"] == "Forbid"
+    mlflow = find(objs, "NetworkPolicy", "titans-mlflow")
+    peers = [peer for rule in mlflow["spec"]["ingress"] for peer in rule["from"] if "podSelector" in peer]
+    assert any(selects(p["podSelector"], pod["metadata"]["labels"]) for p in peers)

@@ -50,12 +50,28 @@ def test_served_training_rows_fill_the_reference_bins_exactly() -> None:
         columns = {c: part[c].to_numpy() for c in part.columns}
         columns["date"] = part["date"].dt.strftime("%Y-%m-%d").to_numpy()
         counters.observe("titans-anomaly", "3", "anomaly", columns, {})
-    served = {(bins.name): counts for bins, counts in counters._models[("titans-anomaly", "3")]}
+    served = {binner.name: counts for binner, counts in counters._models[("titans-anomaly", "3")]}
     for bins in reference.features:
         assert tuple(served[bins.name]) == bins.counts, bins.name
         live = dict(zip(bins.bins, served[bins.name] / served[bins.name].sum(), strict=True))
         assert floored_psi(live, bins.shares()) < 1e-12
     assert served["_prediction"].sum() == 0  # no outputs were served
+
+    # Single-row requests take the scalar path; it must bin exactly as the reference does.
+    singles = DriftCounters()
+    singles.add_model("titans-anomaly", "3", reference)
+    head = frame.head(150)
+    for i in range(len(head)):
+        row = head.iloc[i:i + 1]
+        singles.observe("titans-anomaly", "3", "anomaly", {c: row[c].to_numpy() for c in row.columns},
+                        {"anomaly_score": np.array([i / 150])})
+    one_by_one = {binner.name: counts for binner, counts in singles._models[("titans-anomaly", "3")]}
+    for bins in reference.features:
+        expected = np.bincount(bins.assign(head[bins.name].to_numpy() if bins.name != "merchant" else
+                                           head[bins.name].str.lower().str.replace(" ", "_").to_numpy()),
+                               minlength=len(bins.bins))
+        assert list(one_by_one[bins.name]) == list(expected), bins.name
+    assert one_by_one["_prediction"].sum() == 150
 
 
 def test_bins_are_bounded_and_catch_what_training_never_saw() -> None:

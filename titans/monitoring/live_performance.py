@@ -146,6 +146,26 @@ def holdout_metrics(models_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
     return found
 
 
+def holdout_from_mlflow(pairs: Sequence[tuple[str, str]], tracking_uri: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """Holdout metrics of registered versions from the MLflow registry (on a cluster no model folder is local).
+
+    A version the registry does not know is left out: its live figures are still exported, with no
+    holdout to compare, so no decay alert can fire for it.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    found = {}
+    for name, version in pairs:
+        try:
+            run_id = client.get_model_version(name, version).run_id
+            found[(name, version)] = dict(client.get_run(run_id).data.metrics)
+        except MlflowException as exc:
+            log.warning("no holdout metrics for %s version %s in MLflow: %s", name, version, exc)
+    return found
+
+
 def grade(scores: pd.DataFrame, labels: pd.DataFrame,
           holdout: dict[tuple[str, str], dict[str, Any]]) -> list[LivePerformance]:
     """Live metrics per model version on the scored rows that now have a label."""
@@ -194,12 +214,23 @@ def push(results: Sequence[LivePerformance], gateway: str) -> None:
 
 
 def evaluate_live(score_dir: Path, models_dir: Path, labels_dir: Path | None = None,
-                  out_dir: Path | None = None, pushgateway: str | None = None) -> list[LivePerformance]:
-    """Grade, write ``live_performance.json`` and (optionally) push; returns the figures."""
+                  out_dir: Path | None = None, pushgateway: str | None = None,
+                  tracking_uri: str | None = None) -> list[LivePerformance]:
+    """Grade, write ``live_performance.json`` and (optionally) push; returns the figures.
+
+    Holdout figures come from the local model folders, and, for versions not found there, from
+    the MLflow registry at ``tracking_uri`` when one is given.
+    """
     store = _labels_dir(labels_dir) / LABELS_FILE
     if not store.is_file():
         raise UserError(f"no labels at {store}; run `titans monitor labels EXPORT` first")
-    results = grade(read_scores(score_dir), pd.read_parquet(store), holdout_metrics(models_dir))
+    scores = read_scores(score_dir)
+    holdout = holdout_metrics(models_dir) if Path(models_dir).is_dir() else {}
+    if tracking_uri:
+        served = {(str(n), str(v)) for n, v in scores[["model_name", "model_version"]].drop_duplicates().itertuples(
+            index=False)}
+        holdout |= holdout_from_mlflow(sorted(served - set(holdout)), tracking_uri)
+    results = grade(scores, pd.read_parquet(store), holdout)
     target = Path(out_dir) if out_dir else _labels_dir(labels_dir).parent / "monitoring"
     target.mkdir(parents=True, exist_ok=True)
     rows = [{k: (None if isinstance(v, float) and not np.isfinite(v) else v)
