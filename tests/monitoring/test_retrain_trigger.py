@@ -180,3 +180,29 @@ def test_local_mode_is_in_flight_while_the_pipeline_process_lives(tmp_path: Path
     waiting.touch()
     wait_until(lambda: not runner.in_flight(run_id), 10, "the child process to end")
     assert (tmp_path / "titans-retrain-test.log").exists()
+
+
+def test_a_kfp_api_that_never_answers_is_a_failed_decision_not_a_hang(tmp_path: Path) -> None:
+    """KFP accepting connections but never answering: the call times out, the alert is failed and not marked
+    as seen (so Alertmanager's retry of the 503 may still submit), and the decision lock is free again."""
+    import socket
+
+    from titans.monitoring import retrain_trigger
+    from titans.monitoring.trigger_policy import Alert, TriggerPolicy
+
+    alert = Alert("firing", {"alertname": "TitansFeatureDrift"}, {}, "0f1e2d3c", "2026-12-03T12:00:00Z")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # the kernel completes the handshake; nobody ever reads or writes
+        runner = retrain_trigger.KfpRunner(f"http://127.0.0.1:{silent.getsockname()[1]}", TRAINING_YAML, "titans",
+                                           {}, timeout_seconds=1)
+        trigger = retrain_trigger.RetrainTrigger(runner, TriggerPolicy(), tmp_path / "state.json")
+        started = time.monotonic()
+        try:
+            (decision,) = trigger.handle([alert])
+        finally:
+            retrain_trigger._bound_kfp_requests(retrain_trigger.KFP_TIMEOUT_SECONDS)
+        elapsed = time.monotonic() - started
+    assert decision.decision == "failed" and decision.detail.startswith("submission failed"), decision
+    assert elapsed < 20, f"a silent KFP held the trigger {elapsed:.0f} s"
+    assert trigger.state.seen == {} and not (tmp_path / "state.json").exists()
