@@ -19,6 +19,16 @@ def real_export() -> Path:
     return REAL_EXPORT
 
 
+@pytest.fixture(autouse=True)
+def _private_titans_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test (and every CLI it starts) gets a TITANS_HOME of its own, never the checkout's ./var.
+
+    Why: TITANS_HOME carries a lock (``titans.home_lock``); two tests sharing ``./var`` wait for each
+    other (seen with two xdist workers), and a test must never write into a developer's home.
+    """
+    monkeypatch.setenv("TITANS_HOME", str(tmp_path / "home"))
+
+
 @pytest.fixture
 def titans_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh TITANS_HOME so tests never touch ./var."""
