@@ -32,6 +32,7 @@ def _container(objs: list[Manifest]) -> Manifest:
 
 def test_command_is_one_the_cli_accepts_with_the_image_package(rendered_default: list[Manifest]) -> None:
     """The chart's args parse with the real `titans` parser; the package path is where the Dockerfile puts it."""
+    from pipelines.submit import parse_params
     from titans.cli import build_parser
 
     container = _container(rendered_default)
@@ -39,7 +40,8 @@ def test_command_is_one_the_cli_accepts_with_the_image_package(rendered_default:
     args = build_parser().parse_args(container["command"][1:])
     assert (args.kfp_host, args.local, args.cooldown_seconds) == (
         "http://ml-pipeline.kubeflow.svc.cluster.local:8888", False, 21600.0)
-    assert tuple(args.alert) == ALERTS and args.param == ['gate_config={"champion_after_canary": true}']
+    assert tuple(args.alert) == ALERTS
+    assert parse_params(args.param) == {"gate_config": '{"champion_after_canary": true}'}
     assert args.listen == "0.0.0.0:8080"
     package = Path(args.package)
     dockerfile = (REPO / "Dockerfile").read_text()
@@ -47,6 +49,19 @@ def test_command_is_one_the_cli_accepts_with_the_image_package(rendered_default:
     assert (REPO / "pipelines" / "compiled" / package.name).is_file()
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert str(Path(args.state_file).parent) in mounts, "the state file must be on a volume (read-only root)"
+
+
+def test_params_reach_the_cli_with_their_types() -> None:
+    """Numbers stay numbers (Helm holds them as floats; 1000000 must not become 1e+06), text stays text."""
+    from pipelines.submit import parse_params
+    from titans.cli import build_parser
+
+    params = {"rows": 1000000, "canary_percent": 10, "fraud_rate": 0.02, "source_uri": "s3://exports/latest/",
+              "gate_config": '{"min_accuracy": 0.8}'}
+    objs, _ = render_chart({"retrainTrigger": {"params": params}})
+    args = build_parser().parse_args(_container(objs)["command"][1:])
+    parsed = parse_params(args.param)
+    assert parsed == params and isinstance(parsed["rows"], int)
 
 
 def test_least_privilege_kfp_token_and_no_rbac(rendered_default: list[Manifest]) -> None:
