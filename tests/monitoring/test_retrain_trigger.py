@@ -142,7 +142,7 @@ def test_state_survives_a_restart_and_bad_bodies_get_400(tmp_path: Path) -> None
     assert len(_runs(recorded)) == 1
 
 
-def test_startup_refuses_what_would_fail_at_the_first_alert(tmp_path: Path) -> None:
+def test_startup_refuses_what_would_fail_at_the_first_alert(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """An unknown pipeline parameter, a hand-set reason or a missing package stop the start with one line."""
     from titans.cli import main
 
@@ -159,6 +159,10 @@ def test_startup_refuses_what_would_fail_at_the_first_alert(tmp_path: Path) -> N
             parsed = build_parser().parse_args(["retrain-trigger", "--state-file", str(tmp_path / "s.json"), *args])
             parsed.handler(parsed)
     assert main(["retrain-trigger", "--local", "--listen", "nonsense", "--state-file", str(tmp_path / "s.json")]) == 2
+    # A damaged state file stops the start: starting without it would forget the cooldown.
+    (tmp_path / "damaged.json").write_text('{"seen": {"0f1e": ')
+    assert main(["retrain-trigger", "--local", "--state-file", str(tmp_path / "damaged.json")]) == 2
+    assert "damaged.json is unreadable" in capsys.readouterr().err
 
 
 def test_local_mode_is_in_flight_while_the_pipeline_process_lives(tmp_path: Path) -> None:
