@@ -90,15 +90,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help=f"address to serve on (default {DEFAULT_LISTEN}; port 0 picks a free one)")
     cmd.add_argument("--kfp-host", metavar="URL", help="KFP API endpoint, e.g. http://ml-pipeline.kubeflow:8888")
     cmd.add_argument("--local", action="store_true", help="run `titans pipeline run --local` instead of KFP")
-    cmd.add_argument("--package", help="compiled pipeline (default pipelines/compiled/training_pipeline.yaml)")
+    cmd.add_argument("--package", metavar="PATH",
+                     help="compiled pipeline (default pipelines/compiled/training_pipeline.yaml)")
     cmd.add_argument("--param", action="append", metavar="NAME=VALUE",
                      help="pipeline parameter for every run (repeatable); retrain_reason is set from the alert")
-    cmd.add_argument("--cooldown-seconds", type=float, default=DEFAULT_COOLDOWN,
+    cmd.add_argument("--cooldown-seconds", type=float, default=DEFAULT_COOLDOWN, metavar="SECONDS",
                      help=f"no second run within this many seconds of a submission (default {DEFAULT_COOLDOWN})")
     cmd.add_argument("--alert", action="append", metavar="ALERTNAME",
                      help="alertname that retrains (repeatable; default TitansFeatureDrift, "
                           "TitansPredictionShift, TitansLivePerformanceDecay)")
-    cmd.add_argument("--state-file", help="JSON state kept across restarts "
+    cmd.add_argument("--state-file", metavar="PATH", help="JSON state kept across restarts "
                                           "(default $TITANS_HOME/retrain-trigger/state.json)")
-    cmd.add_argument("--experiment", default="titans", help="KFP experiment (default titans)")
+    cmd.add_argument("--experiment", default="titans", metavar="NAME", help="KFP experiment (default titans)")
     cmd.set_defaults(handler=_serve)

@@ -40,7 +40,9 @@ from infra_helpers import (
 VARIANTS = ("default_render", "kind_render", "production_render")
 # Kinds of other operators' CRDs with no schema offline (Istio's where ../shared/schemas/istio is absent):
 # checked by behaviour below and in test_infra_istio.py.
-OPERATOR_KINDS = {"PodMonitor", "ServiceMonitor", "PrometheusRule", "RequestAuthentication", "AuthorizationPolicy"}
+# AlertmanagerConfig's route is checked by amtool in test_infra_retrain_trigger.py.
+OPERATOR_KINDS = {"PodMonitor", "ServiceMonitor", "PrometheusRule", "AlertmanagerConfig", "RequestAuthentication",
+                  "AuthorizationPolicy"}
 
 
 @pytest.fixture(params=VARIANTS)

@@ -112,9 +112,10 @@ def start_pushgateway(root: Path) -> Iterator[str]:
     """Debian's prometheus-pushgateway on a free loopback port; yields its URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    # Debian's build persists to /var/lib/prometheus by default: a test's pushes must not outlive it.
-    command = [binary("prometheus-pushgateway"), f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn",
-               f"--persistence.file={root / 'pushgateway.data'}"]
+    # Debian's build persists to /var/lib/prometheus/pushgateway.data by default: every run on the machine
+    # would start with the metrics earlier runs pushed (a live decay firing before any label arrived).
+    command = [binary("prometheus-pushgateway"), f"--web.listen-address=127.0.0.1:{port}", "--persistence.file=",
+               "--log.level=warn"]
     with _process(command, root / "pushgateway.log", f"{url}/-/ready"):
         yield url
 

@@ -142,7 +142,7 @@ def test_state_survives_a_restart_and_bad_bodies_get_400(tmp_path: Path) -> None
     assert len(_runs(recorded)) == 1
 
 
-def test_startup_refuses_what_would_fail_at_the_first_alert(tmp_path: Path) -> None:
+def test_startup_refuses_what_would_fail_at_the_first_alert(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """An unknown pipeline parameter, a hand-set reason or a missing package stop the start with one line."""
     from titans.cli import main
 
@@ -159,6 +159,10 @@ def test_startup_refuses_what_would_fail_at_the_first_alert(tmp_path: Path) -> N
             parsed = build_parser().parse_args(["retrain-trigger", "--state-file", str(tmp_path / "s.json"), *args])
             parsed.handler(parsed)
     assert main(["retrain-trigger", "--local", "--listen", "nonsense", "--state-file", str(tmp_path / "s.json")]) == 2
+    # A damaged state file stops the start: starting without it would forget the cooldown.
+    (tmp_path / "damaged.json").write_text('{"seen": {"0f1e": ')
+    assert main(["retrain-trigger", "--local", "--state-file", str(tmp_path / "damaged.json")]) == 2
+    assert "damaged.json is unreadable" in capsys.readouterr().err
 
 
 def test_local_mode_is_in_flight_while_the_pipeline_process_lives(tmp_path: Path) -> None:
@@ -180,3 +184,29 @@ def test_local_mode_is_in_flight_while_the_pipeline_process_lives(tmp_path: Path
     waiting.touch()
     wait_until(lambda: not runner.in_flight(run_id), 10, "the child process to end")
     assert (tmp_path / "titans-retrain-test.log").exists()
+
+
+def test_a_kfp_api_that_never_answers_is_a_failed_decision_not_a_hang(tmp_path: Path) -> None:
+    """KFP accepting connections but never answering: the call times out, the alert is failed and not marked
+    as seen (so Alertmanager's retry of the 503 may still submit), and the decision lock is free again."""
+    import socket
+
+    from titans.monitoring import retrain_trigger
+    from titans.monitoring.trigger_policy import Alert, TriggerPolicy
+
+    alert = Alert("firing", {"alertname": "TitansFeatureDrift"}, {}, "0f1e2d3c", "2026-12-03T12:00:00Z")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # the kernel completes the handshake; nobody ever reads or writes
+        runner = retrain_trigger.KfpRunner(f"http://127.0.0.1:{silent.getsockname()[1]}", TRAINING_YAML, "titans",
+                                           {}, timeout_seconds=1)
+        trigger = retrain_trigger.RetrainTrigger(runner, TriggerPolicy(), tmp_path / "state.json")
+        started = time.monotonic()
+        try:
+            (decision,) = trigger.handle([alert])
+        finally:
+            retrain_trigger._bound_kfp_requests(retrain_trigger.KFP_TIMEOUT_SECONDS)
+        elapsed = time.monotonic() - started
+    assert decision.decision == "failed" and decision.detail.startswith("submission failed"), decision
+    assert elapsed < 20, f"a silent KFP held the trigger {elapsed:.0f} s"
+    assert trigger.state.seen == {} and not (tmp_path / "state.json").exists()

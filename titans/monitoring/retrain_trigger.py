@@ -42,6 +42,8 @@ REASON_PARAM = "retrain_reason"
 # KFP v2beta1 run states after which a run no longer changes (everything else counts as in flight).
 KFP_TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"})
 MAX_BODY_BYTES = 1 << 20
+# Seconds any one KFP API call may take (an int: kfp_server_api accepts only int or a (connect, read) pair).
+KFP_TIMEOUT_SECONDS = 30
 # `titans pipeline run --local` options the --param names map to (the rest are cluster-only parameters).
 LOCAL_FLAGS = {"rows": "--rows", "accounts": "--accounts", "seed": "--seed", "n_estimators": "--n-estimators",
                "cv_folds": "--cv-folds", "canary_percent": "--canary-percent"}
@@ -55,7 +57,31 @@ class PipelineRunner(Protocol):
     def in_flight(self, run_id: str) -> bool: ...
 
 
-def kfp_client(host: str) -> Any:
+_KFP_TIMEOUT = {"seconds": KFP_TIMEOUT_SECONDS}
+
+
+def _bound_kfp_requests(seconds: int) -> None:
+    """Give every KFP API call a timeout (``seconds``) unless the call sets its own.
+
+    Why: kfp.Client passes none to its HTTP client (and an explicit ``None`` overrides the socket default), so
+    a KFP API that accepts and never answers would hold the decision lock, and every later webhook, forever.
+    The trigger is a process of its own, so patching the generated REST client's one entry point is contained.
+    """
+    from kfp_server_api import rest
+
+    _KFP_TIMEOUT["seconds"] = seconds
+    original = rest.RESTClientObject.request
+    if getattr(original, "_titans_bounded", False):
+        return
+
+    def request(self: Any, *args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
+        return original(self, *args, _request_timeout=_request_timeout or _KFP_TIMEOUT["seconds"], **kwargs)
+
+    request._titans_bounded = True  # type: ignore[attr-defined]
+    rest.RESTClientObject.request = request
+
+
+def kfp_client(host: str, timeout_seconds: int = KFP_TIMEOUT_SECONDS) -> Any:
     """``kfp.Client`` for ``host``, authenticated by the projected service-account token when one is mounted.
 
     Why explicit: with a host given, kfp.Client reads no token by itself; KF_PIPELINES_SA_TOKEN_PATH (the
@@ -63,6 +89,8 @@ def kfp_client(host: str) -> Any:
     """
     import kfp
     from kfp.client import KF_PIPELINES_SA_TOKEN_ENV, ServiceAccountTokenVolumeCredentials
+
+    _bound_kfp_requests(timeout_seconds)
 
     token_path = os.environ.get(KF_PIPELINES_SA_TOKEN_ENV)
     if token_path and Path(token_path).is_file():
@@ -73,7 +101,8 @@ def kfp_client(host: str) -> Any:
 class KfpRunner:
     """Runs on a Kubeflow Pipelines endpoint, from the compiled package (pipelines/submit.py)."""
 
-    def __init__(self, host: str, package: Path, experiment: str, params: dict[str, Any]) -> None:
+    def __init__(self, host: str, package: Path, experiment: str, params: dict[str, Any],
+                 timeout_seconds: int = KFP_TIMEOUT_SECONDS) -> None:
         from pipelines.submit import build_submission
 
         if REASON_PARAM in params:
@@ -81,12 +110,13 @@ class KfpRunner:
         # Checked now, not at the first alert: a missing package or an unknown parameter stops the start.
         build_submission(package, experiment, params | {REASON_PARAM: ""}, None)
         self.host, self.package, self.experiment, self.params = host, package, experiment, dict(params)
+        self.timeout_seconds = timeout_seconds
         self._client: Any = None
 
     @property
     def client(self) -> Any:
         if self._client is None:  # made at first use: the trigger starts even while KFP is down
-            self._client = kfp_client(self.host)
+            self._client = kfp_client(self.host, self.timeout_seconds)
         return self._client
 
     def submit(self, reason: str, run_name: str) -> str:
@@ -204,7 +234,8 @@ class RetrainTrigger:
             return Decision("failed", alert.alertname, alert.fingerprint,
                             f"could not read the state of run {self.state.last_run_id}: {type(exc).__name__}: {exc}")
         if verdict != "submit":
-            return Decision(verdict, alert.alertname, alert.fingerprint, detail)
+            blocking = self.state.last_run_id if verdict == "in_flight" else None
+            return Decision(verdict, alert.alertname, alert.fingerprint, detail, blocking)
         run_name = f"titans-retrain-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(now))}"
         try:
             run_id = self.runner.submit(retrain_reason(alert), run_name)
