@@ -35,7 +35,7 @@ def _labels(args: argparse.Namespace) -> int:
     results = live_performance.evaluate_live(
         Path(args.scores or os.environ.get("TITANS_SCORE_LOG_DIR") or settings.home / "scores"),
         Path(args.models or settings.models_dir), labels_dir, pushgateway=args.pushgateway or None,
-        tracking_uri=args.mlflow_tracking_uri or None)
+        tracking_uri=args.mlflow_tracking_uri or None, namespace=args.namespace)
     summary["live"] = [{"model": r.model_name, "version": r.model_version, "metric": r.metric,
                         "live": r.live, "holdout": r.holdout, "decay": r.decay, "labelled_rows": r.labelled_rows}
                        for r in results]
@@ -83,6 +83,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(default $TITANS_HOME/models)")
     labels.add_argument("--pushgateway", default=os.environ.get("TITANS_PUSHGATEWAY_URL", ""),
                         help="Prometheus Pushgateway to push the live metrics to (default $TITANS_PUSHGATEWAY_URL)")
+    labels.add_argument("--namespace", default=os.environ.get("TITANS_NAMESPACE", ""),
+                        help="Kubernetes namespace the pushed series are labelled with (default $TITANS_NAMESPACE; "
+                        "the chart sets it)")
     labels.add_argument("--mlflow-tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", ""),
                         help="registry to read holdout metrics of versions with no local folder "
                         "(default $MLFLOW_TRACKING_URI)")

@@ -199,19 +199,23 @@ def test_delayed_labels_showing_decay_submit_one_run(loop: Loop) -> None:
     before = len(loop.runs())
     for run_id in (f"run-{i + 1}" for i in range(before)):
         loop.run_states[run_id] = "SUCCEEDED"
-    latest = loop.rows.tail(300)
-    for start in range(0, len(latest), 100):
-        send(loop.server_url, "titans-category", infer_request(latest.iloc[start:start + 100], CATEGORY_INPUTS))
+    # Scored rows drawn across the history (as steady traffic is), so the category model does not drift too.
+    scored = loop.rows.sample(300, random_state=5).sort_values("date")
+    for start in range(0, len(scored), 100):
+        send(loop.server_url, "titans-category", infer_request(scored.iloc[start:start + 100], CATEGORY_INPUTS))
+    sent = time.time()
     time.sleep(1.5)  # the score log flushes every second
-    export = _labels_export(loop, latest, loop.root / "later-export.csv")
-    # The previous run's cooldown must be over, or the trigger would rightly hold this one too.
+    export = _labels_export(loop, scored, loop.root / "later-export.csv")
+    # The previous run's cooldown must be over (or the trigger would rightly hold this one too), and the
+    # category rows must have left the drift window, so that only the decay can ask for this run.
     first_run = loop.runs()[0]["time"] if before else 0.0
-    time.sleep(max(0.0, first_run + COOLDOWN_SECONDS + 1 - time.time()))
+    window = float(DRIFT_VALUES["window"].rstrip("s"))
+    time.sleep(max(0.0, first_run + COOLDOWN_SECONDS + 1 - time.time(), sent + window + 4 - time.time()))
     pushed = time.time()
     labels = subprocess.run(
         [sys.executable, "-m", "titans.cli", "monitor", "labels", str(export), "--scores", str(loop.root / "scores"),
          "--pushgateway", loop.pushgateway],
-        capture_output=True, text=True, timeout=120, env={**_env(loop)})
+        capture_output=True, text=True, timeout=120, env=_env(loop))
     assert labels.returncode == 0, labels.stderr[-2000:]
     wait_until(lambda: len(loop.runs()) > before, 60, "a run submitted after the decay", interval=0.1)
     loop.timings["labels pushed -> run submitted (s)"] = loop.runs()[-1]["time"] - pushed

@@ -192,8 +192,13 @@ def grade(scores: pd.DataFrame, labels: pd.DataFrame,
     return results
 
 
-def push(results: Sequence[LivePerformance], gateway: str) -> None:
-    """Replace this job's group on the Pushgateway with the current figures."""
+def push(results: Sequence[LivePerformance], gateway: str, namespace: str = "") -> None:
+    """Replace this job's group on the Pushgateway with the current figures.
+
+    ``namespace`` becomes a grouping label, so every pushed series carries it (the Pushgateway adds
+    grouping labels to its series): prometheus-operator scopes an AlertmanagerConfig route to its
+    own namespace, and an alert without that label would never reach the retraining trigger.
+    """
     from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 
     registry = CollectorRegistry()
@@ -210,12 +215,16 @@ def push(results: Sequence[LivePerformance], gateway: str) -> None:
         if r.holdout is not None:
             holdout.labels(r.model_name, r.model_version, r.metric).set(r.holdout)
         rows.labels(r.model_name, r.model_version).set(r.labelled_rows)
-    push_to_gateway(gateway, job=PUSH_JOB, registry=registry, timeout=10)
+    grouping = {"namespace": namespace} if namespace else None
+    try:
+        push_to_gateway(gateway, job=PUSH_JOB, registry=registry, timeout=10, grouping_key=grouping)
+    except OSError as exc:
+        raise UserError(f"cannot push live metrics to {gateway}: {exc}") from None
 
 
 def evaluate_live(score_dir: Path, models_dir: Path, labels_dir: Path | None = None,
                   out_dir: Path | None = None, pushgateway: str | None = None,
-                  tracking_uri: str | None = None) -> list[LivePerformance]:
+                  tracking_uri: str | None = None, namespace: str = "") -> list[LivePerformance]:
     """Grade, write ``live_performance.json`` and (optionally) push; returns the figures.
 
     Holdout figures come from the local model folders, and, for versions not found there, from
@@ -237,5 +246,5 @@ def evaluate_live(score_dir: Path, models_dir: Path, labels_dir: Path | None = N
              for k, v in (asdict(r) | {"decay": r.decay}).items()} for r in results]
     (target / RESULT_FILE).write_text(json.dumps(rows, indent=1) + "\n")
     if pushgateway:
-        push(results, pushgateway)
+        push(results, pushgateway, namespace)
     return results
