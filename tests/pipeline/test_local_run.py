@@ -16,6 +16,10 @@ import yaml
 from titans import model_dir
 from titans.errors import UserError
 
+# What `titans retrain-trigger` passes; it must reach every model's lineage and MLflow run.
+TASKS = ("category", "amount", "anomaly", "cashflow", "recommend")
+REASON = "TitansFeatureDrift (feature=amount, model_name=titans-anomaly) firing since 2026-12-03T12:00:00Z"
+
 
 def _tree_digest(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -49,7 +53,8 @@ def first_run(home: Path) -> dict[str, Any]:
 
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        summary = run_local(rows=2500, accounts=2, n_estimators=20, cv_folds=2)
+        summary = run_local(rows=2500, accounts=2, small_accounts=30, n_estimators=20, cv_folds=2,
+                                retrain_reason=REASON)
         print_summary(summary)
     summary["printed"] = printed.getvalue()
     return summary
@@ -65,12 +70,12 @@ def test_run_prints_one_line_per_step_and_logs_the_rest(first_run: dict[str, Any
                   and "SUCCESS" in line]
     assert {line.split()[0] for line in step_lines} >= {"ingest-data", "build-features", "gate-report",
                                                           "deploy-models"}
-    assert {task for task in ("category", "amount", "anomaly", "cashflow")
-            if any(f"({task})" in line for line in step_lines)} == {"category", "amount", "anomaly", "cashflow"}
+    assert {task for task in TASKS
+            if any(f"({task})" in line for line in step_lines)} == set(TASKS)
     assert len(printed) <= 50, "\n".join(printed)
     # Report folders are named by the task they hold, whatever order kfp numbered the steps in.
     reports = first_run["reports"]["training"]
-    assert set(reports) == {"category", "amount", "anomaly", "cashflow"}
+    assert set(reports) == set(TASKS)
     for task, path in reports.items():
         folder = Path(path)
         assert folder.name == task and folder.is_dir()
@@ -79,14 +84,15 @@ def test_run_prints_one_line_per_step_and_logs_the_rest(first_run: dict[str, Any
 
 
 def test_local_run_trains_gates_and_deploys(first_run: dict[str, Any], home: Path) -> None:
-    assert first_run["data"]["rows_in"] == 2500
-    assert {row["model"] for row in first_run["metrics"]} == {"category", "amount", "anomaly", "cashflow"}
+    assert first_run["data"]["rows_in"] > 2500  # plus the 30 small-business accounts' purchases
+    assert {row["model"] for row in first_run["metrics"]} == set(TASKS)
     headline = {(r["model"], r["metric"]): r["baselines"] for r in first_run["metrics"]}
-    for key in (("category", "accuracy"), ("amount", "mae"), ("anomaly", "pr_auc"), ("cashflow", "mase")):
+    for key in (("category", "accuracy"), ("amount", "mae"), ("anomaly", "pr_auc"), ("cashflow", "mase"),
+                ("recommend", "ndcg_at_10")):
         assert headline[key] != "-", f"{key} is reported without its baseline"
     models = first_run["models"]
     assert {m["registered_name"] for m in models.values()} == {
-        "titans-category", "titans-amount", "titans-anomaly", "titans-cashflow"}
+        "titans-category", "titans-amount", "titans-anomaly", "titans-cashflow", "titans-recommend"}
     assert all(m["version"] == "1" for m in models.values())
     for task, m in models.items():
         deployed = first_run["deployments"][task]
@@ -96,11 +102,18 @@ def test_local_run_trains_gates_and_deploys(first_run: dict[str, Any], home: Pat
             assert manifest["kind"] == "InferenceService"
             # The storageUri is the registered version's folder in MLflow's artifact store: loadable as is.
             uri = manifest["spec"]["predictor"]["model"]["storageUri"]
-            assert model_dir.load(uri.removeprefix("file://")).metadata["name"] == f"titans-{task}"
+            loaded = model_dir.load(uri.removeprefix("file://")).metadata
+            assert loaded["name"] == f"titans-{task}" and loaded["lineage"]["retrain_reason"] == REASON
         else:
             assert deployed["action"] == "kept-previous" and not (home / "models" / task).exists()
     aliases = _aliases(first_run["mlflow_tracking_uri"])
     assert all(str(a.get("challenger")) == "1" for a in aliases.values())
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=first_run["mlflow_tracking_uri"], registry_uri=first_run["mlflow_tracking_uri"])
+    for m in models.values():
+        run_id = client.get_model_version(m["registered_name"], m["version"]).run_id
+        assert client.get_run(run_id).data.tags["retrain_reason"] == REASON, m["registered_name"]
     assert Path(first_run["reports"]["gate"]).read_text().startswith("# Training run")
 
 
