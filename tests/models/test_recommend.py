@@ -62,7 +62,7 @@ def test_beats_both_baselines_and_passes_the_gate(trained) -> None:
     assert str(client.get_model_version_by_alias("titans-recommend", "champion").version) == s["version"]
 
 
-def test_interaction_features_are_point_in_time(trained) -> None:
+def test_interaction_features_are_point_in_time(trained, monkeypatch: pytest.MonkeyPatch) -> None:
     """Feast's rows at a reference day equal the purchases strictly before that day (fraud left out)."""
     from titans.features.store import FeatureClient
     from titans.features.transaction import epoch_days
@@ -71,6 +71,7 @@ def test_interaction_features_are_point_in_time(trained) -> None:
     from titans.models.recommend import interaction_entities
 
     tmp, _ = trained
+    monkeypatch.setenv("TITANS_HOME", str(tmp / "home"))  # the trained home (each test gets a private one)
     clean = read_clean(tmp / "data")
     entities = interaction_entities(clean)
     fit = entities[entities["role"] == "fit"].head(400).reset_index(drop=True)
