@@ -72,7 +72,7 @@ def test_run_prints_one_line_per_step_and_logs_the_rest(first_run: dict[str, Any
                                                           "deploy-models"}
     assert {task for task in TASKS
             if any(f"({task})" in line for line in step_lines)} == set(TASKS)
-    assert len(printed) <= 50, "\n".join(printed)
+    assert len(printed) <= 60, "\n".join(printed)  # five models: 55 lines
     # Report folders are named by the task they hold, whatever order kfp numbered the steps in.
     reports = first_run["reports"]["training"]
     assert set(reports) == set(TASKS)
