@@ -26,6 +26,8 @@ RUN groupadd --gid 10001 titans \
 # Root-owned and read-only for the step's user: a step writes only to /var/titans (the data volume) and /tmp.
 COPY --from=build /app/.venv /app/.venv
 COPY feature_repo /app/feature_repo
+# The compiled pipeline the retraining trigger submits (not package data, so not in the venv).
+COPY pipelines/compiled/ /app/pipelines/compiled/
 WORKDIR /app
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \

@@ -19,8 +19,10 @@ $(VENV)/.installed: pyproject.toml uv.lock
 run: install ## the main job on embedded defaults: the training pipeline through kfp.local
 	$(VENV)/bin/titans pipeline run --local
 
+# Two workers, each folder on one of them (tests/conftest.py): one folder's waits overlap another's CPU work.
+TEST_WORKERS ?= 2
 test: install ## the whole test suite
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 lint: install
 	$(VENV)/bin/ruff check .

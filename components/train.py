@@ -23,12 +23,14 @@ def train_model(
     metrics: Output[Metrics],
     classification: Output[ClassificationMetrics],
     report: Output[Markdown],
+    retrain_reason: str = "",
 ) -> str:
     """Train ``task``; the model directory is the Model artifact; returns the summary as JSON.
 
     Registration puts the new version under the alias ``challenger``; the gate (absolute
     thresholds, no worse than ``champion`` beyond a tolerance) decides whether it also becomes
-    ``champion``, and its reasons travel in the summary.
+    ``champion``, and its reasons travel in the summary. ``retrain_reason`` (the alert that asked for
+    this run, empty otherwise) goes into the lineage and the MLflow tags.
     """
     import json
     import os
@@ -53,7 +55,8 @@ def train_model(
                       data_dir=Path(clean_data.path),
                       tracking_uri=mlflow_tracking_uri or None, gate_config=gate_file or None,
                       extra_lineage={"feature_data_hash": lineage.get("data_hash"),
-                                     "clean_data_uri": clean_data.uri})
+                                     "clean_data_uri": clean_data.uri,
+                                     "retrain_reason": retrain_reason})
     summary = train_task(task, read_clean(clean_data.path), FeatureClient(), cfg)
 
     for key, value in summary["metrics"].items():

@@ -21,3 +21,7 @@ serve: install ## serve the trained model directories over V2 REST + gRPC (Ctrl-
 
 bench-serving: install ## the real models, titans runtime vs MLServer, enrichment in process vs transformer (loopback only)
 	$(PY) bench/bench_serving.py --out-dir bench/results $(BENCH_SERVING_ARGS)
+
+.PHONY: bench-drift
+bench-drift: install ## cost of drift counters and the score log per request, on $(TITANS_HOME)/models (bench/results/drift.*)
+	$(PY) bench/bench_drift.py

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 
@@ -21,7 +20,8 @@ def _run(args: argparse.Namespace) -> int:
     with home_lock.hold(home_lock.command_line()):
         summary = run_local(data=args.data, rows=args.rows, accounts=args.accounts, seed=args.seed,
                             n_estimators=args.n_estimators, cv_folds=args.cv_folds, gate_config=gate,
-                            canary_percent=args.canary_percent, runner=args.runner)
+                            canary_percent=args.canary_percent, runner=args.runner,
+                            retrain_reason=args.retrain_reason)
     if args.json:
         print_json(summary)
     else:
@@ -39,21 +39,10 @@ def _compile(args: argparse.Namespace) -> int:
 
 def _submit(args: argparse.Namespace) -> int:
     from pipelines.compile import TRAINING_YAML
-    from pipelines.submit import build_submission, submit
+    from pipelines.submit import build_submission, parse_params, submit
     from titans.cli import print_json
-    from titans.errors import UserError
 
-    params = {}
-    for item in args.param or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise UserError(f"--param {item!r}: expected NAME=VALUE")
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            parsed = value
-        # Numbers and booleans travel typed; JSON objects stay text (gate_config is a string parameter).
-        params[key] = value if isinstance(parsed, dict | list) else parsed
+    params = parse_params(args.param)
     sub = build_submission(Path(args.package) if args.package else TRAINING_YAML, args.experiment, params,
                            args.schedule, args.run_name)
     print_json(submit(args.host, sub))
@@ -81,6 +70,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--runner", choices=("subprocess", "docker"), default="subprocess",
                      help="subprocess: steps in this environment (default, make run); docker: each step in the "
                      "project image through a Docker engine (make run-containers)")
+    run.add_argument("--retrain-reason", default="", help="why this run retrains (recorded in each model's "
+                     "lineage and MLflow tags; `titans retrain-trigger` sets it from the alert)")
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
     run.set_defaults(handler=_run)
 

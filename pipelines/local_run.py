@@ -133,7 +133,7 @@ def _docker_runner(home: Path) -> Any:
 
 def run_local(data: list[str] | None = None, rows: int = 20000, accounts: int = 3, seed: int = 7,
               fraud_rate: float = 0.02, n_estimators: int = 200, cv_folds: int = 3, gate_config: str = "{}",
-              canary_percent: int = 10, runner: str = "subprocess") -> dict[str, Any]:
+              canary_percent: int = 10, runner: str = "subprocess", retrain_reason: str = "") -> dict[str, Any]:
     """Run the whole pipeline locally; return the closing summary (raises ``UserError`` on a failed step).
 
     ``runner``: ``subprocess`` (steps in this environment, ``make run``) or ``docker`` (each step in the
@@ -174,7 +174,7 @@ def run_local(data: list[str] | None = None, rows: int = 20000, accounts: int = 
     params = dict(source_uri=",".join(sources), rows=rows, accounts=accounts, seed=seed, fraud_rate=fraud_rate,
                   titans_home=step_home, mlflow_tracking_uri=mlflow_uri,
                   gate_config=gate_config, n_estimators=n_estimators, cv_folds=cv_folds,
-                  canary_percent=canary_percent)
+                  canary_percent=canary_percent, retrain_reason=retrain_reason)
     started = time.time()
     log_path = home / "logs" / f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,26 @@ class Submission:
     max_concurrency: int = 1
 
 
+def parse_params(items: list[str] | None) -> dict[str, Any]:
+    """``NAME=VALUE`` flags -> parameters; numbers and booleans travel typed, JSON objects stay text.
+
+    Why objects stay text: gate_config is a string parameter holding JSON.
+    """
+    import json
+
+    params: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--param {item!r}: expected NAME=VALUE")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        params[key] = value if isinstance(parsed, dict | list) else parsed
+    return params
+
+
 def build_submission(package: Path, experiment: str, params: dict[str, Any], schedule: str | None,
                      run_name: str | None = None) -> Submission:
     """Validate and assemble a submission (package exists, parameters known, cron well-formed)."""

@@ -56,8 +56,13 @@ def training_pipeline(
     namespace: str = "titans",
     prometheus_url: str = "",
     canary_window_seconds: int = 600,
+    retrain_reason: str = "",
 ) -> None:
-    """Parameters: data location (empty = generate), thresholds (gate JSON), canary percent, MLflow URI."""
+    """Parameters: data location (empty = generate), thresholds (gate JSON), canary percent, MLflow URI.
+
+    ``retrain_reason``: why this run retrains (the alert, from ``titans retrain-trigger``); empty for a
+    scheduled or manual run. It is recorded in every model's lineage and MLflow tags.
+    """
     ingest = ingest_data(source_uri=source_uri, rows=rows, accounts=accounts, seed=seed, fraud_rate=fraud_rate,
                          titans_home=titans_home).set_display_name("ingest")
     _on_cluster(ingest, "1", "2Gi")
@@ -68,7 +73,7 @@ def training_pipeline(
         step = train_model(task=task, clean_data=ingest.outputs["clean_data"],
                            feature_summary=features.outputs["feature_summary"], titans_home=titans_home,
                            mlflow_tracking_uri=mlflow_tracking_uri, gate_config=gate_config,
-                           n_estimators=n_estimators, cv_folds=cv_folds)
+                           n_estimators=n_estimators, cv_folds=cv_folds, retrain_reason=retrain_reason)
         # No retries: a retry after registration would register (and gate) a second version.
         trained[task] = _on_cluster(step.set_display_name(f"train {task}"), "2", "6Gi", retries=0)
     gate = gate_report(**{t: trained[t].outputs["Output"] for t in TASKS}).set_display_name("evaluate and gate")

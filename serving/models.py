@@ -35,9 +35,11 @@ from kserve.model import InferenceVerb
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
 from serving.config import DEFAULT_MAX_BATCH_ROWS, METADATA_FILE, EnrichmentMode
+from serving.drift import drift_counters
 from serving.enrich import Enricher, EnrichmentError, feature_specs
 from serving.fastpath import FastPredictor, build_fast_predictor
 from serving.metrics import ModelMetrics, titans_metrics
+from serving.score_log import ScoreLog, score_log
 from serving.storage import resolve_model_uri
 from serving.tensors import TensorSpec, infer_outputs, specs_from_metadata
 from serving.validation import (
@@ -48,6 +50,7 @@ from serving.validation import (
     decode_inputs,
 )
 from titans.errors import UserError
+from titans.monitoring.reference import REFERENCE_FILE, load_reference
 
 logger = logging.getLogger("titans.serving")
 
@@ -106,6 +109,7 @@ class TitansModel(Model):
         self._numeric_columns: tuple[str, ...] = ()
         self.enrichment_used = EnrichmentMode.NONE  # what load() chose: cash flow never looks features up
         self.fast: FastPredictor | None = None  # the array path, when the model directory allows one
+        self._score_log: ScoreLog | None = None  # scored rows for delayed labels (TITANS_SCORE_LOG_DIR)
 
     # ----------------------------------------------------------------- loading and readiness
     def load(self) -> bool:
@@ -168,7 +172,25 @@ class TitansModel(Model):
         self.version = os.environ.get("TITANS_MODEL_VERSION") or str(metadata.get("version", "unknown"))
         self.rules = self.input_rules(metadata)
         self.fast = self.fast_predictor(loaded)
+        self._watch_drift(local)
+        self._score_log = score_log()
         self.on_loaded()
+
+    def _watch_drift(self, local: Path) -> None:
+        """Count served rows into the drift reference's bins (``serving.drift``) if the folder has one.
+
+        A model without a reference (trained before references existed) or with an unreadable
+        one still serves; the line says that its drift is not watched.
+        """
+        try:
+            reference = load_reference(local)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            logger.error("model %s: drift reference unreadable, drift not counted: %s", self.name, exc)
+            return
+        if reference is None:
+            logger.warning("model %s: no %s in %s, drift not counted", self.name, REFERENCE_FILE, local)
+            return
+        drift_counters().add_model(self.name, self.version, reference)
 
     def fast_predictor(self, loaded: Any) -> FastPredictor | None:
         """The array path for this model (``serving.fastpath``); None keeps the DataFrame path.
@@ -297,6 +319,9 @@ class TitansModel(Model):
         metrics = self.metrics
         metrics.rows_ok.inc(_rows(columns))
         metrics.input_features({name: columns[name] for name in self._numeric_columns if name in columns})
+        drift_counters().observe(self.name, self.version, self.task, columns, outputs)
+        if self._score_log is not None:
+            self._score_log.record(self.task, self.name, self.version, columns, outputs)
 
 
 class CategoryModel(TitansModel):

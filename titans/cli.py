@@ -27,6 +27,8 @@ AREA_MODULES = (
     "serving.cli",
     "titans.cli_deploy",
     "titans.cli_canary",
+    "titans.cli_monitor",
+    "titans.cli_trigger",
     "titans.cli_bench",
 )
 

@@ -108,6 +108,7 @@ def save(
     baselines: dict[str, Any],
     lineage: dict[str, Any],
     extra: dict[str, Any] | None = None,
+    files: dict[str, str] | None = None,
 ) -> Path:
     """Write ``model`` and its metadata to ``path`` (replacing what was there) and return it.
 
@@ -138,6 +139,8 @@ def save(
         "model": extra or {},
     }
     joblib.dump(model, tmp / MODEL_FILE)
+    for name, text in (files or {}).items():
+        (tmp / name).write_text(text)
     (tmp / METADATA).write_text(json.dumps(_plain(metadata), indent=2, sort_keys=True) + "\n")
     if path.exists():
         import shutil

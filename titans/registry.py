@@ -246,7 +246,9 @@ def log_and_register(
     champ_version, champ_metrics = champion(name)
     with mlflow.start_run(run_name=f"{task}") as run:
         mlflow.set_tags({"task": task, "data_hash": str(lineage.get("data_hash")),
-                         "feature_service": str(lineage.get("feature_service"))})
+                         "feature_service": str(lineage.get("feature_service"))}
+                        # Why this version exists when an alert asked for it (titans retrain-trigger).
+                        | ({"retrain_reason": str(lineage["retrain_reason"])} if lineage.get("retrain_reason") else {}))
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
         mlflow.log_metrics(_flat(result["metrics"], result["baselines"]))
         mlflow.log_dict(result, "evaluation.json")

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from titans.errors import UserError
+from titans.monitoring.reference import REFERENCE_FILE
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +180,10 @@ def _anomaly(ts: pd.DataFrame, cfg: TrainConfig, plot_dir: Path) -> tuple[Any, d
     known = y is not None and y.notna().all() and y.nunique() == 2
     scores = {"anomaly_score": out["anomaly_score"], "isolation_forest": parts["isolation_forest"]}
     result = evaluation.anomaly_metrics(y.astype(int).to_numpy() if known else None, scores, zscore)
+    if known:  # the served decision's quality, what delayed labels are later compared with
+        from titans.monitoring.live_performance import flagged_metrics
+
+        result["metrics"] |= flagged_metrics(y.astype(int).to_numpy(), out["risk_level"])
     result["model"] = model.describe()
     figs = {}
     if known:
@@ -300,7 +305,9 @@ def train_task(task: str, clean: pd.DataFrame, client: Any, cfg: TrainConfig,
     path = model_dir.save(
         model, (stage_dir or out_dir) / task, task, version="unregistered", features=features,
         metrics=result["metrics"], baselines=result["baselines"], lineage=lineage, extra=described,
+        files={REFERENCE_FILE: _drift_reference(task, model, ts)},
     )
+    drift_path = path / REFERENCE_FILE
     report_path = report.write(
         plot_dir / "report.md", f"titans-{task}: holdout evaluation",
         {"data hash": lineage["data_hash"], "feature service": lineage["feature_service"],
@@ -323,7 +330,7 @@ def train_task(task: str, clean: pd.DataFrame, client: Any, cfg: TrainConfig,
             task, model_dir.registered_name(task), path, result,
             params={"task": task, "test_fraction": cfg.test_fraction, "cv_folds": cfg.cv_folds,
                     "n_estimators": cfg.n_estimators, "seed": cfg.seed} | _model_params(result["model"]),
-            lineage=lineage, input_example=example, artifacts=[*figs.values(), report_path],
+            lineage=lineage, input_example=example, artifacts=[*figs.values(), report_path, drift_path],
             gate=registry.GateConfig.load(cfg.gate_config), training_data=ts.head(10000),
         )
         summary |= reg
@@ -331,6 +338,18 @@ def train_task(task: str, clean: pd.DataFrame, client: Any, cfg: TrainConfig,
         summary |= {"registered_name": model_dir.registered_name(task), "version": None, "alias": None}
     summary["seconds"] = round(time.perf_counter() - started, 2)
     return summary
+
+
+def _drift_reference(task: str, model: Any, ts: pd.DataFrame) -> str:
+    """The model's drift reference (``titans.monitoring.reference``) as the JSON saved in its folder.
+
+    Why from ``ts``: the served model is the refit on all of ``ts``, so its training distribution
+    is what live traffic is compared with.
+    """
+    from titans.monitoring import reference
+
+    predictions = reference.reference_predictions(task, model, ts)
+    return reference.dumps(reference.build_reference(task, ts, predictions))
 
 
 def _model_params(described: dict[str, Any]) -> dict[str, Any]:

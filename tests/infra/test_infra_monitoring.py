@@ -12,9 +12,8 @@ import json
 import re
 from pathlib import Path
 
-import pytest
 import yaml
-from infra_helpers import CHART, MONITORING, REPO, run, tool
+from infra_helpers import CHART, MONITORING, REPO, run
 
 RULES = CHART / "files" / "prometheus-rules.yaml"
 DASHBOARD = CHART / "files" / "dashboards" / "titans-finance.json"
@@ -23,16 +22,11 @@ RULE_TESTS = MONITORING / "tests" / "alerts.test.yaml"
 CONTRACT_SERIES = {
     "titans_predictions_total", "titans_request_errors_total", "titans_request_latency_seconds",
     "titans_predicted_class_total", "titans_anomaly_score", "titans_risk_level_total",
-    "titans_predicted_amount", "titans_input_feature", "up",
+    "titans_predicted_amount", "titans_input_feature", "titans_drift_rows_total", "titans_drift_reference_ratio",
+    "titans_live_metric", "titans_live_metric_holdout", "titans_live_labelled_rows", "up",
 }
 
 
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    found = tool("promtool")
-    if found is None:
-        pytest.skip("promtool not installed (Debian: apt-get install prometheus); alert rules not checked")
-    return found
 
 
 def series_names(expr: str) -> set[str]:

@@ -16,6 +16,9 @@ import yaml
 from titans import model_dir
 from titans.errors import UserError
 
+# What `titans retrain-trigger` passes; it must reach every model's lineage and MLflow run.
+REASON = "TitansFeatureDrift (feature=amount, model_name=titans-anomaly) firing since 2026-12-03T12:00:00Z"
+
 
 def _tree_digest(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -49,7 +52,7 @@ def first_run(home: Path) -> dict[str, Any]:
 
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        summary = run_local(rows=2500, accounts=2, n_estimators=20, cv_folds=2)
+        summary = run_local(rows=2500, accounts=2, n_estimators=20, cv_folds=2, retrain_reason=REASON)
         print_summary(summary)
     summary["printed"] = printed.getvalue()
     return summary
@@ -96,11 +99,18 @@ def test_local_run_trains_gates_and_deploys(first_run: dict[str, Any], home: Pat
             assert manifest["kind"] == "InferenceService"
             # The storageUri is the registered version's folder in MLflow's artifact store: loadable as is.
             uri = manifest["spec"]["predictor"]["model"]["storageUri"]
-            assert model_dir.load(uri.removeprefix("file://")).metadata["name"] == f"titans-{task}"
+            loaded = model_dir.load(uri.removeprefix("file://")).metadata
+            assert loaded["name"] == f"titans-{task}" and loaded["lineage"]["retrain_reason"] == REASON
         else:
             assert deployed["action"] == "kept-previous" and not (home / "models" / task).exists()
     aliases = _aliases(first_run["mlflow_tracking_uri"])
     assert all(str(a.get("challenger")) == "1" for a in aliases.values())
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=first_run["mlflow_tracking_uri"], registry_uri=first_run["mlflow_tracking_uri"])
+    for m in models.values():
+        run_id = client.get_model_version(m["registered_name"], m["version"]).run_id
+        assert client.get_run(run_id).data.tags["retrain_reason"] == REASON, m["registered_name"]
     assert Path(first_run["reports"]["gate"]).read_text().startswith("# Training run")
 
 

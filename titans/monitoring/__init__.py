@@ -1,0 +1,1 @@
+"""Model health in production: drift references, live performance, and the retraining trigger."""
