@@ -58,10 +58,11 @@ def main() -> None:
         cmd = [sys.executable, "-m", "titans.cli", "pipeline", "run", "--local", "--rows", str(args.rows),
                *args.extra]
         proc = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True, env=env)
+        # The run prints where kfp.local's own output went (pipelines/local_run.py); its step lines are there,
+        # inside the temporary home, so they are read before it is removed.
+        log_line = re.search(r"full output: (\S+)", proc.stderr)
+        steps = step_times(Path(log_line.group(1)).read_text() if log_line else proc.stderr)
     measured = json.loads(proc.stdout.strip().splitlines()[-1])
-    # The run prints where kfp.local's own output went (pipelines/local_run.py); its step lines are there.
-    log_line = re.search(r"full output: (\S+)", proc.stderr)
-    steps = step_times(Path(log_line.group(1)).read_text() if log_line else proc.stderr)
     load = os.getloadavg()
     result = {"rows": args.rows, **measured, "steps_s": steps, "load_avg_1m_at_end": round(load[0], 2)}
     RESULTS.mkdir(exist_ok=True)

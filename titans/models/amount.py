@@ -65,12 +65,15 @@ class PriorModel:
         row-by-row similarity matrix grows with the square of the data (gigabytes at 20k rows).
         """
         text = text_of(frame)
-        self.vectorizer = FeatureUnion(
-            [
-                ("words", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)),
-                ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)),
-            ]
-        ).fit(text)
+        self.vectorizer = fit_as_on_rows(
+            FeatureUnion(
+                [
+                    ("words", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)),
+                    ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)),
+                ]
+            ),
+            text,
+        )
         spend = np.asarray(log_spend, dtype=float)
         pairs = pd.DataFrame({"text": text.to_numpy(), "category": frame["category"].to_numpy(dtype=object),
                               "y": spend}).groupby(["text", "category"], sort=True)["y"].agg(["mean", "count"])
@@ -97,8 +100,9 @@ class PriorModel:
         u_prior = pd.Series(u_cat).map(self.category_median).fillna(self.global_median).to_numpy(float)
         sims = (self.vectorizer.transform(u_text) @ self.matrix.T).toarray() / 2.0  # two unit blocks
         text_prior, support, best_sim = u_prior.copy(), np.zeros(len(uniques)), np.zeros(len(uniques))
+        members = {cat: np.flatnonzero(self.categories == cat) for cat in set(u_cat.tolist())}
         for i, cat in enumerate(u_cat):
-            idx = np.flatnonzero(self.categories == cat)
+            idx = members[cat]
             if len(idx) == 0:
                 continue
             counts = self.counts[idx]
@@ -107,6 +111,30 @@ class PriorModel:
                 sims[i, idx], counts, self.log_spend[idx], support[i], self.neighbours, u_prior[i]
             )
         return cat_prior, text_prior[codes], support[codes], best_sim[codes]
+
+
+def fit_as_on_rows(union: FeatureUnion, text: pd.Series) -> FeatureUnion:
+    """``union.fit(text)`` from the distinct texts and their row counts: the same vocabulary and idf.
+
+    Why: exports repeat a few thousand descriptions across hundreds of thousands of rows, and
+    n-gram counting of every row was most of the amount model's training time. The vocabulary
+    of the distinct texts is the rows' vocabulary; each term's document frequency is the sum of
+    the row counts of the distinct texts holding it, put into TF-IDF's smoothed idf formula
+    (``TfidfTransformer.fit``: ln((1 + n) / (1 + df)) + 1) over all ``n`` rows.
+    """
+    counts = text.value_counts(sort=False)
+    distinct = counts.index.to_series(index=None).reset_index(drop=True)
+    weights = counts.to_numpy(dtype=np.float64)
+    union.fit(distinct[:1])  # the union's own fitted state; each part is refitted on all distinct texts below
+    for _, vectorizer in union.transformer_list:
+        present = vectorizer.fit_transform(distinct).tocsc()
+        present.data[:] = 1.0
+        df = present.T @ weights + 1.0  # smooth_idf: one extra document holding every term
+        idf = np.full_like(df, fill_value=float(len(text) + 1))
+        idf /= df
+        np.log(idf, out=idf)
+        vectorizer.idf_ = idf + 1.0
+    return union
 
 
 def neighbour_prior(

@@ -1,0 +1,57 @@
+"""Training-cost shortcuts that must not change the model: TF-IDF from distinct texts, CV on a sample."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.pipeline import FeatureUnion
+
+from titans.models.common import expenses, text_of
+
+
+@pytest.fixture(scope="module")
+def rows(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    """Generated expenses (repeating descriptions, typos, card descriptors) from the clean table."""
+    from titans.generate import GenerateConfig, write_csv
+    from titans.ingest import ingest, read_clean
+
+    tmp = tmp_path_factory.mktemp("cost")
+    write_csv(GenerateConfig(rows=3000, accounts=2, seed=11), tmp / "raw.csv")
+    ingest([tmp / "raw.csv"], tmp / "data")
+    return expenses(read_clean(tmp / "data"))
+
+
+def _union() -> FeatureUnion:
+    return FeatureUnion([("words", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)),
+                         ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True))])
+
+
+def test_tfidf_fitted_on_distinct_texts_equals_the_fit_on_every_row(rows: pd.DataFrame) -> None:
+    from titans.models.amount import fit_as_on_rows
+
+    text = text_of(rows)
+    assert text.nunique() < len(text) / 2  # the shortcut only matters, and is only tested, with repeats
+    on_rows, on_distinct = _union().fit(text), fit_as_on_rows(_union(), text)
+    for (_, a), (_, b) in zip(on_rows.transformer_list, on_distinct.transformer_list, strict=True):
+        assert a.vocabulary_ == b.vocabulary_
+        np.testing.assert_allclose(b.idf_, a.idf_, rtol=0, atol=1e-12)
+    probe = pd.concat([text.head(200), pd.Series(["office365 subscription", "unseen words entirely"])])
+    assert abs(on_rows.transform(probe) - on_distinct.transform(probe)).max() < 1e-12
+
+
+def test_category_candidates_compete_on_a_sample_and_a_single_one_skips_cv(rows: pd.DataFrame) -> None:
+    from titans.models.category import CategoryModel
+
+    model = CategoryModel(cv_folds=2, cv_max_rows=600, candidates=("logreg_c10", "logreg_c30")).fit(
+        rows, rows["category"])
+    assert model.cv_rows == 600 and set(model.cv_scores) == {"logreg_c10", "logreg_c30"}
+    assert model.chosen == max(model.cv_scores, key=lambda n: (model.cv_scores[n], n == "logreg_c10"))
+    # The winner is refitted on every row, not on the sample.
+    assert model.pipeline.named_steps["features"].n_features_in_ > 0
+    assert set(model.classes) == set(rows["category"].astype(str))
+    single = CategoryModel(cv_folds=2, candidates=(model.chosen,)).fit(rows, rows["category"])
+    assert single.cv_scores == {} and single.cv_rows == 0 and single.chosen == model.chosen
+    np.testing.assert_allclose(single.predict_proba(rows.head(50)).to_numpy(),
+                               model.predict_proba(rows.head(50)).to_numpy(), atol=1e-9)
