@@ -28,6 +28,7 @@ for folder in (HERE.parent / "serving", HERE.parent / "infra"):
         sys.path.insert(0, str(folder))
 
 from infra_helpers import CHART, find, load_values, render_chart  # noqa: E402
+from monitoring_servers import stop_process  # noqa: E402
 from serving_harness import ServerProcess, free_port, start_server  # noqa: E402
 
 ROWS, ACCOUNTS, SEED = 2500, 2, 11
@@ -99,12 +100,7 @@ def _process(command: list[str], log: Path, ready_url: str) -> Iterator[None]:
         _wait_http(ready_url, process, log)
         yield
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 @contextmanager

@@ -75,7 +75,8 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 10 s: how every server of these suites is stopped."""
     if process.poll() is None:
         process.terminate()
         try:
@@ -126,7 +127,7 @@ def start_alertmanager(webhook_url: str, tmp_path: Path, group_wait: str = "100m
             time.sleep(0.05)
         if process.poll() is None and _ready(f"{url}/-/ready"):
             break
-        _stop(process)
+        stop_process(process)
         process = None
     if process is None:
         log.close()
@@ -134,7 +135,7 @@ def start_alertmanager(webhook_url: str, tmp_path: Path, group_wait: str = "100m
     try:
         yield url
     finally:
-        _stop(process)
+        stop_process(process)
         log.close()
 
 
@@ -199,4 +200,4 @@ def start_trigger(tmp_path: Path, *target: str, cooldown_seconds: float = 3600, 
         wait_until(lambda: _ready(f"{url}/healthz"), STARTUP_SECONDS, "the retrain-trigger's /healthz")
         yield TriggerServer(url=url, log=log, state_file=state)
     finally:
-        _stop(process)
+        stop_process(process)
