@@ -22,7 +22,7 @@ run: install ## the main job on embedded defaults: the training pipeline through
 # Two workers, each folder on one of them (tests/conftest.py): one folder's waits overlap another's CPU work.
 TEST_WORKERS ?= 2
 test: install ## the whole test suite
-	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -26,7 +26,7 @@ def test_pipeline_in_containers_decides_as_the_subprocess_run(
     decisions = {task: (m["alias"], (m["gate"] or {}).get("decision")) for task, m in summary["models"].items()}
     expected = {task: (m["alias"], (m["gate"] or {}).get("decision")) for task, m in reference["models"].items()}
     assert decisions == expected
-    assert set(decisions) == {"category", "amount", "anomaly", "cashflow"}
+    assert set(decisions) == {"category", "amount", "anomaly", "cashflow", "recommend"}
     assert summary["data"]["rows_clean"] == reference["data"]["rows_clean"] > 0
     assert {t: d.get("action") for t, d in summary["deployments"].items()} == \
         {t: d.get("action") for t, d in reference["deployments"].items()}
