@@ -415,16 +415,11 @@ class AmountFast:
         self.vectors = [TfidfRows(t) for _, t in union.transformer_list]
         self.median = dict(prior.category_median)
         self.global_median = float(prior.global_median)
-        self.neighbours = prior.neighbours
-        self.by_category = {}
-        for cat in np.unique(prior.categories):
-            idx = np.flatnonzero(prior.categories == cat)
-            self.by_category[cat] = (idx, prior.counts[idx], prior.log_spend[idx], float(prior.counts[idx].sum()),
-                                     prior.matrix[idx].T.tocsr())
+        self.prior = prior
+        prior.category_pairs()  # built at load, not on the first request
         # (text, category) -> (text prior, support, trust): a pure function of the fitted prior
         self._priors: dict[tuple[str, str], tuple[float, float, float]] = {}
         self.payments = amount.PAYMENTS
-        self.neighbour_prior = amount.neighbour_prior
         self.service = amount.SERVICE
 
     def priors(self, columns: Mapping[str, np.ndarray]) -> tuple[np.ndarray, ...]:
@@ -445,20 +440,13 @@ class AmountFast:
         for cat, positions in todo.items():
             # Similarities only against the pairs of the row's own category: the same products
             # summed in the same order as the full matrix product, ~20x less work.
-            fallback = self.median.get(cat, self.global_median)
-            found = self.by_category.get(cat)
-            if found is None:
-                for i in positions:
-                    text_prior[i] = fallback
-                    self._remember(uniq[i], (fallback, 0.0, 0.0))
-                continue
-            idx, counts, log_spend, total, matrix_t = found
-            vectors = sp.hstack([v.matrix([uniq[i][0] for i in positions]) for v in self.vectors], format="csr")
-            sims = (vectors @ matrix_t).toarray() / 2.0
+            texts = [uniq[i][0] for i in positions]
+            vectors = (sp.hstack([v.matrix(texts) for v in self.vectors], format="csr")
+                       if cat in self.prior.category_pairs() else None)
+            found = self.prior.category_priors(cat, vectors, len(positions))
             for row, i in enumerate(positions):
-                prior, trust = self.neighbour_prior(sims[row], counts, log_spend, total, self.neighbours, fallback)
-                text_prior[i], support[i], best_sim[i] = prior, total, trust
-                self._remember(uniq[i], (prior, total, trust))
+                text_prior[i], support[i], best_sim[i] = (float(v[row]) for v in found)
+                self._remember(uniq[i], (text_prior[i], support[i], best_sim[i]))
         return cat_prior, text_prior[codes], support[codes], best_sim[codes]
 
     def _remember(self, key: tuple[str, str], value: tuple[float, float, float]) -> None:
@@ -648,22 +636,24 @@ class AnomalyFast:
         score = model._mix(parts)
         out = {"anomaly_score": np.clip(score, 0.0, 1.0), "risk_level": model.risk_level(score)}
         if wanted is None or "top_factors" in wanted:
-            out["top_factors"] = np.asarray([json.dumps(f) for f in self.factors(values)], dtype=object)
+            out["top_factors"] = np.asarray([json.dumps(f) for f in self.factors(values, score)], dtype=object)
         return out
 
-    def factors(self, values: np.ndarray) -> list[list[dict[str, Any]]]:
-        """``AnomalyModel._factors`` from the design matrix (contributions, then the top three)."""
+    def factors(self, values: np.ndarray, score: np.ndarray) -> list[list[dict[str, Any]]]:
+        """``AnomalyModel._factors`` from the design matrix: the flagged rows' top three contributions."""
         model = self.model
-        if self.booster is not None:
-            import xgboost as xgb
+        if self.booster is None:
+            return model.explain(values, score, model.robust_contributions)
+        import xgboost as xgb
 
+        booster = self.booster
+
+        def contributions(picked: np.ndarray) -> np.ndarray:
             # No names (setting them validates each, ~0.4 ms; the columns are in the booster's order) and one
             # thread: building a DMatrix of a few rows on an OpenMP pool costs more than it saves.
-            matrix = xgb.DMatrix(values, nthread=1)
-            contrib = self.booster.predict(matrix, pred_contribs=True, validate_features=False)[:, :-1]
-        else:
-            contrib = np.abs(values - model.median) / model.scale
-        return model.top_factors(values, contrib)
+            return booster.predict(xgb.DMatrix(picked, nthread=1), pred_contribs=True, validate_features=False)[:, :-1]
+
+        return model.explain(values, score, contributions)
 
 
 # ------------------------------------------------------------------------------ cash flow

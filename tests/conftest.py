@@ -37,6 +37,7 @@ def titans_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the marker into the group
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``), keep each test folder on one worker.
 

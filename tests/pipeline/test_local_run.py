@@ -118,9 +118,12 @@ def test_local_run_trains_gates_and_deploys(first_run: dict[str, Any], home: Pat
 
 
 def test_failing_step_names_itself_and_changes_nothing(first_run: dict[str, Any], home: Path,
-                                                       tmp_path: Path) -> None:
+                                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from pipelines.local_run import run_local
 
+    # The failing run goes to the home of the good run (the autouse fixture gave this test an empty one).
+    monkeypatch.setenv("TITANS_HOME", str(home))
+    assert (home / "models").is_dir()
     before_models = _tree_digest(home / "models")
     before_aliases = _aliases(first_run["mlflow_tracking_uri"])
     empty = tmp_path / "empty.csv"

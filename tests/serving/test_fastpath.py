@@ -79,14 +79,23 @@ def test_fast_path_answers_as_the_reference_path_on_the_holdout(
             np.testing.assert_allclose(values, expected, rtol=1e-9, atol=1e-9, err_msg=f"{task} {name}")
 
 
-def test_anomaly_factors_are_skipped_only_when_not_asked_for(
+def test_anomaly_factors_explain_the_flagged_rows_and_are_skipped_when_not_asked_for(
     loaded: dict, expense_rows: pd.DataFrame, feature_client: Any
 ) -> None:
-    columns = served_columns("anomaly", loaded["anomaly"], expense_rows.tail(50), feature_client)
+    import json
+
+    _, holdout = time_split(expense_rows)
+    columns = served_columns("anomaly", loaded["anomaly"], holdout, feature_client)
     fast = build_fast_predictor("anomaly", loaded["anomaly"].model)
     full, scores_only = fast.predict(columns), fast.predict(columns, frozenset({"anomaly_score"}))
     assert "top_factors" in full and "top_factors" not in scores_only
     np.testing.assert_array_equal(full["anomaly_score"], scores_only["anomaly_score"])
+    factors = [json.loads(f) for f in full["top_factors"]]
+    flagged = full["risk_level"] != "low"
+    assert 0 < flagged.sum() < len(flagged), "the holdout should hold flagged and unflagged rows"
+    assert all(f == [] for f, up in zip(factors, flagged, strict=True) if not up)
+    # Flagged rows owe their score to something: nearly all of them name at least one factor.
+    assert np.mean([bool(f) for f, up in zip(factors, flagged, strict=True) if up]) > 0.9
 
 
 def assert_same_columns(got: dict[str, np.ndarray], expected: pd.DataFrame, what: str) -> None:

@@ -76,16 +76,14 @@ def check_outputs(model: str, out: dict[str, np.ndarray], n: int, metadata: dict
         cutoffs = [described["risk_levels"][level] for level in ("medium", "high", "critical")]
         expected = np.array(["low", "medium", "high", "critical"])[np.searchsorted(cutoffs, score, side="right")]
         assert [_text(v) for v in out["risk_level"]] == list(expected)
-        explained = 0
-        for value in out["top_factors"]:
+        for level, value in zip(expected, out["top_factors"], strict=True):
             factors = json.loads(_text(value))  # only factors that raised the score: may be none
+            assert level != "low" or factors == [], "a low-risk row comes without factors"
             assert isinstance(factors, list) and len(factors) <= 3
             assert all(set(f) == {"feature", "value", "contribution"} for f in factors)
             assert {f["feature"] for f in factors} <= set(metadata["features"])
             contributions = [f["contribution"] for f in factors]
             assert contributions == sorted(contributions, reverse=True) and all(c > 0 for c in contributions)
-            explained += bool(factors)
-        assert explained > 0, "no row came with a single factor"
     elif model == "titans-cashflow":
         days = [np.datetime64(_text(v)) for v in out["date"]]
         last = np.datetime64(described["last_observed_day"]["acct_001"])
