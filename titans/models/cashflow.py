@@ -255,7 +255,10 @@ class CashflowModel:
     ) -> dict[str, np.ndarray]:
         if not 1 <= horizon <= MAX_HORIZON:
             raise UserError(f"horizon_days must be between 1 and {MAX_HORIZON}, got {horizon}")
-        if account not in set(self.accounts):
+        known = self.__dict__.get("_account_set")
+        if known is None:  # the property sorts the history's accounts: once per model, not per request
+            known = self.__dict__["_account_set"] = frozenset(self.accounts)
+        if account not in known:
             raise UserError(f"unknown account(s) {[account]}; this model forecasts {self.accounts}")
         history_days, *history = self._series_arrays(account)
         n0 = len(history_days)
