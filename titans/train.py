@@ -22,6 +22,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from titans.errors import UserError
+from titans.models.parallel import run_all
 from titans.monitoring.reference import REFERENCE_FILE
 
 log = logging.getLogger(__name__)
@@ -114,6 +116,11 @@ def _request_example(frame: pd.DataFrame, inputs: tuple[str, ...]) -> pd.DataFra
 # -- the four tasks: each returns (final model, result dict, example, plots, training frame) ---------
 
 
+def _fitted(model: Any, frame: pd.DataFrame, *target: Any) -> Any:
+    """``model.fit(frame, *target)``: a picklable call for ``run_all``, which returns the fitted model."""
+    return model.fit(frame, *target)
+
+
 def _category(ts: pd.DataFrame, cfg: TrainConfig, plot_dir: Path) -> tuple[Any, dict, pd.DataFrame, dict]:
     from titans.models import evaluation, plots
     from titans.models.category import CategoryModel
@@ -123,7 +130,16 @@ def _category(ts: pd.DataFrame, cfg: TrainConfig, plot_dir: Path) -> tuple[Any, 
         return CategoryModel(cv_folds=cfg.cv_folds, seed=cfg.seed, candidates=cfg.category_candidates)
 
     train, test = time_split(ts, cfg.test_fraction)
-    model = make().fit(train, train["category"])
+    selector = make()
+    selector.select(train, train["category"])  # the competition, on the training window only
+
+    def winner() -> CategoryModel:
+        return replace(make(), candidates=(selector.chosen,), cv_scores=dict(selector.cv_scores),
+                       cv_rows=selector.cv_rows)
+
+    # The holdout model and the final refit on all rows (no second competition), side by side.
+    model, final = run_all([partial(_fitted, winner(), train, train["category"]),
+                            partial(_fitted, winner(), ts, ts["category"])])
     pred = model.predict(test)["category"]
     result = evaluation.category_metrics(test["category"].to_numpy(), pred, train["category"].to_numpy())
     result["model"] = model.describe()
@@ -137,9 +153,6 @@ def _category(ts: pd.DataFrame, cfg: TrainConfig, plot_dir: Path) -> tuple[Any, 
     matrix = confusion_matrix(test["category"].astype(str), np.asarray(pred, dtype=str), labels=labels)
     result["confusion_matrix"] = {"labels": labels, "matrix": matrix.tolist()}
     figs = {"confusion matrix": plots.confusion(test["category"], pred, plot_dir / "category_confusion.png")}
-    # The recipe chosen on the training window is refitted on all rows (no second competition).
-    final = replace(make(), candidates=(model.chosen,), cv_scores=dict(model.cv_scores), cv_rows=model.cv_rows)
-    final.fit(ts, ts["category"])
     return final, result, _request_example(test, model.inputs), figs
 
 
@@ -152,13 +165,12 @@ def _amount(ts: pd.DataFrame, cfg: TrainConfig, plot_dir: Path) -> tuple[Any, di
         return AmountModel(cv_folds=cfg.cv_folds, n_estimators=cfg.n_estimators, seed=cfg.seed)
 
     train, test = time_split(ts, cfg.test_fraction)
-    model = make().fit(train, train["spend"])
+    model, final = run_all([partial(_fitted, make(), train, train["spend"]), partial(_fitted, make(), ts, ts["spend"])])
     pred = model.predict(test)
     result = evaluation.amount_metrics(test["spend"].to_numpy(), pred, test["category"].to_numpy(), train)
     result["model"] = model.describe()
     figs = {"residuals": plots.residuals(test["spend"], pred["amount"], plot_dir / "amount_residuals.png",
                                           "Amount: holdout predictions")}
-    final = make().fit(ts, ts["spend"])
     return final, result, _request_example(test, model.inputs), figs
 
 
@@ -169,9 +181,11 @@ def _anomaly(ts: pd.DataFrame, cfg: TrainConfig, plot_dir: Path) -> tuple[Any, d
 
     train, test = time_split(ts, cfg.test_fraction)
     labels = ts["is_fraud"] if "is_fraud" in ts else None
-    model = AnomalyModel(n_estimators=cfg.n_estimators, seed=cfg.seed).fit(
-        train, train["is_fraud"] if labels is not None else None
-    )
+    model, final = run_all([
+        partial(_fitted, AnomalyModel(n_estimators=cfg.n_estimators, seed=cfg.seed), train,
+                train["is_fraud"] if labels is not None else None),
+        partial(_fitted, AnomalyModel(n_estimators=cfg.n_estimators, seed=cfg.seed), ts, labels),
+    ])
     out = model.predict(test)
     parts = model.component_scores(test)
     mean90 = np.log1p(test["merchant_amount_mean_90d"].astype(float).clip(lower=0))
@@ -191,7 +205,6 @@ def _anomaly(ts: pd.DataFrame, cfg: TrainConfig, plot_dir: Path) -> tuple[Any, d
                   "amount vs merchant": zscore}
         figs["precision-recall"] = plots.precision_recall(y.astype(int).to_numpy(), curves,
                                                           plot_dir / "anomaly_pr.png")
-    final = AnomalyModel(n_estimators=cfg.n_estimators, seed=cfg.seed).fit(ts, labels)
     return final, result, _request_example(test, model.inputs), figs
 
 

@@ -55,3 +55,46 @@ def test_category_candidates_compete_on_a_sample_and_a_single_one_skips_cv(rows:
     assert single.cv_scores == {} and single.cv_rows == 0 and single.chosen == model.chosen
     np.testing.assert_allclose(single.predict_proba(rows.head(50)).to_numpy(),
                                model.predict_proba(rows.head(50)).to_numpy(), atol=1e-9)
+
+
+def test_fits_in_worker_processes_equal_the_fits_in_process(rows: pd.DataFrame,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """CV folds and the holdout/final pair run in processes (titans.models.parallel): same scores, same models."""
+    from functools import partial
+
+    from titans.models.amount import AmountModel
+    from titans.models.category import CategoryModel
+    from titans.models.parallel import run_all, train_workers
+    from titans.train import _fitted
+
+    def compete(workers: str) -> CategoryModel:
+        monkeypatch.setenv("TITANS_TRAIN_WORKERS", workers)
+        assert train_workers() == int(workers)
+        model = CategoryModel(cv_folds=3, cv_max_rows=900, candidates=("logreg_c10", "xgboost"))
+        model.select(rows, rows["category"])
+        return model
+
+    alone, pooled = compete("1"), compete("2")
+    assert pooled.cv_scores == alone.cv_scores and pooled.chosen == alone.chosen and pooled.cv_rows == 900
+    assert set(pooled.cv_scores) == {"logreg_c10", "xgboost"} and 0 < min(pooled.cv_scores.values()) <= 1
+
+    half = rows.iloc[: len(rows) // 2]
+    calls = [partial(_fitted, AmountModel(cv_folds=2, n_estimators=40), half, half["spend"]),
+             partial(_fitted, AmountModel(cv_folds=2, n_estimators=40), rows, rows["spend"])]
+    in_process, in_workers = run_all(calls, workers=1), run_all(calls, workers=2)
+    probe = rows.tail(300)
+    for a, b in zip(in_process, in_workers, strict=True):
+        np.testing.assert_allclose(b.predict(probe)["amount"], a.predict(probe)["amount"], rtol=0, atol=1e-9)
+    # The two calls really are different fits (the half-window model is not the all-rows one).
+    assert not np.allclose(in_process[0].predict(probe)["amount"], in_process[1].predict(probe)["amount"])
+
+
+def test_worker_count_is_refused_when_not_a_positive_whole_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    from titans.models.parallel import train_workers
+
+    for bad in ("two", "0", "-1"):
+        monkeypatch.setenv("TITANS_TRAIN_WORKERS", bad)
+        with pytest.raises(ValueError, match="TITANS_TRAIN_WORKERS"):
+            train_workers()
+    monkeypatch.delenv("TITANS_TRAIN_WORKERS")
+    assert train_workers() >= 1

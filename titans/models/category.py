@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ from sklearn.preprocessing import LabelEncoder, OneHotEncoder, StandardScaler
 
 from titans.errors import UserError
 from titans.models.common import CATEGORY_INPUTS, history_features, kfold_indices, request_features, request_frame
+from titans.models.parallel import run_all
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +158,17 @@ def candidate_pipelines(seed: int = 0, n_estimators: int = 60) -> dict[str, Pipe
     }
 
 
+CANDIDATE_NAMES = frozenset(candidate_pipelines())
+
+
+def _fold_predictions(pipe: Pipeline, X_fit: pd.DataFrame, y_fit: np.ndarray, X_out: pd.DataFrame) -> np.ndarray:
+    """One CV fit: a fresh copy of ``pipe`` fitted on the fold's rows, predicting the left-out ones."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="blas"):
+        return clone(pipe).fit(X_fit, y_fit).predict(X_out)
+
+
 def top_k_outputs(proba: np.ndarray, class_names: list[str]) -> dict[str, np.ndarray]:
     """V2 outputs from class probabilities: best class, its probability, the top three of each row.
 
@@ -200,43 +213,65 @@ class CategoryModel:
 
         A single candidate is refitted without CV: there is nothing to choose.
         """
-        req = request_frame(frame, self.inputs)
-        y = np.asarray(labels.astype(str))
-        if len(np.unique(y)) < 2:
-            raise UserError("the category model needs at least two categories in the training data")
-        X = _design(req)
+        X, y = self._prepared(frame, labels)
         pipes = candidate_pipelines(self.seed, self.n_estimators)
-        unknown = [c for c in self.candidates if c not in pipes]
-        if unknown:
-            raise UserError(f"unknown category candidate(s) {unknown}; choose from {sorted(pipes)}")
         from threadpoolctl import threadpool_limits
 
         # One BLAS thread: lbfgs's many small vector operations on 2 shared cores ran ~2x faster so.
         with threadpool_limits(1, user_api="blas"):
             if len(self.candidates) > 1:
                 self._score_candidates(X, y, pipes)
-                # Ties go to the earlier (simpler) candidate.
-                self.chosen = max(self.candidates, key=lambda n: (self.cv_scores[n], -self.candidates.index(n)))
             else:
                 self.chosen = self.candidates[0]
             self.pipeline = pipes[self.chosen].fit(X, y)
         self.classes = [str(c) for c in self.pipeline.classes_]
         return self
 
+    def select(self, frame: pd.DataFrame, labels: pd.Series) -> str:
+        """Run the competition only: sets ``cv_scores``, ``cv_rows`` and ``chosen``, fits nothing final.
+
+        ``titans.train`` then fits the holdout model and the final model of the winner side by
+        side (``titans.models.parallel``) instead of one after the other.
+        """
+        X, y = self._prepared(frame, labels)
+        if len(self.candidates) > 1:
+            self._score_candidates(X, y, candidate_pipelines(self.seed, self.n_estimators))
+        else:
+            self.chosen = self.candidates[0]
+        return self.chosen
+
+    def _prepared(self, frame: pd.DataFrame, labels: pd.Series) -> tuple[pd.DataFrame, np.ndarray]:
+        req = request_frame(frame, self.inputs)
+        y = np.asarray(labels.astype(str))
+        if len(np.unique(y)) < 2:
+            raise UserError("the category model needs at least two categories in the training data")
+        unknown = [c for c in self.candidates if c not in CANDIDATE_NAMES]
+        if unknown:
+            raise UserError(f"unknown category candidate(s) {unknown}; choose from {sorted(CANDIDATE_NAMES)}")
+        return _design(req), y
+
     def _score_candidates(self, X: pd.DataFrame, y: np.ndarray, pipes: dict[str, Pipeline]) -> None:
-        """Out-of-fold macro-F1 of every candidate on at most ``cv_max_rows`` rows (seeded sample)."""
+        """Out-of-fold macro-F1 of every candidate on at most ``cv_max_rows`` rows (seeded sample).
+
+        The candidate x fold fits are independent: they run in ``train_workers()`` processes.
+        Ties go to the earlier (simpler) candidate.
+        """
         sample = np.arange(len(X))
         if self.cv_max_rows and len(X) > self.cv_max_rows:
             sample = np.sort(np.random.default_rng(self.seed).choice(len(X), self.cv_max_rows, replace=False))
         Xs, ys = X.iloc[sample].reset_index(drop=True), y[sample]
         self.cv_rows = len(sample)
+        folds = kfold_indices(len(Xs), self.cv_folds, self.seed)
+        jobs = [(name, te, partial(_fold_predictions, pipes[name], Xs.iloc[tr], ys[tr], Xs.iloc[te]))
+                for name in self.candidates for tr, te in folds]
+        predictions = run_all([job for *_, job in jobs])
+        oof = {name: np.empty(len(Xs), dtype=object) for name in self.candidates}
+        for (name, te, _), predicted in zip(jobs, predictions, strict=True):
+            oof[name][te] = predicted
         for name in self.candidates:
-            oof = np.empty(len(Xs), dtype=object)
-            for tr, te in kfold_indices(len(Xs), self.cv_folds, self.seed):
-                fitted = clone(pipes[name]).fit(Xs.iloc[tr], ys[tr])
-                oof[te] = fitted.predict(Xs.iloc[te])
-            self.cv_scores[name] = float(f1_score(ys, oof.astype(str), average="macro", zero_division=0))
+            self.cv_scores[name] = float(f1_score(ys, oof[name].astype(str), average="macro", zero_division=0))
             log.info("category candidate %s: CV macro-F1 %.3f on %d rows", name, self.cv_scores[name], len(Xs))
+        self.chosen = max(self.candidates, key=lambda n: (self.cv_scores[n], -self.candidates.index(n)))
 
     def predict_proba(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Probability of every known category, one column per category."""

@@ -1,0 +1,75 @@
+"""Independent fits in parallel processes, as many as the step's CPUs allow.
+
+Why: every estimator we train is single-threaded where it counts (lbfgs over sparse TF-IDF,
+XGBoost with ``n_jobs=1``, the text-neighbour prior), so a training step used one of the two
+CPUs its pod requests (``pipelines/training.py``) and one of this machine's two cores. The
+work that is independent, the cross-validation folds of each candidate and the holdout model
+beside the final refit, runs in worker processes instead; each result is the same object a
+sequential run would return (same inputs, same seeds, one thread each), so parallel and
+sequential training give equal models, a test holds them equal.
+
+The worker count: ``TITANS_TRAIN_WORKERS`` when set, else the CPUs this process may use (its
+affinity mask, bounded by a cgroup CPU quota: a pod limited to 2 CPUs on a 32-core node gets
+2). One worker runs everything in process, with no pool at all.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+WORKERS_ENV = "TITANS_TRAIN_WORKERS"
+
+
+def _cgroup_cpus() -> float | None:
+    """CPUs allowed by a cgroup quota (v2 ``cpu.max``, v1 ``cfs_quota_us``), None when unlimited."""
+    v2 = Path("/sys/fs/cgroup/cpu.max")
+    try:
+        if v2.is_file():
+            quota, period = v2.read_text().split()[:2]
+            return None if quota == "max" else int(quota) / int(period)
+        v1 = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+        if v1.is_file():
+            quota_us = int(v1.read_text())
+            period_us = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+            return None if quota_us <= 0 else quota_us / period_us
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def train_workers() -> int:
+    """How many fits may run at once: ``TITANS_TRAIN_WORKERS``, else usable CPUs (at least 1)."""
+    value = os.environ.get(WORKERS_ENV, "").strip()
+    if value:
+        try:
+            workers = int(value)
+        except ValueError:
+            raise ValueError(f"{WORKERS_ENV} must be a whole number of processes, got {value!r}") from None
+        if workers < 1:
+            raise ValueError(f"{WORKERS_ENV} must be at least 1, got {workers}")
+        return workers
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = _cgroup_cpus()
+    if quota is not None:
+        cpus = min(cpus, max(1, math.floor(quota)))
+    return max(1, cpus)
+
+
+def run_all(calls: Sequence[Callable[[], Any]], workers: int | None = None) -> list[Any]:
+    """Results of ``calls`` in order; in ``workers`` processes (loky) when more than one.
+
+    Each call must be picklable (a module-level function bound with ``functools.partial``),
+    and so must its result. Worker processes are limited to one BLAS/OpenMP thread each, as
+    the sequential path is (``threadpool_limits`` in the models).
+    """
+    workers = train_workers() if workers is None else workers
+    if workers <= 1 or len(calls) <= 1:
+        return [call() for call in calls]
+    from joblib import Parallel, delayed
+
+    return list(Parallel(n_jobs=min(workers, len(calls)), backend="loky", inner_max_num_threads=1)(
+        delayed(call)() for call in calls))
