@@ -123,6 +123,23 @@ def _summary(latencies: list[float], errors: int, elapsed: float, rows: int) -> 
             "p99_ms": round(float(np.percentile(ms, 99)), 3) if len(ms) else float("nan")}
 
 
+async def _closed_loop(send: Any, duration: float, max_requests: int) -> tuple[list[float], int, float]:
+    """Call ``send(i)`` (true when the answer was good) back to back for ``duration`` seconds."""
+    latencies: list[float] = []
+    errors = 0
+    started = time.perf_counter()
+    i = 0
+    while time.perf_counter() - started < duration and len(latencies) + errors < max_requests:
+        sent = time.perf_counter()
+        ok = await send(i)
+        i += 1
+        if ok:
+            latencies.append(time.perf_counter() - sent)
+        else:
+            errors += 1
+    return latencies, errors, time.perf_counter() - started
+
+
 def rest_closed(port: int, path: str, bodies: Sequence[bytes], seconds: float, rows: int,
                 max_requests: int = 50_000) -> dict[str, float]:
     """One keep-alive connection, the next request (cycling ``bodies``) when the last returns."""
@@ -132,20 +149,14 @@ def rest_closed(port: int, path: str, bodies: Sequence[bytes], seconds: float, r
 
     async def phase(duration: float) -> tuple[list[float], int, float]:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        latencies: list[float] = []
-        errors = 0
-        started = time.perf_counter()
-        i = 0
-        while time.perf_counter() - started < duration and len(latencies) + errors < max_requests:
-            sent = time.perf_counter()
+
+        async def send(i: int) -> bool:
             writer.write(requests[i % len(requests)])
-            i += 1
-            if await _read_response(reader):
-                latencies.append(time.perf_counter() - sent)
-            else:
-                errors += 1
+            return bool(await _read_response(reader))
+
+        out = await _closed_loop(send, duration, max_requests)
         writer.close()
-        return latencies, errors, time.perf_counter() - started
+        return out
 
     asyncio.run(phase(min(1.5, seconds / 3)))  # warm-up (caches, allocator), discarded
     latencies, errors, elapsed = asyncio.run(phase(seconds))
@@ -165,30 +176,28 @@ def rest_open(port: int, path: str, bodies: Sequence[bytes], rate: float, second
 
 def grpc_closed(address: str, requests: Sequence[Any], seconds: float, rows: int,
                 max_requests: int = 50_000) -> dict[str, float]:
-    """One gRPC channel, one call at a time, cycling ``requests``."""
+    """One gRPC channel, one blocking call at a time, cycling ``requests``.
+
+    Why the synchronous stub: a grpc.aio client added 0.45 ms of its own per call (p50 2.05 ms
+    against 1.60 ms with the blocking stub, same server); the blocking stub is also what
+    tritonclient's gRPC client uses, so the figure is closer to what clients see.
+    """
     import grpc
     from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
 
-    async def phase(duration: float) -> tuple[list[float], int, float]:
-        options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
-        async with grpc.aio.insecure_channel(address, options=options) as channel:
-            stub = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel)
-            latencies: list[float] = []
-            errors = 0
-            started = time.perf_counter()
-            i = 0
-            while time.perf_counter() - started < duration and len(latencies) + errors < max_requests:
-                sent = time.perf_counter()
-                try:
-                    await stub.ModelInfer(requests[i % len(requests)], timeout=30)
-                    latencies.append(time.perf_counter() - sent)
-                except grpc.aio.AioRpcError:
-                    errors += 1
-                i += 1
-            return latencies, errors, time.perf_counter() - started
+    options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+    with grpc.insecure_channel(address, options=options) as channel:
+        stub = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel)
 
-    asyncio.run(phase(min(1.5, seconds / 3)))
-    latencies, errors, elapsed = asyncio.run(phase(seconds))
+        async def send(i: int) -> bool:  # blocking inside: nothing else runs on this loop
+            try:
+                stub.ModelInfer(requests[i % len(requests)], timeout=30)
+                return True
+            except grpc.RpcError:
+                return False
+
+        asyncio.run(_closed_loop(send, min(1.5, seconds / 3), max_requests))  # warm-up, discarded
+        latencies, errors, elapsed = asyncio.run(_closed_loop(send, seconds, max_requests))
     return _summary(latencies, errors, elapsed, rows)
 
 

@@ -42,12 +42,13 @@ def test_tfidf_fitted_on_distinct_texts_equals_the_fit_on_every_row(rows: pd.Dat
 
 
 def test_category_candidates_compete_on_a_sample_and_a_single_one_skips_cv(rows: pd.DataFrame) -> None:
-    from titans.models.category import CategoryModel
+    from titans.models.category import CategoryModel, one_standard_error_choice
 
     model = CategoryModel(cv_folds=2, cv_max_rows=600, candidates=("logreg_c10", "logreg_c30")).fit(
         rows, rows["category"])
     assert model.cv_rows == 600 and set(model.cv_scores) == {"logreg_c10", "logreg_c30"}
-    assert model.chosen == max(model.cv_scores, key=lambda n: (model.cv_scores[n], n == "logreg_c10"))
+    assert all(len(v) == 2 for v in model.cv_fold_scores.values())
+    assert model.chosen == one_standard_error_choice(model.candidates, model.cv_fold_scores)
     # The winner is refitted on every row, not on the sample.
     assert model.pipeline.named_steps["features"].n_features_in_ > 0
     assert set(model.classes) == set(rows["category"].astype(str))
@@ -55,6 +56,21 @@ def test_category_candidates_compete_on_a_sample_and_a_single_one_skips_cv(rows:
     assert single.cv_scores == {} and single.cv_rows == 0 and single.chosen == model.chosen
     np.testing.assert_allclose(single.predict_proba(rows.head(50)).to_numpy(),
                                model.predict_proba(rows.head(50)).to_numpy(), atol=1e-9)
+
+
+def test_a_complex_candidate_must_lead_by_more_than_the_fold_noise() -> None:
+    from titans.models.category import one_standard_error_choice
+
+    names = ("logreg_c10", "xgboost")
+    # A lead of 0.003 on average, but folds disagree on its sign: the simpler recipe stays.
+    noisy = {"logreg_c10": [0.90, 0.91, 0.90, 0.91, 0.90], "xgboost": [0.91, 0.90, 0.91, 0.90, 0.915]}
+    assert one_standard_error_choice(names, noisy) == "logreg_c10"
+    # The same average lead, fold after fold: the complex recipe has earned its cost.
+    steady = {"logreg_c10": [0.90, 0.91, 0.90, 0.91, 0.90], "xgboost": [0.903, 0.913, 0.903, 0.913, 0.903]}
+    assert one_standard_error_choice(names, steady) == "xgboost"
+    # The simpler one ahead: chosen whatever the noise; equal scores go to the simpler.
+    assert one_standard_error_choice(names, {"logreg_c10": [0.95, 0.94], "xgboost": [0.90, 0.93]}) == "logreg_c10"
+    assert one_standard_error_choice(names, {"logreg_c10": [0.9, 0.9], "xgboost": [0.9, 0.9]}) == "logreg_c10"
 
 
 def test_fits_in_worker_processes_equal_the_fits_in_process(rows: pd.DataFrame,
