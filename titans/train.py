@@ -135,7 +135,7 @@ def _category(ts: pd.DataFrame, cfg: TrainConfig, plot_dir: Path) -> tuple[Any, 
 
     def winner() -> CategoryModel:
         return replace(make(), candidates=(selector.chosen,), cv_scores=dict(selector.cv_scores),
-                       cv_fold_scores=dict(selector.cv_fold_scores), cv_rows=selector.cv_rows)
+                       cv_rows=selector.cv_rows)
 
     # The holdout model and the final refit on all rows (no second competition), side by side.
     model, final = run_all([partial(_fitted, winner(), train, train["category"]),

@@ -169,25 +169,6 @@ def _fold_predictions(pipe: Pipeline, X_fit: pd.DataFrame, y_fit: np.ndarray, X_
         return clone(pipe).fit(X_fit, y_fit).predict(X_out)
 
 
-def one_standard_error_choice(candidates: tuple[str, ...], fold_scores: dict[str, list[float]]) -> str:
-    """The simplest candidate whose CV score is within one standard error of the best's.
-
-    ``candidates`` run from simplest to most complex. Why not the plain best: on the generated
-    data XGBoost led logistic regression by 0.003 macro-F1 in CV (0.001 on the holdout of the
-    learning curve at 50k rows) and cost three times the fit; a lead smaller than the fold-to-fold
-    noise is not evidence. The standard error is that of the paired per-fold difference (the
-    candidates share folds), so a lead that holds fold after fold still wins.
-    """
-    means = {n: float(np.mean(fold_scores[n])) for n in candidates}
-    best = max(candidates, key=lambda n: (means[n], -candidates.index(n)))
-    for name in candidates:
-        diff = np.asarray(fold_scores[best]) - np.asarray(fold_scores[name])
-        se = float(np.std(diff, ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
-        if name == best or float(np.mean(diff)) <= se:
-            return name
-    return best
-
-
 def top_k_outputs(proba: np.ndarray, class_names: list[str]) -> dict[str, np.ndarray]:
     """V2 outputs from class probabilities: best class, its probability, the top three of each row.
 
@@ -219,7 +200,6 @@ class CategoryModel:
     candidates: tuple[str, ...] = ("logreg_c10", "xgboost")
     cv_max_rows: int = 10_000
     cv_scores: dict[str, float] = field(default_factory=dict)
-    cv_fold_scores: dict[str, list[float]] = field(default_factory=dict)
     cv_rows: int = 0
     chosen: str = ""
     pipeline: Pipeline | None = None
@@ -290,13 +270,8 @@ class CategoryModel:
             oof[name][te] = predicted
         for name in self.candidates:
             self.cv_scores[name] = float(f1_score(ys, oof[name].astype(str), average="macro", zero_division=0))
-            self.cv_fold_scores[name] = [
-                float(f1_score(ys[te], oof[name][te].astype(str), average="macro", zero_division=0))
-                for _, te in folds]
-            log.info("category candidate %s: CV macro-F1 %.3f on %d rows (folds %s)", name, self.cv_scores[name],
-                     len(Xs), [round(v, 4) for v in self.cv_fold_scores[name]])
-        self.chosen = one_standard_error_choice(self.candidates, self.cv_fold_scores)
-        log.info("category: chose %s (simplest within one standard error of the best)", self.chosen)
+            log.info("category candidate %s: CV macro-F1 %.3f on %d rows", name, self.cv_scores[name], len(Xs))
+        self.chosen = max(self.candidates, key=lambda n: (self.cv_scores[n], -self.candidates.index(n)))
 
     def predict_proba(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Probability of every known category, one column per category."""
@@ -315,7 +290,6 @@ class CategoryModel:
         return {
             "chosen_candidate": self.chosen,
             "cv_macro_f1": self.cv_scores,
-            "cv_fold_macro_f1": self.cv_fold_scores,
             "cv_rows": self.cv_rows,
             "classes": self.classes,
             "history_defaults": "stored merchant features absent from the request take the feature "

@@ -143,10 +143,8 @@ def expenses(clean: pd.DataFrame) -> pd.DataFrame:
 
 def _ordered_by_date_and_id(rows: pd.DataFrame) -> bool:
     """Whether ``rows`` already run by (date, transaction_id): one vectorised pass, not a sort."""
-    if "transaction_id" not in rows or len(rows) < 2:
-        return "transaction_id" in rows
     dates, ids = rows["date"].to_numpy(), rows["transaction_id"].to_numpy()
-    if dates.dtype == object or ids.dtype != object:
+    if dates.dtype.kind != "M":  # text or mixed dates: leave the ordering to sort_values
         return False
     later, same = dates[1:] > dates[:-1], dates[1:] == dates[:-1]
     return bool(np.all(later | (same & (ids[1:] >= ids[:-1]))))
