@@ -23,14 +23,15 @@ import threading
 from collections.abc import Iterator, Mapping
 
 import numpy as np
-import pandas as pd
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from serving.fastpath import merchant_keys
+from serving.enrich import merchant_keys
 from titans.monitoring.reference import PREDICTION, PREDICTION_OUTPUT, DriftReference, FeatureBins
 
 LABELS = ("model_name", "model_version", "feature", "bin")
+# Distinct served values of one text feature whose bins are remembered (cleared when full).
+MEMO_SIZE = 100_000
 
 
 class _Binner:
@@ -52,6 +53,7 @@ class _Binner:
         self.lookup = {level: i for i, level in enumerate(bins.levels)}
         self.other = len(bins.levels)
         self.size = len(bins.bins)
+        self._memo: dict[object, int] = {}
 
     def index_of(self, value: object) -> int:
         """The bin of one value (the single-row request: no array work at all)."""
@@ -75,12 +77,23 @@ class _Binner:
             index = np.searchsorted(self.edges, numbers, side="right")
             index[~np.isfinite(numbers)] = self.missing
             return index
-        codes, uniques = pd.factorize(values, use_na_sentinel=False)
-        texts = [v.decode() if isinstance(v, bytes) else str(v) for v in uniques]
-        if self.name == "merchant":
-            texts = merchant_keys(texts)
-        get, other = self.lookup.get, self.other
-        return np.fromiter((get(t, other) for t in texts), dtype=np.int64, count=len(texts))[codes]
+        items = values.tolist()
+        memo = self._memo  # value as served -> its bin: the batch's values mostly repeat earlier ones
+        try:
+            return np.fromiter(map(memo.__getitem__, items), dtype=np.int64, count=len(items))
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable value: bin each row on its own
+            return np.fromiter(map(self.index_of, items), dtype=np.int64, count=len(items))
+        if len(memo) > MEMO_SIZE:
+            memo.clear()
+        local: dict[object, int] = {}
+        for value in dict.fromkeys(items):
+            index = memo.get(value)
+            if index is None:
+                index = memo[value] = self.index_of(value)
+            local[value] = index
+        return np.fromiter(map(local.__getitem__, items), dtype=np.int64, count=len(items))
 
 
 class DriftCounters:

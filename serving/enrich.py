@@ -21,6 +21,7 @@ fills them (a test holds the two equal on the real store).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,7 +34,7 @@ from serving.tensors import TensorSpec
 
 __all__ = [
     "EnrichmentMode", "EnrichmentError", "Enricher", "FeastEnricher", "StoredFeatures", "feature_specs",
-    "normalize_merchant_key",
+    "merchant_keys", "normalize_merchant_key",
 ]
 
 DTYPE_TO_V2 = {"int64": "INT64", "float64": "FP64", "string": "BYTES"}
@@ -85,6 +86,21 @@ def normalize_merchant_key(value: str) -> str:
     return key or "unknown"
 
 
+@functools.lru_cache(maxsize=100_000, typed=True)
+def _merchant_key_of(value: Any) -> str:
+    return normalize_merchant_key(value if isinstance(value, str) else str(value))
+
+
+def merchant_keys(values: Sequence[Any]) -> list[str]:
+    """``normalize_merchant_key`` of each value (``str`` of non-text), memoised per spelling.
+
+    Why memoised: merchants repeat heavily, and the regex costs ~1 us a value; the lookup,
+    the design and the drift counters of every batch all need these keys.
+    """
+    items = values.tolist() if isinstance(values, np.ndarray) else values
+    return list(map(_merchant_key_of, items))
+
+
 class StoredFeatures:
     """Online values of one service's stored columns, defaults filled, one row per entity row."""
 
@@ -106,8 +122,7 @@ class StoredFeatures:
         if missing:
             raise EnrichmentError(f"{self.service}: the request carries no {missing[0]!r} to look features up by")
         rows = {
-            key: [normalize_merchant_key(str(v)) for v in entity[key]] if key == "merchant"
-            else [str(v) for v in entity[key]]
+            key: merchant_keys(entity[key]) if key == "merchant" else [str(v) for v in entity[key]]
             for key in self.keys
         }
         n = len(next(iter(rows.values()))) if rows else 0

@@ -31,7 +31,7 @@ keeps the reference path for that model, logged once.
 
 from __future__ import annotations
 
-import functools
+import itertools
 import json
 import logging
 import threading
@@ -41,7 +41,7 @@ from typing import Any, Protocol
 import numpy as np
 import scipy.sparse as sp
 
-from serving.enrich import normalize_merchant_key
+from serving.enrich import merchant_keys
 from titans.features import spec
 from titans.features.transaction import amount_arrays, calendar_arrays, epoch_days, recency_arrays
 
@@ -64,14 +64,6 @@ class Unsupported(ValueError):
 
 
 # ------------------------------------------------------------------------------ shared pieces
-_merchant_key = functools.lru_cache(maxsize=100_000)(normalize_merchant_key)
-
-
-def merchant_keys(values: np.ndarray) -> list[str]:
-    """The clean table's merchant keys (``titans.models.common.normalize_merchant``), memoised per spelling."""
-    return [_merchant_key(v) for v in values]
-
-
 class DensePredictor:
     """``Booster.inplace_predict(x)`` for a float64 matrix, through the same C call, minus the wrapper.
 
@@ -241,35 +233,97 @@ class TfidfRows:
 
 
 def distinct(values: Sequence[Any]) -> tuple[list[Any], np.ndarray]:
-    """Distinct values in first-seen order and each row's position among them."""
-    position: dict[Any, int] = {}
-    codes = np.fromiter((position.setdefault(v, len(position)) for v in values), dtype=np.intp, count=len(values))
-    return list(position), codes
+    """Distinct values in first-seen order and each row's position among them.
+
+    ``dict.fromkeys`` and ``map`` keep both passes in C (a generator with ``setdefault`` took
+    twice as long on a 1000-row batch); values must be hashable, as request text is.
+    """
+    items = values.tolist() if isinstance(values, np.ndarray) else values
+    uniques = list(dict.fromkeys(items))
+    if len(uniques) == len(items):
+        return uniques, np.arange(len(items), dtype=np.intp)
+    position = {value: i for i, value in enumerate(uniques)}
+    return uniques, np.fromiter(map(position.__getitem__, items), dtype=np.intp, count=len(items))
 
 
 # ------------------------------------------------------------------------------ category
 class _LinearText:
-    """One TF-IDF block's contribution to a linear model's logits, per distinct text."""
+    """One TF-IDF block's contribution to a linear model's logits for one text."""
 
     def __init__(self, rows: TfidfRows, coef: np.ndarray, weight: float):
         self.rows = rows
         self.coef = coef  # (width, n_classes) slice of coef_.T
         self.weight = weight
-        self._cache: dict[str, np.ndarray] = {}
 
-    def logits(self, texts: Sequence[str]) -> np.ndarray:
-        uniq, codes = distinct(texts)
-        out = np.empty((len(uniq), self.coef.shape[1]))
-        for i, text in enumerate(uniq):
-            hit = self._cache.get(text)
-            if hit is None:
-                indices, values = self.rows.row(text)
-                hit = (self.weight * values) @ self.coef[indices]
-                if len(self._cache) >= TEXT_CACHE_SIZE:
-                    self._cache.clear()
-                self._cache[text] = hit
-            out[i] = hit
-        return out[codes]
+    def logits(self, text: str) -> np.ndarray:
+        indices, values = self.rows.row(text)
+        return (self.weight * values) @ self.coef[indices]
+
+
+class _TextLogits:
+    """Every linear TF-IDF block of one request text column, remembered per distinct value as sent.
+
+    Why per raw value: descriptions and merchants repeat, so a batch's work is one ``distinct``
+    and one gather per block; the design's own transformation (lowering, the merchant key)
+    runs once per new value. Block rows stay apart and are added block by block, in the
+    ColumnTransformer's order, so the sums are the ones the reference computes.
+    """
+
+    def __init__(self, source: str, prepare: Callable[[Any], str], parts: list[_LinearText], n_classes: int):
+        self.source = source
+        self.prepare = prepare
+        self.parts = parts
+        self.n_classes = n_classes
+        self._lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._index: dict[Any, int] = {}
+        self._table = np.empty((len(self.parts), 256, self.n_classes))
+
+    def add(self, logits: np.ndarray, raw: np.ndarray) -> None:
+        """``logits += `` each block's contribution for the rows of ``raw``."""
+        uniques, codes = distinct(raw)
+        with self._lock:
+            index = self._index
+            found = list(map(index.get, uniques))
+            if None in found:
+                if len(index) + len(uniques) > TEXT_CACHE_SIZE:
+                    self._reset()
+                    index = self._index
+                    found = [None] * len(uniques)
+                self._fill(uniques, found)
+            positions = np.asarray(found, dtype=np.intp)[codes]
+            table = self._table
+        for block in range(len(self.parts)):
+            logits += table[block][positions]
+
+    def _fill(self, uniques: list[Any], found: list[int | None]) -> None:
+        index = self._index
+        for i, value in enumerate(uniques):
+            if found[i] is not None:
+                continue
+            row = len(index)
+            if row == self._table.shape[1]:
+                grown = np.empty((len(self.parts), 2 * row, self.n_classes))
+                grown[:, :row] = self._table
+                self._table = grown
+            text = self.prepare(value)
+            for block, part in enumerate(self.parts):
+                self._table[block, row] = part.logits(text)
+            index[value] = found[i] = row
+
+
+def _lower(value: Any) -> str:
+    return value.lower()
+
+
+def _merchant_text(value: Any) -> str:
+    return merchant_keys([value])[0].replace("_", " ")
+
+
+# The category design's text columns: the request column each is made from and how (``_design``).
+CATEGORY_TEXT = {"desc": ("description", _lower), "merch": ("merchant", _merchant_text)}
 
 
 class CategoryFast:
@@ -324,16 +378,27 @@ class CategoryFast:
                 raise Unsupported(f"category transformer {name} ({type(transformer).__name__})")
         self.coef_t = coef_t
         self.intercept = self.clf.intercept_ if self.linear else None
+        parts: dict[str, list[_LinearText]] = {}
+        for kind, column, extra, *_ in self.blocks:
+            if kind == "text":
+                if column not in CATEGORY_TEXT:
+                    raise Unsupported(f"category text column {column!r}")
+                parts.setdefault(column, []).append(extra)
+        self.text = {column: _TextLogits(*CATEGORY_TEXT[column], blocks, coef_t.shape[1])
+                     for column, blocks in parts.items()} if self.linear else {}
 
-    def design(self, columns: Mapping[str, np.ndarray]) -> dict[str, Any]:
-        """``titans.models.category._design`` on arrays (text as lists, numbers as float arrays)."""
+    def design(self, columns: Mapping[str, np.ndarray], text: bool = True) -> dict[str, Any]:
+        """``titans.models.category._design`` on arrays (text as lists, numbers as float arrays).
+
+        ``text=False`` leaves the text columns out (the linear path reads them per distinct value).
+        """
         n = len(columns["description"])
-        merchants = merchant_keys(columns["merchant"])
         amount = amount_arrays(np.asarray(columns["amount"], dtype=np.float64))
         calendar = calendar_arrays(epoch_days(columns["date"]))
+        texts = {name: [prepare(v) for v in columns[source]] for name, (source, prepare) in CATEGORY_TEXT.items()
+                 } if text else {}
         return {
-            "desc": [d.lower() for d in columns["description"]],
-            "merch": [m.replace("_", " ") for m in merchants],
+            **texts,
             "payment_method": columns["payment_method"],
             "dominant": stored_text(columns, "merchant_dominant_category_90d", spec.UNSEEN_CATEGORY, n),
             "amount_log": amount["amount_log"],
@@ -362,7 +427,7 @@ class CategoryFast:
                 rows = extra.rows if isinstance(extra, _LinearText) else extra
                 block = rows.matrix(design[column]) * weight
             elif kind == "onehot":
-                pos = np.array([extra.get(str(v), -1) for v in design[column]], dtype=np.int64)
+                pos = _positions(extra, design[column])
                 known = pos >= 0
                 block = sp.csr_matrix((np.full(known.sum(), weight), (np.flatnonzero(known), pos[known])),
                                       shape=(n, where.stop - where.start))
@@ -373,16 +438,19 @@ class CategoryFast:
 
     def proba(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
         """Class probabilities, classes in ``model.classes`` order."""
-        design = self.design(columns)
         if not self.linear:
-            return self._xgb_proba(self.matrix(design))
-        n = len(design["desc"])
+            return self._xgb_proba(self.matrix(self.design(columns)))
+        design = self.design(columns, text=False)
+        n = len(columns["description"])
         logits = np.tile(self.intercept, (n, 1))
+        added: set[str] = set()
         for kind, column, extra, weight, where, _ in self.blocks:
             if kind == "text":
-                logits += extra.logits(design[column])
+                if column not in added:  # all of the column's blocks, in block order
+                    added.add(column)
+                    self.text[column].add(logits, columns[self.text[column].source])
             elif kind == "onehot":
-                pos = np.array([extra.get(str(v), -1) for v in design[column]], dtype=np.int64)
+                pos = _positions(extra, design[column])
                 known = np.flatnonzero(pos >= 0)
                 logits[known] += weight * self.coef_t[where][pos[known]]
             else:
@@ -408,6 +476,14 @@ class CategoryFast:
         from titans.models.category import top_k_outputs
 
         return top_k_outputs(self.proba(columns), self.model.classes)
+
+
+def _positions(levels: Mapping[str, int], values: Sequence[Any]) -> np.ndarray:
+    """Each value's one-hot column (-1: unseen level, no column, as ``handle_unknown="ignore"``)."""
+    items = values.tolist() if isinstance(values, np.ndarray) else list(values)
+    if set(map(type, items)) <= {str}:  # request text and stored text: no conversion needed
+        return np.fromiter(map(levels.get, items, itertools.repeat(-1)), dtype=np.int64, count=len(items))
+    return np.array([levels.get(str(v), -1) for v in items], dtype=np.int64)
 
 
 # ------------------------------------------------------------------------------ amount

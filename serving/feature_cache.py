@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.enrich import StoredFeatures, normalize_merchant_key
+from serving.enrich import StoredFeatures, merchant_keys
 
 DEFAULT_TTL_SECONDS = 60.0
 MAX_ROWS = 200_000
@@ -69,17 +69,19 @@ class CachedStoredFeatures:
             return self.features.lookup(entity)  # raises the enricher's error naming the key
         self._expire()
         keys = list(zip(*(
-            [normalize_merchant_key(str(v)) for v in entity[k]] if k == "merchant" else [str(v) for v in entity[k]]
-            for k in self.keys), strict=True))
+            merchant_keys(entity[k]) if k == "merchant" else list(map(str, _items(entity[k]))) for k in self.keys),
+            strict=True))
+        rows = self._rows
+        new = {key for key in dict.fromkeys(keys) if key not in rows}
         fresh: dict[tuple[str, ...], int] = {}
-        for i, key in enumerate(keys):
-            if key not in self._rows and key not in fresh:
-                fresh[key] = i
-        if fresh:
+        if new:
+            for i, key in enumerate(keys):
+                if key in new and key not in fresh:
+                    fresh[key] = i
             self.misses += len(fresh)
             self._fetch(fresh, entity)
         self.hits += len(keys) - len(fresh)
-        positions = np.fromiter((self._rows[key] for key in keys), dtype=np.intp, count=len(keys))
+        positions = np.fromiter(map(rows.__getitem__, keys), dtype=np.intp, count=len(keys))
         if len(self._arrays) != len(self.columns) or any(len(a) != len(self._rows) for a in self._arrays.values()):
             self._arrays = {c.name: np.asarray(self._values[c.name], dtype=object if c.dtype == "string"
                                                else c.dtype) for c in self.columns}
@@ -93,3 +95,7 @@ class CachedStoredFeatures:
             for col in self.columns:
                 self._values[col.name].append(found[col.name][i])
         self._arrays = {}
+
+
+def _items(values: Sequence[Any]) -> Sequence[Any]:
+    return values.tolist() if isinstance(values, np.ndarray) else values

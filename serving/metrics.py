@@ -249,7 +249,11 @@ class ModelMetrics:
 
 def _value_counts(values: Iterable[str]) -> list[tuple[str, int]]:
     """Distinct values and their counts; a dict tally beats ``np.unique`` on object arrays."""
-    tally = _Tally(v.decode() if isinstance(v, bytes) else str(v) for v in values)
+    items = values.tolist() if isinstance(values, np.ndarray) else values
+    tally: dict[str, int] = {}
+    for value, count in _Tally(items).items():  # counted in C, then named: few distinct values
+        name = value.decode() if isinstance(value, bytes) else str(value)
+        tally[name] = tally.get(name, 0) + count
     return sorted(tally.items())
 
 

@@ -193,7 +193,7 @@ def _column(infer_input: InferInput, spec: TensorSpec) -> np.ndarray:
 
 def _text_column(column: np.ndarray, name: str) -> np.ndarray:
     """BYTES arrive as ``bytes`` (binary, gRPC) or ``str`` (JSON); anything else is a wrong datatype."""
-    if column.dtype == object and all(type(v) is str for v in column):
+    if column.dtype == object and set(map(type, column.tolist())) == {str}:
         return column  # JSON text: already what the models take (one pass instead of a copy per value)
     out = np.empty(column.shape[0], dtype=object)
     for i, value in enumerate(column):
@@ -228,7 +228,8 @@ def _check_values(spec: TensorSpec, column: np.ndarray, rules: InputRules) -> No
             )
     if name in rules.categories:
         allowed = rules.categories[name]
-        unknown = [(i, v) for i, v in enumerate(column) if v not in allowed]
+        seen = set(column.tolist())  # a closed vocabulary: a few distinct values per batch
+        unknown = [] if seen <= allowed else [(i, v) for i, v in enumerate(column) if v not in allowed]
         if unknown:
             i, value = unknown[0]
             raise RequestRejected(
@@ -249,10 +250,17 @@ def _check_dates(name: str, column: np.ndarray) -> None:
     it: numpy warns on offsets, and catching that warning per request reset Python's warning
     registry, which made every later library warning print again on every request.
     """
+    values = column.tolist()
+    try:
+        # A batch holds few distinct dates: each is checked once; a refusal names the first bad row.
+        uniques = list(dict.fromkeys(values))
+    except TypeError:
+        uniques = values  # unhashable values fail the pattern below, naming their row
     bases: list[str] = []
-    for i, value in enumerate(column):
+    for value in uniques:
         match = _ISO_DATE.fullmatch(value) if isinstance(value, str) else None
         if match is None:
+            i = next(i for i, v in enumerate(values) if v is value or v == value)
             raise RequestRejected(
                 "bad_value", f"input '{name}' row {i} is {value!r}; expected an ISO 8601 date such as 2024-03-05"
             )
@@ -263,12 +271,14 @@ def _check_dates(name: str, column: np.ndarray) -> None:
         days = None
     if days is not None and bool(((days >= _FIRST_DAY) & (days < _END_DAY)).all()):
         return
-    for i, base in enumerate(bases):
+    base_of = dict(zip(uniques, bases, strict=True))
+    for i, value in enumerate(values):
+        base = base_of[value]
         try:
             day = np.datetime64(base, "s")
         except ValueError as exc:
-            raise RequestRejected("bad_value", f"input '{name}' row {i} is {column[i]!r}: {exc}") from None
+            raise RequestRejected("bad_value", f"input '{name}' row {i} is {value!r}: {exc}") from None
         if not _FIRST_DAY <= day < _END_DAY:
             raise RequestRejected(
-                "bad_value", f"input '{name}' row {i} is {column[i]!r}; expected a date from 1900 to 2199"
+                "bad_value", f"input '{name}' row {i} is {value!r}; expected a date from 1900 to 2199"
             )

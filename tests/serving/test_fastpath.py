@@ -68,15 +68,17 @@ def test_fast_path_answers_as_the_reference_path_on_the_holdout(
     reference = model.predict(pd.DataFrame(columns))
     fast = build_fast_predictor(task, model.model)
     assert fast is not None, f"{task}: the trained model should have a fast path"
-    got = fast.predict(columns)
-    assert set(got) == set(reference)
-    for name, expected in reference.items():
-        values = np.asarray(got[name])
-        assert values.shape == expected.shape, name
-        if expected.dtype == object:  # classes, top-k names, risk levels, factor JSON
-            assert values.tolist() == expected.tolist(), name
-        else:
-            np.testing.assert_allclose(values, expected, rtol=1e-9, atol=1e-9, err_msg=f"{task} {name}")
+    # Twice: the second time, reversed, every text and stored row comes from the fast path's memories.
+    for order in (slice(None), slice(None, None, -1)):
+        got = fast.predict({name: values[order] for name, values in columns.items()})
+        assert set(got) == set(reference)
+        for name, expected in reference.items():
+            values, expected = np.asarray(got[name]), expected[order]
+            assert values.shape == expected.shape, name
+            if expected.dtype == object:  # classes, top-k names, risk levels, factor JSON
+                assert values.tolist() == expected.tolist(), name
+            else:
+                np.testing.assert_allclose(values, expected, rtol=1e-9, atol=1e-9, err_msg=f"{task} {name}")
 
 
 def test_anomaly_factors_explain_the_flagged_rows_and_are_skipped_when_not_asked_for(
@@ -219,6 +221,23 @@ def test_cached_features_equal_the_store_and_expire(serving_home: Any, feature_c
 def test_batch_date_parsing_agrees_with_the_per_value_path(values: list[str]) -> None:
     array = np.array(values, dtype=object)
     assert epoch_days(array).tolist() == [_epoch_day_of(v) for v in values]
+
+
+def test_batch_calendar_and_top_classes_equal_their_row_by_row_definitions() -> None:
+    """Calendar features computed once per distinct day, top classes by arg-max passes: same answers."""
+    from titans.features.transaction import _calendar, calendar_arrays
+    from titans.models.category import top_indices
+
+    rng = np.random.default_rng(3)
+    days = rng.integers(19_000, 19_040, size=500)  # a batch of few distinct days, leap February included
+    by_day, row_by_row = calendar_arrays(days), _calendar(days)
+    assert by_day.keys() == row_by_row.keys()
+    for name, values in row_by_row.items():
+        assert by_day[name].dtype == values.dtype and np.array_equal(by_day[name], values), name
+    proba = rng.dirichlet(np.ones(6), size=400)
+    proba[:50, 1:4] = proba[:50, [0]]  # exact ties: the lower column first, as a stable sort puts it
+    proba[50:60] = 1 / 6
+    assert np.array_equal(top_indices(proba, 3), np.argsort(-proba, axis=1, kind="stable")[:, :3])
 
 
 def test_impossible_dates_still_fail_with_the_value_named() -> None:
