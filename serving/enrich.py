@@ -21,7 +21,6 @@ fills them (a test holds the two equal on the real store).
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -86,19 +85,36 @@ def normalize_merchant_key(value: str) -> str:
     return key or "unknown"
 
 
-@functools.lru_cache(maxsize=100_000, typed=True)
-def _merchant_key_of(value: Any) -> str:
-    return normalize_merchant_key(value if isinstance(value, str) else str(value))
+# Merchant spelling (text only) -> key; cleared when full.
+_MERCHANT_KEYS: dict[str, str] = {}
+_MERCHANT_KEYS_SIZE = 100_000
 
 
 def merchant_keys(values: Sequence[Any]) -> list[str]:
     """``normalize_merchant_key`` of each value (``str`` of non-text), memoised per spelling.
 
     Why memoised: merchants repeat heavily, and the regex costs ~1 us a value; the lookup,
-    the design and the drift counters of every batch all need these keys.
+    the design and the drift counters of every batch all need these keys. A batch of known
+    spellings is one C-level pass over a dict.
     """
     items = values.tolist() if isinstance(values, np.ndarray) else values
-    return list(map(_merchant_key_of, items))
+    memo = _MERCHANT_KEYS
+    try:
+        return list(map(memo.__getitem__, items))
+    except (KeyError, TypeError):
+        pass
+    if len(memo) > _MERCHANT_KEYS_SIZE:
+        memo.clear()
+    out = []
+    for value in items:
+        text = type(value) is str
+        key = memo.get(value) if text else None
+        if key is None:
+            key = normalize_merchant_key(value if isinstance(value, str) else str(value))
+            if text:
+                memo[value] = key
+        out.append(key)
+    return out
 
 
 class StoredFeatures:

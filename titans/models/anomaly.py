@@ -108,11 +108,13 @@ def batch_counts(
     server's array path alike (a dictionary count: a single row costs microseconds).
     """
     cents = np.round(np.asarray(amount, dtype=np.float64), 2).tolist()
+    account = account.tolist() if isinstance(account, np.ndarray) else account
+    merchant = merchant.tolist() if isinstance(merchant, np.ndarray) else merchant
     keys = list(zip(account, merchant, np.asarray(day).tolist(), strict=True))
-    by_day = Counter(keys)
-    by_amount = Counter(zip(keys, cents, strict=True))
-    same_merchant = np.fromiter((by_day[k] for k in keys), dtype=np.float64, count=len(keys))
-    repeats = np.fromiter((by_amount[k] for k in zip(keys, cents, strict=True)), dtype=np.float64, count=len(keys))
+    with_amount = list(zip(keys, cents, strict=True))
+    by_day, by_amount = Counter(keys), Counter(with_amount)
+    same_merchant = np.fromiter(map(by_day.__getitem__, keys), dtype=np.float64, count=len(keys))
+    repeats = np.fromiter(map(by_amount.__getitem__, with_amount), dtype=np.float64, count=len(keys))
     return same_merchant, repeats
 
 
@@ -137,12 +139,19 @@ class AnomalyModel:
     inputs = ANOMALY_INPUTS
     outputs = ("anomaly_score", "risk_level", "top_factors")
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the TreeSHAP tables: they are rebuilt from the booster at first use."""
+        state = dict(self.__dict__)
+        state.pop("_tree_shap", None)
+        return state
+
     @property
     def supervised(self) -> bool:
         return self.classifier is not None
 
     def fit(self, frame: pd.DataFrame, labels: pd.Series | None = None) -> AnomalyModel:
         """Fit the forest on all rows and, where labels exist with both classes, the classifier."""
+        self.__dict__.pop("_tree_shap", None)  # tables of an earlier classifier
         req = request_frame(frame, self.inputs)
         if len(req) < 10:
             raise UserError("the anomaly model needs at least 10 rows")
@@ -207,17 +216,32 @@ class AnomalyModel:
         return np.asarray(RISK_LEVELS, dtype=object)[np.searchsorted(self.risk_cutoffs, score, side="right")]
 
     def _factors(self, X: pd.DataFrame, score: np.ndarray) -> list[list[dict[str, Any]]]:
-        if self.supervised:
-            import xgboost as xgb
+        return self.explain(X.to_numpy(float), score, self.contributions)
 
-            booster = self.classifier.get_booster()
+    def contributions(self, values: np.ndarray) -> np.ndarray:
+        """Each feature's part in the rows' scores: the classifier's TreeSHAP (log-odds), else robust z-scores.
 
-            def contributions(values: np.ndarray) -> np.ndarray:
-                frame = pd.DataFrame(values, columns=self.feature_names)
-                return booster.predict(xgb.DMatrix(frame), pred_contribs=True)[:, :-1]
-        else:
-            contributions = self.robust_contributions
-        return self.explain(X.to_numpy(float), score, contributions)
+        TreeSHAP comes from ``titans.models.tree_shap`` (XGBoost's path-dependent values, tabulated
+        per leaf at first use, ~4x faster than ``pred_contribs``); a booster it does not take, or
+        non-finite values, go through XGBoost's own call.
+        """
+        if not self.supervised:
+            return self.robust_contributions(values)
+        shap = self.__dict__.get("_tree_shap")
+        if shap is None:
+            from titans.models.tree_shap import TreeShap
+
+            try:
+                shap = TreeShap(self.classifier.get_booster())
+            except ValueError:
+                shap = False
+            self.__dict__["_tree_shap"] = shap
+        if shap is not False and np.isfinite(values).all():
+            return shap(values)
+        import xgboost as xgb
+
+        frame = pd.DataFrame(values, columns=self.feature_names)
+        return self.classifier.get_booster().predict(xgb.DMatrix(frame), pred_contribs=True)[:, :-1]
 
     def robust_contributions(self, values: np.ndarray) -> np.ndarray:
         """The unsupervised model's factors: robust z-scores against the training rows."""
@@ -278,7 +302,7 @@ class AnomalyModel:
             else "isolation-forest percentile among training rows",
             "unsupervised_weight": self.unsupervised_weight,
             "risk_levels": dict(zip(RISK_LEVELS[1:], self.risk_cutoffs, strict=True)) | {"low": "below medium"},
-            "top_factors": ("XGBoost pred_contribs (log-odds)" if self.supervised else "robust z-score vs training")
+            "top_factors": ("classifier TreeSHAP (log-odds)" if self.supervised else "robust z-score vs training")
             + f"; rows scoring at least {self.risk_cutoffs[0]} (medium risk or above), [] for low-risk rows",
             "batch_context": "same_day_merchant_rows / same_day_exact_repeats count rows of the same "
             "request on the same day; score a day's transactions together to use them",
