@@ -41,7 +41,7 @@ from serving.fastpath import FastPredictor, build_fast_predictor
 from serving.metrics import ModelMetrics, titans_metrics
 from serving.score_log import ScoreLog, score_log
 from serving.storage import resolve_model_uri
-from serving.tensors import TensorSpec, infer_outputs, specs_from_metadata
+from serving.tensors import TensorSpec, infer_outputs, set_binary_output, specs_from_metadata
 from serving.validation import (
     InputRules,
     RequestRejected,
@@ -306,7 +306,7 @@ class TitansModel(Model):
             # came with raw contents, which fails for a numpy array of more than one element;
             # encoding to raw bytes here is what it would do next anyway.
             for output in outputs:
-                output.set_data_from_numpy(output.data, binary_data=True)
+                set_binary_output(output)
         return InferResponse(
             response_id=request.id or "",
             model_name=self.name,

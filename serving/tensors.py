@@ -8,6 +8,7 @@ kserve's (``InferOutput`` / ``InferResponse``); this module only shapes numpy ar
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 import numpy as np
 from kserve.protocol.infer_type import InferOutput
 from kserve.utils.numpy_codec import to_np_dtype
+
+_LENGTH = struct.Struct("<I")
 
 V2_DATATYPES = frozenset(
     {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32",
@@ -78,6 +81,45 @@ def output_array(spec: TensorSpec, values: Any) -> np.ndarray:
 
 def _as_text(value: Any) -> str | bytes:
     return value if isinstance(value, str | bytes) else str(value)
+
+
+def encode_bytes_tensor(values: np.ndarray) -> bytes:
+    """V2's raw BYTES encoding (each element's 4-byte little-endian length, then its bytes).
+
+    Why not kserve's ``serialize_byte_tensor``: it visits every element with ``nditer``,
+    ``item()`` twice, ``isinstance`` and ``struct.pack`` in Python; here encoding, length
+    headers and the interleaving each run as one ``map`` or slice assignment in C (~3x
+    faster on a 1000-row factor output). Same bytes (``str`` as UTF-8, ``bytes`` as they
+    are, anything else through ``str``), tested against kserve's function.
+    """
+    items = values.reshape(-1).tolist()
+    if all(type(v) is str for v in items):
+        encoded = list(map(str.encode, items))
+    else:
+        encoded = [v if isinstance(v, bytes) else str(v).encode("utf-8") for v in items]
+    parts: list[bytes | None] = [None] * (2 * len(encoded))
+    parts[0::2] = map(_LENGTH.pack, map(len, encoded))  # struct.error past 4 GiB, as kserve's
+    parts[1::2] = encoded
+    return b"".join(parts)  # type: ignore[arg-type]
+
+
+def set_binary_output(output: InferOutput) -> None:
+    """Give ``output`` its raw (binary) payload, as ``set_data_from_numpy(binary_data=True)`` would.
+
+    The gRPC answer's encoding: numeric data as its little-endian bytes, BYTES through
+    ``encode_bytes_tensor``; the result is the one kserve's own call leaves (``_raw_data`` and
+    ``binary_data_size``, which its ``to_grpc`` then sends as ``raw_output_contents``).
+    """
+    data = output.data
+    if output.datatype != "BYTES" or not isinstance(data, np.ndarray) or data.dtype != np.object_:
+        output.set_data_from_numpy(data, binary_data=True)
+        return
+    if list(data.shape) != list(output.shape):
+        raise ValueError(f"output {output.name!r}: data shape {list(data.shape)} is not {list(output.shape)}")
+    raw = encode_bytes_tensor(data)
+    output._data = None
+    output._raw_data = raw
+    output._parameters = {**(output.parameters or {}), "binary_data_size": len(raw)}
 
 
 def infer_outputs(specs: Sequence[TensorSpec], result: Mapping[str, Any]) -> list[InferOutput]:

@@ -193,8 +193,17 @@ def _column(infer_input: InferInput, spec: TensorSpec) -> np.ndarray:
 
 def _text_column(column: np.ndarray, name: str) -> np.ndarray:
     """BYTES arrive as ``bytes`` (binary, gRPC) or ``str`` (JSON); anything else is a wrong datatype."""
-    if column.dtype == object and set(map(type, column.tolist())) == {str}:
+    items = column.tolist()
+    kinds = set(map(type, items))
+    if column.dtype == object and kinds == {str}:
         return column  # JSON text: already what the models take (one pass instead of a copy per value)
+    if kinds == {bytes}:  # gRPC and binary tensors: decoded in one map; a bad row is found below
+        try:
+            out = np.empty(len(items), dtype=object)
+            out[:] = list(map(bytes.decode, items))
+            return out
+        except UnicodeDecodeError:
+            pass
     out = np.empty(column.shape[0], dtype=object)
     for i, value in enumerate(column):
         if isinstance(value, str):

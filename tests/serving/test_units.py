@@ -11,14 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
+from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, RequestedOutput, serialize_byte_tensor
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from serving.config import discover_models
 from serving.metrics import TitansMetrics
 from serving.storage import ModelUriError, find_model_dir, resolve_model_uri
-from serving.tensors import TensorSpec, infer_outputs, output_array
+from serving.tensors import TensorSpec, encode_bytes_tensor, infer_outputs, output_array, set_binary_output
 from serving.validation import InputRules, RequestRejected, check_requested_outputs, decode_inputs
 
 SPECS = (
@@ -101,6 +101,24 @@ def test_client_mistakes_are_rejected_with_a_reason_and_the_input_named(
     error = rejected(request(**overrides))
     assert error.code == code
     assert names in error.reason
+
+
+@pytest.mark.parametrize("values", [
+    np.array(["Shell", "", "caf\u00e9 \u20ac", b"raw\x00bytes", 7, "x" * 70_000], dtype=object),
+    np.array([["a", "bc"], ["", "d"]], dtype=object),
+    np.array([], dtype=object),
+])
+def test_bytes_outputs_encode_as_kserve_does_and_decode_back(values: np.ndarray) -> None:
+    """The gRPC answer's BYTES encoding is kserve's byte for byte, and kserve's decoder reads it back."""
+    expected = serialize_byte_tensor(values)
+    assert encode_bytes_tensor(values) == (expected.item() if expected.size else b"")
+    output = InferOutput("o", list(values.shape), "BYTES", data=values)
+    set_binary_output(output)
+    assert output.parameters["binary_data_size"] == len(encode_bytes_tensor(values))
+    decoded = output.as_numpy()
+    assert decoded.shape == values.shape
+    assert [v.decode() if isinstance(v, bytes) else v for v in decoded.ravel().tolist()] == [
+        v.decode() if isinstance(v, bytes) else str(v) for v in values.ravel().tolist()]
 
 
 def test_batch_limits() -> None:
