@@ -16,23 +16,28 @@ import xgboost as xgb
 from titans.models.tree_shap import TreeShap
 
 
-def _data(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _data(rows: int, seed: int, width: int = 8) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(rows, 8))
+    x = rng.normal(size=(rows, width))
     x[:, 3] = np.round(x[:, 3])  # ties on split values: x < split must go left exactly as XGBoost decides
     x[:, 5] = rng.integers(0, 2, size=rows)  # a 0/1 column, as the model's one-hot columns
-    signal = x[:, 0] * x[:, 1] + np.sin(3 * x[:, 2]) + (x[:, 3] > 0) - 0.5 * x[:, 5]
+    signal = x[:, 0] * x[:, 1] + np.sin(3 * x[:, 2]) + (x[:, 3] > 0) - 0.5 * x[:, 5] + np.tanh(x[:, 8:]).sum(axis=1)
     return x, signal
 
 
-@pytest.mark.parametrize("objective, depth", [("binary:logistic", 4), ("reg:squarederror", 6)])
-def test_tree_shap_equals_xgboost_pred_contribs(objective: str, depth: int) -> None:
-    x, signal = _data(2000, seed=1)
+# depth 10: leaves on more than 8 features, whose bit patterns take two bytes.
+@pytest.mark.parametrize("objective, depth, rounds", [("binary:logistic", 4, 60), ("reg:squarederror", 6, 60),
+                                                      ("reg:squarederror", 10, 4)])
+def test_tree_shap_equals_xgboost_pred_contribs(objective: str, depth: int, rounds: int) -> None:
+    width = 14 if depth > 8 else 8
+    x, signal = _data(2000, seed=1, width=width)
     label = (signal > np.median(signal)).astype(int) if objective.startswith("binary") else signal
     booster = xgb.train({"objective": objective, "max_depth": depth, "eta": 0.1, "subsample": 0.8,
-                         "nthread": 1, "seed": 0}, xgb.DMatrix(x, label), num_boost_round=60)
+                         "nthread": 1, "seed": 0}, xgb.DMatrix(x, label), num_boost_round=rounds)
     shap = TreeShap(booster)
-    query, _ = _data(300, seed=2)
+    widest = max(names.shape[0] for names, *_ in shap.groups)
+    assert widest > 8 if depth > 8 else widest <= depth
+    query, _ = _data(300, seed=2, width=width)
     query = np.vstack([query, x[:50]])  # rows on the training values, where splits sit
     expected = booster.predict(xgb.DMatrix(query), pred_contribs=True)[:, :-1]
     got = shap(query)
