@@ -20,6 +20,7 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STEP = re.compile(r"^(\d\d:\d\d:\d\d\.\d+) - \w+ - (?:Executing task '([\w-]+)'|Task '([\w-]+)' finished)")
+TASK_LABEL = re.compile(r"^\s+(train-model(?:-\d+)?) \((\w+)\)\s", re.MULTILINE)
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -52,6 +53,7 @@ def main() -> None:
         "print(json.dumps({'rc':p.returncode,'wall_s':round(time.perf_counter()-t,1),"
         "'peak_rss_mib':round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024,1)}))"
     )
+    load_at_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as home:
         env = dict(os.environ, TITANS_HOME=home)
         env.pop("MLFLOW_TRACKING_URI", None)
@@ -62,13 +64,18 @@ def main() -> None:
         # inside the temporary home, so they are read before it is removed.
         log_line = re.search(r"full output: (\S+)", proc.stderr)
         steps = step_times(Path(log_line.group(1)).read_text() if log_line else proc.stderr)
+    # The run's own summary names each training task ("train-model-2 (amount)"): keep that label.
+    labels = dict(TASK_LABEL.findall(proc.stderr))
+    steps = {f"{name} ({labels[name]})" if name in labels else name: s for name, s in steps.items()}
     measured = json.loads(proc.stdout.strip().splitlines()[-1])
     load = os.getloadavg()
-    result = {"rows": args.rows, **measured, "steps_s": steps, "load_avg_1m_at_end": round(load[0], 2)}
+    result = {"rows": args.rows, **measured, "steps_s": steps, "load_avg_1m_at_start": round(load_at_start, 2),
+              "load_avg_1m_at_end": round(load[0], 2)}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"pipeline-{args.rows}.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [f"Local pipeline run, {args.rows} generated rows: {measured['wall_s']} s wall, "
-             f"peak RSS {measured['peak_rss_mib']} MiB (largest process), exit {measured['rc']}", "",
+             f"peak RSS {measured['peak_rss_mib']} MiB (largest process), exit {measured['rc']}; "
+             f"load average {load_at_start:.2f} at the start, {load[0]:.2f} at the end ({os.cpu_count()} CPUs)", "",
              "| step | seconds |", "|---|---:|"] + [f"| {k} | {v} |" for k, v in steps.items()]
     (RESULTS / f"pipeline-{args.rows}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
