@@ -63,6 +63,7 @@ MLSERVER_PINS = ("mlserver==1.7.1", "mlserver-sklearn==1.7.1")
 FEATURES = ("amount_abs", "amount_log", "weekday", "day_of_month")
 MODEL_NAME = "titans-bench"
 SERVER_CPU = "1"
+DEFAULT_SERVING_IMAGE = "ghcr.io/titans-finance/titans-serving:0.1.0"  # mk/images.mk's SERVING_IMAGE
 CLIENT_CPU = "0"
 # Bytecode cache for the servers this script starts, outside the repository: with
 # PYTHONDONTWRITEBYTECODE set, each server would otherwise compile ~6k modules on start.
@@ -630,6 +631,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--real-rate", type=float, default=200.0, help="open-loop requests/s of the real scenario")
     parser.add_argument("--skip-reference", action="store_true", help="real: skip the TITANS_FAST_PATH=0 server")
     parser.add_argument("--skip-peer", action="store_true", help="real: skip MLServer's xgboost runtime")
+    parser.add_argument("--image", default=os.environ.get("TITANS_SERVING_IMAGE", DEFAULT_SERVING_IMAGE),
+                        help="real: the serving image to measure as a pod ('' skips it; measured where an engine "
+                        "answers and the image is built)")
     parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per serving scenario")
     parser.add_argument("--rate", type=float, default=100.0, help="requests/s of the open-loop (moderate) load")
     parser.add_argument("--enrich-requests", type=int, default=400, help="measured requests per enrichment mode")
