@@ -16,8 +16,19 @@ def _digest(folder: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def served(titans_home: Path, tmp_path: Path) -> tuple[Path, Path]:
-    """A model folder already being served (v1) and a new artifact (v2) waiting to be deployed."""
+def served(titans_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A model folder already being served (v1) and a new artifact (v2) waiting to be deployed.
+
+    MLflow is this test's own empty sqlite registry: the deploy looks the stable version's artifacts
+    up there, and a registry URI left over by another test in this process (MLflow exports it to the
+    environment) would have it wait out MLflow's HTTP retries against a server long gone.
+    """
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
     current = titans_home / "models" / "category"
     current.mkdir(parents=True)
     (current / "metadata.json").write_text('{"version": "1"}')

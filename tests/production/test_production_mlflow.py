@@ -9,6 +9,7 @@ the alias rows live in PostgreSQL; the champion loads back through the proxied a
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,10 @@ def test_gate_moves_aliases_in_mlflow_on_postgresql(
             runs = postgres.query("mlflow", "SELECT count(*) FROM runs WHERE lifecycle_stage = 'active'")
             assert runs[0][0] == 3
     finally:
+        # set_registry_uri also exports MLFLOW_REGISTRY_URI and set_registry_uri(None) leaves it: without
+        # the pop, later tests in this process call this (stopped) server and sit out MLflow's retries.
         mlflow.set_tracking_uri(None)
         mlflow.set_registry_uri(None)
+        os.environ.pop("MLFLOW_REGISTRY_URI", None)
     stored = list((Path(mlflow_server.log).parent / "artifacts").rglob("MLmodel"))
     assert len(stored) == 3, "model artifacts were not written through the server to --artifacts-destination"
