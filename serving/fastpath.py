@@ -188,7 +188,8 @@ class TfidfRows:
     sublinear tf, times idf, row-normalised. Each distinct text is computed once.
     """
 
-    def __init__(self, vectorizer: Any):
+    def __init__(self, vectorizer: Any, remember: bool = True):
+        """``remember=False``: no per-text cache (a caller that remembers its own results per text)."""
         if getattr(vectorizer, "norm", None) not in ("l2", None) or vectorizer.dtype not in (np.float64, float):
             raise Unsupported(f"TfidfVectorizer with norm={vectorizer.norm!r}, dtype={vectorizer.dtype!r}")
         self.analyzer = vectorizer.build_analyzer()
@@ -198,6 +199,7 @@ class TfidfRows:
         self.sublinear = bool(vectorizer.sublinear_tf)
         self.idf = np.asarray(vectorizer.idf_, dtype=np.float64) if vectorizer.use_idf else None
         self.norm = vectorizer.norm
+        self.remember = remember
         self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def row(self, text: str) -> tuple[np.ndarray, np.ndarray]:
@@ -224,9 +226,10 @@ class TfidfRows:
             norm = np.sqrt(np.dot(values, values))
             if norm > 0:
                 values /= norm
-        if len(self._cache) >= TEXT_CACHE_SIZE:
-            self._cache.clear()
-        self._cache[text] = (indices, values)
+        if self.remember:
+            if len(self._cache) >= TEXT_CACHE_SIZE:
+                self._cache.clear()
+            self._cache[text] = (indices, values)
         return indices, values
 
     def matrix(self, texts: Sequence[str]) -> sp.csr_matrix:
@@ -368,7 +371,9 @@ class CategoryFast:
             weight = float(weights.get(name, 1.0) if weights.get(name) is not None else 1.0)
             column = cols if isinstance(cols, str) else (cols[0] if len(cols) == 1 else None)
             if isinstance(transformer, TfidfVectorizer) and isinstance(cols, str):
-                rows = TfidfRows(transformer)
+                # The linear path remembers logits per raw text (_TextLogits): a second cache of the
+                # same texts' TF-IDF rows would never be read.
+                rows = TfidfRows(transformer, remember=not self.linear)
                 extra = _LinearText(rows, coef_t[where], weight) if self.linear else rows
                 self.blocks.append(("text", cols, extra, weight, where, transformer))
             elif isinstance(transformer, OneHotEncoder) and column is not None:
@@ -505,7 +510,8 @@ class AmountFast:
         union = prior.vectorizer
         if union.transformer_weights or any(t == "drop" for _, t in union.transformer_list):
             raise Unsupported("amount FeatureUnion with weights or dropped parts")
-        self.vectors = [TfidfRows(t) for _, t in union.transformer_list]
+        # Priors are remembered per (text, category) below, so the rows need no cache of their own.
+        self.vectors = [TfidfRows(t, remember=False) for _, t in union.transformer_list]
         self.median = dict(prior.category_median)
         self.global_median = float(prior.global_median)
         self.prior = prior
