@@ -20,13 +20,12 @@ What is measured, on 127.0.0.1 only, bounded in requests and seconds:
   from the model file), sent the very design vectors of the same rows; our whole anomaly
   request (validation, Feast lookup, features, forest, booster, risk level, factors) is
   compared with its bare booster call;
-- the issue-12 targets, each with the measured value and whether it holds.
-
 - the serving image as production starts it (``--image``, where a Docker engine answers and the
   image is built): one container per model with the chart's ServingRuntime args and pod security
   settings (read-only root, no capabilities, uid 10001, the model read-only at /mnt/models), the
-  chart's CPU limit of one core (``--cpus 1``, pinned to CPU 1), Feast enrichment from the same
-  store mounted read-only; the same loads, so the host figures can be checked against a pod's.
+  chart's CPU and memory limits as docker's quotas (pinned to CPU 1), Feast enrichment from the same store
+  mounted read-only; the same loads, so the host figures can be checked against a pod's;
+- the issue-12 targets, each with the measured value and whether it holds.
 
 The machine's load average is printed with the results: on a shared 2-core machine it
 decides more of the tail than any code here.
@@ -433,8 +432,20 @@ def measure_peer(home: Path, workdir: Path, columns: dict[str, np.ndarray], meta
 
 
 IMAGE_SERVER = "serving image as pod"
-# The chart's serving.resources.limits.cpu ("1"), as docker's CPU quota.
-POD_NANO_CPUS = 1_000_000_000
+
+
+def nano_cpus(limit: str) -> int:
+    """A Kubernetes CPU quantity ("1", "1.5", "500m") as docker's ``nano_cpus`` quota."""
+    cores = float(limit[:-1]) / 1000 if limit.endswith("m") else float(limit)
+    return int(cores * 1_000_000_000)
+
+
+def memory_bytes(limit: str) -> int:
+    """A Kubernetes memory quantity in binary units ("1Gi", "512Mi") or plain bytes, as docker's ``mem_limit``."""
+    for suffix, factor in (("Ki", 1 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30)):
+        if limit.endswith(suffix):
+            return int(float(limit[:-2]) * factor)
+    return int(limit)
 
 
 def image_unavailable(image: str) -> str | None:
@@ -478,7 +489,9 @@ def measure_image(home: Path, image: str, columns: dict[str, np.ndarray], metada
         run_args = pod_run_args(container, name, home / "models" / task)
         run_args["environment"].update({"TITANS_ENRICHMENT": "feast", "TITANS_HOME": "/var/titans"})
         run_args["volumes"][str(home / "features")] = {"bind": "/var/titans/features", "mode": "ro"}
-        run_args.update(cpuset_cpus=str(SERVER_CPU), nano_cpus=POD_NANO_CPUS)
+        limits = container["resources"]["limits"]
+        run_args.update(cpuset_cpus=str(SERVER_CPU), nano_cpus=nano_cpus(str(limits["cpu"])),
+                        mem_limit=memory_bytes(str(limits["memory"])))
         singles, batches = bodies(task, columns, metadata)
         with run_as_pod(client, image, run_args) as pod:
             if pod.ready_seconds is None:
@@ -581,8 +594,8 @@ def markdown(results: list[dict], goals: list[dict], meta: dict[str, Any]) -> st
         f"`{IMAGE_SERVER}`: " + (meta["image_note"] if meta.get("image_note") else
                                  "the serving image, one container per model, with the chart's ServingRuntime args "
                                  "and pod security settings (read-only root, tmpfs /tmp, no capabilities, "
-                                 "no-new-privileges, uid 10001, the model read-only at /mnt/models), docker's "
-                                 "`--cpus 1` for the chart's CPU limit, pinned to CPU 1, Feast enrichment from the "
+                                 "no-new-privileges, uid 10001, the model read-only at /mnt/models), the chart's CPU "
+                                 "and memory limits as docker's quotas, pinned to CPU 1, Feast enrichment from the "
                                  "same store mounted read-only (a cluster reads Redis: that network hop is not in "
                                  "these figures)."),
         "",
