@@ -57,12 +57,43 @@ def publish_trained(summary: dict[str, Any], models_dir: Path) -> dict[str, Any]
             "publish_reason": "gate rejected: " + "; ".join(gate.get("reasons", []))}
 
 
+# How long the deploy waits for an MLflow server's /health before deploying without artifact URIs.
+REGISTRY_PROBE_SECONDS = 3.0
+
+
+def registry_unreachable(uri: str) -> str | None:
+    """Why the MLflow server at ``uri`` cannot be reached (None: it answers, or ``uri`` is not a server).
+
+    Why probe first: MLflow's client retries a refused connection with backoff for minutes
+    (7 retries by default) before it gives up, and the deploy step would sit out all of it.
+    """
+    if not uri.startswith(("http://", "https://")):
+        return None
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=REGISTRY_PROBE_SECONDS):
+            return None
+    except urllib.error.HTTPError:
+        return None  # it answers (behind a proxy or auth /health may not be 200): MLflow's client decides
+    except (urllib.error.URLError, OSError) as exc:
+        return f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+
+
 def mlflow_storage_uri(model_uri: str | None) -> str:
     """Where the registered model's directory lives in MLflow's artifact store (s3://... in a cluster)."""
     if not model_uri:
         return ""
     try:
+        import mlflow
         from mlflow import MlflowClient
+
+        problem = registry_unreachable(mlflow.get_registry_uri())
+        if problem:
+            log.warning("could not resolve the artifact location of %s: registry %s unreachable (%s)",
+                        model_uri, mlflow.get_registry_uri(), problem)
+            return ""
 
         _, name, version = model_uri.split("/")
         # pyfunc keeps the logged folder's own name (the task) under the model's artifacts/.

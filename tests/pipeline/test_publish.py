@@ -67,3 +67,52 @@ def test_passed_version_is_swapped_in_after_its_manifest(served: tuple[Path, Pat
     assert result["category"]["action"] == "manifest-written"
     assert (current / "metadata.json").read_text() == '{"version": "2"}'
     assert "canaryTrafficPercent: 10" in Path(result["category"]["manifest_path"]).read_text()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_registry_probe_tells_a_dead_server_from_one_that_answers() -> None:
+    """Only a server that cannot be reached counts as unreachable; any HTTP answer, or a local store, does not."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            self.send_response(200 if self.path == "/health" else 404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        up = f"http://127.0.0.1:{server.server_address[1]}"
+        assert publish.registry_unreachable(up) is None
+        assert publish.registry_unreachable(up + "/behind-a-prefix") is None  # a 404 still answers
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "refused" in (publish.registry_unreachable(f"http://127.0.0.1:{_closed_port()}") or "").lower()
+    assert publish.registry_unreachable("sqlite:////tmp/mlflow.db") is None
+
+
+def test_deploy_with_a_dead_registry_goes_on_without_artifact_uris(
+    served: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A laptop whose MLFLOW_TRACKING_URI names a stopped server deploys at once, saying why the URIs are empty."""
+    current, artifact = served
+    dead = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", dead)
+    with caplog.at_level("WARNING", logger="titans.publish"):
+        result = publish.deploy_promoted(_summary(True), {"category": str(artifact)}, 10, "titans",
+                                         str(tmp_path / "m"))
+    assert result["category"]["action"] == "manifest-written"
+    assert (current / "metadata.json").read_text() == '{"version": "2"}'
+    assert any(f"registry {dead} unreachable" in r.getMessage() for r in caplog.records), caplog.text
