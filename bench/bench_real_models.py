@@ -448,27 +448,30 @@ def memory_bytes(limit: str) -> int:
     return int(limit)
 
 
-def image_unavailable(image: str) -> str | None:
-    """Why the serving image cannot be measured here (no engine, image not built), or None."""
+def image_client(image: str) -> tuple[Any, str | None]:
+    """A docker-py client of an engine that has ``image``, or None and why not (no engine, not built).
+
+    Puts ``tests/images`` on the path: ``measure_image`` starts the pod with its helpers.
+    """
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "images"))
     try:
         import docker
         from images_helpers import docker_env
     except ImportError as exc:
-        return f"docker-py or the image helpers are missing ({exc})"
+        return None, f"docker-py or the image helpers are missing ({exc})"
     try:
         client = docker.DockerClient(base_url=docker_env().get("DOCKER_HOST", "unix:///var/run/docker.sock"))
         client.ping()
     except Exception as exc:  # docker's own errors, requests' ConnectionError, FileNotFoundError alike
-        return f"no Docker engine answers ({type(exc).__name__}; `make engine-up` starts one)"
+        return None, f"no Docker engine answers ({type(exc).__name__}; `make engine-up` starts one)"
     try:
         client.images.get(image)
     except docker.errors.ImageNotFound:
-        return f"image {image} is not built here (`make images`)"
-    return None
+        return None, f"image {image} is not built here (`make images`)"
+    return client, None
 
 
-def measure_image(home: Path, image: str, columns: dict[str, np.ndarray], metadata: dict[str, dict],
+def measure_image(client: Any, home: Path, image: str, columns: dict[str, np.ndarray], metadata: dict[str, dict],
                   args: Any) -> list[dict[str, Any]]:
     """Every load on every model, each in the serving image started as its pod would be.
 
@@ -476,12 +479,11 @@ def measure_image(home: Path, image: str, columns: dict[str, np.ndarray], metada
     ServingRuntime (``tests/images/images_helpers.pod_run_args``); enrichment reads the Feast
     store of ``home`` mounted read-only (in a cluster it reads the Redis online store the
     chart configures: a network hop this does not include). Ports are the chart's, 8080/8081.
+    ``client`` comes from ``image_client``.
     """
-    import docker
     from bench_serving import SERVER_CPU
-    from images_helpers import docker_env, pod_run_args, run_as_pod, serving_runtime_container
+    from images_helpers import pod_run_args, run_as_pod, serving_runtime_container
 
-    client = docker.DockerClient(base_url=docker_env().get("DOCKER_HOST", "unix:///var/run/docker.sock"))
     container = serving_runtime_container({"feast": {"enabled": False}})
     results: list[dict[str, Any]] = []
     for task in TASKS:
@@ -622,9 +624,9 @@ def real_models_scenario(args: Any, workdir: Path) -> str:
         results += measure_titans(home, workdir, False, columns, metadata, args)
     if not args.skip_peer:
         results += measure_peer(home, workdir, columns, metadata, args)
-    image_note = image_unavailable(args.image) if args.image else "no --image given"
+    client, image_note = image_client(args.image) if args.image else (None, "no --image given")
     if image_note is None:
-        results += measure_image(home, args.image, columns, metadata, args)
+        results += measure_image(client, home, args.image, columns, metadata, args)
     else:
         image_note = f"not measured: {image_note}."
         print(f"serving image: {image_note}", file=sys.stderr)

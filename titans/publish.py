@@ -81,19 +81,27 @@ def registry_unreachable(uri: str) -> str | None:
         return f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
 
 
-def mlflow_storage_uri(model_uri: str | None) -> str:
-    """Where the registered model's directory lives in MLflow's artifact store (s3://... in a cluster)."""
+def registry_problem() -> str | None:
+    """Why MLflow's registry cannot be reached right now ("<uri> unreachable (<reason>)"), or None."""
+    import mlflow
+
+    uri = mlflow.get_registry_uri()
+    reason = registry_unreachable(uri)
+    return f"registry {uri} unreachable ({reason})" if reason else None
+
+
+def mlflow_storage_uri(model_uri: str | None, problem: str | None = None) -> str:
+    """Where the registered model's directory lives in MLflow's artifact store (s3://... in a cluster).
+
+    ``problem``: the registry is known to be unreachable (``registry_problem``): say so, return "".
+    """
     if not model_uri:
         return ""
+    if problem:
+        log.warning("could not resolve the artifact location of %s: %s", model_uri, problem)
+        return ""
     try:
-        import mlflow
         from mlflow import MlflowClient
-
-        problem = registry_unreachable(mlflow.get_registry_uri())
-        if problem:
-            log.warning("could not resolve the artifact location of %s: registry %s unreachable (%s)",
-                        model_uri, mlflow.get_registry_uri(), problem)
-            return ""
 
         _, name, version = model_uri.split("/")
         # pyfunc keeps the logged folder's own name (the task) under the model's artifacts/.
@@ -110,6 +118,8 @@ def deploy_promoted(summaries: dict[str, dict[str, Any]], model_paths: dict[str,
     from titans import deploy
 
     results: dict[str, Any] = {}
+    problem: str | None = None
+    probed = False  # the registry is probed once, when the first task needs it
     for task, summary in summaries.items():
         gate = summary.get("gate") or {}
         # The gate's verdict, not the alias: with champion_after_canary the alias waits for the canary.
@@ -119,11 +129,13 @@ def deploy_promoted(summaries: dict[str, dict[str, Any]], model_paths: dict[str,
         source = Path(model_paths[task]) / task
         stable = str(gate.get("champion_before") or "")
         name = summary["registered_name"]
+        if not probed:
+            problem, probed = registry_problem(), True
         outcome = deploy.deploy(
             name, str(summary["version"]), canary_traffic_percent=canary_percent,
-            namespace=namespace, storage_uri=mlflow_storage_uri(summary.get("model_uri")),
+            namespace=namespace, storage_uri=mlflow_storage_uri(summary.get("model_uri"), problem),
             out_dir=manifests_dir, stable_version=stable,
-            stable_storage_uri=mlflow_storage_uri(f"models:/{name}/{stable}") if stable else "",
+            stable_storage_uri=mlflow_storage_uri(f"models:/{name}/{stable}", problem) if stable else "",
         )
         outcome.pop("manifest", None)
         # Only once the deploy went through, and only on a laptop (no cluster): the folder

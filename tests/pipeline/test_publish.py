@@ -106,13 +106,25 @@ def test_registry_probe_tells_a_dead_server_from_one_that_answers() -> None:
 def test_deploy_with_a_dead_registry_goes_on_without_artifact_uris(
     served: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A laptop whose MLFLOW_TRACKING_URI names a stopped server deploys at once, saying why the URIs are empty."""
+    """A laptop whose MLFLOW_TRACKING_URI names a stopped server deploys at once, saying why the URIs are empty.
+
+    The registry is probed once for the whole deploy, however many tasks it publishes.
+    """
     current, artifact = served
+    (artifact / "amount").mkdir()
+    (artifact / "amount" / "metadata.json").write_text('{"version": "2"}')
+    summaries = _summary(True)
+    summaries["amount"] = {**summaries["category"], "registered_name": "titans-amount"}
     dead = f"http://127.0.0.1:{_closed_port()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", dead)
+    probes: list[str] = []
+    probe = publish.registry_unreachable
+    monkeypatch.setattr(publish, "registry_unreachable", lambda uri: probes.append(uri) or probe(uri))
     with caplog.at_level("WARNING", logger="titans.publish"):
-        result = publish.deploy_promoted(_summary(True), {"category": str(artifact)}, 10, "titans",
-                                         str(tmp_path / "m"))
-    assert result["category"]["action"] == "manifest-written"
+        result = publish.deploy_promoted(summaries, {"category": str(artifact), "amount": str(artifact)}, 10,
+                                         "titans", str(tmp_path / "m"))
+    assert [result[t]["action"] for t in ("category", "amount")] == ["manifest-written"] * 2
     assert (current / "metadata.json").read_text() == '{"version": "2"}'
-    assert any(f"registry {dead} unreachable" in r.getMessage() for r in caplog.records), caplog.text
+    assert probes == [dead]
+    unreachable = [r for r in caplog.records if f"registry {dead} unreachable" in r.getMessage()]
+    assert len(unreachable) == 2, caplog.text  # each task's stable version, the one lookup it needed
