@@ -59,11 +59,11 @@ def _latency(call: Callable[[int], object], calls: int, warmup: int = 50) -> dic
 
 def _clean_table(rows: int, accounts: int, data_dir: Path | None, work: Path) -> tuple[pd.DataFrame, dict]:
     """The clean table: read from ``data_dir``, else generated and ingested with the project's code."""
-    from titans.ingest import ingest, read_clean
+    from titans.data.ingest import ingest, read_clean
 
     timings: dict[str, float] = {}
     if data_dir is None:
-        from titans.generate import GenerateConfig, write_csv
+        from titans.data.generate import GenerateConfig, write_csv
 
         csv = work / "raw" / "transactions.csv"
         started = time.perf_counter()

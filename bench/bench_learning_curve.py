@@ -100,8 +100,8 @@ def main() -> None:
         if args.home is None:
             _build_home(home, args.rows)
         os.environ["TITANS_HOME"] = str(home)
+        from titans.data.ingest import read_clean
         from titans.features.store import FeatureClient
-        from titans.ingest import read_clean
         from titans.models.common import time_split
         from titans.settings import load_settings
         from titans.train import _task_frame, label_ceiling

@@ -64,7 +64,7 @@ def holdout_columns(home: Path, metadata: dict[str, Any]) -> dict[str, np.ndarra
     """The latest 20% of the expenses the models were trained on, as V2 request columns."""
     import pandas as pd
 
-    from titans.ingest import read_clean
+    from titans.data.ingest import read_clean
     from titans.models.common import expenses, time_split
 
     lineage_dir = Path(str(metadata.get("lineage", {}).get("clean_data_uri") or ""))

@@ -79,7 +79,7 @@ def build_artifact(workdir: Path, rows: int = 4000) -> tuple[Path, Path, Any, An
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from titans.catalog import EXPENSE_CATEGORIES
+    from titans.data.catalog import EXPENSE_CATEGORIES
 
     # Amounts per category as the catalogue describes them (median, spread), random days.
     rng = np.random.default_rng(11)
@@ -489,9 +489,9 @@ ENRICH_ROW = {"description": "Software License", "merchant": "Adobe", "category"
 def build_home(home: Path, rows: int = 2500) -> dict[str, float]:
     """A small real TITANS_HOME: generated data, the Feast store, the anomaly model (timed)."""
     os.environ["TITANS_HOME"] = str(home)
+    from titans.data.generate import GenerateConfig, write_csv
+    from titans.data.ingest import ingest
     from titans.features.build import build_features
-    from titans.generate import GenerateConfig, write_csv
-    from titans.ingest import ingest
     from titans.train import TrainConfig, train
 
     timings = {}

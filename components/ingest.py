@@ -32,8 +32,8 @@ def ingest_data(
 
     if titans_home:
         os.environ["TITANS_HOME"] = titans_home
-    from titans.generate import GenerateConfig, write_csv
-    from titans.ingest import ingest
+    from titans.data.generate import GenerateConfig, write_csv
+    from titans.data.ingest import ingest
 
     work = Path(clean_data.path)
     if source_uri:

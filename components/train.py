@@ -42,8 +42,8 @@ def train_model(
         os.environ["TITANS_HOME"] = titans_home
     if mlflow_tracking_uri:
         os.environ["MLFLOW_TRACKING_URI"] = mlflow_tracking_uri
+    from titans.data.ingest import read_clean
     from titans.features.store import FeatureClient
-    from titans.ingest import read_clean
     from titans.train import TrainConfig, train_task
 
     gate_file = ""

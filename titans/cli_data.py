@@ -10,7 +10,7 @@ from titans.settings import load_settings
 
 def _generate(args: argparse.Namespace) -> int:
     from titans.cli import print_json
-    from titans.generate import SMALL_ACCOUNTS, GenerateConfig, write_csv
+    from titans.data.generate import SMALL_ACCOUNTS, GenerateConfig, write_csv
 
     out = Path(args.out) if args.out else load_settings().raw_dir / "transactions.csv"
     cfg = GenerateConfig(rows=args.rows, accounts=args.accounts, seed=args.seed, fraud_rate=args.fraud_rate,
@@ -28,7 +28,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _ingest(args: argparse.Namespace) -> int:
     from titans.cli import print_json
-    from titans.ingest import ingest
+    from titans.data.ingest import ingest
 
     out = Path(args.out) if args.out else load_settings().data_dir
     summary = ingest([Path(p) for p in args.input], out)
@@ -55,7 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--accounts", type=int, default=3, help="business accounts (default 3)")
     gen.add_argument("--small-accounts", type=int, default=None,
                      help="small-business accounts with supplier preferences, purchases only, on top of "
-                          "--rows (default 200, titans.generate.SMALL_ACCOUNTS; they feed the merchant recommender)")
+                          "--rows "
+                          "(default 200, titans.data.generate.SMALL_ACCOUNTS; they feed the merchant recommender)")
     gen.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     gen.add_argument("--fraud-rate", type=float, default=0.02, help="share of labelled anomalies (default 0.02)")
     gen.add_argument("--days", type=int, default=None, help="days covered (default: from rows and accounts)")

@@ -276,7 +276,7 @@ def _task_frame(task: str, clean: pd.DataFrame, client: Any, max_rows: int = 0,
             raise UserError("no daily cash-flow series: the clean table has no rows with moved money")
         series = series.assign(date=pd.to_datetime(series["date"]))
         # The books: accounts with income. Purchase-only accounts (the generator's small businesses,
-        # titans.small_accounts) have spending but no cash flow to forecast, and would swamp the series.
+        # titans.data.small_accounts) have spending but no cash flow to forecast, and would swamp the series.
         books = series.loc[series["inflow"] > 0, "account_id"].unique()
         series = series[series["account_id"].isin(books)].reset_index(drop=True)
         return _training_set(client, SERVICES[task], series)
@@ -385,8 +385,8 @@ def _model_params(described: dict[str, Any]) -> dict[str, Any]:
 
 def train(tasks: list[str] | tuple[str, ...], data_dir: str | Path, cfg: TrainConfig | None = None) -> dict[str, Any]:
     """``titans train``: read the clean table, get training sets from Feast, train each task."""
+    from titans.data.ingest import read_clean
     from titans.features.store import FeatureClient
-    from titans.ingest import read_clean
 
     cfg = cfg or TrainConfig()
     unknown = [t for t in tasks if t not in TASKS]

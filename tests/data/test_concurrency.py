@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from titans.ingest import ingest, read_clean
+from titans.data.ingest import ingest, read_clean
 
 TITANS = [sys.executable, "-m", "titans.cli"]
 REPO = Path(__file__).resolve().parents[2]
@@ -50,7 +50,7 @@ def holder(tmp_path: Path):
 
 
 def _export(tmp_path: Path, rows: int = 400) -> Path:
-    from titans.generate import generate
+    from titans.data.generate import generate
 
     path = tmp_path / "export.csv"
     generate(rows, 2, 3, 0.02).to_csv(path, index=False)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from titans import catalog
-from titans.generate import GenerateConfig, generate, write_csv
-from titans.ingest import ingest, read_clean
+from titans.data import catalog
+from titans.data.generate import GenerateConfig, generate, write_csv
+from titans.data.ingest import ingest, read_clean
 
 
 def _sha(path: Path) -> str:

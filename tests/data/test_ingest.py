@@ -10,8 +10,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from titans.data.ingest import ingest, read_clean
 from titans.errors import UserError
-from titans.ingest import ingest, read_clean
 
 HEADER = "Date,Type,Description,Amount,Category,Payment Method,Status,Reference,Receipt URL"
 GOOD = "2024-12-05,Expense,Office365 Subscription,-15.99,software,credit_card,paid,Microsoft,"

@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from titans.ingest import ingest, read_clean
-from titans.schema import merchant_from_description, reference_looks_like_ids
+from titans.data.ingest import ingest, read_clean
+from titans.data.schema import merchant_from_description, reference_looks_like_ids
 
 HEADER = "Date,Type,Description,Amount,Category,Payment Method,Status,Reference,Receipt URL"
 

@@ -33,8 +33,8 @@ SERVICE_OF_VIEW = {
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Generated export -> ingest -> `titans features build --json` in a fresh TITANS_HOME."""
-    from titans.generate import GenerateConfig, write_csv
-    from titans.ingest import ingest, read_clean
+    from titans.data.generate import GenerateConfig, write_csv
+    from titans.data.ingest import ingest, read_clean
 
     home = tmp_path_factory.mktemp("e2e_home")
     with titans_home_env(home):

@@ -32,8 +32,8 @@ def _small_config(tmp: Path, register: bool = True, **kw: object):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory):
     """Generate, ingest, build the Feast store and train all four models once."""
-    from titans.generate import GenerateConfig, write_csv
-    from titans.ingest import ingest
+    from titans.data.generate import GenerateConfig, write_csv
+    from titans.data.ingest import ingest
     from titans.train import train
 
     tmp = tmp_path_factory.mktemp("models")
@@ -273,7 +273,7 @@ def test_gate_rules_are_pure_and_explain_themselves() -> None:
 @pytest.mark.skipif(not REAL_EXPORT.exists(), reason=f"real export not present at {REAL_EXPORT}")
 def test_real_export_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """On the real export, 80/20 by date: category accuracy >= 0.85, amount MAE < category median."""
-    from titans.ingest import ingest
+    from titans.data.ingest import ingest
     from titans.train import train
 
     monkeypatch.setenv("TITANS_HOME", str(tmp_path / "home"))
@@ -287,8 +287,8 @@ def test_real_export_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_training_refuses_a_feature_store_built_from_another_clean_table(trained, tmp_path: Path) -> None:
-    from titans.generate import generate
-    from titans.ingest import ingest
+    from titans.data.generate import generate
+    from titans.data.ingest import ingest
     from titans.train import train
 
     tmp, summary = trained
@@ -355,8 +355,8 @@ def test_train_publishes_only_versions_the_gate_passes(trained, tmp_path: Path) 
 def test_cashflow_reports_interval_coverage_on_a_short_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                                                ) -> None:
     """100 days of one account: the default plan (30-day horizon after 60 days) has one origin."""
-    from titans.generate import GenerateConfig, write_csv
-    from titans.ingest import ingest
+    from titans.data.generate import GenerateConfig, write_csv
+    from titans.data.ingest import ingest
     from titans.train import train
 
     monkeypatch.setenv("TITANS_HOME", str(tmp_path / "home"))

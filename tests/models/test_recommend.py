@@ -21,8 +21,8 @@ SEED = 3
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory):
-    from titans.generate import GenerateConfig, write_csv
-    from titans.ingest import ingest
+    from titans.data.generate import GenerateConfig, write_csv
+    from titans.data.ingest import ingest
     from titans.train import TrainConfig, train
 
     tmp = tmp_path_factory.mktemp("recommend")
@@ -64,9 +64,9 @@ def test_beats_both_baselines_and_passes_the_gate(trained) -> None:
 
 def test_interaction_features_are_point_in_time(trained, monkeypatch: pytest.MonkeyPatch) -> None:
     """Feast's rows at a reference day equal the purchases strictly before that day (fraud left out)."""
+    from titans.data.ingest import read_clean
     from titans.features.store import FeatureClient
     from titans.features.transaction import epoch_days
-    from titans.ingest import read_clean
     from titans.models.common import expenses
     from titans.models.recommend import interaction_entities
 

@@ -16,8 +16,8 @@ from titans.models.common import expenses, text_of
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An ingested generated export (repeating descriptions, typos, card descriptors)."""
-    from titans.generate import GenerateConfig, write_csv
-    from titans.ingest import ingest
+    from titans.data.generate import GenerateConfig, write_csv
+    from titans.data.ingest import ingest
 
     tmp = tmp_path_factory.mktemp("cost")
     write_csv(GenerateConfig(rows=3000, accounts=2, seed=11), tmp / "raw.csv")
@@ -28,7 +28,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def rows(data_dir: Path) -> pd.DataFrame:
     """Generated expenses from the clean table."""
-    from titans.ingest import read_clean
+    from titans.data.ingest import read_clean
 
     return expenses(read_clean(data_dir))
 
@@ -37,7 +37,7 @@ def test_clean_table_order_comes_from_arrow_and_is_not_sorted_twice(data_dir: Pa
     """read_clean sorts in Arrow and expenses() skips a sort of ordered rows: same frames as pandas' sorts."""
     import pyarrow.parquet as pq
 
-    from titans.ingest import read_clean
+    from titans.data.ingest import read_clean
 
     clean = read_clean(data_dir)
     by_pandas = pq.read_table(data_dir / "clean", partitioning="hive").to_pandas()[list(clean.columns)]

@@ -53,9 +53,9 @@ def train_home(home: Path) -> Path:
     """generate -> ingest -> features -> train category and anomaly, small settings; returns the data dir."""
     from small_training import SMALL_TRAIN_SETTINGS
 
+    from titans.data.generate import GenerateConfig, write_csv
+    from titans.data.ingest import ingest
     from titans.features.build import build_features
-    from titans.generate import GenerateConfig, write_csv
-    from titans.ingest import ingest
     from titans.train import TrainConfig, train
 
     raw, data = home / "raw" / "transactions.csv", home / "data"
@@ -150,7 +150,7 @@ def start_model_server(home: Path, root: Path, score_dir: Path) -> ServerProcess
 
 def expense_rows(data: Path) -> pd.DataFrame:
     """The clean table's expense rows (what clients score), oldest first."""
-    from titans.ingest import read_clean
+    from titans.data.ingest import read_clean
     from titans.models.common import expenses
 
     return expenses(read_clean(data))

@@ -54,9 +54,9 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis]:
 @pytest.fixture(scope="session")
 def stores(tmp_path_factory: pytest.TempPathFactory, postgres: Postgres, redis_server: Redis) -> Stores:
     """generate -> ingest once; ``titans features build`` into sqlite and into Redis + PostgreSQL."""
+    from titans.data.generate import GenerateConfig, write_csv
+    from titans.data.ingest import ingest
     from titans.features.build import build_features
-    from titans.generate import GenerateConfig, write_csv
-    from titans.ingest import ingest
 
     root = tmp_path_factory.mktemp("production")
     raw, data = root / "raw" / "transactions.csv", root / "data"

@@ -26,7 +26,7 @@ SERVED = ("titans-category", "titans-amount", "titans-anomaly")
 
 def request_rows(stores: Stores) -> pd.DataFrame:
     """Rows of the clean table (known merchants, accounts, categories) plus never-seen entities."""
-    from titans.ingest import read_clean
+    from titans.data.ingest import read_clean
 
     clean = read_clean(stores.data)
     known = clean.drop_duplicates("merchant").head(6).copy()

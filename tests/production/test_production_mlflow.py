@@ -19,7 +19,7 @@ import pytest
 from production_servers import MlflowServer, Postgres, start_mlflow
 from production_stores import TRAIN_SETTINGS, Stores, environment, timed
 
-from titans.ingest import read_clean
+from titans.data.ingest import read_clean
 
 MODEL = "titans-amount"
 

@@ -4,7 +4,7 @@ Why real: the serving code is only as right as its fit to the real model directo
 the real Feast online store (output shapes, top-k, intervals, forecast dates, factor JSON,
 stored features). So the session generates a few thousand transactions, ingests them,
 builds the feature store and trains all four models through the project's own code
-(``titans.generate`` -> ``titans.ingest`` -> ``titans.features.build`` -> ``titans.train``),
+(``titans.data.generate`` -> ``titans.data.ingest`` -> ``titans.features.build`` -> ``titans.train``),
 under a temporary TITANS_HOME, once. Settings are small (``TRAIN_SETTINGS``); measured on
 this 2-core machine: ~30 s of CPU for the whole chain, most of it Feast's import and the
 category model. The stage timings are printed in the test summary.
@@ -81,9 +81,9 @@ class ServingHome:
 
 def build_home(home: Path) -> ServingHome:
     """generate -> ingest -> features -> train (all four tasks), timing each stage."""
+    from titans.data.generate import GenerateConfig, write_csv
+    from titans.data.ingest import ingest
     from titans.features.build import build_features
-    from titans.generate import GenerateConfig, write_csv
-    from titans.ingest import ingest
     from titans.train import TrainConfig, train
 
     built = ServingHome(home)

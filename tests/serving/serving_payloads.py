@@ -21,7 +21,7 @@ ROWS = [
      "payment_method": "credit_card", "account_id": "acct_001", "category": "meals_entertainment"},
 ]
 
-# Small-business accounts of the generator (titans.small_accounts) and one it never made.
+# Small-business accounts of the generator (titans.data.small_accounts) and one it never made.
 RECOMMEND_ACCOUNTS = ("acct_s0001", "acct_s0002", "acct_nobody")
 
 INPUTS: dict[str, list[tuple[str, str]]] = {

@@ -31,7 +31,7 @@ TRANSACTION_TASKS = ("category", "amount", "anomaly")
 @pytest.fixture(scope="module")
 def expense_rows(serving_home: Any) -> pd.DataFrame:
     """Every expense of the session's clean table, time-ordered (what training sees)."""
-    from titans.ingest import read_clean
+    from titans.data.ingest import read_clean
 
     return expenses(read_clean(serving_home.home / "data"))
 

@@ -26,9 +26,9 @@ MODEL = "titans-recommend"
 
 
 def _train_home(home: Path) -> None:
+    from titans.data.generate import GenerateConfig, write_csv
+    from titans.data.ingest import ingest
     from titans.features.build import build_features
-    from titans.generate import GenerateConfig, write_csv
-    from titans.ingest import ingest
     from titans.train import TrainConfig, train
 
     raw = home / "raw" / "transactions.csv"

@@ -194,7 +194,7 @@ def build_features(data_dir: str | Path, repo: str | Path | None = None, progres
     Returns the CLI summary: repo path, yaml, feature views with their row counts, services.
     """
     from titans import home_lock
-    from titans.ingest import read_clean
+    from titans.data.ingest import read_clean
 
     # One writer of the home's Feast registry, online store and offline tables at a time.
     with home_lock.hold(home_lock.command_line()):

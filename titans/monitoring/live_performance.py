@@ -96,7 +96,7 @@ def ingest_labels(exports: Sequence[Path], labels_dir: Path | None = None) -> di
     and reasons are ingest's; the quarantined rows are kept under ``labels/quarantine``. The
     store is replaced atomically: a failure leaves the previous labels in place.
     """
-    from titans.ingest import ingest, read_clean
+    from titans.data.ingest import ingest, read_clean
 
     target = _labels_dir(labels_dir)
     target.mkdir(parents=True, exist_ok=True)

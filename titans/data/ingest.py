@@ -33,7 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from titans import schema
+from titans.data import schema
 from titans.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -461,7 +461,7 @@ def producer_notes(path: Path) -> dict[str, object] | None:
     Why: label quality cannot be read off the rows; a generator that mislabels on purpose says
     how often, and the report passes that on, so training can state the accuracy ceiling.
     """
-    from titans.generate import sidecar
+    from titans.data.generate import sidecar
 
     side = sidecar(path)
     if not side.is_file():

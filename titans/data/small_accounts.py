@@ -1,6 +1,6 @@
 """Small-business accounts for the generator: purchases shaped by supplier preferences.
 
-Why a population of its own: the book accounts (``titans.generate``) are a few businesses with
+Why a population of its own: the book accounts (``titans.data.generate``) are a few businesses with
 full books, which the cash-flow forecaster needs, but a recommender learns from many accounts
 that share tastes. Here each small business belongs to a trade (a *segment*); a segment favours
 some merchants (a skewed pool drawn from the catalogue), every business buys regularly from a
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from titans import catalog
-from titans.generate import (
+from titans.data import catalog
+from titans.data.generate import (
     _CATS,
     _PAY_NAMES,
     _PAY_WEIGHTS,

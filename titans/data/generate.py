@@ -21,7 +21,7 @@ scores accuracy 1.0 and says nothing about category quality):
   of ``write_csv`` and its sidecar ``<export>.generator.json`` state both; ingest copies the
   sidecar into the data-quality report and training states the ceiling in its report.
 
-Small-business accounts (``small_accounts``, ``titans.small_accounts``): besides the book
+Small-business accounts (``small_accounts``, ``titans.data.small_accounts``): besides the book
 accounts above, hundreds of small businesses whose exports carry only their purchases, each
 from a few regular suppliers of its trade, some shared popular merchants, and suppliers that
 open during the span. They are what the merchant recommender learns from; they add rows on
@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from titans import catalog
+from titans.data import catalog
 from titans.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class GenerateConfig:
     fraud_rate: float = 0.02
     days: int | None = None
     label_noise: float = LABEL_NOISE
-    # Small-business accounts with supplier preferences (titans.small_accounts), on top of ``rows``.
+    # Small-business accounts with supplier preferences (titans.data.small_accounts), on top of ``rows``.
     # 0 here keeps library callers' data as it was; the CLI and the pipeline default to SMALL_ACCOUNTS.
     small_accounts: int = 0
 
@@ -327,7 +327,7 @@ def _block_frames(cfg: GenerateConfig) -> Iterator[pd.DataFrame]:
     accounts = _make_accounts(cfg)
     small = None
     if cfg.small_accounts:
-        from titans.small_accounts import SmallAccounts
+        from titans.data.small_accounts import SmallAccounts
 
         small = SmallAccounts.make(cfg)
     n_blocks = -(-span // BLOCK_DAYS)
@@ -429,7 +429,7 @@ def write_csv(cfg: GenerateConfig, out: Path) -> dict[str, object]:
                "ceiling_note": (f"{noisy} of {expenses} expenses ({share:.1%}) carry a deliberately wrong "
                                 f"category (label noise {cfg.label_noise:.0%} of everyday expenses): category "
                                 f"accuracy cannot exceed about {1.0 - share:.3f}")}
-    sidecar(out).write_text(json.dumps({"generator": "titans.generate", **summary}, indent=2) + "\n")
+    sidecar(out).write_text(json.dumps({"generator": "titans.data.generate", **summary}, indent=2) + "\n")
     return summary
 
 

@@ -190,7 +190,7 @@ CITIES: tuple[tuple[str, str], ...] = (
     ("SEATTLE", "WA"), ("AUSTIN", "TX"), ("DENVER", "CO"), ("OAKLAND", "CA"), ("BOSTON", "MA"), ("CHICAGO", "IL"),
 )
 
-# Suppliers that open during the generated span (titans.small_accounts): merchants no account
+# Suppliers that open during the generated span (titans.data.small_accounts): merchants no account
 # knew at the start, adopted over time by the businesses of their segments. Why names of their
 # own: a recommender must be able to surface a merchant that is new to everyone, which the
 # catalogue's long-standing merchants never are.
