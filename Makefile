@@ -34,8 +34,10 @@ fmt: install
 bench: install ## speed and memory benchmarks; results in bench/results/
 	$(MAKE) $(filter bench-%,$(BENCH_TARGETS))
 
-clean:
-	rm -rf var build .pytest_cache
+clean: ## remove runtime data; var/features/README.md stays (the Feast CLI in feature_repo/ needs the folder)
+	rm -rf build .pytest_cache
+	[ ! -d var ] || find var -mindepth 1 -maxdepth 1 ! -name features -exec rm -rf {} +
+	[ ! -d var/features ] || find var/features -mindepth 1 ! -name README.md -exec rm -rf {} +
 
 # Area-specific targets (features, serving, bench, cluster, ...) live in mk/*.mk.
 -include mk/*.mk

@@ -19,6 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from serving.drift import DriftCounters
+from serving.score_log import ScoreLog
+from titans import tasks
+from titans.monitoring.reference import load_reference
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -54,10 +59,6 @@ def main() -> int:
     home = Path(os.environ.get("TITANS_HOME", "var"))
     parser.add_argument("--models", type=Path, default=home / "models")
     args = parser.parse_args()
-    from serving.drift import DriftCounters
-    from serving.score_log import ScoreLog
-    from titans.monitoring.reference import PREDICTION_OUTPUT, load_reference
-
     rng = np.random.default_rng(0)
     results: dict[str, Any] = {"models": str(args.models), "load_average_before": os.getloadavg(), "tasks": {}}
     scratch = Path(tempfile.mkdtemp(prefix="bench-drift-"))
@@ -71,7 +72,7 @@ def main() -> int:
                                  "bins": sum(len(b.bins) for b in reference.all_bins())}
         for rows, repeats in ((1, 2000), (1000, 100)):
             cols = columns_for(reference, rows, rng)
-            outputs = {PREDICTION_OUTPUT[task]: rng.random(rows) if task != "category"
+            outputs = {tasks.get(task).drift_output: rng.random(rows) if task != "category"
                        else rng.choice(np.array(reference.prediction.levels, dtype=object), rows),
                        "risk_level": rng.choice(np.array(["low", "high"], dtype=object), rows)}
             name = f"titans-{task}"

@@ -32,6 +32,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from feast import FeatureService, Field, OnDemandFeatureView
+from feast.types import Float64, Int64
+
+from titans.data.generate import GenerateConfig, write_csv
+from titans.data.ingest import ingest, read_clean
+from titans.features import paths, spec
+from titans.features.build import _write_parquet, build_from_clean
+from titans.features.store import FeatureClient
+from titans.features.transaction import calendar_features, transaction_features
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -59,12 +68,8 @@ def _latency(call: Callable[[int], object], calls: int, warmup: int = 50) -> dic
 
 def _clean_table(rows: int, accounts: int, data_dir: Path | None, work: Path) -> tuple[pd.DataFrame, dict]:
     """The clean table: read from ``data_dir``, else generated and ingested with the project's code."""
-    from titans.data.ingest import ingest, read_clean
-
     timings: dict[str, float] = {}
     if data_dir is None:
-        from titans.data.generate import GenerateConfig, write_csv
-
         csv = work / "raw" / "transactions.csv"
         started = time.perf_counter()
         write_csv(GenerateConfig(rows=rows, accounts=accounts, seed=7), csv)
@@ -86,8 +91,6 @@ def _entity_rows(clean: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
 
 def bench_online(client, clean: pd.DataFrame, calls: int) -> dict:
     """One transaction per call, a different known transaction each call."""
-    from titans.features import spec
-
     rows = _entity_rows(clean, 2000)
     as_of_date = (clean["date"].max() + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
     rows["date"] = as_of_date  # a transaction arriving the day after the data, as in serving
@@ -118,12 +121,6 @@ def bench_online(client, clean: pd.DataFrame, calls: int) -> dict:
 
 def bench_on_demand(client, clean: pd.DataFrame, calls: int) -> dict:
     """What the on-demand views cost, online and in training, in python and pandas mode."""
-    from feast import FeatureService, Field, OnDemandFeatureView
-    from feast.types import Float64, Int64
-
-    from titans.features import spec
-    from titans.features.transaction import calendar_features
-
     stored = [
         f"{v.name}:{c}" for v in spec.STORED_VIEWS if v.name in spec.SERVICES["anomaly_service"] for c in v.column_names
     ]
@@ -193,8 +190,6 @@ def bench_on_demand(client, clean: pd.DataFrame, calls: int) -> dict:
         assert len(result) == len(query)
         timings[name] = round(time.perf_counter() - started, 2)
     started = time.perf_counter()
-    from titans.features.transaction import transaction_features
-
     transaction_features(frame)
     direct = time.perf_counter() - started
     return {
@@ -211,9 +206,6 @@ def bench_on_demand(client, clean: pd.DataFrame, calls: int) -> dict:
 
 def bench_materialize_1m_entities(client, n: int) -> dict:
     """Overwrite one view's source with n distinct merchants and materialize just that view."""
-    from titans.features import paths, spec
-    from titans.features.build import _write_parquet
-
     rng = np.random.default_rng(0)
     stamp = pd.Timestamp("2024-01-01", tz="UTC")
     table = pd.DataFrame(
@@ -264,9 +256,6 @@ def main() -> None:
         os.environ["TITANS_HOME"] = str(work)
         for var in ("TITANS_FEATURE_OFFLINE_URI", "TITANS_FEATURE_STORE_YAML"):
             os.environ.pop(var, None)
-        from titans.features.build import build_from_clean
-        from titans.features.store import FeatureClient
-
         clean, data_timings = _clean_table(args.rows, args.accounts, args.data, work)
         print(f"clean table: {len(clean)} rows", file=sys.stderr)
         started = time.perf_counter()

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import docker
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "images"))
 
@@ -57,8 +59,6 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out-dir", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args()
-    import docker
-
     client = docker.DockerClient(base_url=docker_env().get("DOCKER_HOST", "unix:///var/run/docker.sock"))
     missing = [t for t in MODELS if not (args.models / t / "metadata.json").is_file()]
     if missing:

@@ -23,6 +23,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.metrics import accuracy_score, f1_score
+
+from titans import tasks
+from titans.data.ingest import read_clean
+from titans.features.store import FeatureClient
+from titans.models.amount import AmountModel
+from titans.models.category import CATEGORY_INPUTS, _design, candidate_pipelines
+from titans.models.common import request_frame, time_split
+from titans.models.recipe import label_ceiling
+from titans.settings import load_settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -39,11 +49,6 @@ def _build_home(home: Path, rows: int) -> None:
 
 def _category_points(train: Any, test: Any, sizes: list[int], candidates: list[str],
                      points: list[dict[str, Any]], record: Any) -> None:
-    from sklearn.metrics import accuracy_score, f1_score
-
-    from titans.models.category import CATEGORY_INPUTS, _design, candidate_pipelines
-    from titans.models.common import request_frame
-
     x_test = _design(request_frame(test, CATEGORY_INPUTS))
     y_test = test["category"].astype(str).to_numpy()
     for n in sizes:
@@ -63,8 +68,6 @@ def _category_points(train: Any, test: Any, sizes: list[int], candidates: list[s
 
 def _amount_points(train: Any, test: Any, sizes: list[int], cv_folds: int, n_estimators: int,
                    points: list[dict[str, Any]], record: Any) -> None:
-    from titans.models.amount import AmountModel
-
     spend = test["spend"].to_numpy(float)
     for n in sizes:
         part = train.tail(n)
@@ -100,12 +103,6 @@ def main() -> None:
         if args.home is None:
             _build_home(home, args.rows)
         os.environ["TITANS_HOME"] = str(home)
-        from titans.data.ingest import read_clean
-        from titans.features.store import FeatureClient
-        from titans.models.common import time_split
-        from titans.settings import load_settings
-        from titans.train import _task_frame, label_ceiling
-
         settings = load_settings()
         clean = read_clean(settings.data_dir)
         client = FeatureClient()
@@ -122,7 +119,7 @@ def main() -> None:
             _write(points, holdout, ceiling, len(clean), args.window, load_before, done)
 
         for task in args.tasks:
-            train, test = time_split(_task_frame(task, clean, client, args.window), 0.2)
+            train, test = time_split(tasks.get(task).training_frame(clean, client, args.window, 0.2), 0.2)
             holdout[task] = len(test)
             if task == "category":
                 _category_points(train, test, args.sizes, args.candidates, points, record)

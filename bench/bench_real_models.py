@@ -8,7 +8,7 @@ What is measured, on 127.0.0.1 only, bounded in requests and seconds:
 
 - ``titans serve`` on ``$TITANS_HOME/models`` with in-process Feast enrichment, pinned to one
   core (``taskset -c 1``; the load generator on core 0), once with the fast path
-  (``serving/fastpath.py``, the default) and once with ``TITANS_FAST_PATH=0`` (the DataFrame
+  (each model's ``array_predictor()``, the default) and once with ``TITANS_FAST_PATH=0`` (the DataFrame
   path the models take, i.e. "before");
 - requests are real rows: the latest 20% of the clean table's expenses (the models' holdout),
   cycled, so caches see the variety of the data rather than one repeated row;
@@ -29,6 +29,9 @@ What is measured, on 127.0.0.1 only, bounded in requests and seconds:
 
 The machine's load average is printed with the results: on a shared 2-core machine it
 decides more of the tail than any code here.
+
+kserve's gRPC stubs are imported inside the functions that send gRPC: importing kserve parses
+``sys.argv`` (``serving/kserve_import.py``) and takes seconds.
 """
 
 from __future__ import annotations
@@ -36,13 +39,25 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
+import pandas as pd
+import sklearn
+import xgboost
+from http_load import http_request, open_loop, read_response, send_lag_p99_ms
+from servers import MLSERVER_PINS, MLSERVER_VENV, SERVER_CPU, free_port, machine_load, start, stop, wait_ready
+
+from titans.data.ingest import read_clean
+from titans.models.common import expenses, time_split
 
 TASKS = ("category", "amount", "anomaly", "cashflow")
 BATCH_ROWS = 1000
@@ -62,11 +77,6 @@ SCORES_ONLY = ("anomaly_score", "risk_level")
 # ----------------------------------------------------------------------------- rows and bodies
 def holdout_columns(home: Path, metadata: dict[str, Any]) -> dict[str, np.ndarray]:
     """The latest 20% of the expenses the models were trained on, as V2 request columns."""
-    import pandas as pd
-
-    from titans.data.ingest import read_clean
-    from titans.models.common import expenses, time_split
-
     lineage_dir = Path(str(metadata.get("lineage", {}).get("clean_data_uri") or ""))
     clean = read_clean(lineage_dir if lineage_dir.is_dir() else home / "data")
     _, holdout = time_split(expenses(clean))
@@ -148,8 +158,6 @@ async def _closed_loop(send: Any, duration: float, max_requests: int) -> tuple[l
 def rest_closed(port: int, path: str, bodies: Sequence[bytes], seconds: float, rows: int,
                 max_requests: int = 50_000) -> dict[str, float]:
     """One keep-alive connection, the next request (cycling ``bodies``) when the last returns."""
-    from bench_serving import _read_response, http_request
-
     requests = [http_request(path, b) for b in bodies]
 
     async def phase(duration: float) -> tuple[list[float], int, float]:
@@ -157,7 +165,7 @@ def rest_closed(port: int, path: str, bodies: Sequence[bytes], seconds: float, r
 
         async def send(i: int) -> bool:
             writer.write(requests[i % len(requests)])
-            return bool(await _read_response(reader))
+            return bool(await read_response(reader))
 
         out = await _closed_loop(send, duration, max_requests)
         writer.close()
@@ -170,8 +178,6 @@ def rest_closed(port: int, path: str, bodies: Sequence[bytes], seconds: float, r
 
 def rest_open(port: int, path: str, bodies: Sequence[bytes], rate: float, seconds: float) -> dict[str, float]:
     """Requests at ``rate`` per second on one connection whatever the server's pace (pipelined)."""
-    from bench_serving import http_request, open_loop, send_lag_p99_ms
-
     latencies, errors, elapsed, lags = open_loop(port, [http_request(path, b) for b in bodies], rate, seconds,
                                                  warmup=max(20, int(rate / 2)))
     out = _summary(latencies, errors, elapsed, 1)
@@ -187,7 +193,6 @@ def grpc_closed(address: str, requests: Sequence[Any], seconds: float, rows: int
     against 1.60 ms with the blocking stub, same server); the blocking stub is also what
     tritonclient's gRPC client uses, so the figure is closer to what clients see.
     """
-    import grpc
     from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
 
     options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
@@ -214,10 +219,6 @@ def grpc_open(address: str, requests: Sequence[Any], rate: float, seconds: float
     each call's actual send to its completion callback. The sender's own lateness is reported
     apart, as for REST.
     """
-    import threading
-
-    import grpc
-    from bench_serving import send_lag_p99_ms
     from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
 
     options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
@@ -267,8 +268,6 @@ def grpc_open(address: str, requests: Sequence[Any], rate: float, seconds: float
 
 # ----------------------------------------------------------------------------- servers
 def start_titans(home: Path, workdir: Path, fast: bool) -> tuple[Any, int, int, Path]:
-    from bench_serving import free_port, start, wait_ready
-
     http_port, grpc_port = free_port(), free_port()
     log = workdir / f"titans-{'fast' if fast else 'reference'}.log"
     env = {"TITANS_HOME": str(home), "TITANS_FAST_PATH": "1" if fast else "0"}
@@ -280,19 +279,12 @@ def start_titans(home: Path, workdir: Path, fast: bool) -> tuple[Any, int, int, 
 
 
 def mlserver_env() -> Path:
-    """MLServer 1.7 with its xgboost runtime, in the stand-in comparison's venv (``bench_serving.MLSERVER_VENV``).
+    """MLServer 1.7 with its xgboost runtime, in the stand-in comparison's venv (``servers.MLSERVER_VENV``).
 
     Why ``xgboost-cpu`` and ``--no-deps`` for the runtime: the runtime depends on plain
     ``xgboost``, which pulls ~650 MB of CUDA libraries; ``xgboost-cpu`` of our own version is
     the same library (and the same booster format) without them.
     """
-    import shutil
-    import subprocess
-
-    import sklearn
-    import xgboost
-    from bench_serving import MLSERVER_PINS, MLSERVER_VENV
-
     venv = MLSERVER_VENV
     python = venv / "bin" / "python"
     ready = subprocess.run([str(python), "-c", "import mlserver_xgboost"], capture_output=True).returncode == 0 \
@@ -309,8 +301,6 @@ def mlserver_env() -> Path:
 
 
 def start_mlserver(booster: Any, workdir: Path) -> tuple[Any, int, int, Path]:
-    from bench_serving import free_port, start, wait_ready
-
     root = workdir / "mlserver"
     model = root / "anomaly-booster"
     model.mkdir(parents=True)
@@ -338,8 +328,6 @@ def booster_inputs(matrix: np.ndarray) -> list[tuple[str, str, list[int], list]]
 def measure_titans(home: Path, workdir: Path, fast: bool, columns: dict[str, np.ndarray],
                    metadata: dict[str, dict], args: Any) -> list[dict[str, Any]]:
     """Every load on every model of one ``titans serve`` (fast path or reference path)."""
-    from bench_serving import stop
-
     results: list[dict[str, Any]] = []
     proc, http_port, grpc_port, _ = start_titans(home, workdir, fast)
     path_name = "fast path" if fast else "reference path"
@@ -407,13 +395,12 @@ def measure_model(model: str, server: str, singles: list, batches: list, ports: 
 def measure_peer(home: Path, workdir: Path, columns: dict[str, np.ndarray], metadata: dict[str, dict],
                  args: Any) -> list[dict[str, Any]]:
     """MLServer's xgboost runtime on the anomaly booster, fed the design rows our server computes."""
-    from bench_serving import stop
-
     os.environ["TITANS_HOME"] = str(home)
-    from serving.enrich import StoredFeatures
-    from serving.fastpath import AnomalyFast
+    # Here, not at the top: Feast and the anomaly model's libraries load only when the peer is measured.
+    from serving.stored_features import StoredFeatures
     from titans import model_dir
     from titans.features.store import FeatureClient
+    from titans.models.anomaly import AnomalyFast
 
     loaded = model_dir.load(home / "models" / "anomaly")
     if not loaded.model.supervised:
@@ -454,7 +441,7 @@ def image_client(image: str) -> tuple[Any, str | None]:
     Puts ``tests/images`` on the path: ``measure_image`` starts the pod with its helpers.
     """
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "images"))
-    try:
+    try:  # here: docker-py is optional, and tests/images is on the path only from the line above
         import docker
         from images_helpers import docker_env
     except ImportError as exc:
@@ -481,8 +468,7 @@ def measure_image(client: Any, home: Path, image: str, columns: dict[str, np.nda
     chart configures: a network hop this does not include). Ports are the chart's, 8080/8081.
     ``client`` comes from ``image_client``.
     """
-    from bench_serving import SERVER_CPU
-    from images_helpers import pod_run_args, run_as_pod, serving_runtime_container
+    from images_helpers import pod_run_args, run_as_pod, serving_runtime_container  # on the path: image_client
 
     container = serving_runtime_container({"feast": {"enabled": False}})
     results: list[dict[str, Any]] = []
@@ -607,8 +593,6 @@ def markdown(results: list[dict], goals: list[dict], meta: dict[str, Any]) -> st
 
 def real_models_scenario(args: Any, workdir: Path) -> str:
     """Run the whole scenario; writes ``serving_real.json`` and returns the markdown section."""
-    from bench_serving import machine_load
-
     home = Path(args.home or os.environ.get("TITANS_HOME") or "var").resolve()
     metadata = {}
     for task in TASKS:

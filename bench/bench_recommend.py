@@ -3,11 +3,11 @@
 Why a script of its own: ``bench_real_models.py`` drives the four transaction models from holdout
 rows; the recommender's requests are accounts and a ``k``, and its cost grows with the merchants
 it ranks, not with the request's columns. Measured on 127.0.0.1 only, closed loop on one
-keep-alive connection (the helpers of ``bench_real_models``): one account per request (cycling
+keep-alive connection (the helpers of ``bench_real_models`` and ``http_load``): one account per request (cycling
 the model's accounts and one unknown account, the cold start), then batches of 100 and of all
 accounts, k = 10; with the fast path (``predict_arrays``, the default) and with
-``TITANS_FAST_PATH=0`` (the DataFrame ``predict``). The server is pinned to CPU 1 (as in
-``bench_serving``). The machine's load average is recorded before and after.
+``TITANS_FAST_PATH=0`` (the DataFrame ``predict``). The server is pinned to CPU 1 (``servers.start``,
+as in ``bench_serving``). The machine's load average is recorded before and after.
 
 Usage: ``python bench/bench_recommend.py [--home DIR] [--seconds S] [--out-dir bench/results]``.
 """
@@ -18,20 +18,24 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from bench_real_models import json_body, rest_closed
+from servers import free_port, machine_load, stop, wait_ready
+from servers import start as start_process  # pins the server to CPU 1 where taskset exists
+
+from titans import model_dir
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 MODEL = "titans-recommend"
 K = 10
 
 
 def bodies(accounts: list[str], batch: int, count: int) -> list[bytes]:
     """``count`` request bodies of ``batch`` accounts each (cycling the list), k = K."""
-    from bench_real_models import json_body
-
     out = []
     for i in range(count):
         chosen = [accounts[(i * batch + j) % len(accounts)] for j in range(batch)]
@@ -40,9 +44,6 @@ def bodies(accounts: list[str], batch: int, count: int) -> list[bytes]:
 
 
 def start(home: Path, workdir: Path, fast: bool) -> tuple[Any, int]:
-    from bench_serving import free_port, wait_ready
-    from bench_serving import start as start_process  # pins the server to CPU 1 where taskset exists
-
     http_port = free_port()
     command = [sys.executable, "-m", "serving", "--model-uri", str(home / "models" / "recommend"), "--host",
                "127.0.0.1", "--enrichment", "none", "--no-grpc", "--http-port", str(http_port)]
@@ -58,20 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="seconds per measurement (default 8)")
     parser.add_argument("--out-dir", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
-    from bench_real_models import rest_closed
-    from bench_serving import machine_load, stop
-
     home = Path(args.home or os.environ.get("TITANS_HOME") or "var").resolve()
     meta_file = home / "models" / "recommend" / "metadata.json"
     if not meta_file.is_file():
         sys.exit(f"no trained recommender at {meta_file}: run `make run` (or pass --home) first")
     metadata = json.loads(meta_file.read_text())
-    from titans import model_dir
-
     accounts = list(model_dir.load(home / "models" / "recommend").model.accounts)
     singles = bodies([*accounts, "acct_not_known"], 1, 300)
-    import tempfile
-
     workdir = Path(tempfile.mkdtemp(prefix="titans-bench-recommend-"))  # server logs
     args.out_dir.mkdir(parents=True, exist_ok=True)
     load_before = machine_load()

@@ -31,19 +31,21 @@ predictor (KServe's ``predictor_host`` pattern, both pinned to CPU 1), and not a
 
 The machine's load average is recorded with the results: on a shared machine it decides
 more of the tail than any code here. No assertions: numbers are reported, judged by people.
+
+Why some imports sit in functions: this script is also the entry point of the servers it starts
+(``--serve-titans``, ``--serve-echo``), and each of them loads only its own stack; scikit-learn,
+pandas, kserve (which parses ``sys.argv`` at import), uvicorn and the project's training and Feast
+code are imported where they are used.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -53,21 +55,31 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
-from fastapi import Request, Response  # module level: FastAPI resolves the echo's annotations here
+import uvicorn
+from fastapi import FastAPI, Request, Response  # module level: FastAPI resolves the echo's annotations here
+from http_load import http_request, open_loop, read_response, send_lag_p99_ms
+from servers import (
+    CLIENT_CPU,
+    MLSERVER_PINS,
+    MLSERVER_VENV,
+    REPO_ROOT,
+    SERVER_CPU,
+    free_port,
+    machine_load,
+    start,
+    stop,
+    wait_ready,
+)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-# MLServer lives in a venv of its own (TITANS_MLSERVER_VENV overrides where).
-MLSERVER_VENV = Path(os.environ.get("TITANS_MLSERVER_VENV", REPO_ROOT / ".venv-mlserver"))
-MLSERVER_PINS = ("mlserver==1.7.1", "mlserver-sklearn==1.7.1")
+from serving.kserve_import import import_kserve_quietly
+from serving.stored_features import StoredFeatures
+from titans.data.catalog import EXPENSE_CATEGORIES
+
 FEATURES = ("amount_abs", "amount_log", "weekday", "day_of_month")
 MODEL_NAME = "titans-bench"
-SERVER_CPU = "1"
 DEFAULT_SERVING_IMAGE = "ghcr.io/titans-finance/titans-serving:0.1.0"  # mk/images.mk's SERVING_IMAGE
-CLIENT_CPU = "0"
-# Bytecode cache for the servers this script starts, outside the repository: with
-# PYTHONDONTWRITEBYTECODE set, each server would otherwise compile ~6k modules on start.
-PYCACHE_DIR = Path(tempfile.gettempdir()) / f"titans-serving-pycache-{os.getuid()}"
 
 
 # ----------------------------------------------------------------------------- artifact
@@ -78,8 +90,6 @@ def build_artifact(workdir: Path, rows: int = 4000) -> tuple[Path, Path, Any, An
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-
-    from titans.data.catalog import EXPENSE_CATEGORIES
 
     # Amounts per category as the catalogue describes them (median, spread), random days.
     rng = np.random.default_rng(11)
@@ -114,8 +124,6 @@ def build_artifact(workdir: Path, rows: int = 4000) -> tuple[Path, Path, Any, An
 # ----------------------------------------------------------------------------- servers
 def serve_titans(model_dir: str, port: int) -> None:
     """Subprocess entry: our runtime serving the shared joblib (REST only, 127.0.0.1)."""
-    from serving.kserve_import import import_kserve_quietly
-
     import_kserve_quietly()
     import joblib
 
@@ -152,9 +160,6 @@ def serve_titans(model_dir: str, port: int) -> None:
 
 def serve_echo(port: int) -> None:
     """Subprocess entry: the framework floor, an echo endpoint on uvicorn + FastAPI."""
-    import uvicorn
-    from fastapi import FastAPI
-
     app = FastAPI()
 
     @app.post("/v2/models/{name}/infer")
@@ -181,50 +186,6 @@ def ensure_mlserver_env() -> Path:
     return MLSERVER_VENV / "bin" / "mlserver"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def pinned(command: list[str]) -> list[str]:
-    return (["taskset", "-c", SERVER_CPU] if shutil.which("taskset") else []) + command
-
-
-def start(command: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path = REPO_ROOT) -> subprocess.Popen:
-    child = {**os.environ, **(env or {}), "PYTHONPYCACHEPREFIX": str(PYCACHE_DIR)}
-    child.pop("PYTHONDONTWRITEBYTECODE", None)
-    with log.open("w") as out:
-        return subprocess.Popen(pinned(command), cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=child,
-                                start_new_session=True)
-
-
-def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(f"{url} not ready:\n{log.read_text()[-3000:]}")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 # ----------------------------------------------------------------------------- load
 def body(frame: Any, n: int) -> bytes:
     rows = frame.iloc[:n]
@@ -235,26 +196,6 @@ def body(frame: Any, n: int) -> bytes:
     }).encode()
 
 
-def http_request(path: str, payload: bytes) -> bytes:
-    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload
-
-
-async def _read_response(reader: asyncio.StreamReader) -> bool:
-    """Read one HTTP/1.1 response (Content-Length framed); True when its status is 200."""
-    status_line = await reader.readline()
-    length = 0
-    while True:
-        line = await reader.readline()
-        if line in (b"\r\n", b""):
-            break
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    await reader.readexactly(length)
-    return b" 200 " in status_line
-
-
 async def _worker(port: int, request: bytes, deadline: float, max_requests: int, latencies: list[float],
                   errors: list[int]) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -262,7 +203,7 @@ async def _worker(port: int, request: bytes, deadline: float, max_requests: int,
         while time.perf_counter() < deadline and len(latencies) + len(errors) < max_requests:
             started = time.perf_counter()
             writer.write(request)
-            if await _read_response(reader):
+            if await read_response(reader):
                 latencies.append(time.perf_counter() - started)
             else:
                 errors.append(1)
@@ -299,60 +240,6 @@ def run_closed_loop(port: int, path: str, payload: bytes, concurrency: int, seco
     return _summary(latencies, len(errors), elapsed)
 
 
-def open_loop(port: int, requests: Sequence[bytes], rate: float, seconds: float,
-              warmup: int) -> tuple[list[float], int, float, list[float]]:
-    """Send ``requests`` (cycled) at a fixed ``rate`` on one connection, whatever the server's pace.
-
-    The sender never waits for a response, so a slow answer delays the requests queued
-    behind it and that wait is measured (no coordinated omission). Latency runs from each
-    request's actual send time; how late the sender itself was against its schedule is
-    returned apart (``lags``), since asyncio wakes up to ~1 ms late and that is the client's
-    delay, not the server's. Responses arrive in request order on one HTTP/1.1 connection.
-    ``warmup`` requests go first and are discarded. Returns (latencies, errors, elapsed, lags).
-    """
-
-    async def phase(count: int) -> tuple[list[float], int, float, list[float]]:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        sent: collections.deque[float] = collections.deque()
-        latencies: list[float] = []
-        lags: list[float] = []
-        errors = 0
-
-        async def receive() -> None:
-            nonlocal errors
-            for _ in range(count):
-                ok = await _read_response(reader)
-                at = sent.popleft()
-                if ok:
-                    latencies.append(time.perf_counter() - at)
-                else:
-                    errors += 1
-
-        receiving = asyncio.create_task(receive())
-        first = time.perf_counter() + 0.05
-        for i in range(count):
-            due = first + i / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            now = time.perf_counter()
-            lags.append(now - due)
-            sent.append(now)
-            writer.write(requests[i % len(requests)])
-        await receiving
-        elapsed = time.perf_counter() - first
-        writer.close()
-        return latencies, errors, elapsed, lags
-
-    asyncio.run(phase(warmup))
-    return asyncio.run(phase(int(rate * seconds)))
-
-
-def send_lag_p99_ms(lags: list[float]) -> float:
-    """The sender's own lateness against its schedule, p99 in ms (reported beside the latencies)."""
-    return round(float(np.percentile(np.asarray(lags) * 1000, 99)), 3)
-
-
 def run_open_loop(port: int, path: str, payload: bytes, rate: float, seconds: float) -> dict[str, float]:
     """One request body at ``rate`` per second (see ``open_loop``), after a warm-up second."""
     latencies, errors, elapsed, lags = open_loop(port, [http_request(path, payload)], rate, seconds,
@@ -371,12 +258,6 @@ def raw_predict(model: Any, frame: Any, n: int, seconds: float = 2.0) -> dict[st
     elapsed = time.perf_counter() - started
     return {"calls_per_s": round(calls / elapsed, 1), "rows_per_s": round(calls * n / elapsed, 1),
             "ms_per_call": round(elapsed / calls * 1000, 3)}
-
-
-def machine_load() -> dict[str, Any]:
-    """Load averages (1, 5, 15 min) and ``uptime`` as printed: the context every number needs."""
-    uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip() if shutil.which("uptime") else ""
-    return {"loadavg": [round(v, 2) for v in os.getloadavg()], "uptime": uptime}
 
 
 # ----------------------------------------------------------------------------- serving scenario
@@ -536,7 +417,6 @@ def run_sequential(port: int, path: str, payload: bytes, count: int, warmup: int
 
 def lookup_latency(count: int, warmup: int) -> dict[str, float]:
     """The stored-feature lookup alone, in this process (what both enriching modes pay once)."""
-    from serving.enrich import StoredFeatures
     from titans.features.store import FeatureClient
 
     lookup = StoredFeatures("anomaly_service", FeatureClient().store)
@@ -553,8 +433,6 @@ def lookup_latency(count: int, warmup: int) -> dict[str, float]:
 
 
 def enrichment_scenario(args: argparse.Namespace, workdir: Path) -> None:
-    import httpx
-
     home = workdir / "home"
     build = build_home(home)
     models = home / "models"
@@ -654,7 +532,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sections: dict[str, str] = {}
     try:
         if args.scenario in ("all", "real"):
-            from bench_real_models import real_models_scenario
+            from bench_real_models import real_models_scenario  # here: its pandas, xgboost and Feast, for it only
 
             sections["real"] = real_models_scenario(args, workdir / "real")
             print(sections["real"])

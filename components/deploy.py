@@ -1,7 +1,7 @@
 """Pipeline step: deploy each newly promoted champion (canary on a cluster, model folder on a laptop)."""
 
 from kfp import dsl
-from kfp.dsl import Artifact, Input, Model, Output
+from kfp.dsl import Artifact, Output
 
 from components.image import IMAGE
 
@@ -9,11 +9,6 @@ from components.image import IMAGE
 @dsl.component(base_image=IMAGE)
 def deploy_models(
     summaries: str,
-    category_model: Input[Model],
-    amount_model: Input[Model],
-    anomaly_model: Input[Model],
-    cashflow_model: Input[Model],
-    recommend_model: Input[Model],
     titans_home: str,
     mlflow_tracking_uri: str,
     canary_percent: int,
@@ -25,7 +20,8 @@ def deploy_models(
     Only a version the gate made ``champion`` is deployed. With Kubernetes credentials the
     InferenceService is created or patched with ``canaryTrafficPercent``; without them the
     manifest is written (the artifact) and the model directory is published to
-    ``$TITANS_HOME/models/<task>`` for ``titans serve``.
+    ``$TITANS_HOME/models/<task>`` for ``titans serve``, from the training step's Model artifact
+    (``model_artifact`` in its summary: a path every local step shares).
     """
     import json
     import os
@@ -36,7 +32,7 @@ def deploy_models(
     from titans.publish import deploy_promoted
 
     registry.configure(mlflow_tracking_uri or None)
-    models = {"category": category_model.path, "amount": amount_model.path, "anomaly": anomaly_model.path,
-              "cashflow": cashflow_model.path, "recommend": recommend_model.path}
-    result = deploy_promoted(json.loads(summaries), models, canary_percent, namespace, manifests.path)
+    parsed = json.loads(summaries)
+    models = {task: str(summary.get("model_artifact") or "") for task, summary in parsed.items()}
+    result = deploy_promoted(parsed, models, canary_percent, namespace, manifests.path)
     return json.dumps(result, default=str)

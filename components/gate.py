@@ -1,5 +1,6 @@
 """Pipeline step: one page with every model's metrics, baselines and gate decision."""
 
+
 from kfp import dsl
 from kfp.dsl import Markdown, Metrics, Output
 
@@ -7,9 +8,8 @@ from components.image import IMAGE
 
 
 @dsl.component(base_image=IMAGE)
-def gate_report(category: str, amount: str, anomaly: str, cashflow: str, recommend: str, report: Output[Markdown],
-                decisions: Output[Metrics]) -> str:
-    """Collect the five training summaries into the gate report; returns ``{task: summary}`` as JSON.
+def gate_report(summaries: list[str], report: Output[Markdown], decisions: Output[Metrics]) -> str:
+    """Collect the trainings' summaries (one JSON each) into the gate report; returns ``{task: summary}`` as JSON.
 
     The gate itself ran when each version was registered (so the alias and its reasons are
     recorded in MLflow atomically with the version); this step makes the decisions readable in
@@ -19,11 +19,9 @@ def gate_report(category: str, amount: str, anomaly: str, cashflow: str, recomme
 
     from titans.pipeline_report import gate_markdown
 
-    summaries = {t: json.loads(s) for t, s in
-                 (("category", category), ("amount", amount), ("anomaly", anomaly), ("cashflow", cashflow),
-                  ("recommend", recommend))}
+    parsed = {summary["task"]: summary for summary in map(json.loads, summaries)}
     with open(report.path, "w") as fh:
-        fh.write(gate_markdown(summaries))
-    for task, summary in summaries.items():
+        fh.write(gate_markdown(parsed))
+    for task, summary in parsed.items():
         decisions.log_metric(f"{task}_promoted", 1.0 if (summary.get("gate") or {}).get("promote") else 0.0)
-    return json.dumps(summaries)
+    return json.dumps(parsed)

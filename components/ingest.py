@@ -18,9 +18,14 @@ def ingest_data(
     clean_data: Output[Dataset],
     quality_report: Output[Markdown],
     quality: Output[Metrics],
+    layout: str = "",
 ) -> str:
     """Ingest ``source_uri`` (comma-separated files), or generate ``rows`` rows (plus ``small_accounts``
     purchase-only accounts) when it is empty.
+
+    ``layout`` is the text of an export layout (YAML, see ``docs/layouts/``), not a path: a step on
+    a cluster has no access to the file the person submitting the run had; empty means headers are
+    matched by name.
 
     Returns the data-quality summary as JSON; the clean table becomes the Dataset artifact and
     the report shows in the Kubeflow UI as Markdown.
@@ -34,6 +39,7 @@ def ingest_data(
         os.environ["TITANS_HOME"] = titans_home
     from titans.data.generate import GenerateConfig, write_csv
     from titans.data.ingest import ingest
+    from titans.data.layout import parse_layout
 
     work = Path(clean_data.path)
     if source_uri:
@@ -43,7 +49,7 @@ def ingest_data(
                                              small_accounts=small_accounts),
                               work.parent / "generated.csv")
         inputs = [Path(str(generated["out"]))]
-    summary = ingest(inputs, work)
+    summary = ingest(inputs, work, layout=parse_layout(layout, "(pipeline parameter)") if layout.strip() else None)
     shutil.copyfile(summary["report_md"], quality_report.path)
     for key in ("rows_in", "rows_clean", "rows_quarantined", "rows_duplicate"):
         quality.log_metric(key, float(summary[key]))

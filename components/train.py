@@ -1,6 +1,6 @@
-"""Pipeline step: train one of the five models from its Feast training set, register it, gate it.
+"""Pipeline step: train one declared task's model from its Feast training set, register it, gate it.
 
-One component, five tasks: the pipeline fans it out in parallel (one pod each on a cluster).
+One component for every task: the pipeline fans it out in parallel (one pod each on a cluster).
 """
 
 from kfp import dsl
@@ -72,6 +72,7 @@ def train_model(
     shutil.copyfile(summary["report"], report.path)
     model.metadata.update({"registered_name": summary.get("registered_name"), "version": summary.get("version"),
                            "alias": summary.get("alias"), "task": task})
-    keep = ("task", "metrics", "baselines", "beats_baseline", "registered_name", "version", "alias", "gate",
-            "model_uri", "seconds")
-    return json.dumps({k: summary.get(k) for k in keep}, default=str)
+    keep = ("task", "skipped", "metrics", "baselines", "beats_baseline", "registered_name", "version", "alias",
+            "gate", "model_uri", "seconds")
+    # model_artifact: where the deploy step finds the folder to publish on a laptop (kfp.local shares the path).
+    return json.dumps({k: summary.get(k) for k in keep} | {"model_artifact": model.path}, default=str)

@@ -5,24 +5,28 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pipelines.local_run import print_summary, run_local
+from pipelines.submit import build_submission, parse_params, submit
+from titans import home_lock
+from titans.cli.output import print_json
+from titans.data.layout import read_layout_text
+from titans.errors import UserError
+
 
 def _run(args: argparse.Namespace) -> int:
-    from pipelines.local_run import print_summary, run_local
-    from titans.cli import print_json
-    from titans.errors import UserError
-
     if not args.local:
         raise UserError("only --local runs start from here; use `titans pipeline submit --host URL` for a cluster")
-    from titans import home_lock
-
     gate = Path(args.gate_config).read_text() if args.gate_config else "{}"
+    if args.layout and not args.data:
+        raise UserError("--layout describes the exports given with --data; without --data an export is generated")
+    layout = read_layout_text(args.layout) if args.layout else ""  # the text travels: steps may run elsewhere
     # The whole run holds the home's lock; its step processes inherit it (TITANS_LOCK_OWNER).
     with home_lock.hold(home_lock.command_line()):
         summary = run_local(data=args.data, rows=args.rows, accounts=args.accounts,
                             small_accounts=args.small_accounts, seed=args.seed,
                             n_estimators=args.n_estimators, cv_folds=args.cv_folds, gate_config=gate,
                             canary_percent=args.canary_percent, runner=args.runner,
-                            retrain_reason=args.retrain_reason)
+                            retrain_reason=args.retrain_reason, layout=layout)
     if args.json:
         print_json(summary)
     else:
@@ -31,7 +35,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _compile(args: argparse.Namespace) -> int:
-    from pipelines.compile import TRAINING_YAML, compile_training
+    from pipelines.compile import TRAINING_YAML, compile_training  # here: kfp loads only for this verb
 
     path = compile_training(Path(args.out) if args.out else TRAINING_YAML)
     print(f"wrote {path}")
@@ -39,9 +43,7 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from pipelines.compile import TRAINING_YAML
-    from pipelines.submit import build_submission, parse_params, submit
-    from titans.cli import print_json
+    from pipelines.compile import TRAINING_YAML  # here: kfp loads only for this verb
 
     params = parse_params(args.param)
     sub = build_submission(Path(args.package) if args.package else TRAINING_YAML, args.experiment, params,
@@ -75,6 +77,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      "project image through a Docker engine (make run-containers)")
     run.add_argument("--retrain-reason", default="", help="why this run retrains (recorded in each model's "
                      "lineage and MLflow tags; `titans retrain-trigger` sets it from the alert)")
+    run.add_argument("--layout", metavar="FILE", help="YAML layout of the exports given with --data: which header "
+                     "holds which field, date format, decimal separator (see docs/layouts/)")
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
     run.set_defaults(handler=_run)
 

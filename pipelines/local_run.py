@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from titans import home_lock
 from titans.errors import UserError
 from titans.settings import load_settings
 
@@ -68,12 +69,13 @@ class _StepLog(io.TextIOBase):
             self.terminal.flush()
 
     def _label(self, step: str) -> str:
-        """``train-model-3 (anomaly)``: kfp numbers the calls of one component; say which task it was."""
+        """``train-model (anomaly)``: every task trains in one component; say which task it was."""
         if not step.startswith("train-model") or self.root is None:
             return step
         try:
             run_dir = max(self.root.glob("titans-training-*"), key=lambda p: p.stat().st_mtime)
-            return f"{step} ({_task_output(run_dir, step)['task']})"
+            latest = max(_training_steps(run_dir), key=lambda p: (p / "executor_output.json").stat().st_mtime)
+            return f"{step} ({_step_output(latest)['task']})"
         except (ValueError, OSError, KeyError, TypeError):
             return step
 
@@ -99,8 +101,17 @@ def _latest_run(root: Path, started: float) -> Path:
 
 def _task_output(run_dir: Path, task: str) -> Any:
     """A task's JSON return value, as kfp.local recorded it in the executor output."""
-    executor = json.loads((run_dir / task / "executor_output.json").read_text())
+    return _step_output(run_dir / task)
+
+
+def _step_output(step_dir: Path) -> Any:
+    executor = json.loads((step_dir / "executor_output.json").read_text())
     return json.loads(executor["parameterValues"]["Output"])
+
+
+def _training_steps(run_dir: Path) -> list[Path]:
+    """The training steps' folders: one per iteration of the pipeline's ``train-each-task`` loop."""
+    return sorted(p.parent for p in run_dir.glob("**/train-model*/executor_output.json"))
 
 
 def _docker_runner(home: Path) -> Any:
@@ -109,7 +120,7 @@ def _docker_runner(home: Path) -> Any:
     TITANS_HOME is bind-mounted at ``/var/titans`` (the PVC's path on a cluster); kfp mounts the pipeline
     root itself. Steps run as the owner of TITANS_HOME so that what they write stays the owner's.
     """
-    try:
+    try:  # here: only --runner docker needs docker-py, and kfp takes a second to import
         import docker
         from docker.types import Mount
         from kfp import local
@@ -119,8 +130,6 @@ def _docker_runner(home: Path) -> Any:
         docker.from_env().ping()
     except Exception as exc:  # docker-py raises DockerException, requests errors and OSError alike
         raise UserError(f"--runner docker: no Docker engine answers ({exc}); `make engine-up` starts one") from None
-    from titans import home_lock
-
     stat = home.stat()
     environment = {"TITANS_HOME": CONTAINER_HOME, "HOME": "/tmp"}
     if os.environ.get(home_lock.OWNER_ENV):
@@ -134,12 +143,14 @@ def _docker_runner(home: Path) -> Any:
 def run_local(data: list[str] | None = None, rows: int = 20000, accounts: int = 3, seed: int = 7,
               fraud_rate: float = 0.02, n_estimators: int = 200, cv_folds: int = 3, gate_config: str = "{}",
               canary_percent: int = 10, runner: str = "subprocess", retrain_reason: str = "",
-              small_accounts: int = 200) -> dict[str, Any]:
+              small_accounts: int = 200, layout: str = "") -> dict[str, Any]:
     """Run the whole pipeline locally; return the closing summary (raises ``UserError`` on a failed step).
 
     ``runner``: ``subprocess`` (steps in this environment, ``make run``) or ``docker`` (each step in the
     project image, ``make run-containers``; export files given with ``data`` must lie under TITANS_HOME).
     """
+    # Here, not at the top: `titans` loads this module for every command; kfp, the pipeline (~4 s with its
+    # components) and the report's pandas load only for a run.
     from kfp import local
 
     from pipelines.training import training_pipeline
@@ -176,7 +187,7 @@ def run_local(data: list[str] | None = None, rows: int = 20000, accounts: int = 
                   seed=seed, fraud_rate=fraud_rate,
                   titans_home=step_home, mlflow_tracking_uri=mlflow_uri,
                   gate_config=gate_config, n_estimators=n_estimators, cv_folds=cv_folds,
-                  canary_percent=canary_percent, retrain_reason=retrain_reason)
+                  canary_percent=canary_percent, retrain_reason=retrain_reason, layout=layout)
     started = time.time()
     log_path = home / "logs" / f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -202,7 +213,7 @@ def run_local(data: list[str] | None = None, rows: int = 20000, accounts: int = 
         "data": ingest,
         "metrics": [dict(zip(("model", "metric", "ours", "baselines"), row, strict=True))
                     for row in metric_rows(summaries)],
-        "models": {t: {k: s.get(k) for k in ("registered_name", "version", "alias", "gate")}
+        "models": {t: {k: s.get(k) for k in ("registered_name", "version", "alias", "gate", "skipped")}
                    for t, s in summaries.items()},
         "deployments": deployed,
         "reports": {"gate": str(run_dir / "gate-report" / "report"), "data_quality": ingest.get("report_md"),
@@ -218,17 +229,17 @@ def run_local(data: list[str] | None = None, rows: int = 20000, accounts: int = 
 def _reports_by_task(run_dir: Path) -> dict[str, Path]:
     """``<run>/reports/<task>``: each training step's output folder under its task's name.
 
-    Why: kfp names the four calls of one component train-model, train-model-2, ...; the task a folder
-    holds is in its step's own output, so the links are made from that, not from the order.
+    Why: kfp.local names the loop's iterations by number (``for-loop-*-iteration-N/train-model``); the
+    task a folder holds is in its step's own output, so the links are made from that, not from the order.
     """
     links = run_dir / "reports"
     links.mkdir(exist_ok=True)
     found = {}
-    for step in sorted(run_dir.glob("train-model*")):
-        task = str(_task_output(run_dir, step.name)["task"])
+    for step in _training_steps(run_dir):
+        task = str(_step_output(step)["task"])
         link = links / task
         if not link.exists():
-            link.symlink_to(Path("..") / step.name, target_is_directory=True)
+            link.symlink_to(Path("..") / step.relative_to(run_dir), target_is_directory=True)
         found[task] = link
     return dict(sorted(found.items()))
 
@@ -245,7 +256,10 @@ def print_summary(summary: dict[str, Any]) -> None:
     print("\ngate:")
     for m in summary["models"].values():
         reasons = "; ".join((m.get("gate") or {}).get("reasons", []))
-        print(f"  {m['registered_name']} v{m['version']} -> {m['alias']}  ({reasons})")
+        if m.get("skipped"):
+            print(f"  {m['registered_name']} skipped  ({m['skipped']})")
+        else:
+            print(f"  {m['registered_name']} v{m['version']} -> {m['alias']}  ({reasons})")
     print("\ndeploy:")
     for task, dep in summary["deployments"].items():
         print(f"  {task}: {dep.get('action')}  {dep.get('manifest_path') or ''}")

@@ -6,9 +6,12 @@ byte-for-byte the YAML under review in ``pipelines/compiled/``.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from titans.errors import UserError
 
@@ -32,8 +35,6 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
 
     Why objects stay text: gate_config is a string parameter holding JSON.
     """
-    import json
-
     params: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
@@ -50,8 +51,6 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
 def build_submission(package: Path, experiment: str, params: dict[str, Any], schedule: str | None,
                      run_name: str | None = None) -> Submission:
     """Validate and assemble a submission (package exists, parameters known, cron well-formed)."""
-    import yaml
-
     if not package.is_file():
         raise UserError(f"compiled pipeline not found: {package} (run `titans pipeline compile`)")
     spec = next(yaml.safe_load_all(package.read_text()))  # document 2 is the Kubernetes platform spec
@@ -69,7 +68,7 @@ def build_submission(package: Path, experiment: str, params: dict[str, Any], sch
 def submit(host: str, submission: Submission, client: Any | None = None) -> dict[str, Any]:
     """Create the run (or recurring run) through ``kfp.Client``; returns ids for the summary."""
     if client is None:
-        import kfp
+        import kfp  # here: kfp takes a second to import, and `titans` loads this module for every command
 
         client = kfp.Client(host=host)
     if submission.cron_expression:

@@ -1,4 +1,9 @@
-"""The training pipeline: ingest -> features -> five trainings in parallel -> gate -> deploy -> canary.
+"""The training pipeline: ingest -> features -> one training per declared task, in parallel -> gate -> deploy -> canary.
+
+The training steps come from the task registry (``titans.tasks``, read when the pipeline is
+defined or compiled): a new task is one more iteration of the ``train-each-task`` loop without an
+edit here. The gate takes the trainings' summaries as one collected list, and the deploy step the
+gate's ``{task: summary}``.
 
 Cluster settings (retries, resources, Secrets, the data volume) are applied here and compile
 into the IR; ``kfp.local`` ignores the Kubernetes-specific ones, so the same function runs
@@ -14,8 +19,8 @@ from components.features import build_features
 from components.gate import gate_report
 from components.ingest import ingest_data
 from components.train import train_model
+from titans import tasks
 
-TASKS = ("category", "amount", "anomaly", "cashflow", "recommend")
 DATA_PVC = "titans-data"
 DATA_MOUNT = "/var/titans"
 # Existing Secrets (created by the Helm chart's users, never by us): MLflow and object-store credentials.
@@ -38,9 +43,8 @@ def _on_cluster(task: dsl.PipelineTask, cpu: str, memory: str, retries: int = 2)
 
 @dsl.pipeline(
     name="titans-training",
-    description="Transaction export -> Feast features -> category, amount, anomaly, cash-flow and merchant "
-                "recommendation models "
-                "-> MLflow registry with a gate -> KServe canary.",
+    description="Transaction export -> Feast features -> one model per declared task (category, amount, "
+                "anomaly, cash flow, merchant recommendations, ...) -> MLflow registry with a gate -> KServe canary.",
 )
 def training_pipeline(
     source_uri: str = "",
@@ -59,6 +63,7 @@ def training_pipeline(
     prometheus_url: str = "",
     canary_window_seconds: int = 600,
     retrain_reason: str = "",
+    layout: str = "",
 ) -> None:
     """Parameters: data location (empty = generate), thresholds (gate JSON), canary percent, MLflow URI.
 
@@ -67,29 +72,29 @@ def training_pipeline(
     """
     ingest = ingest_data(source_uri=source_uri, rows=rows, accounts=accounts, seed=seed, fraud_rate=fraud_rate,
                          small_accounts=small_accounts,
-                         titans_home=titans_home).set_display_name("ingest")
+                         titans_home=titans_home, layout=layout).set_display_name("ingest")
     _on_cluster(ingest, "1", "2Gi")
     features = build_features(clean_data=ingest.outputs["clean_data"], titans_home=titans_home)
     _on_cluster(features.set_display_name("build features"), "1", "4Gi")
-    trained = {}
-    for task in TASKS:
+    # One training per declared task, in parallel; the gate collects their summaries (dsl.Collected fans in).
+    with dsl.ParallelFor(items=list(tasks.names()), name="train-each-task") as task:
         step = train_model(task=task, clean_data=ingest.outputs["clean_data"],
                            feature_summary=features.outputs["feature_summary"], titans_home=titans_home,
                            mlflow_tracking_uri=mlflow_tracking_uri, gate_config=gate_config,
                            n_estimators=n_estimators, cv_folds=cv_folds, retrain_reason=retrain_reason)
         # No retries: a retry after registration would register (and gate) a second version.
-        trained[task] = _on_cluster(step.set_display_name(f"train {task}"), "2", "6Gi", retries=0)
-    gate = gate_report(**{t: trained[t].outputs["Output"] for t in TASKS}).set_display_name("evaluate and gate")
+        _on_cluster(step.set_display_name("train"), "2", "6Gi", retries=0)
+    gate = gate_report(summaries=dsl.Collected(step.outputs["Output"]))
+    gate.set_display_name("evaluate and gate")
     _on_cluster(gate, "250m", "512Mi")
     deploy = deploy_models(
         summaries=gate.outputs["Output"], titans_home=titans_home, mlflow_tracking_uri=mlflow_tracking_uri,
-        canary_percent=canary_percent,
-        namespace=namespace, **{f"{t}_model": trained[t].outputs["model"] for t in TASKS},
+        canary_percent=canary_percent, namespace=namespace,
     ).set_display_name("deploy")
     _on_cluster(deploy, "250m", "1Gi", retries=0)
     with dsl.If(prometheus_url != "", name="canary-evidence-configured"):
-        for task in TASKS:
-            canary = canary_analysis(model_name=f"titans-{task}", prometheus_url=prometheus_url,
+        for task in tasks.all_tasks():
+            canary = canary_analysis(model_name=task.registered_name, prometheus_url=prometheus_url,
                                      window_seconds=canary_window_seconds, namespace=namespace,
                                      mlflow_tracking_uri=mlflow_tracking_uri).after(deploy)
-            _on_cluster(canary.set_display_name(f"canary {task}"), "250m", "512Mi", retries=0)
+            _on_cluster(canary.set_display_name(f"canary {task.name}"), "250m", "512Mi", retries=0)

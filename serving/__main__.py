@@ -24,7 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["transformer"]:
         import_kserve_quietly()
-        from serving import transformer
+        from serving import transformer  # after the quiet import: it imports kserve (see the module docstring)
 
         return transformer.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m serving", description="Serve titans models over V2.")
@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"serving: error: {exc}", file=sys.stderr)
         return 2
     import_kserve_quietly()
-    from serving import server
+    from serving import server  # after the quiet import: it imports kserve (see the module docstring)
 
     return server.serve(config)
 

@@ -1,6 +1,6 @@
 """Serving settings and flags, importable without kserve (the ``titans`` CLI loads this).
 
-Why apart from ``server.py``: ``titans/cli.py`` imports every area's ``register`` for every
+Why apart from ``server.py``: the ``titans`` CLI imports every area's ``register`` for every
 command, and kserve takes seconds to import; the flags, the model discovery and the config
 object are plain Python.
 """
@@ -13,6 +13,8 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from titans.settings import load_settings
 
 METADATA_FILE = "metadata.json"
 DEFAULT_HTTP_PORT = 8080
@@ -68,8 +70,6 @@ def discover_models(models_dir: Path) -> list[tuple[str, str]]:
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags shared by ``titans serve`` and ``python -m serving`` (kserve's spellings accepted)."""
-    from titans.settings import load_settings
-
     settings = load_settings()
     parser.add_argument("--models", type=Path,
                         help="directory holding model directories (<task>/metadata.json); "

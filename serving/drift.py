@@ -18,6 +18,7 @@ reference was built (``merchant_keys``, memoised per spelling).
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 import threading
 from collections.abc import Iterator, Mapping
@@ -26,8 +27,9 @@ import numpy as np
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from serving.enrich import merchant_keys
-from titans.monitoring.reference import PREDICTION, PREDICTION_OUTPUT, DriftReference, FeatureBins
+from titans import tasks
+from titans.features.keys import merchant_keys
+from titans.monitoring.reference import PREDICTION, DriftReference, FeatureBins
 
 LABELS = ("model_name", "model_version", "feature", "bin")
 # Distinct served values of one text feature whose bins are remembered (cleared when full).
@@ -116,7 +118,7 @@ class DriftCounters:
         entries = self._models.get((model_name, version))
         if not entries:
             return
-        prediction = outputs.get(PREDICTION_OUTPUT.get(task, ""))
+        prediction = outputs.get(_drift_output(task))
         singles: list[tuple[np.ndarray, int]] = []
         batches: list[tuple[np.ndarray, np.ndarray]] = []
         for binner, counts in entries:
@@ -170,3 +172,10 @@ def drift_counters(registry: CollectorRegistry = REGISTRY) -> DriftCounters:
             _COUNTERS = DriftCounters()
             registry.register(_COUNTERS)
         return _COUNTERS
+
+
+@functools.cache
+def _drift_output(task: str) -> str:
+    """The output a task's prediction drift is counted on (its declaration), "" for an unknown task."""
+    declared = tasks.by_name(task)
+    return (declared.drift_output or "") if declared else ""

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from serving.enrich import StoredFeatures, merchant_keys
+from serving.stored_features import StoredFeatures
+from titans.features.keys import merchant_keys
 
 DEFAULT_TTL_SECONDS = 60.0
 MAX_ROWS = 200_000

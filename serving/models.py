@@ -1,11 +1,12 @@
-"""The five titans models as ``kserve.Model`` subclasses, loaded from model directories.
+"""Every titans model as one ``kserve.Model`` class, loaded from a model directory.
 
-Why thin: a model directory is self-describing (``metadata.json`` declares its V2 inputs and
+Why one class: a model directory is self-describing (``metadata.json`` declares its V2 inputs and
 outputs; ``titans.model_dir.load`` returns an object that predicts from a DataFrame), so one
-base class does the serving work — decode and validate the request against the declared
-inputs, enrich it from Feast, predict, encode with kserve's ``InferResponse`` — and each
-subclass only adds what is particular to its task: the Prometheus series of its outputs and
-its extra input rules.
+class does the serving work — decode and validate the request against the declared inputs,
+enrich it from Feast, predict, encode with kserve's ``InferResponse`` — and what is particular
+to a task (whether it reads stored features, the Prometheus series its outputs feed, its extra
+input rules) comes from the task's declaration (``titans.tasks``, ``Task.serving``). A new task
+is served without an edit here.
 
 Request flow (kserve's ``Model.__call__``): ``preprocess`` (validate + enrich, timed by
 KServe's ``request_preprocess_seconds``) -> ``predict`` (model + encoding, timed by
@@ -25,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,7 +38,6 @@ from kserve.protocol.infer_type import InferRequest, InferResponse
 from serving.config import DEFAULT_MAX_BATCH_ROWS, METADATA_FILE, EnrichmentMode
 from serving.drift import drift_counters
 from serving.enrich import Enricher, EnrichmentError, feature_specs
-from serving.fastpath import FastPredictor, build_fast_predictor
 from serving.metrics import ModelMetrics, titans_metrics
 from serving.score_log import ScoreLog, score_log
 from serving.storage import resolve_model_uri
@@ -49,17 +49,16 @@ from serving.validation import (
     check_requested_outputs,
     decode_inputs,
 )
+from titans import model_dir, tasks
 from titans.errors import UserError
+from titans.models.arrays import FastPredictor, array_path
 from titans.monitoring.reference import REFERENCE_FILE, load_reference
+from titans.tasks.spec import Task
 
 logger = logging.getLogger("titans.serving")
 
 # Closed vocabularies that the contract fixes (docs/contracts.md, "The clean table").
 PAYMENT_METHODS = ("credit_card", "debit_card", "bank_transfer", "cash", "check", "paypal", "other", "unknown")
-# Forecast horizon bound when a cash-flow model's metadata does not state its own.
-MAX_HORIZON_DAYS = 90
-# Longest look-back a recommendation request may exclude (titans.models.recommend.MAX_EXCLUDE_DAYS).
-RECOMMEND_MAX_EXCLUDE_DAYS = 3650
 
 
 class ModelFailure(RuntimeError):
@@ -72,27 +71,25 @@ class Batch:
 
     request: InferRequest
     columns: dict[str, np.ndarray]
-    frame: pd.DataFrame | None  # None when the model is served by its fast path (serving/fastpath.py)
+    frame: pd.DataFrame | None  # None when the model is served by its fast path (the model's ``array_predictor()``)
 
 
 class TitansModel(Model):
-    """A titans model directory served over V2; subclasses add task-specific metrics."""
-
-    task: ClassVar[str] = ""
-    # Whether the model reads the stored features of its service (the forecaster does not:
-    # it forecasts from the history saved with it, so a lookup would be wasted work).
-    uses_stored_features: ClassVar[bool] = True
+    """A titans model directory served over V2, shaped by its task's declaration (None: generic)."""
 
     def __init__(
         self,
         name: str,
         model_uri: str,
         *,
+        task: str = "",
         enrichment: EnrichmentMode = EnrichmentMode.NONE,
         enricher_factory: Callable[[str], Enricher] | None = None,
         max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
     ):
         super().__init__(name)
+        self.task = task
+        self.declared: Task | None = tasks.by_name(task) if task else None
         self.model_uri = model_uri
         self.enrichment = enrichment
         self._enricher_factory = enricher_factory
@@ -109,7 +106,8 @@ class TitansModel(Model):
         self.rules = InputRules(max_batch_rows=max_batch_rows)
         self._metrics: ModelMetrics | None = None
         self._numeric_columns: tuple[str, ...] = ()
-        self.enrichment_used = EnrichmentMode.NONE  # what load() chose: cash flow never looks features up
+        # what load() chose: a model that serves from its own state never looks features up
+        self.enrichment_used = EnrichmentMode.NONE
         self.fast: FastPredictor | None = None  # the array path, when the model directory allows one
         self._score_log: ScoreLog | None = None  # scored rows for delayed labels (TITANS_SCORE_LOG_DIR)
 
@@ -139,10 +137,13 @@ class TitansModel(Model):
         )
         return True
 
+    @property
+    def uses_stored_features(self) -> bool:
+        """Whether requests are enriched with the task's stored features (a forecaster serves from its own history)."""
+        return self.declared.serving.stored_features if self.declared else True
+
     def load_model_dir(self, local: Path) -> Any:
         """The predictor object of a local model directory (``titans.model_dir.load``)."""
-        from titans import model_dir
-
         return model_dir.load(local)
 
     def _load(self) -> None:
@@ -195,13 +196,13 @@ class TitansModel(Model):
         drift_counters().add_model(self.name, self.version, reference)
 
     def fast_predictor(self, loaded: Any) -> FastPredictor | None:
-        """The array path for this model (``serving.fastpath``); None keeps the DataFrame path.
+        """The array path of this model (its ``array_predictor()``); None keeps the DataFrame path.
 
         ``TITANS_FAST_PATH=0`` turns it off (the benchmark's reference runs, an escape hatch).
         """
         if os.environ.get("TITANS_FAST_PATH", "1") == "0" or not hasattr(loaded, "model"):
             return None
-        return build_fast_predictor(self.task or str(loaded.metadata.get("task", "")), loaded.model)
+        return array_path(loaded.model)
 
     @property
     def metrics(self) -> ModelMetrics:
@@ -214,10 +215,18 @@ class TitansModel(Model):
         """kserve's default ``start`` marks every model ready; readiness here is owned by ``load``."""
 
     def on_loaded(self) -> None:
-        """Hook for subclasses: create their series at zero so a new revision exports them."""
+        """Create the task's histogram series at zero, so a new revision exports them before its first request."""
+        for series, _ in self.declared.serving.observed if self.declared else ():
+            if series in _TOUCHED:
+                getattr(titans_metrics(), _TOUCHED[series]).touch(self.metrics.labels)
 
     def input_rules(self, metadata: Mapping[str, Any]) -> InputRules:
-        """Closed vocabularies and date inputs, from the contract and the model's own metadata."""
+        """Closed vocabularies, ranges and date inputs: the contract's, the model's metadata, its task's rules.
+
+        Why the task's rules read the metadata: a forecaster knows only the accounts it was saved
+        with and forecasts up to its own horizon, a recommender ranks at most the merchants it
+        knows; checking up front turns what the model would refuse into a 400 naming the input.
+        """
         categories: dict[str, frozenset[str]] = {}
         names = {spec.name for spec in self.request_inputs}
         if "payment_method" in names:
@@ -225,8 +234,14 @@ class TitansModel(Model):
         for entry in metadata.get("inputs", []):
             if entry.get("categories"):
                 categories[str(entry["name"])] = frozenset(str(v) for v in entry["categories"])
+        ranges: dict[str, tuple[int, int]] = {}
+        rules = self.declared.serving.input_rules if self.declared else None
+        if rules is not None:
+            bounds = rules(metadata.get("model") or {})
+            categories |= dict(bounds.categories)
+            ranges |= dict(bounds.ranges)
         dates = frozenset(n for n in names if n == "date")
-        return InputRules(max_batch_rows=self._max_batch_rows, categories=categories, dates=dates)
+        return InputRules(max_batch_rows=self._max_batch_rows, categories=categories, dates=dates, ranges=ranges)
 
     # ------------------------------------------------------------------------- V2 metadata
     def get_input_types(self) -> list[dict[str, Any]]:
@@ -317,140 +332,32 @@ class TitansModel(Model):
         )
 
     def observe(self, columns: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> None:
-        """Record rows and numeric input/feature summaries; subclasses add their output distributions."""
+        """Record rows, numeric input/feature summaries and the output series the task declares."""
         metrics = self.metrics
         metrics.rows_ok.inc(_rows(columns))
         metrics.input_features({name: columns[name] for name in self._numeric_columns if name in columns})
+        for series, output in self.declared.serving.observed if self.declared else ():
+            values = outputs.get(output)
+            if values is not None and values.size:
+                getattr(metrics, _SERIES[series])(values[:, 0] if values.ndim == 2 else values)
         drift_counters().observe(self.name, self.version, self.task, columns, outputs)
         if self._score_log is not None:
             self._score_log.record(self.task, self.name, self.version, columns, outputs)
 
 
-class CategoryModel(TitansModel):
-    """Transaction category with probability and top-k; counts predicted classes."""
-
-    task = "category"
-
-    def observe(self, columns: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> None:
-        super().observe(columns, outputs)
-        if "category" in outputs:
-            self.metrics.predicted_classes(outputs["category"])
-
-
-class AmountModel(TitansModel):
-    """Expected spend with an interval; feeds the predicted-amount histogram."""
-
-    task = "amount"
-
-    def on_loaded(self) -> None:
-        titans_metrics().predicted_amount.touch(self.metrics.labels)
-
-    def observe(self, columns: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> None:
-        super().observe(columns, outputs)
-        if "amount" in outputs:
-            self.metrics.predicted_amounts(outputs["amount"])
-
-
-class AnomalyModel(TitansModel):
-    """Anomaly score, risk level and top factors; feeds score and risk-level series."""
-
-    task = "anomaly"
-
-    def on_loaded(self) -> None:
-        titans_metrics().anomaly_score.touch(self.metrics.labels)
-
-    def observe(self, columns: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> None:
-        super().observe(columns, outputs)
-        if "anomaly_score" in outputs:
-            self.metrics.anomaly_scores(outputs["anomaly_score"])
-        if "risk_level" in outputs:
-            self.metrics.risk_levels(outputs["risk_level"])
-            self.metrics.predicted_classes(outputs["risk_level"])
-
-
-class CashflowModel(TitansModel):
-    """Daily forecast for one known account over ``horizon_days``.
-
-    Why the account list and the horizon bound come from the metadata: the forecaster only
-    knows the accounts whose history it was saved with, and only forecasts up to its own
-    maximum; checking both up front turns what the model would refuse into a 400 that names
-    the input, before any work is done.
-    """
-
-    task = "cashflow"
-    uses_stored_features = False
-
-    def input_rules(self, metadata: Mapping[str, Any]) -> InputRules:
-        rules = super().input_rules(metadata)
-        described = metadata.get("model") or {}
-        categories = dict(rules.categories)
-        if described.get("accounts"):
-            categories["account_id"] = frozenset(str(a) for a in described["accounts"])
-        horizon = int(described.get("max_horizon_days") or MAX_HORIZON_DAYS)
-        return InputRules(
-            max_batch_rows=rules.max_batch_rows,
-            categories=categories,
-            dates=rules.dates,
-            ranges={"horizon_days": (1, horizon)},
-        )
-
-
-class RecommendModel(TitansModel):
-    """Top-k merchants (with scores and categories) for a batch of accounts.
-
-    Why the bounds come from the metadata: ``k`` cannot exceed the merchants the model knows
-    (``max_k``), and a request for more is the client's mistake, a 400 naming ``k``. Unknown
-    accounts are not refused: they are the cold start, answered with popularity. The model
-    holds its interaction state as of its reference day, so no feature lookup per request.
-    The predicted-class counter records the category of each account's first recommendation.
-    """
-
-    task = "recommend"
-    uses_stored_features = False
-
-    def input_rules(self, metadata: Mapping[str, Any]) -> InputRules:
-        rules = super().input_rules(metadata)
-        described = metadata.get("model") or {}
-        return InputRules(
-            max_batch_rows=rules.max_batch_rows,
-            categories=rules.categories,
-            dates=rules.dates,
-            ranges={"k": (1, int(described.get("max_k") or 1)), "exclude_recent_days": (0, RECOMMEND_MAX_EXCLUDE_DAYS)},
-        )
-
-    def fast_predictor(self, loaded: Any) -> FastPredictor | None:
-        """The model's own array entry point (``predict_arrays``): no DataFrame per request."""
-        if os.environ.get("TITANS_FAST_PATH", "1") == "0" or not hasattr(loaded.model, "predict_arrays"):
-            return None
-        return _RecommendArrays(loaded.model)
-
-    def observe(self, columns: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> None:
-        super().observe(columns, outputs)
-        categories = outputs.get("categories")
-        if categories is not None and categories.size:
-            self.metrics.predicted_classes(categories[:, 0])
-
-
-class _RecommendArrays:
-    """``FastPredictor`` over ``titans.models.recommend.RecommendModel.predict_arrays``."""
-
-    def __init__(self, model: Any):
-        self.model = model
-
-    def predict(self, columns: Mapping[str, np.ndarray], wanted: frozenset[str] | None = None
-                ) -> dict[str, np.ndarray]:
-        return self.model.predict_arrays(columns["account_id"], columns["k"], columns.get("exclude_recent_days"))
-
-
-MODEL_CLASSES: dict[str, type[TitansModel]] = {
-    cls.task: cls for cls in (CategoryModel, AmountModel, AnomalyModel, CashflowModel, RecommendModel)
-}
+# Declared series (``Task.serving.observed``) -> the ``ModelMetrics`` method that records them, and the
+# histograms created at zero when a model loads.
+_SERIES = {"classes": "predicted_classes", "amounts": "predicted_amounts", "anomaly_scores": "anomaly_scores",
+           "risk_levels": "risk_levels"}
+_TOUCHED = {"amounts": "predicted_amount", "anomaly_scores": "anomaly_score"}
 
 
 def feature_service(metadata: Mapping[str, Any], task: str) -> str:
-    """The Feast feature service a model was trained with (its lineage), else ``<task>_service``."""
+    """The Feast feature service a model was trained with (its lineage), else its task's, else ``<task>_service``."""
     lineage = metadata.get("lineage") or {}
-    return str(lineage.get("feature_service") or f"{task or metadata.get('task', '')}_service")
+    name = task or str(metadata.get("task", ""))
+    declared = tasks.by_name(name)
+    return str(lineage.get("feature_service") or (declared.feature_service if declared else f"{name}_service"))
 
 
 def task_of(name: str, model_uri: str) -> str:
@@ -464,9 +371,8 @@ def task_of(name: str, model_uri: str) -> str:
 
 
 def build_model(name: str, model_uri: str, **kwargs: Any) -> TitansModel:
-    """The right subclass for a model directory; unknown tasks get the generic base class."""
-    cls = MODEL_CLASSES.get(task_of(name, model_uri), TitansModel)
-    return cls(name, model_uri, **kwargs)
+    """The served model of a model directory, with its task's declaration (an unknown task is served generically)."""
+    return TitansModel(name, model_uri, task=task_of(name, model_uri), **kwargs)
 
 
 def _rows_of(body: Any) -> int:

@@ -38,6 +38,7 @@ from kserve import ModelServer
 from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
 from kserve.errors import InvalidInput, ModelNotReady, NoModelReady, ServerNotReady
 from kserve.model import BaseKServeModel
+from kserve.model_server import app
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
 from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
@@ -77,8 +78,6 @@ class HostRESTServer(RESTServer):
         The endpoints keep their behaviour with FastAPI's ``JSONResponse``; inference answers
         come from ``serving.rest`` (see there why), first in the route table.
         """
-        from kserve.model_server import app
-
         app.router.default_response_class = Default(JSONResponse)
         self._add_middlewares(app)
         self._register_endpoints(app)
@@ -269,7 +268,7 @@ def build_models(config: ServeConfig) -> list[TitansModel]:
 
         def enricher_factory(service: str) -> FeastEnricher:
             if not clients:
-                from titans.features.store import FeatureClient
+                from titans.features.store import FeatureClient  # here: Feast takes seconds, only this mode needs it
 
                 clients.append(FeatureClient(config.feature_repo))
             return FeastEnricher(service, client=clients[0])

@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from serving.config import METADATA_FILE
+from titans.settings import load_settings
 
 logger = logging.getLogger(__name__)
 
@@ -53,13 +54,11 @@ def find_model_dir(root: Path) -> Path:
 
 
 def _download_mlflow(uri: str) -> Path:
-    try:
+    try:  # here: MLflow takes seconds to import, and only a models:/ URI needs it
         import mlflow.artifacts
     except ImportError as exc:  # pragma: no cover - mlflow is a product dependency
         raise ModelUriError(f"{uri}: mlflow is not installed") from exc
     import mlflow
-
-    from titans.settings import load_settings
 
     mlflow.set_tracking_uri(load_settings().mlflow_tracking_uri)
     mlflow.set_registry_uri(load_settings().mlflow_tracking_uri)
@@ -70,7 +69,7 @@ def _download_mlflow(uri: str) -> Path:
 
 
 def _download_kserve_storage(uri: str) -> Path:
-    try:
+    try:  # here: kserve-storage is optional (KServe's storage initializer usually downloads instead)
         from kserve_storage import Storage
     except ImportError as exc:
         raise ModelUriError(

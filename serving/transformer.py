@@ -29,13 +29,18 @@ from grpc import RpcError, StatusCode
 from kserve import Model
 from kserve.errors import InvalidInput
 from kserve.model import append_forwardable_headers
+from kserve.predictor_config import PredictorConfig
 from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse
 
 from serving.config import DEFAULT_HTTP_PORT
-from serving.enrich import EnrichmentError, FeastEnricher, entity_keys, feature_specs, feature_tensor_columns
+from serving.enrich import FeastEnricher, feature_specs, feature_tensor_columns
+from serving.kserve_import import import_kserve_quietly
 from serving.metrics import ModelMetrics, titans_metrics
+from serving.server import TitansModelServer
+from serving.stored_features import EnrichmentError, entity_keys
 from serving.tensors import TensorSpec
 from serving.validation import RequestRejected, batch_rows
+from titans.settings import load_settings
 
 logger = logging.getLogger("titans.serving")
 
@@ -170,8 +175,6 @@ def _predictor_message(response: httpx.Response) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve one transformer in front of one predictor (flags in kserve's spelling)."""
-    from serving.kserve_import import import_kserve_quietly
-
     parser = argparse.ArgumentParser(prog="python -m serving transformer")
     parser.add_argument("--model_name", "--model-name", dest="model_name", required=True)
     parser.add_argument("--predictor_host", "--predictor-host", dest="predictor_host", required=True)
@@ -188,11 +191,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ignored:
         logger.info("transformer ignores arguments %s", ignored)
     import_kserve_quietly()
-    from kserve.predictor_config import PredictorConfig
-
-    from serving.server import TitansModelServer
-    from titans.settings import load_settings
-
     transformer = FeatureTransformer(args.model_name, args.feature_service)
     transformer.load()
     server = TitansModelServer(

@@ -31,7 +31,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from titans.errors import UserError
+from titans.settings import load_settings
 
 GROUP = "serving.kserve.io"
 VERSION = "v1beta1"
@@ -41,7 +44,6 @@ KIND = "InferenceService"
 NAMESPACE = "titans"
 RUNTIME = "titans-runtime"
 MODEL_FORMAT = {"name": "titans", "version": "1"}
-MODEL_NAMES = ("titans-category", "titans-amount", "titans-anomaly", "titans-cashflow", "titans-recommend")
 STORAGE_BASE = "s3://titans-models"
 DEPLOYMENT_MODE = "Serverless"
 
@@ -67,6 +69,7 @@ class KubernetesError(UserError):
 
 def _kube(what: str, call: Any, *args: Any) -> Any:
     """Run one API call; refusals and connection failures become one clear ``KubernetesError``."""
+    # Here, not at the top: the Kubernetes client (and urllib3) take ~0.5 s, which every `titans` command would pay.
     import urllib3
     from kubernetes.client.exceptions import ApiException
 
@@ -246,7 +249,7 @@ def kube_api(kubeconfig: str = "") -> Any | None:
     ``$KUBECONFIG``, ``~/.kube/config``. An explicit path that does not exist is a user error,
     not a silent fallback to writing manifests.
     """
-    from kubernetes import client, config
+    from kubernetes import client, config  # here: only a deploy with a cluster loads the Kubernetes client
 
     if kubeconfig:
         if not Path(kubeconfig).is_file():
@@ -341,8 +344,6 @@ def served_version(existing: dict[str, Any]) -> str:
 
 def write_manifest(manifest: dict[str, Any], out_dir: str | Path) -> Path:
     """Write ``<out_dir>/<name>-<version>.yaml`` for a person to ``kubectl apply``."""
-    import yaml
-
     version = manifest["metadata"]["annotations"][ANNOTATION_MODEL_VERSION]
     path = Path(out_dir) / f"{manifest['metadata']['name']}-{version}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -373,8 +374,6 @@ def deploy(
     ``stable_*`` arguments only feed the manifest written without one (where rollback will
     look for the stable model, so pass its real location when it is not the contract's).
     """
-    from titans.settings import load_settings
-
     validate_names(model_name, model_version, namespace)
     _check_percent(canary_traffic_percent)
     uri = storage_uri or storage_uri_for(model_name, model_version)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,73 +21,16 @@ import joblib
 import numpy as np
 import pandas as pd
 
+from titans import tasks
 from titans.errors import UserError
 
 METADATA = "metadata.json"
 MODEL_FILE = "model.joblib"
 MODEL_FORMAT = "titans"
 
-_NAMES = {
-    "category": "titans-category",
-    "amount": "titans-amount",
-    "anomaly": "titans-anomaly",
-    "cashflow": "titans-cashflow",
-    "recommend": "titans-recommend",
-}
-
-# V2 signatures per task (docs/contracts.md): (name, datatype, shape); -1 is the batch.
-SIGNATURES: dict[str, dict[str, list[tuple[str, str, list[int]]]]] = {
-    "category": {
-        "inputs": [
-            ("description", "BYTES", [-1]),
-            ("merchant", "BYTES", [-1]),
-            ("amount", "FP64", [-1]),
-            ("date", "BYTES", [-1]),
-            ("payment_method", "BYTES", [-1]),
-            ("account_id", "BYTES", [-1]),
-        ],
-        "outputs": [
-            ("category", "BYTES", [-1]),
-            ("probability", "FP64", [-1]),
-            ("top_k_categories", "BYTES", [-1, 3]),
-            ("top_k_probabilities", "FP64", [-1, 3]),
-        ],
-    },
-    "amount": {
-        "inputs": [(n, "BYTES", [-1]) for n in ("description", "merchant", "category", "payment_method", "date",
-                                                 "account_id")],
-        "outputs": [("amount", "FP64", [-1]), ("amount_lower", "FP64", [-1]), ("amount_upper", "FP64", [-1])],
-    },
-    "anomaly": {
-        "inputs": [(n, "BYTES", [-1]) for n in ("description", "merchant", "category", "payment_method", "date",
-                                                 "account_id")]
-        + [("amount", "FP64", [-1])],
-        "outputs": [("anomaly_score", "FP64", [-1]), ("risk_level", "BYTES", [-1]), ("top_factors", "BYTES", [-1])],
-    },
-    "cashflow": {
-        "inputs": [("account_id", "BYTES", [1]), ("horizon_days", "INT32", [1])],
-        "outputs": [("date", "BYTES", [-1])]
-        + [(n, "FP64", [-1]) for n in ("net_amount", "lower_80", "upper_80", "lower_95", "upper_95")],
-    },
-    # A batch of accounts; k and exclude_recent_days hold one value for the whole batch.
-    "recommend": {
-        "inputs": [("account_id", "BYTES", [-1]), ("k", "INT32", [1]), ("exclude_recent_days", "INT32", [1])],
-        "outputs": [("merchants", "BYTES", [-1, -1]), ("scores", "FP64", [-1, -1]), ("categories", "BYTES", [-1, -1])],
-    },
-}
-# Inputs a request may leave out (the model then uses its default), per task.
-OPTIONAL_INPUTS: dict[str, frozenset[str]] = {"recommend": frozenset({"exclude_recent_days"})}
-
-
 def registered_name(task: str) -> str:
-    """The MLflow / InferenceService name of a task's model."""
-    if task not in _NAMES:
-        raise UserError(f"unknown task {task!r}; expected one of {sorted(_NAMES)}")
-    return _NAMES[task]
-
-
-def _tensors(rows: list[tuple[str, str, list[int]]], optional: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
-    return [{"name": n, "datatype": d, "shape": s} | ({"optional": True} if n in optional else {}) for n, d, s in rows]
+    """The MLflow / InferenceService name of a task's model (its declaration in ``titans.tasks``)."""
+    return tasks.get(task).registered_name
 
 
 def _plain(value: Any) -> Any:
@@ -127,19 +71,17 @@ def save(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
     if tmp.exists():
-        import shutil
-
         shutil.rmtree(tmp)
     tmp.mkdir()
-    sig = SIGNATURES[task]
+    declared = tasks.get(task)
     metadata = {
-        "name": registered_name(task),
+        "name": declared.registered_name,
         "task": task,
         "version": str(version),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "model_format": MODEL_FORMAT,
-        "inputs": _tensors(sig["inputs"], OPTIONAL_INPUTS.get(task, frozenset())),
-        "outputs": _tensors(sig["outputs"]),
+        "inputs": [tensor.to_metadata() for tensor in declared.inputs],
+        "outputs": [tensor.to_metadata() for tensor in declared.outputs],
         "features": list(features),
         "metrics": metrics,
         "baselines": baselines,
@@ -151,8 +93,6 @@ def save(
         (tmp / name).write_text(text)
     (tmp / METADATA).write_text(json.dumps(_plain(metadata), indent=2, sort_keys=True) + "\n")
     if path.exists():
-        import shutil
-
         old = path.with_name(f".{path.name}.old-{os.getpid()}")
         path.rename(old)
         tmp.rename(path)

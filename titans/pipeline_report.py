@@ -8,13 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-HEADLINE = {
-    "category": ("accuracy", "macro_f1"),
-    "amount": ("mae", "rmse", "interval_coverage"),
-    "anomaly": ("pr_auc", "roc_auc", "recall_at_1pct_fpr"),
-    "cashflow": ("mae", "mase", "coverage_80", "coverage_95"),
-    "recommend": ("recall_at_10", "ndcg_at_10", "new_merchant_recall_at_10"),
-}
+from titans import tasks
 
 
 def _fmt(value: Any) -> str:
@@ -27,7 +21,8 @@ def metric_rows(summaries: dict[str, dict[str, Any]]) -> list[tuple[str, str, st
     for task, summary in summaries.items():
         metrics = summary.get("metrics") or {}
         baselines = summary.get("baselines") or {}
-        for name in HEADLINE.get(task, ()):
+        declared = tasks.by_name(task)
+        for name in declared.headline_metrics if declared else ():
             if name not in metrics:
                 continue
             base = ", ".join(f"{b} {_fmt(v[name])}" for b, v in baselines.items()
@@ -44,5 +39,6 @@ def gate_markdown(summaries: dict[str, dict[str, Any]]) -> str:
     lines += ["", "## Gate decisions", "", "| model | version | alias | reasons |", "|---|---|---|---|"]
     for task, s in summaries.items():
         reasons = "; ".join((s.get("gate") or {}).get("reasons", [])) or "-"
-        lines.append(f"| {s.get('registered_name', task)} | {s.get('version')} | {s.get('alias')} | {reasons} |")
+        version, alias = s.get("version") or "-", s.get("alias") or "-"
+        lines.append(f"| {s.get('registered_name', task)} | {version} | {alias} | {reasons} |")
     return "\n".join(lines) + "\n"

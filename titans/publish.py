@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import logging
 import shutil
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
+from titans import deploy
 from titans.settings import load_settings
 
 log = logging.getLogger(__name__)
@@ -44,6 +47,8 @@ def publish_trained(summary: dict[str, Any], models_dir: Path) -> dict[str, Any]
     registration there is no gate, and the folder is published as before (``--no-register`` is
     the "just give me a model folder" mode). A rejected model goes to ``_candidates/<task>``.
     """
+    if summary.get("skipped"):
+        return {"model_dir": None, "published": False, "publish_reason": f"skipped: {summary['skipped']}"}
     task, staged = summary["task"], Path(summary["model_dir"])
     gate = summary.get("gate")
     if gate is None or gate.get("promote"):
@@ -69,9 +74,6 @@ def registry_unreachable(uri: str) -> str | None:
     """
     if not uri.startswith(("http://", "https://")):
         return None
-    import urllib.error
-    import urllib.request
-
     try:
         with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=REGISTRY_PROBE_SECONDS):
             return None
@@ -83,7 +85,7 @@ def registry_unreachable(uri: str) -> str | None:
 
 def registry_problem() -> str | None:
     """Why MLflow's registry cannot be reached right now ("<uri> unreachable (<reason>)"), or None."""
-    import mlflow
+    import mlflow  # here: MLflow takes seconds to import, and only a registered deploy asks it
 
     uri = mlflow.get_registry_uri()
     reason = registry_unreachable(uri)
@@ -101,7 +103,7 @@ def mlflow_storage_uri(model_uri: str | None, problem: str | None = None) -> str
         log.warning("could not resolve the artifact location of %s: %s", model_uri, problem)
         return ""
     try:
-        from mlflow import MlflowClient
+        from mlflow import MlflowClient  # here, as in registry_problem
 
         _, name, version = model_uri.split("/")
         # pyfunc keeps the logged folder's own name (the task) under the model's artifacts/.
@@ -115,8 +117,6 @@ def mlflow_storage_uri(model_uri: str | None, problem: str | None = None) -> str
 def deploy_promoted(summaries: dict[str, dict[str, Any]], model_paths: dict[str, str], canary_percent: int,
                     namespace: str, manifests_dir: str) -> dict[str, Any]:
     """Deploy each task whose new version passed the gate; report what happened to every task."""
-    from titans import deploy
-
     results: dict[str, Any] = {}
     problem: str | None = None
     probed = False  # the registry is probed once, when the first task needs it

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from titans import tasks
 from titans.errors import UserError
 from titans.models.evaluation import baseline_checks, describe_check
 from titans.settings import load_settings
@@ -36,16 +37,15 @@ CHAMPION = "champion"
 EXPERIMENT = "titans-training"
 GATE_CONFIG_ENV = "TITANS_GATE_CONFIG"
 
-# Per task: the metric the champion comparison uses, and whether higher is better.
-PRIMARY = {
-    "category": ("macro_f1", True),
-    "amount": ("mae", False),
-    "anomaly": ("pr_auc", True),
-    "cashflow": ("mase", False),
-    "recommend": ("ndcg_at_10", True),
-}
-# The baselines a candidate must beat: the best one on every metric of
-# ``titans.models.evaluation.GATED_METRICS`` (not one baseline chosen in advance).
+
+def _declared_bounds(kind: str) -> dict[str, dict[str, float]]:
+    """``{task: {metric: bound}}`` from every task's gates; each gate applies only the bounds on its own metrics."""
+    bounds: dict[str, dict[str, float]] = {}
+    for task in tasks.all_tasks():
+        for gate in (task.gate_for({}), task.unlabelled_gate):
+            if gate is not None and getattr(gate, kind):
+                bounds.setdefault(task.name, {}).update(getattr(gate, kind))
+    return bounds
 
 
 @dataclass
@@ -62,13 +62,9 @@ class GateConfig:
     no canary, so the default moves ``champion`` at the gate.
     """
 
-    minimum: dict[str, dict[str, float]] = field(
-        default_factory=lambda: {
-            "category": {"accuracy": 0.6, "macro_f1": 0.2},
-            "anomaly": {"pr_auc": 0.5},
-        }
-    )
-    maximum: dict[str, dict[str, float]] = field(default_factory=lambda: {"cashflow": {"mase": 1.0}})
+    # Defaults: each task's declared bounds, of its labelled and unlabelled gates (``titans.tasks``).
+    minimum: dict[str, dict[str, float]] = field(default_factory=lambda: _declared_bounds("minimum"))
+    maximum: dict[str, dict[str, float]] = field(default_factory=lambda: _declared_bounds("maximum"))
     tolerance: float = 0.02
     require_beat_baseline: bool = True
     champion_after_canary: bool = False
@@ -131,17 +127,23 @@ def evaluate_gate(
     """Pure decision: every failed rule is a reason; no failed rule means promote."""
     failed: list[str] = []
     passed: list[str] = []
+    gate = tasks.get(task).gate_for(metrics)
+    if gate.name != "default":
+        passed.append(f"{gate.name} gate")
+    mine = gate.metric_names()  # bounds on another gate's metrics (pr_auc on an unlabelled holdout) do not apply
     for name, bound in config.minimum.get(task, {}).items():
-        value = metrics.get(name)
-        (passed if value is not None and value >= bound else failed).append(f"{name} {value} >= {bound}")
+        if name in mine:
+            value = metrics.get(name)
+            (passed if value is not None and value >= bound else failed).append(f"{name} {value} >= {bound}")
     for name, bound in config.maximum.get(task, {}).items():
-        value = metrics.get(name)
-        (passed if value is not None and value <= bound else failed).append(f"{name} {value} <= {bound}")
-    checks = baseline_checks(task, metrics, baselines)
+        if name in mine:
+            value = metrics.get(name)
+            (passed if value is not None and value <= bound else failed).append(f"{name} {value} <= {bound}")
+    checks = baseline_checks(gate.gated_metrics, metrics, baselines)
     if config.require_beat_baseline:
         for check in checks:
             (passed if check["passed"] else failed).append(describe_check(check))
-    metric, higher = PRIMARY[task]
+    metric, higher = gate.primary_metric
     if champion_metrics is None:
         passed.append("no champion yet")
     else:
@@ -222,6 +224,16 @@ def champion(name: str) -> tuple[str | None, dict[str, Any] | None]:
         return None, None
     run = client.get_run(mv.run_id)
     return str(mv.version), dict(run.data.metrics)
+
+
+def record_skipped(task: str, reason: str, lineage: dict[str, Any]) -> str:
+    """An MLflow run for a task its data could not train (tags ``status=skipped``, ``skipped_reason``); its id."""
+    import mlflow
+
+    with mlflow.start_run(run_name=f"{task} (skipped)") as run:
+        mlflow.set_tags({"task": task, "status": "skipped", "skipped_reason": reason[:5000]}
+                        | {k: str(v) for k, v in lineage.items() if v not in (None, "")})
+    return str(run.info.run_id)
 
 
 def log_and_register(

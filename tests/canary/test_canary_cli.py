@@ -1,13 +1,14 @@
 """``titans canary analyze`` and ``titans deploy`` from the command line, plus analysis glue.
 
-The command-line tests call the real ``titans.cli.main`` with the area list narrowed to the
-deploy and canary modules, so a half-written module of another area cannot fail them; one
+The command-line tests call the real ``titans.cli.main`` with the areas narrowed to
+deploy and canary, so a half-written module of another area cannot fail them; one
 test runs the installed entry point as a subprocess, because "``titans canary analyze
 --help`` documents the policy" is a promise about the real command.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import subprocess
@@ -25,9 +26,8 @@ from titans.errors import UserError
 
 
 @pytest.fixture
-def titans(monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setattr(cli, "AREA_MODULES", ("titans.cli_deploy", "titans.cli_canary"))
-    return cli.main
+def titans() -> Any:
+    return functools.partial(cli.main, only={"deploy", "canary"})
 
 
 @pytest.fixture

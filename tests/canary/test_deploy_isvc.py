@@ -15,7 +15,7 @@ import pytest
 import yaml
 from kube_api_double import KubeApiDouble
 
-from titans import deploy
+from titans import deploy, tasks
 from titans.errors import UserError
 
 # ../shared beside the repository (read in place, never copied).
@@ -98,7 +98,7 @@ def test_first_deploy_renders_without_canary() -> None:
     assert manifest["spec"]["predictor"]["model"]["storageUri"] == "s3://titans-models/anomaly/1"
 
 
-@pytest.mark.parametrize("model", deploy.MODEL_NAMES)
+@pytest.mark.parametrize("model", [t.registered_name for t in tasks.all_tasks()])
 def test_rendered_manifests_satisfy_the_kserve_crd(isvc_validator: Any, model: str) -> None:
     for percent in (None, 10, 0, 100):
         manifest = deploy.render_inference_service(model, "7", canary_traffic_percent=percent, stable_version="6")

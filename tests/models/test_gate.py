@@ -6,6 +6,7 @@ so a model that beats one baseline and loses to another can be written down exac
 
 from __future__ import annotations
 
+from titans import tasks
 from titans.models import report
 from titans.models.evaluation import baseline_checks, beats_baselines
 from titans.registry import GateConfig, evaluate_gate
@@ -45,14 +46,14 @@ def test_every_gated_metric_must_win_not_just_one() -> None:
 def test_anomaly_must_beat_the_isolation_forest_too() -> None:
     baselines = {"isolation_forest": {"pr_auc": 0.8}, "amount_vs_merchant": {"pr_auc": 0.4},
                  "chance": {"pr_auc": 0.02, "roc_auc": 0.5}}
-    checks = baseline_checks("anomaly", {"pr_auc": 0.6}, baselines)
+    checks = baseline_checks(tasks.get("anomaly").gated_metrics, {"pr_auc": 0.6}, baselines)
     assert [(c["metric"], c["deciding_baseline"], c["passed"]) for c in checks] == [
         ("pr_auc", "isolation_forest", False)]
 
 
 def test_nothing_to_compare_is_not_a_pass() -> None:
     """An unlabelled holdout has no pr_auc: the gate cannot say the model is better, so it rejects."""
-    assert beats_baselines("anomaly", {"labelled": 0}, {}) is None
+    assert beats_baselines(tasks.get("anomaly").gated_metrics, {"labelled": 0}, {}) is None
     decision = evaluate_gate("anomaly", {"labelled": 0}, {}, None, _no_thresholds())
     assert not decision.promote and "no baseline reports it" in decision.reasons[0]
 

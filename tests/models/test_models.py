@@ -14,40 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from trained_home import FRAUD_RATE, SEED
+from trained_home import small_config as _small_config
 
 from titans.errors import UserError
 
 REAL_EXPORT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "titans_transactions.csv"
-ROWS, ACCOUNTS, SEED, FRAUD_RATE = 2500, 2, 7, 0.04
-
-
-def _small_config(tmp: Path, register: bool = True, **kw: object):
-    from titans.train import TrainConfig
-
-    return TrainConfig(cv_folds=2, n_estimators=80, category_candidates=("logreg_c10", "xgboost"),
-                       backtest_origins=3, register=register, out_dir=tmp / "models",
-                       tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}", **kw)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory):
-    """Generate, ingest, build the Feast store and train all four models once."""
-    from titans.data.generate import GenerateConfig, write_csv
-    from titans.data.ingest import ingest
-    from titans.train import train
-
-    tmp = tmp_path_factory.mktemp("models")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("TITANS_HOME", str(tmp / "home"))
-    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-    mp.delenv("TITANS_GATE_CONFIG", raising=False)
-    raw = tmp / "raw.csv"
-    write_csv(GenerateConfig(rows=ROWS, accounts=ACCOUNTS, seed=SEED, fraud_rate=FRAUD_RATE), raw)
-    ingest([raw], tmp / "data")
-    summary = train(["category", "amount", "anomaly", "cashflow"], tmp / "data",
-                    _small_config(tmp, build_features=True))
-    yield tmp, summary
-    mp.undo()
 
 
 def test_each_model_beats_its_baseline_on_generated_data(trained) -> None:
@@ -187,15 +159,15 @@ def test_cashflow_forecasts_from_stored_history(trained) -> None:
 
 def test_forecast_lags_equal_the_feature_store_columns(trained) -> None:
     """Recursive forecasting recomputes the store's columns; both must give the same numbers."""
+    from titans import tasks
     from titans.features.store import FeatureClient
     from titans.models.cashflow import STORE_LAGS, lag_features
-    from titans.train import _task_frame
 
     tmp, _ = trained
     mp = pytest.MonkeyPatch()
     mp.setenv("TITANS_HOME", str(tmp / "home"))
     try:
-        ts = _task_frame("cashflow", pd.DataFrame(), FeatureClient())
+        ts = tasks.get("cashflow").training_frame(pd.DataFrame(), FeatureClient(), 0, 0.2)
     finally:
         mp.undo()
     ours = lag_features(ts[["account_id", "date", "inflow", "outflow", "net"]])

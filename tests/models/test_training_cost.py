@@ -92,7 +92,7 @@ def test_fits_in_worker_processes_equal_the_fits_in_process(rows: pd.DataFrame,
     from titans.models.amount import AmountModel
     from titans.models.category import CategoryModel
     from titans.models.parallel import run_all, train_workers
-    from titans.train import _fitted
+    from titans.models.recipe import fitted as _fitted
 
     def compete(workers: str) -> CategoryModel:
         monkeypatch.setenv("TITANS_TRAIN_WORKERS", workers)

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from titans.errors import UserError
+from titans.models.cashflow import backtest_plan
 from titans.models.common import time_split
-from titans.train import backtest_plan
 
 
 def _days(counts: list[int]) -> pd.DataFrame:

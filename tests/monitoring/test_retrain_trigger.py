@@ -167,8 +167,8 @@ def test_startup_refuses_what_would_fail_at_the_first_alert(tmp_path: Path, caps
 
 def test_local_mode_is_in_flight_while_the_pipeline_process_lives(tmp_path: Path) -> None:
     """--local: the run is the child process; in flight while it is alive, also for a restarted trigger."""
+    from pipelines.retrain_trigger import LocalRunner
     from titans.cli import build_parser
-    from titans.monitoring.retrain_trigger import LocalRunner
 
     default = LocalRunner({"rows": 500, "n_estimators": 20}, tmp_path)
     # The command the trigger would start is one the real CLI accepts, with the reason passed through.
@@ -191,7 +191,7 @@ def test_a_kfp_api_that_never_answers_is_a_failed_decision_not_a_hang(tmp_path: 
     as seen (so Alertmanager's retry of the 503 may still submit), and the decision lock is free again."""
     import socket
 
-    from titans.monitoring import retrain_trigger
+    from pipelines import retrain_trigger
     from titans.monitoring.trigger_policy import Alert, TriggerPolicy
 
     alert = Alert("firing", {"alertname": "TitansFeatureDrift"}, {}, "0f1e2d3c", "2026-12-03T12:00:00Z")

@@ -2,8 +2,8 @@
 
 Why against the project's own ``FeatureClient``: the server reads only the stored columns,
 through Feast feature references, and fills the catalogue defaults itself (serving/enrich.py
-says why); these tests hold that shortcut equal to the contract's API, then hold the served
-predictions equal to the model directory's own ``predict`` on what the contract API returns.
+and serving/stored_features.py say why); these tests hold that shortcut equal to the contract's
+API, then hold the served predictions equal to the model directory's own ``predict`` on what the contract API returns.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import pytest
 from serving_harness import TRANSFORMED_MODEL, ServerProcess
 from serving_payloads import ROWS, json_body, replace_input
 
-from serving.enrich import StoredFeatures, entity_keys, normalize_merchant_key
+from serving.stored_features import StoredFeatures, entity_keys
 from titans.features import spec
+from titans.features.keys import normalize_merchant_key
 from titans.models.common import normalize_merchant
 
 UNSEEN = {"description": "Mystery Purchase", "merchant": "Never Seen Before Ltd", "amount": -55.0,

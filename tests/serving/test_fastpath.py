@@ -1,7 +1,8 @@
 """The serving fast path gives the reference path's answers, on the session's real trained models.
 
-Why these tests: ``serving.fastpath`` answers from numpy columns instead of the DataFrame route
-the model objects take (``model_dir.predict``), for speed. That is only worth having if
+Why these tests: the models' array paths (``array_predictor()``, ``titans.models.arrays``)
+answer from numpy columns instead of the DataFrame route the model objects take
+(``model_dir.predict``), for speed. That is only worth having if
 nothing changes: same classes and risk levels, same factors, scores equal to 1e-9, and the
 same number in every design column for every row. The rows are the session's generated
 expenses (the holdout for predictions, every row for design columns); stored features come
@@ -18,11 +19,14 @@ import pytest
 import scipy.sparse as sp
 
 from serving.enrich import StoredFeatures
-from serving.fastpath import AmountFast, AnomalyFast, CategoryFast, FlatForest, TfidfRows, build_fast_predictor
 from serving.feature_cache import CachedStoredFeatures
 from serving.models import feature_service
 from titans import model_dir
 from titans.features.transaction import _epoch_day_of, epoch_days
+from titans.models.amount import AmountFast
+from titans.models.anomaly import AnomalyFast
+from titans.models.arrays import FlatForest, TfidfRows, array_path
+from titans.models.category import CategoryFast
 from titans.models.common import expenses, request_frame, time_split
 
 TRANSACTION_TASKS = ("category", "amount", "anomaly")
@@ -66,7 +70,7 @@ def test_fast_path_answers_as_the_reference_path_on_the_holdout(
     model = loaded[task]
     columns = served_columns(task, model, holdout, feature_client)
     reference = model.predict(pd.DataFrame(columns))
-    fast = build_fast_predictor(task, model.model)
+    fast = array_path(model.model)
     assert fast is not None, f"{task}: the trained model should have a fast path"
     # Twice: the second time, reversed, every text and stored row comes from the fast path's memories.
     for order in (slice(None), slice(None, None, -1)):
@@ -88,7 +92,7 @@ def test_anomaly_factors_explain_the_flagged_rows_and_are_skipped_when_not_asked
 
     _, holdout = time_split(expense_rows)
     columns = served_columns("anomaly", loaded["anomaly"], holdout, feature_client)
-    fast = build_fast_predictor("anomaly", loaded["anomaly"].model)
+    fast = array_path(loaded["anomaly"].model)
     full, scores_only = fast.predict(columns), fast.predict(columns, frozenset({"anomaly_score"}))
     assert "top_factors" in full and "top_factors" not in scores_only
     np.testing.assert_array_equal(full["anomaly_score"], scores_only["anomaly_score"])
@@ -250,7 +254,7 @@ def test_impossible_dates_still_fail_with_the_value_named() -> None:
 def test_direct_booster_call_equals_inplace_predict(
     loaded: dict, expense_rows: pd.DataFrame, feature_client: Any
 ) -> None:
-    from serving.fastpath import DensePredictor
+    from titans.models.arrays import DensePredictor
 
     model = loaded["anomaly"].model
     values = AnomalyFast(model).design(served_columns("anomaly", loaded["anomaly"], expense_rows, feature_client))

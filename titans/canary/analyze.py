@@ -31,6 +31,7 @@ from titans.canary.evidence import Evidence
 from titans.canary.policy import PROMOTE, ROLLBACK, CanaryPolicy, Decision, decide, describe_policy
 from titans.canary.prometheus import collect_evidence
 from titans.errors import UserError
+from titans.settings import load_settings
 
 RECORD_SCHEMA = "titans.canary.decision/v1"
 CHAMPION, CHALLENGER, CANARY, PREVIOUS_CHAMPION = "champion", "challenger", "canary", "previous-champion"
@@ -126,13 +127,13 @@ class Registry:
     """The few MLflow registry calls analysis needs, against one tracking URI."""
 
     def __init__(self, tracking_uri: str, model_name: str) -> None:
-        from mlflow import MlflowClient
+        from mlflow import MlflowClient  # here: MLflow takes seconds to import and --no-registry never needs it
 
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         self.model_name = model_name
 
     def check_versions(self, *versions: str) -> None:
-        from mlflow.exceptions import MlflowException
+        from mlflow.exceptions import MlflowException  # here, like MlflowClient: MLflow only when registry is used
 
         for version in versions:
             if not version:
@@ -179,8 +180,6 @@ def analyze_canary(
     ``apply=False`` is a dry run: the record shows the patches and alias moves it would make.
     Empty strings and ``-1`` mean "not given" (pipeline parameters cannot be None).
     """
-    from titans.settings import load_settings
-
     started = time.monotonic()
     settings = load_settings()
     rules = CanaryPolicy.from_mapping(policy)

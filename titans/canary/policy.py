@@ -217,7 +217,7 @@ def check_latency(evidence: Evidence, policy: CanaryPolicy) -> CheckResult:
 
 def check_prediction_shift(evidence: Evidence, policy: CanaryPolicy) -> CheckResult:
     """PSI of predicted classes (or score buckets), condemned only when also significant."""
-    from titans.canary.psi import compare_distributions
+    from titans.canary.psi import compare_distributions  # here: psi loads scipy (see check_errors)
 
     limit = f"PSI <= {policy.max_psi:g}"
     if evidence.distribution_kind == "none":

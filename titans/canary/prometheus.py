@@ -25,6 +25,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from titans import tasks
 from titans.canary.evidence import Evidence, RevisionEvidence
 from titans.canary.psi import bucket_counts
 from titans.errors import UserError
@@ -45,21 +46,20 @@ class DistributionSource:
     label: str = ""
 
 
-# The category model exports predicted classes; the anomaly model exports its risk level under
-# the same counter; the amount model's predictions are a histogram; cash-flow has none.
-DISTRIBUTIONS: dict[str, DistributionSource] = {
-    "titans-category": DistributionSource("class", PREDICTED_CLASS, "predicted_class"),
-    "titans-anomaly": DistributionSource("class", PREDICTED_CLASS, "predicted_class"),
-    "titans-amount": DistributionSource("histogram", PREDICTED_AMOUNT, "le"),
-    "titans-cashflow": DistributionSource("none"),
-    # The recommender counts the category of each account's first recommendation.
-    "titans-recommend": DistributionSource("class", PREDICTED_CLASS, "predicted_class"),
+# How each kind of declared distribution (``Task.distribution``) is read: classifiers (and the anomaly
+# model's risk level, the recommender's first category) count predicted classes, the amount model's
+# predictions are a histogram, the forecaster has none.
+_SOURCES = {
+    "class": DistributionSource("class", PREDICTED_CLASS, "predicted_class"),
+    "histogram": DistributionSource("histogram", PREDICTED_AMOUNT, "le"),
+    "none": DistributionSource("none"),
 }
 
 
 def distribution_for(model_name: str) -> DistributionSource:
-    """The model's distribution series; unknown models are assumed to be classifiers."""
-    return DISTRIBUTIONS.get(model_name, DistributionSource("class", PREDICTED_CLASS, "predicted_class"))
+    """The model's distribution series (its task's declaration); unknown models are assumed to be classifiers."""
+    task = tasks.by_registered_name(model_name)
+    return _SOURCES[task.distribution if task else "class"]
 
 
 class PrometheusUnavailable(Exception):

@@ -1,6 +1,6 @@
 """Synthetic transaction exports, shaped after the real export and labelled for fraud.
 
-Why: 127 real rows cannot train or test four models, and no business will hand over years
+Why: 127 real rows cannot train or test the models, and no business will hand over years
 of books for a benchmark. The generator produces exports in the same format as the real
 one (plus ``Account ID`` and an ``is_fraud`` label), with the structure models can learn
 from: category-specific merchants, texts and amounts, monthly rent and subscriptions,
@@ -11,10 +11,10 @@ What makes it hard, on purpose (a generator whose category labels follow from th
 scores accuracy 1.0 and says nothing about category quality):
 - merchants that sell in several categories (``catalog.MULTI_CATEGORY_MERCHANTS``);
 - description variants: card descriptors (``STARBUCKS #0412 SEATTLE WA``), descriptions that
-  name no category (``Online Purchase``), typos and case changes (``DESCRIPTION_MIX``);
+  name no category (``Online Purchase``), typos and case changes (``accounts.DESCRIPTION_MIX``);
 - merchants that appear and vanish: each account starts with part of a category's merchants,
   some of which close down later, and the rest open during the span;
-- label noise: ``label_noise`` (default ``LABEL_NOISE``, 3%) of everyday expenses carry a
+- label noise: ``label_noise`` (default ``accounts.LABEL_NOISE``, 3%) of everyday expenses carry a
   wrong category, as a hurried bookkeeper would enter it. No model can be right on those
   rows, so category accuracy has a ceiling of about ``1 - label_noise`` (lower still where
   a generic description at a multi-category merchant leaves nothing to go on). The summary
@@ -30,6 +30,9 @@ top of ``rows`` and leave the book accounts' rows as they were (their own random
 Determinism: the date range is cut into fixed blocks and each block draws from its own
 generator seeded by ``(seed, block)``; the same arguments give the same bytes, and memory
 is bounded by one block, which is written before the next is drawn.
+
+The export's columns, the settings (``GenerateConfig``), the categories and the row draws both
+populations share are in ``titans.data.accounts``; the labelled anomalies in ``titans.data.anomalies``.
 """
 
 from __future__ import annotations
@@ -37,74 +40,39 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from titans.data import catalog
+from titans.data.accounts import (
+    CATEGORIES,
+    CATEGORY_WEIGHTS,
+    EXPORT_COLUMNS,
+    LABEL_NOISE,
+    PAYMENT_NAMES,
+    PAYMENT_WEIGHTS,
+    START_DATE,
+    Account,
+    GenerateConfig,
+    draw_descriptions,
+    frame_of,
+    mislabel,
+)
+from titans.data.anomalies import draw_fraud_rows
+from titans.data.small_accounts import SmallAccounts
 from titans.errors import UserError
 
 log = logging.getLogger(__name__)
 
-EXPORT_COLUMNS = [
-    "Date", "Type", "Description", "Amount", "Category", "Payment Method", "Status", "Reference",
-    "Receipt URL", "Account ID", "is_fraud",
-]
 BLOCK_DAYS = 28
-START_DATE = pd.Timestamp("2022-01-03")
-ROWS_PER_ACCOUNT_DAY = 3.0
-FRAUD_KINDS = ("card_testing", "amount_spike", "unfamiliar_merchant", "duplicate_charge")
-LABEL_NOISE = 0.03
 MULTI_MERCHANT_SHARE = 0.15  # of rows in a category some multi-category merchant sells in
-# Share of everyday expense descriptions per style: catalog text, card descriptor, generic, typo.
-DESCRIPTION_MIX = {"catalog": 0.72, "descriptor": 0.12, "generic": 0.08, "typo": 0.08}
 SIDECAR_SUFFIX = ".generator.json"
 SMALL_ACCOUNTS = 200  # the CLI's and the pipeline's default number of small-business accounts
 
 
-@dataclass(frozen=True)
-class GenerateConfig:
-    """What to generate; the defaults are the embedded demo data set."""
-
-    rows: int = 20_000
-    accounts: int = 3
-    seed: int = 7
-    fraud_rate: float = 0.02
-    days: int | None = None
-    label_noise: float = LABEL_NOISE
-    # Small-business accounts with supplier preferences (titans.data.small_accounts), on top of ``rows``.
-    # 0 here keeps library callers' data as it was; the CLI and the pipeline default to SMALL_ACCOUNTS.
-    small_accounts: int = 0
-
-    def span_days(self) -> int:
-        """Enough days for ~3 transactions per account-day, between ~3 months and 3 years."""
-        if self.days is not None:
-            return self.days
-        return int(np.clip(self.rows / (self.accounts * ROWS_PER_ACCOUNT_DAY), 90, 3 * 365))
-
-
-@dataclass(frozen=True)
-class _Account:
-    account_id: str
-    merchants: dict[str, np.ndarray]  # category -> the merchants this business uses, at some time
-    merchant_level: dict[str, float]  # merchant -> price level multiplier
-    clients: np.ndarray
-    scale: float
-    # category -> (first day, last day) per merchant of ``merchants[category]``, as day offsets
-    lifetimes: dict[str, np.ndarray]
-
-
-_CATS = catalog.EXPENSE_CATEGORIES + (
-    catalog.CategoryProfile("bad_debts", 0.3, 500.0, 0.5, ("Old Client",), ("Bad Debt Write-off",)),
-)
-_CAT_WEIGHTS = np.array([c.weight for c in _CATS]) / sum(c.weight for c in _CATS)
-_PAY_NAMES = np.array([p for p, _ in catalog.PAYMENT_METHODS])
-_PAY_WEIGHTS = np.array([w for _, w in catalog.PAYMENT_METHODS])
-
-
-def _make_accounts(cfg: GenerateConfig) -> list[_Account]:
+def _make_accounts(cfg: GenerateConfig) -> list[Account]:
     """Per account: merchants per category with a lifetime each, price levels, clients, size.
 
     About 70% of a category's merchants are used from the first day (a third of those close
@@ -116,7 +84,7 @@ def _make_accounts(cfg: GenerateConfig) -> list[_Account]:
     for a in range(cfg.accounts):
         rng = np.random.default_rng([cfg.seed, 1_000_003, a])
         merchants, lifetimes = {}, {}
-        for cat in _CATS:
+        for cat in CATEGORIES:
             pool = rng.permutation(np.array(cat.merchants))
             initial = max(1, int(round(len(pool) * 0.7)))
             start = np.zeros(len(pool), dtype=np.int64)
@@ -130,12 +98,12 @@ def _make_accounts(cfg: GenerateConfig) -> list[_Account]:
         everyone = {m for pool in merchants.values() for m in pool} | set(catalog.MULTI_CATEGORY_MERCHANTS)
         levels = {m: float(rng.uniform(0.7, 1.4)) for m in sorted(everyone)}
         clients = rng.choice(np.array(catalog.INCOME_CLIENTS), size=4, replace=False)
-        accounts.append(_Account(f"acct_{a + 1:03d}", merchants, levels, clients, float(rng.uniform(0.6, 1.6)),
-                                 lifetimes))
+        accounts.append(Account(f"acct_{a + 1:03d}", merchants, levels, clients, float(rng.uniform(0.6, 1.6)),
+                                lifetimes))
     return accounts
 
 
-def _active_merchants(acct: _Account, category: str, day_offsets: np.ndarray, rng: np.random.Generator
+def _active_merchants(acct: Account, category: str, day_offsets: np.ndarray, rng: np.random.Generator
                       ) -> np.ndarray:
     """One merchant per row among those open on the row's day (uniform among them)."""
     pool, life = acct.merchants[category], acct.lifetimes[category]
@@ -147,36 +115,8 @@ def _active_merchants(acct: _Account, category: str, day_offsets: np.ndarray, rn
 
 _MULTI_BY_CATEGORY = {
     c.name: np.array(sorted(m for m, cats in catalog.MULTI_CATEGORY_MERCHANTS.items() if c.name in cats))
-    for c in _CATS
+    for c in CATEGORIES
 }
-
-
-def _typo(text: str, rng: np.random.Generator) -> str:
-    """One slip of the keyboard: a swapped, dropped or doubled letter, or a change of case."""
-    kind = int(rng.integers(4))
-    if kind == 3 or len(text) < 4:
-        return text.upper() if rng.random() < 0.5 else text.lower()
-    i = int(rng.integers(1, len(text) - 2))
-    if kind == 0:
-        return text[:i] + text[i + 1] + text[i] + text[i + 2:]
-    if kind == 1:
-        return text[:i] + text[i + 1:]
-    return text[:i] + text[i] + text[i:]
-
-
-def _descriptions(cat: catalog.CategoryProfile, merchants: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Descriptions in the ``DESCRIPTION_MIX`` of styles for rows of one category."""
-    n = len(merchants)
-    desc = rng.choice(np.array(cat.descriptions, dtype=object), size=n)
-    style = rng.choice(np.array(list(DESCRIPTION_MIX)), size=n, p=np.array(list(DESCRIPTION_MIX.values())))
-    for i in np.flatnonzero(style == "descriptor"):
-        city, state = catalog.CITIES[int(rng.integers(len(catalog.CITIES)))]
-        desc[i] = f"{str(merchants[i]).upper()} #{int(rng.integers(10, 9999)):04d} {city} {state}"
-    generic = np.flatnonzero(style == "generic")
-    desc[generic] = rng.choice(np.array(catalog.GENERIC_DESCRIPTIONS, dtype=object), size=len(generic))
-    for i in np.flatnonzero(style == "typo"):
-        desc[i] = _typo(str(desc[i]), rng)
-    return desc
 
 
 def _day_weights(days: pd.DatetimeIndex) -> np.ndarray:
@@ -192,34 +132,30 @@ def _receipts(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.array([f"https://receipts.titans.example/{i:016x}.png" for i in ids], dtype=object)
 
 
-def _frame(**cols: object) -> pd.DataFrame:
-    return pd.DataFrame(cols)
-
-
-def _fixed_rows(acct: _Account, days: pd.DatetimeIndex, rng: np.random.Generator) -> pd.DataFrame:
+def _fixed_rows(acct: Account, days: pd.DatetimeIndex, rng: np.random.Generator) -> pd.DataFrame:
     """Rent and subscriptions on their day of the month; income on the 1st and the 15th."""
     parts = []
     for cat, merchant, desc, amount, dom in catalog.SUBSCRIPTIONS:
         hit = days[days.day == dom]
         if len(hit):
-            parts.append(_frame(Date=hit, Type="Expense", Description=desc, Amount=-amount * (
+            parts.append(frame_of(Date=hit, Type="Expense", Description=desc, Amount=-amount * (
                 acct.scale if cat == "rent" else 1.0), Category=cat, **{
                 "Payment Method": "bank_transfer" if cat == "rent" else "credit_card",
                 "Reference": merchant}))
     pay_days = days[(days.day == 1) | (days.day == 15)]
     if len(pay_days):
         n = len(pay_days)
-        parts.append(_frame(
+        parts.append(frame_of(
             Date=pay_days, Type="Income",
             Description=rng.choice(np.array(catalog.INCOME_DESCRIPTIONS), size=n),
             Amount=np.round(rng.lognormal(np.log(3000 * acct.scale), 0.15, size=n), 2),
             Category="", **{"Payment Method": "", "Reference": rng.choice(acct.clients, size=n)}))
     if not parts:
-        return _frame()
+        return frame_of()
     return pd.concat(parts, ignore_index=True)
 
 
-def _random_rows(acct: _Account, days: pd.DatetimeIndex, n: int, rng: np.random.Generator,
+def _random_rows(acct: Account, days: pd.DatetimeIndex, n: int, rng: np.random.Generator,
                  label_noise: float = 0.0) -> pd.DataFrame:
     """Everyday spending (and a few one-off invoices), drawn with weekly/month-end seasonality.
 
@@ -227,33 +163,33 @@ def _random_rows(acct: _Account, days: pd.DatetimeIndex, n: int, rng: np.random.
     the description mix, and ``label_noise`` of the rows get a wrong category.
     """
     if n <= 0:
-        return _frame()
+        return frame_of()
     dates = days[rng.choice(len(days), size=n, p=_day_weights(days))]
     offsets = np.asarray((dates - START_DATE).days, dtype=np.int64)
-    cat_idx = rng.choice(len(_CATS), size=n, p=_CAT_WEIGHTS)
+    cat_idx = rng.choice(len(CATEGORIES), size=n, p=CATEGORY_WEIGHTS)
     merchant = np.empty(n, dtype=object)
     desc = np.empty(n, dtype=object)
     amount = np.empty(n)
     for ci in np.unique(cat_idx):
         sel = np.flatnonzero(cat_idx == ci)
-        cat = _CATS[ci]
+        cat = CATEGORIES[ci]
         merchant[sel] = _active_merchants(acct, cat.name, offsets[sel], rng)
         multi = _MULTI_BY_CATEGORY[cat.name]
         if len(multi):
             big = sel[rng.random(len(sel)) < MULTI_MERCHANT_SHARE]
             merchant[big] = rng.choice(multi, size=len(big))
-        desc[sel] = _descriptions(cat, merchant[sel], rng)
+        desc[sel] = draw_descriptions(cat, merchant[sel], rng)
         level = np.array([acct.merchant_level[m] for m in merchant[sel]])
         amount[sel] = rng.lognormal(np.log(cat.median_amount), cat.sigma, size=len(sel)) * level
-    cats = np.array([c.name for c in _CATS], dtype=object)[cat_idx]
-    noisy = _mislabel(cat_idx, cats, label_noise, rng)
-    pay = rng.choice(_PAY_NAMES, size=n, p=_PAY_WEIGHTS).astype(object)
+    cats = np.array([c.name for c in CATEGORIES], dtype=object)[cat_idx]
+    noisy = mislabel(cat_idx, cats, label_noise, rng)
+    pay = rng.choice(PAYMENT_NAMES, size=n, p=PAYMENT_WEIGHTS).astype(object)
     typo = rng.random(n) < 0.002  # the real export's `credit_car`: ingest must repair it
     pay[typo & (pay == "credit_card")] = "credit_car"
     status = np.where(cats == "bad_debts", "written_off", rng.choice(
         np.array(["paid", "pending", "refunded"]), size=n, p=[0.985, 0.01, 0.005]))
-    frame = _frame(Date=dates, Type="Expense", Description=desc, Amount=-np.round(amount, 2), Category=cats,
-                   **{"Payment Method": pay, "Reference": merchant, "Status": status}, _noisy=noisy)
+    frame = frame_of(Date=dates, Type="Expense", Description=desc, Amount=-np.round(amount, 2), Category=cats,
+                     **{"Payment Method": pay, "Reference": merchant, "Status": status}, _noisy=noisy)
     invoices = rng.random(n) < 0.04
     if invoices.any():
         k = int(invoices.sum())
@@ -265,70 +201,11 @@ def _random_rows(acct: _Account, days: pd.DatetimeIndex, n: int, rng: np.random.
     return frame
 
 
-def _mislabel(cat_idx: np.ndarray, cats: np.ndarray, label_noise: float, rng: np.random.Generator) -> np.ndarray:
-    """Give ``label_noise`` of the everyday rows a wrong category (in ``cats``); returns which rows."""
-    k = len(_CATS) - 1  # the everyday categories (bad debts, the last, are never a slip of the pen)
-    noisy = (rng.random(len(cat_idx)) < label_noise) & (cat_idx < k)
-    if noisy.any():
-        # A wrong category, never the right one: shift the index by 1..k-1 within the k categories.
-        wrong = (cat_idx[noisy] + rng.integers(1, k, size=int(noisy.sum()))) % k
-        cats[noisy] = np.array([c.name for c in _CATS], dtype=object)[wrong]
-    return noisy
-
-
-def _fraud_rows(acct: _Account, days: pd.DatetimeIndex, n: int, normal: pd.DataFrame,
-                rng: np.random.Generator) -> pd.DataFrame:
-    """About ``n`` labelled anomalous rows, drawn as whole incidents of the four kinds.
-
-    Why records and one frame at the end: a frame per incident cost 20 s of a 1M-row run. The
-    random draws are the same, in the same order, as when each incident was its own frame.
-    """
-    records: list[dict[str, object]] = []
-    expenses = normal[normal["Type"] == "Expense"] if len(normal) else normal
-    while len(records) < n:
-        kind = FRAUD_KINDS[rng.integers(len(FRAUD_KINDS))]
-        day = days[rng.integers(len(days))]
-        if kind == "card_testing":
-            k = int(min(rng.integers(3, 7), n - len(records)))
-            amounts = -np.round(rng.uniform(0.5, 2.99, size=k), 2)
-            merchant = rng.choice(np.array(catalog.CARD_TESTING_MERCHANTS))
-            records += [_fraud_record(day, "Online Purchase", float(a), "other", "credit_card", merchant)
-                        for a in amounts]
-        elif kind == "amount_spike":
-            ci = rng.choice(len(_CATS), p=_CAT_WEIGHTS)
-            cat = _CATS[ci]
-            m = rng.choice(acct.merchants[cat.name])
-            amt = cat.median_amount * acct.merchant_level[m] * rng.uniform(8, 25)
-            desc = rng.choice(np.array(cat.descriptions))
-            records.append(_fraud_record(day, desc, -round(float(amt), 2), cat.name, "credit_card", m))
-        elif kind == "unfamiliar_merchant":
-            desc = rng.choice(np.array(["Online Purchase", "Wire Payment", "Gift Cards"]))
-            amount = -round(float(rng.lognormal(np.log(900), 0.6)), 2)
-            pay = rng.choice(np.array(["credit_card", "bank_transfer"]))
-            records.append(_fraud_record(day, desc, amount, "other", pay,
-                                         rng.choice(np.array(catalog.UNFAMILIAR_MERCHANTS))))
-        else:  # duplicate_charge: the same charge again, byte for byte, on the same day
-            if not len(expenses):
-                continue
-            records.append(expenses.iloc[int(rng.integers(len(expenses)))].to_dict())
-    if not records:
-        return _frame()
-    return pd.DataFrame.from_records(records).assign(Status="paid")
-
-
-def _fraud_record(day: pd.Timestamp, description: object, amount: float, category: str, payment: object,
-                  reference: object) -> dict[str, object]:
-    return {"Date": day, "Type": "Expense", "Description": description, "Amount": amount, "Category": category,
-            "Payment Method": payment, "Reference": reference}
-
-
 def _block_frames(cfg: GenerateConfig) -> Iterator[pd.DataFrame]:
     span = cfg.span_days()
     accounts = _make_accounts(cfg)
     small = None
     if cfg.small_accounts:
-        from titans.data.small_accounts import SmallAccounts
-
         small = SmallAccounts.make(cfg)
     n_blocks = -(-span // BLOCK_DAYS)
     # Exact row budget per block (cumulative rounding keeps the total at cfg.rows).
@@ -348,7 +225,7 @@ def _block_frames(cfg: GenerateConfig) -> Iterator[pd.DataFrame]:
             normal = pd.concat([fixed, _random_rows(acct, days, target - n_fixed - n_fraud, rng, cfg.label_noise)],
                                ignore_index=True)
             normal["is_fraud"] = 0
-            fraud = _fraud_rows(acct, days, n_fraud, normal, rng)
+            fraud = draw_fraud_rows(acct, days, n_fraud, normal, rng)
             fraud["is_fraud"] = 1
             frame = pd.concat([normal, fraud], ignore_index=True)
             frame["Account ID"] = acct.account_id

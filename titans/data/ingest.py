@@ -4,27 +4,28 @@ Why it is built this way:
 - Every input row ends in exactly one place (clean, quarantine with a reason, or counted as
   a duplicate of a row already stored), so ``rows_in = rows_clean + rows_quarantined +
   rows_duplicate`` holds on any input; a person can always find a row again.
-- CSV is read with the ``csv`` module rather than pandas' parser, because pandas drops or
-  refuses malformed records (truncated rows, stray delimiters), and those must be
-  quarantined verbatim instead.
+- Reading an export (encodings, delimiters, headers, an optional layout) lives in
+  ``titans.data.sources``; how its numbers and dates are written is decided from whole columns
+  before the rows are read (``titans.data.conventions``), so a value is never guessed alone.
 - Outputs are written to a staging folder and moved into place only when the whole run
-  succeeded: a failing run leaves the previous good state untouched.
+  succeeded: a failing run leaves the previous good state untouched. The output folder is
+  locked for the run (``titans.data.output_lock``), whichever TITANS_HOME the run comes from.
 - Row identity is content-derived (see ``schema.content_ids``), so re-running on the same
   input adds nothing.
 """
 
 from __future__ import annotations
 
-import csv
+import contextlib
 import hashlib
 import io
 import json
 import logging
+import math
 import os
 import shutil
-import sys
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,13 +34,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from titans.data import schema
+from titans import home_lock
+from titans.data import conventions, output_lock, schema
+from titans.data.layout import Layout
+from titans.data.report_text import markdown_text, shorten, snippet
+from titans.data.sources import Source, decide_conventions, file_sha256, open_source
 from titans.errors import UserError
 
 log = logging.getLogger(__name__)
 
-CHUNK_ROWS = 50_000
-DELIMITERS = (",", ";", "\t", "|")
 CLEAN_SCHEMA = pa.schema([
     ("transaction_id", pa.string()), ("account_id", pa.string()), ("date", pa.timestamp("ns")),
     ("type", pa.string()), ("description", pa.string()), ("amount", pa.float64()), ("category", pa.string()),
@@ -49,23 +52,12 @@ CLEAN_SCHEMA = pa.schema([
 QUARANTINE_SCHEMA = pa.schema([
     ("source_file", pa.string()), ("source_row", pa.int64()), ("reason", pa.string()), ("raw_record", pa.string()),
 ])
+# Rows dated later than the moment of ingest plus this many days are quarantined as future dates;
+# a few days let pending and scheduled payments through.
+FUTURE_DAYS_ENV = "TITANS_INGEST_FUTURE_DAYS"
+DEFAULT_FUTURE_DAYS = 7.0
 
-csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-
-
-@dataclass
-class _Source:
-    """One input file: its header mapping and a stream of (row number, fields) chunks."""
-
-    path: Path
-    header: list[str]
-    columns: dict[str, int]  # canonical column -> field index (first occurrence wins)
-    delimiter: str | None
-    warnings: list[str]
-    chunks: Iterator[list[tuple[int, list[str]]]]
-    # Where merchants come from ("reference" or "description") and why; decided on the first chunk.
-    merchant_source: str | None = None
-    merchant_reason: str = ""
+Message = str | pd.Series | Callable[[pd.Series], pd.Series]
 
 
 @dataclass
@@ -91,133 +83,78 @@ class _Stats:
     amount_sum: float = 0.0
 
 
-def file_sha256(path: Path) -> str:
-    """Content hash of an input file: names the run's outputs and goes into lineage."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def future_days(value: float | None = None) -> float:
+    """The future-date tolerance in days: the argument, else ``TITANS_INGEST_FUTURE_DAYS``, else 7."""
+    if value is None:
+        raw = os.environ.get(FUTURE_DAYS_ENV, "")
+        if not raw:
+            return DEFAULT_FUTURE_DAYS
+        try:
+            value = float(raw)
+        except ValueError:
+            raise UserError(f"{FUTURE_DAYS_ENV}={snippet(raw)}: expected a number of days") from None
+    if not math.isfinite(value) or value < 0:
+        raise UserError(f"future-date tolerance {value!r}: expected a number of days >= 0")
+    return float(value)
 
 
-def _map_header(header: list[str]) -> tuple[dict[str, int], list[str]]:
-    columns: dict[str, int] = {}
-    warnings = []
-    for i, name in enumerate(header):
-        key = schema.canonical_column(name)
-        if key in columns:
-            warnings.append(f"duplicate header {name!r}: the first occurrence is used")
-            continue
-        columns[key] = i
-    return columns, warnings
-
-
-def _require_columns(path: Path, header: list[str], columns: dict[str, int]) -> None:
-    missing = [c for c in schema.REQUIRED_COLUMNS if c not in columns]
-    if missing:
-        shown = ", ".join(repr(h) for h in header[:12])
-        raise UserError(f"{path}: missing required columns {', '.join(missing)} (header read: {shown})")
-
-
-def _open_csv(path: Path) -> _Source:
-    raw = path.read_bytes()[:65536] if path.stat().st_size else b""
-    if not raw.strip():
-        raise UserError(f"{path}: the file is empty")
-    if b"\x00" in raw:
-        raise UserError(f"{path}: not a text file (binary content); expected CSV or parquet")
+@contextlib.contextmanager
+def _short_errors() -> Iterator[None]:
+    """Cut a UserError built from export text to one readable line (a field can be 300 KB long)."""
     try:
-        head_text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        if exc.start < len(raw) - 4:  # not just a multi-byte character cut by the 64 KiB window
-            raise UserError(f"{path}: not UTF-8 text (byte {exc.start}); re-export as UTF-8 CSV") from None
-        head_text = raw[: exc.start].decode("utf-8-sig")
-    first_line = head_text.splitlines()[0] if head_text.splitlines() else ""
-    best: tuple[str, list[str], dict[str, int], list[str]] | None = None
-    for delim in DELIMITERS:
-        header = next(csv.reader([first_line], delimiter=delim), [])
-        columns, warnings = _map_header(header)
-        if all(c in columns for c in schema.REQUIRED_COLUMNS):
-            best = (delim, header, columns, warnings)
-            break
-    if best is None:
-        header = next(csv.reader([first_line]), [])
-        _require_columns(path, header, _map_header(header)[0])
-        raise AssertionError("unreachable")
-    delim, header, columns, warnings = best
-    if delim != ",":
-        warnings.append(f"delimiter {delim!r} detected")
-
-    def chunks() -> Iterator[list[tuple[int, list[str]]]]:
-        with path.open("r", encoding="utf-8-sig", errors="strict", newline="") as fh:
-            reader = csv.reader(fh, delimiter=delim)
-            next(reader)
-            chunk: list[tuple[int, list[str]]] = []
-            try:
-                for fields in reader:
-                    if not fields:  # a blank line is not a record
-                        continue
-                    chunk.append((reader.line_num, fields))
-                    if len(chunk) >= CHUNK_ROWS:
-                        yield chunk
-                        chunk = []
-            except UnicodeDecodeError as exc:
-                raise UserError(f"{path}: not UTF-8 text near line {reader.line_num + 1} ({exc.reason}); "
-                                "re-export as UTF-8 CSV") from None
-            except csv.Error as exc:
-                raise UserError(f"{path}: unreadable CSV near line {reader.line_num}: {exc}") from None
-            if chunk:
-                yield chunk
-
-    return _Source(path, header, columns, delim, warnings, chunks())
+        yield
+    except UserError as exc:
+        message = str(exc)
+        if len(message) <= 300:
+            raise
+        raise UserError(shorten(message)) from None
 
 
-def _open_parquet(path: Path) -> _Source:
-    try:
-        pf = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise UserError(f"{path}: not a readable parquet file ({exc})") from None
-    header = list(pf.schema_arrow.names)
-    columns, warnings = _map_header(header)
-    _require_columns(path, header, columns)
+def _first_reason(checks: list[tuple[pd.Series, Message]], index: pd.Index) -> pd.Series:
+    """The first failing check's message per row (None where all pass).
 
-    def chunks() -> Iterator[list[tuple[int, list[str]]]]:
-        row = 0
-        for batch in pf.iter_batches(batch_size=CHUNK_ROWS):
-            frame = batch.to_pandas()
-            for col in frame.columns:
-                if pd.api.types.is_datetime64_any_dtype(frame[col]):
-                    frame[col] = frame[col].dt.strftime("%Y-%m-%d")
-            values = frame.astype(object).where(frame.notna(), "").astype(str).to_numpy().tolist()
-            yield [(row + i + 1, v) for i, v in enumerate(values)]
-            row += len(values)
-
-    return _Source(path, header, columns, None, warnings, chunks())
-
-
-def open_source(path: Path) -> _Source:
-    """Open an input by its kind (parquet by suffix, CSV otherwise), failing early if unusable."""
-    if not path.exists():
-        raise UserError(f"{path}: no such file")
-    if path.is_dir():
-        raise UserError(f"{path}: is a directory; pass export files")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        return _open_parquet(path)
-    return _open_csv(path)
-
-
-def _first_reason(checks: list[tuple[pd.Series, pd.Series | str]], index: pd.Index) -> pd.Series:
-    """The first failing check's message per row (None where all pass)."""
+    A message is text, a Series, or a function of the failing rows' mask, so per-row texts are
+    built only for the rows that fail.
+    """
     reason = pd.Series(None, index=index, dtype=object)
     for failed, message in checks:
         pick = failed & reason.isna()
         if pick.any():
-            reason[pick] = message[pick] if isinstance(message, pd.Series) else message
+            if callable(message):
+                reason[pick] = message(pick)
+            elif isinstance(message, pd.Series):
+                reason[pick] = message[pick]
+            else:
+                reason[pick] = message
     return reason
 
 
-def _validate_chunk(src: _Source, chunk: list[tuple[int, list[str]]], stats: _Stats
+def _amounts(src: Source, frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Signed amounts and reasons: one signed column, or debit (money out) and credit (money in) columns."""
+    if "debit" not in src.columns:
+        return conventions.parse_amounts(frame["amount"], src.decimal)
+    debit, debit_reason = conventions.parse_amounts(frame["debit"], src.decimal)
+    credit, credit_reason = conventions.parse_amounts(frame["credit"], src.decimal)
+    no_debit, no_credit = frame["debit"].eq(""), frame["credit"].eq("")
+    has_debit = ~no_debit & debit_reason.isna() & debit.ne(0)
+    has_credit = ~no_credit & credit_reason.isna() & credit.ne(0)
+    reason = _first_reason([
+        (~no_debit & debit_reason.notna(), lambda m: debit_reason[m] + " (debit column)"),
+        (~no_credit & credit_reason.notna(), lambda m: credit_reason[m] + " (credit column)"),
+        (no_debit & no_credit, "no amount: the debit and credit columns are both empty"),
+        (has_debit & has_credit, lambda m: "debit and credit: both hold an amount ("
+         + frame["debit"][m].map(snippet) + " out, " + frame["credit"][m].map(snippet) + " in)"),
+    ], frame.index)
+    amount = np.where(has_debit, -debit.abs().fillna(0.0), 0.0) + np.where(has_credit, credit.abs().fillna(0.0), 0.0)
+    return pd.Series(amount, index=frame.index, dtype="float64").where(reason.isna()), reason
+
+
+def _validate_chunk(src: Source, chunk: list[tuple[int, list[str]]], stats: _Stats, latest: pd.Timestamp
                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split one chunk into normalized good rows and quarantined rows (verbatim, with reasons)."""
+    """Split one chunk into normalized good rows and quarantined rows (verbatim, with reasons).
+
+    ``latest`` is the last day a row may carry (ingest time plus the future-date tolerance).
+    """
     width = len(src.header)
     line_nos = np.array([n for n, _ in chunk], dtype=np.int64)
     records = [f for _, f in chunk]
@@ -228,7 +165,7 @@ def _validate_chunk(src: _Source, chunk: list[tuple[int, list[str]]], stats: _St
     raw.index = np.flatnonzero(shaped)
 
     frame = pd.DataFrame(index=raw.index)
-    for col in schema.KNOWN_COLUMNS:
+    for col in (*schema.KNOWN_COLUMNS, *(c for c in ("debit", "credit") if c in src.columns)):
         frame[col] = (schema.per_unique(raw[src.columns[col]], lambda u: u.astype(str).str.strip())
                       if col in src.columns else "")
     stats.shaped_rows += len(frame)
@@ -238,8 +175,10 @@ def _validate_chunk(src: _Source, chunk: list[tuple[int, list[str]]], stats: _St
 
     longest = np.array([max(map(len, f)) for f in records], dtype=np.int64)
     too_long = pd.Series(longest[raw.index] > schema.MAX_FIELD_CHARS, index=raw.index)
-    dates, date_ok = schema.parse_dates(frame["date"])
-    amounts, amount_ok = schema.parse_amounts(frame["amount"])
+    date_format = src.layout.date_format if src.layout is not None else None
+    dates, date_reason = conventions.parse_dates(frame["date"], src.date_order, date_format)
+    amounts, amount_reason = _amounts(src, frame)
+    amount_ok = amount_reason.isna()
     type_text = frame["type"].str.lower().map(schema.TYPE_ALIASES)
     inferred = type_text.isna() & frame["type"].eq("") & amount_ok
     type_text = type_text.where(~inferred, np.where(amounts < 0, "Expense", "Income"))
@@ -247,11 +186,13 @@ def _validate_chunk(src: _Source, chunk: list[tuple[int, list[str]]], stats: _St
     fraud_ok = fraud_text.isin(["", "0", "1", "true", "false", "0.0", "1.0"])
     reason = _first_reason([
         (too_long, f"field too long (> {schema.MAX_FIELD_CHARS} characters)"),
-        (~date_ok, "bad date: " + frame["date"].str.slice(0, 40).map(repr)),
-        (~amount_ok, "non-numeric amount: " + frame["amount"].str.slice(0, 40).map(repr)),
-        (type_text.isna(), "unknown type: " + frame["type"].str.slice(0, 40).map(repr)),
+        (date_reason.notna(), date_reason),
+        (dates.gt(latest), lambda m: "future date: " + frame["date"][m].map(snippet)
+         + f" is after {latest.date()} (ingest time + {FUTURE_DAYS_ENV})"),
+        (~amount_ok, amount_reason),
+        (type_text.isna(), lambda m: "unknown type: " + frame["type"][m].map(snippet)),
         (frame["description"].eq(""), "empty description"),
-        (~fraud_ok, "bad is_fraud label: " + frame["is_fraud"].str.slice(0, 20).map(repr)),
+        (~fraud_ok, lambda m: "bad is_fraud label: " + frame["is_fraud"][m].map(lambda v: snippet(v, 20))),
     ], frame.index)
     stats.repairs["type_inferred_from_sign"] += int((inferred & reason.isna()).sum())
 
@@ -273,8 +214,9 @@ def _validate_chunk(src: _Source, chunk: list[tuple[int, list[str]]], stats: _St
     quarantine = (pd.concat(quarantine_parts, ignore_index=True) if quarantine_parts
                   else pd.DataFrame(columns=["source_row", "reason", "raw_record"]))
     quarantine.insert(0, "source_file", str(src.path))
-    for r in quarantine["reason"]:
-        stats.reasons[r.split(":")[0]] += 1
+    quarantine["reason"] = schema.per_unique(quarantine["reason"], lambda u: u.map(shorten))
+    kinds = quarantine["reason"].str.split(":", n=1).str[0]
+    stats.reasons.update({str(k): int(v) for k, v in kinds.value_counts().items()})
 
     good = frame[~bad].copy()
     good["date"] = dates[~bad]
@@ -298,7 +240,7 @@ def _validate_chunk(src: _Source, chunk: list[tuple[int, list[str]]], stats: _St
     return good, quarantine
 
 
-def _merchants(src: _Source, frame: pd.DataFrame, good: pd.DataFrame) -> pd.Series:
+def _merchants(src: Source, frame: pd.DataFrame, good: pd.DataFrame) -> pd.Series:
     """Merchant keys from the Reference column, or from the description when References are ids.
 
     Decided once per input, on its first chunk (up to ``CHUNK_ROWS`` rows), so every row of one
@@ -362,40 +304,58 @@ def read_clean(data_dir: Path | str) -> pd.DataFrame:
     return frame
 
 
-def ingest(inputs: Sequence[Path | str], out_dir: Path | str) -> dict[str, object]:
+def ingest(inputs: Sequence[Path | str], out_dir: Path | str, layout: Layout | None = None,
+           future_tolerance_days: float | None = None) -> dict[str, object]:
     """Ingest export files into ``out_dir`` and return the run summary (also the JSON report).
 
-    Holds the TITANS_HOME lock (``titans.home_lock``): two ingests into one home run one after
-    the other, so the second sees the first's rows as duplicates instead of racing it.
-    """
-    from titans import home_lock
+    ``layout`` (``titans.data.layout.load_layout`` or ``parse_layout``) maps the exports' own
+    headers to our fields; without one, headers are matched by name. Rows dated after now plus
+    ``future_tolerance_days`` (default ``TITANS_INGEST_FUTURE_DAYS`` or 7) are quarantined.
 
+    Holds the TITANS_HOME lock (``titans.home_lock``) and a lock on ``out_dir`` itself
+    (``titans.data.output_lock``): two ingests into one home, or into one output folder from two
+    homes, run one after the other, so the second sees the first's rows as duplicates.
+    """
     paths = [Path(p) for p in inputs]
     if not paths:
         raise UserError("no input files given")
-    with home_lock.hold(home_lock.command_line()):
-        return _ingest_locked(paths, Path(out_dir))
+    latest = pd.Timestamp.now(tz="UTC").tz_localize(None) + pd.Timedelta(days=future_days(future_tolerance_days))
+    out = Path(out_dir)
+    command = home_lock.command_line()
+    with home_lock.hold(command):
+        with _short_errors():
+            sources = [open_source(p, layout) for p in paths]  # fail on unusable inputs before writing anything
+        with output_lock.hold(out, command):
+            return _ingest_locked(sources, out, layout, latest)
 
 
-def _ingest_locked(paths: list[Path], out: Path) -> dict[str, object]:
-    sources = [open_source(p) for p in paths]  # fail on unusable inputs before writing anything
-    hashes = [file_sha256(p) for p in paths]
-    run_id = hashlib.sha256("".join(hashes).encode()).hexdigest()[:16]
+def _ingest_locked(sources: list[Source], out: Path, layout: Layout | None, latest: pd.Timestamp
+                   ) -> dict[str, object]:
+    stale = output_lock.remove_stale_staging(out)
+    with _short_errors():
+        for src in sources:
+            decide_conventions(src)
+    hashes = [file_sha256(s.path) for s in sources]
+    # A layout reads the same bytes differently, so it is part of the run's identity.
+    run_id = hashlib.sha256(("".join(hashes) + (layout.digest if layout else "")).encode()).hexdigest()[:16]
     stats = _Stats()
-    staging = out / f".staging-{run_id}-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    staging = out / f"{output_lock.STAGING_PREFIX}{run_id}-{os.getpid()}"
     try:
-        summary = _run(sources, hashes, run_id, out, staging, stats)
+        staging.mkdir()
+    except OSError as exc:
+        raise UserError(f"{out}: cannot write into the output folder ({exc.strerror or exc})") from None
+    try:
+        with _short_errors():
+            summary = _run(sources, hashes, run_id, out, staging, stats, latest, stale)
+        _publish(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _publish(staging, out)
     return summary
 
 
-def _run(sources: list[_Source], hashes: list[str], run_id: str, out: Path, staging: Path,
-         stats: _Stats) -> dict[str, object]:
+def _run(sources: list[Source], hashes: list[str], run_id: str, out: Path, staging: Path,
+         stats: _Stats, latest: pd.Timestamp, stale: list[str]) -> dict[str, object]:
     seen = existing_ids(out / "clean")
     writer = _CleanWriter(staging / "clean", f"part-{run_id}.parquet")
     qpath = staging / "quarantine" / f"quarantine-{run_id}.parquet"
@@ -406,9 +366,9 @@ def _run(sources: list[_Source], hashes: list[str], run_id: str, out: Path, stag
         for src, digest in zip(sources, hashes, strict=True):
             occurrences: dict[int, int] = {}
             rows_before = stats.rows_in
-            for chunk in src.chunks:
+            for chunk in src.read_chunks():
                 stats.rows_in += len(chunk)
-                good, quarantine = _validate_chunk(src, chunk, stats)
+                good, quarantine = _validate_chunk(src, chunk, stats, latest)
                 if len(quarantine):
                     qwriter.write_table(pa.Table.from_pandas(quarantine, schema=QUARANTINE_SCHEMA,
                                                              preserve_index=False))
@@ -432,7 +392,11 @@ def _run(sources: list[_Source], hashes: list[str], run_id: str, out: Path, stag
                     _accumulate(stats, fresh)
                 log.info("%s: %d rows read", src.path.name, stats.rows_in - rows_before)
             inputs_report.append({"path": str(src.path), "sha256": digest, "rows_in": stats.rows_in - rows_before,
-                                  "delimiter": src.delimiter, "warnings": src.warnings,
+                                  "delimiter": src.delimiter, "encoding": src.encoding,
+                                  "layout": src.layout.origin if src.layout else None,
+                                  "decimal": {"value": src.decimal.value, "note": src.decimal.note},
+                                  "date_order": {"value": src.date_order.value, "note": src.date_order.note},
+                                  "warnings": src.warnings,
                                   "merchant_source": src.merchant_source, "merchant_reason": src.merchant_reason,
                                   "producer": producer_notes(src.path)})
     finally:
@@ -444,6 +408,8 @@ def _run(sources: list[_Source], hashes: list[str], run_id: str, out: Path, stag
         qpath.unlink()
     stats.rows_clean = stats.rows_in - stats.rows_quarantined - stats.rows_duplicate
     summary = _summary(stats, inputs_report, run_id, out, stats.rows_quarantined > 0)
+    summary["future_date_limit"] = latest.date().isoformat()
+    summary["stale_staging_removed"] = stale
     reports = staging / "reports"
     reports.mkdir()
     (reports / "data_quality.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
@@ -532,10 +498,19 @@ def _summary(stats: _Stats, inputs: list[dict], run_id: str, out: Path, has_quar
 
 
 def _publish(staging: Path, out: Path) -> None:
-    """Move the staged outputs into place; only reached when the whole run succeeded."""
+    """Move the staged outputs into place; only reached when the whole run succeeded.
+
+    A clean part never replaces an older one: the same input read again (another layout, or rows
+    that were future-dated then) names its parts after the same run id, and the rows an earlier
+    run stored under that name must stay.
+    """
     for part in sorted((staging / "clean").rglob("*.parquet")):
         target = out / "clean" / part.relative_to(staging / "clean")
         target.parent.mkdir(parents=True, exist_ok=True)
+        n = 1
+        while target.exists():
+            n += 1
+            target = target.with_name(f"{part.stem}-{n}{part.suffix}")
         part.replace(target)
     for sub in ("quarantine", "reports"):
         for f in sorted((staging / sub).glob("*")):
@@ -545,7 +520,13 @@ def _publish(staging: Path, out: Path) -> None:
 
 
 def render_markdown(summary: dict) -> str:
-    """The data-quality report a person reads (the Kubeflow UI shows it as a Markdown artifact)."""
+    """The data-quality report a person reads (the Kubeflow UI shows it as a Markdown artifact).
+
+    Everything that comes from an export (labels, account ids, paths, header names in warnings,
+    the producer's note) goes through ``markdown_text``: a ``|`` or a line break cannot break a
+    table, and HTML stays text.
+    """
+    md = markdown_text
     buf = io.StringIO()
     w = buf.write
     w("# Data-quality report\n\n")
@@ -566,19 +547,26 @@ def render_markdown(summary: dict) -> str:
             continue
         w("| value | count |\n|---|---:|\n")
         for k, v in items.items():
-            w(f"| {k} | {v} |\n")
+            w(f"| {md(k)} | {v} |\n")
         w("\n")
     w("## Inputs\n\n")
     for inp in summary["inputs"]:
         warn = "; ".join(inp["warnings"]) or "no warnings"
-        w(f"- `{inp['path']}`: {inp['rows_in']} rows, sha256 `{inp['sha256'][:12]}`, {warn}\n")
+        w(f"- {md(inp['path'])}: {inp['rows_in']} rows, sha256 `{inp['sha256'][:12]}`, {md(warn)}\n")
+    w("\n## How the exports were read\n\n")
+    for inp in summary["inputs"]:
+        layout = f"layout {md(inp['layout'])}" if inp.get("layout") else "headers matched by name"
+        w(f"- {md(inp['path'])}: {layout}; amounts: {md(inp['decimal']['note'])}; "
+          f"dates: {md(inp['date_order']['note'])}\n")
+    if summary.get("future_date_limit"):
+        w(f"\nRows dated after {summary['future_date_limit']} are quarantined as future dates.\n")
     ceiling = summary.get("category_accuracy_ceiling")
     w("\n## Label quality\n\n")
-    w(f"Category accuracy ceiling {ceiling['accuracy']:.3f}: {ceiling['note']}\n" if ceiling else
+    w(f"Category accuracy ceiling {ceiling['accuracy']:.3f}: {md(ceiling['note'])}\n" if ceiling else
       "Not stated by the producer of the export (no `<export>.generator.json`): unknown.\n")
     w("\n## Merchant source\n\n")
     for inp in summary["inputs"]:
         source = {"reference": "the Reference column", "description": "the description (normalized)",
                   None: "no rows"}[inp.get("merchant_source")]
-        w(f"- `{inp['path']}`: merchants from {source} ({inp.get('merchant_reason') or 'no data rows'})\n")
+        w(f"- {md(inp['path'])}: merchants from {source} ({md(inp.get('merchant_reason') or 'no data rows')})\n")
     return buf.getvalue()

@@ -3,7 +3,8 @@
 Why vectorized functions over a chunk rather than a per-row model: ingest must keep up with
 millions of rows, and every decision (reject, repair, default) has to be counted for the
 data-quality report. Each function returns the normalized values and, where rows fail,
-a reason per row (``None`` when the row is fine).
+a reason per row (``None`` when the row is fine). Numbers and dates, whose reading depends on
+the whole column, are in ``titans.data.conventions``.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ PAYMENT_ALIASES = {
 TYPE_ALIASES = {"income": "Income", "credit": "Income", "expense": "Expense", "debit": "Expense"}
 DEFAULT_ACCOUNT = "acct_default"
 MAX_FIELD_CHARS = 2000
-MIN_YEAR, MAX_YEAR = 1990, 2100
 
 
 def per_unique(values: pd.Series, fn: Callable[[pd.Series], pd.Series]) -> pd.Series:
@@ -80,31 +80,6 @@ def normalize_vocabulary(values: pd.Series, vocabulary: tuple[str, ...], aliases
                 value = match[0]
         mapped.append(value)
     return pd.Series(np.array(mapped, dtype=object)[codes], index=values.index, dtype=object)
-
-
-def parse_dates(values: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """ISO dates first, then US ``m/d/Y``; returns (dates, ok mask). Times of day are dropped."""
-    text = values
-    parsed = pd.to_datetime(text, errors="coerce", format="ISO8601")
-    missing = parsed.isna() & text.ne("")
-    if missing.any():
-        parsed[missing] = pd.to_datetime(text[missing], errors="coerce", format="%m/%d/%Y")
-    if getattr(parsed.dt, "tz", None) is not None:
-        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
-    parsed = parsed.dt.normalize()
-    ok = parsed.notna() & parsed.dt.year.between(MIN_YEAR, MAX_YEAR)
-    return parsed, ok
-
-
-def parse_amounts(values: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Numbers as exports write them: ``$1,295.83``, ``(12.50)`` for negatives, ``-15.99``."""
-    text = values
-    negative_paren = text.str.startswith("(") & text.str.endswith(")")
-    cleaned = text.str.replace(r"[\s$€£,()]", "", regex=True)
-    amount = pd.to_numeric(cleaned, errors="coerce")
-    amount = amount.where(~negative_paren, -amount.abs())
-    ok = amount.notna() & np.isfinite(amount.fillna(0.0)) & (amount.abs() < 1e9)
-    return amount.astype("float64"), ok
 
 
 def merchant_key(reference: pd.Series) -> pd.Series:

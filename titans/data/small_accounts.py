@@ -24,19 +24,19 @@ import numpy as np
 import pandas as pd
 
 from titans.data import catalog
-from titans.data.generate import (
-    _CATS,
-    _PAY_NAMES,
-    _PAY_WEIGHTS,
+from titans.data.accounts import (
+    CATEGORIES,
     EXPORT_COLUMNS,
+    PAYMENT_NAMES,
+    PAYMENT_WEIGHTS,
     START_DATE,
+    Account,
     GenerateConfig,
-    _Account,
-    _descriptions,
-    _frame,
-    _fraud_rows,
-    _mislabel,
+    draw_descriptions,
+    frame_of,
+    mislabel,
 )
+from titans.data.anomalies import draw_fraud_rows
 
 SMALL_STREAM = 2_000_003  # seeds the small accounts' generators apart from the book accounts'
 ACCOUNT_PREFIX = "acct_s"
@@ -47,7 +47,7 @@ POPULAR = ("Amazon", "Staples", "Shell", "Starbucks", "Verizon", "Costco", "FedE
 REGULAR_RATE = (1 / 70, 1 / 35)
 POPULAR_RATE = 1 / 150
 OCCASIONAL_RATE = 1 / 300
-_CAT_INDEX = {c.name: i for i, c in enumerate(_CATS)}
+_CAT_INDEX = {c.name: i for i, c in enumerate(CATEGORIES)}
 
 
 def _merchant_categories() -> dict[str, str]:
@@ -70,12 +70,12 @@ class SmallAccounts:
     scale: np.ndarray  # per account: price level of the business
     rel_account: np.ndarray  # per relationship: account index
     rel_merchant: np.ndarray
-    rel_category: np.ndarray  # category index into generate._CATS
+    rel_category: np.ndarray  # category index into accounts.CATEGORIES
     rel_rate: np.ndarray  # expected purchases per day while open
     rel_start: np.ndarray  # first and last day (offsets from START_DATE)
     rel_end: np.ndarray
     rel_level: np.ndarray  # price level of the merchant for this account
-    fraud_accounts: tuple[_Account, ...]  # the same businesses as generate's accounts (for anomalies)
+    fraud_accounts: tuple[Account, ...]  # the same businesses as generate's accounts (for anomalies)
 
     @classmethod
     def make(cls, cfg: GenerateConfig) -> SmallAccounts:
@@ -124,20 +124,20 @@ class SmallAccounts:
                    level, ())
         return cls(**{**made.__dict__, "fraud_accounts": made._as_accounts(span)})
 
-    def _as_accounts(self, span: int) -> tuple[_Account, ...]:
-        """``generate._Account`` views of the businesses, so the book accounts' anomaly kinds apply."""
+    def _as_accounts(self, span: int) -> tuple[Account, ...]:
+        """``accounts.Account`` views of the businesses, so the book accounts' anomaly kinds apply."""
         out = []
         for a, account_id in enumerate(self.ids):
             mine = self.rel_account == a
             merchants, levels = {}, {}
-            for cat in _CATS:
+            for cat in CATEGORIES:
                 own = self.rel_merchant[mine & (self.rel_category == _CAT_INDEX[cat.name])]
                 merchants[cat.name] = np.array(sorted(set(own)) or cat.merchants, dtype=object)
                 levels.update(dict.fromkeys(merchants[cat.name], 1.0))
             levels.update(dict(zip(self.rel_merchant[mine], self.rel_level[mine], strict=True)))
             lifetimes = {c: np.array([[0, span]] * len(m)) for c, m in merchants.items()}
-            out.append(_Account(str(account_id), merchants, levels, np.array(catalog.INCOME_CLIENTS[:1]),
-                                float(self.scale[a]), lifetimes))
+            out.append(Account(str(account_id), merchants, levels, np.array(catalog.INCOME_CLIENTS[:1]),
+                               float(self.scale[a]), lifetimes))
         return tuple(out)
 
     def block_rows(self, days: pd.DatetimeIndex, block: int, cfg: GenerateConfig) -> pd.DataFrame:
@@ -151,7 +151,7 @@ class SmallAccounts:
         rel = np.repeat(np.arange(len(counts)), counts)
         n = len(rel)
         if n == 0:
-            return _frame()
+            return frame_of()
         offsets = lo[rel] + np.floor(rng.random(n) * open_days[rel]).astype(np.int64)
         cat_idx = self.rel_category[rel]
         merchant = self.rel_merchant[rel]
@@ -159,22 +159,22 @@ class SmallAccounts:
         amount = np.empty(n)
         for ci in np.unique(cat_idx):
             sel = np.flatnonzero(cat_idx == ci)
-            cat = _CATS[ci]
-            desc[sel] = _descriptions(cat, merchant[sel], rng)
+            cat = CATEGORIES[ci]
+            desc[sel] = draw_descriptions(cat, merchant[sel], rng)
             amount[sel] = rng.lognormal(np.log(cat.median_amount), cat.sigma, size=len(sel))
         amount *= self.rel_level[rel] * self.scale[self.rel_account[rel]]
-        cats = np.array([c.name for c in _CATS], dtype=object)[cat_idx]
-        noisy = _mislabel(cat_idx, cats, cfg.label_noise, rng)
+        cats = np.array([c.name for c in CATEGORIES], dtype=object)[cat_idx]
+        noisy = mislabel(cat_idx, cats, cfg.label_noise, rng)
         accounts = self.ids[self.rel_account[rel]]
-        frame = _frame(Date=START_DATE + pd.to_timedelta(offsets, unit="D"), Type="Expense", Description=desc,
-                       Amount=-np.round(amount, 2), Category=cats,
-                       **{"Payment Method": rng.choice(_PAY_NAMES, size=n, p=_PAY_WEIGHTS).astype(object),
-                          "Reference": merchant, "Status": "paid", "Account ID": accounts}, is_fraud=0, _noisy=noisy)
+        frame = frame_of(Date=START_DATE + pd.to_timedelta(offsets, unit="D"), Type="Expense", Description=desc,
+                         Amount=-np.round(amount, 2), Category=cats,
+                         **{"Payment Method": rng.choice(PAYMENT_NAMES, size=n, p=PAYMENT_WEIGHTS).astype(object),
+                            "Reference": merchant, "Status": "paid", "Account ID": accounts}, is_fraud=0, _noisy=noisy)
         parts = [frame]
         n_fraud = int(rng.binomial(n, cfg.fraud_rate))
         for a in rng.choice(np.unique(self.rel_account[rel]), size=min(n_fraud, n), replace=True):
             acct = self.fraud_accounts[int(a)]
-            fraud = _fraud_rows(acct, days, 1, frame[frame["Account ID"] == acct.account_id], rng)
+            fraud = draw_fraud_rows(acct, days, 1, frame[frame["Account ID"] == acct.account_id], rng)
             parts.append(fraud.assign(**{"Account ID": acct.account_id, "is_fraud": 1}))
         out = pd.concat(parts, ignore_index=True)
         return out[[c for c in EXPORT_COLUMNS if c in out.columns] + ["_noisy"]]

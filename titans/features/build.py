@@ -18,10 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
+from titans import home_lock
+from titans.data.ingest import read_clean
 from titans.errors import UserError
-from titans.features import spec
+from titans.features import built_store, spec
 from titans.features.history import offline_tables
+from titans.features.store import FeatureClient
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +36,6 @@ Progress = Callable[[str], None]
 
 def _write_parquet(frame: pd.DataFrame, uri: str) -> None:
     """Write atomically where the filesystem allows (local: temp file + rename)."""
-    import pyarrow as pa
-    import pyarrow.fs as pafs
-    import pyarrow.parquet as pq
-
     table = pa.Table.from_pandas(frame, preserve_index=False)
     # Microsecond timestamps: duckdb cannot cast nanosecond tz-aware parquet timestamps in
     # Feast's materialization query (TIMESTAMPTZ_NS -> TIMESTAMP).
@@ -57,8 +59,6 @@ BUILD_RECORD = "_build.json"
 
 def _fs(uri: str) -> tuple[Any, str]:
     """(pyarrow filesystem, path) for a local path or an object-store URI."""
-    import pyarrow.fs as pafs
-
     return pafs.FileSystem.from_uri(uri if "://" in uri else str(Path(uri).resolve()))
 
 
@@ -70,8 +70,6 @@ def _write_text(uri: str, text: str) -> None:
 
 
 def _exists(fs: Any, path: str) -> bool:
-    import pyarrow.fs as pafs
-
     return fs.get_file_info(path).type != pafs.FileType.NotFound
 
 
@@ -104,8 +102,6 @@ def build_from_clean(
     clean: pd.DataFrame, repo: str | Path | None = None, progress: Progress | None = None
 ) -> dict[str, Any]:
     """Build offline tables from a clean-table frame, apply the repo, materialize online."""
-    from titans.features.store import FeatureClient
-
     say = progress or log.info
     timings: dict[str, float] = {}
     if clean is None or len(clean) == 0:
@@ -167,7 +163,7 @@ def build_from_clean(
                                         "as_of": as_of.date().isoformat()}) + "\n")
     return {
         "repo_path": str(client.repo_path),
-        "feature_store_yaml": str(client.yaml_path),
+        **built_store.describe(client),  # the store built here, and a Feast CLI command that opens it
         "project": client.store.project,
         "registry": getattr(config.registry, "path", str(config.registry)),
         "online_store": config.online_store.type,
@@ -193,9 +189,6 @@ def build_features(data_dir: str | Path, repo: str | Path | None = None, progres
 
     Returns the CLI summary: repo path, yaml, feature views with their row counts, services.
     """
-    from titans import home_lock
-    from titans.data.ingest import read_clean
-
     # One writer of the home's Feast registry, online store and offline tables at a time.
     with home_lock.hold(home_lock.command_line()):
         data_dir = Path(data_dir).expanduser()

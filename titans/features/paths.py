@@ -3,6 +3,9 @@
 Why here and not in ``titans.settings``: only the feature store reads these, and the Feast
 definitions (``feature_repo/``) need the same answer at ``apply`` time that the builder used
 at write time, so both call these functions.
+
+Feast is imported inside the functions that read a yaml with it: its import takes ~5 s, and the
+path functions here serve processes that never open a store.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from titans.errors import UserError
 from titans.settings import load_settings
@@ -73,7 +78,6 @@ def embedded_store_config(repo: Path, yaml_path: Path) -> Any:
     nothing exported; titans honours TITANS_HOME (tests, pipeline steps, other homes), so it keeps the
     yaml's file names and swaps their folder. Parsed as Feast's ``load_repo_config`` parses it.
     """
-    import yaml
     from feast.repo_config import RepoConfig
 
     raw = yaml.safe_load(os.path.expandvars(yaml_path.read_text()))
@@ -92,7 +96,6 @@ def embedded_store_config(repo: Path, yaml_path: Path) -> Any:
 
 def yaml_store_config(repo: Path, yaml_path: Path) -> Any:
     """Any other yaml (production, the chart's ConfigMap) as Feast's ``load_repo_config`` reads it."""
-    import yaml
     from feast.repo_config import RepoConfig
 
     raw = yaml.safe_load(os.path.expandvars(yaml_path.read_text())) or {}

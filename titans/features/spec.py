@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from titans.errors import UserError
+
 # Join keys of the entities (the names users put in their entity frames).
 TRANSACTION_KEY = "transaction_id"
 MERCHANT_KEY = "merchant"
@@ -228,8 +230,6 @@ ACCOUNT_DAILY_TABLE = "account_daily_cashflow"
 def service_views(service: str) -> list[View]:
     """The views of one feature service, in catalogue order."""
     if service not in SERVICES:
-        from titans.errors import UserError
-
         raise UserError(f"unknown feature service {service!r}; expected one of {sorted(SERVICES)}")
     return [VIEWS[name] for name in SERVICES[service]]
 

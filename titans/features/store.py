@@ -11,6 +11,10 @@ entity row, in the caller's order.
 Entity frames carry, per service (``spec.service_inputs``): ``merchant``, ``account_id``,
 ``category`` (amount and anomaly services), ``amount`` (category and anomaly), ``date``, and
 for training an ``event_timestamp`` (defaults to ``date``). Extra columns pass through.
+
+Feast is imported inside the methods that use it: its import takes ~5 s, and this module is
+imported by code (training, the server's enrichment set-up) that loads it before knowing whether
+a store will be opened.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from titans.errors import UserError
 from titans.features import paths, spec
@@ -227,9 +233,6 @@ class FeatureClient:
 
     def account_daily_cashflow(self, account_ids: list[str] | None = None) -> pd.DataFrame:
         """Per-account zero-filled daily inflow/outflow/net written by the last build."""
-        import pyarrow.fs as pafs
-        import pyarrow.parquet as pq
-
         uri = f"{self.offline_uri}/{spec.ACCOUNT_DAILY_TABLE}.parquet"
         fs, path = pafs.FileSystem.from_uri(uri if "://" in uri else str(Path(uri).resolve()))
         if fs.get_file_info(path).type == pafs.FileType.NotFound:

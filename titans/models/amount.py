@@ -20,15 +20,23 @@ multiplicative (a 10% miss on rent matters as much as on coffee) and MAE-optimal
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion
 
 from titans.errors import UserError
+from titans.features.keys import merchant_keys
+from titans.features.transaction import calendar_arrays, epoch_days
+from titans.models import evaluation
+from titans.models.arrays import TEXT_CACHE_SIZE, TfidfRows, Unsupported, distinct, one_hot, stored_numeric
 from titans.models.common import (
     AMOUNT_INPUTS,
     history_features,
@@ -36,7 +44,10 @@ from titans.models.common import (
     request_features,
     request_frame,
     text_of,
+    time_split,
 )
+from titans.models.parallel import run_all
+from titans.models.recipe import TrainConfig, Trained, expense_training_set, fitted, request_example
 
 log = logging.getLogger(__name__)
 
@@ -343,13 +354,17 @@ class AmountModel:
         return self.outputs_from_log(self.predict_log(frame))
 
     def outputs_from_log(self, center: np.ndarray) -> dict[str, np.ndarray]:
-        """V2 outputs from the log1p point prediction (shared with ``serving.fastpath``)."""
+        """V2 outputs from the log1p point prediction (shared with the array path below)."""
         lower = np.expm1(np.maximum(center - self.half_width, 0.0))
         return {
             "amount": np.expm1(center),
             "amount_lower": lower,
             "amount_upper": np.expm1(center + self.half_width),
         }
+
+    def array_predictor(self) -> AmountFast:
+        """The serving array path over this fitted model (``AmountFast``, below; raises ``Unsupported``)."""
+        return AmountFast(self)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -364,3 +379,118 @@ class AmountModel:
             "history_defaults": "stored merchant/category features absent from the request take the "
             "feature catalogue's unseen defaults (counts 0, amounts 0)",
         }
+
+
+
+# ------------------------------------------------------------------------------ training recipe
+def training_frame(clean: pd.DataFrame, client: Any, max_rows: int = 0, test_fraction: float = 0.2) -> pd.DataFrame:
+    """The expenses with the stored features of ``amount_service`` (latest ``max_rows``)."""
+    return expense_training_set("amount", SERVICE, clean, client, max_rows, test_fraction)
+
+
+def train(ts: pd.DataFrame, cfg: TrainConfig, plot_dir: Path) -> Trained:
+    """Fit on the earliest 80%, score the latest 20% against the category and merchant medians, refit on all."""
+    from titans.models import plots  # matplotlib: not in the serving image, which imports this module
+
+    def make() -> AmountModel:
+        return AmountModel(cv_folds=cfg.cv_folds, n_estimators=cfg.n_estimators, seed=cfg.seed)
+
+    train_rows, test = time_split(ts, cfg.test_fraction)
+    model, final = run_all([partial(fitted, make(), train_rows, train_rows["spend"]),
+                            partial(fitted, make(), ts, ts["spend"])])
+    pred = model.predict(test)
+    result = evaluation.amount_metrics(test["spend"].to_numpy(), pred, test["category"].to_numpy(), train_rows)
+    result["model"] = model.describe()
+    figs = {"residuals": plots.residuals(test["spend"], pred["amount"], plot_dir / "amount_residuals.png",
+                                          "Amount: holdout predictions")}
+    return Trained(final, result, request_example(test, model.inputs), figs)
+
+
+# ------------------------------------------------------------------------------ array path (serving)
+class AmountFast:
+    """``titans.models.amount.AmountModel``: its priors and booster on arrays."""
+
+    def __init__(self, model: Any):
+
+        self.model = model
+        prior = model.prior
+        union = prior.vectorizer
+        if union.transformer_weights or any(t == "drop" for _, t in union.transformer_list):
+            raise Unsupported("amount FeatureUnion with weights or dropped parts")
+        # Priors are remembered per (text, category) below, so the rows need no cache of their own.
+        self.vectors = [TfidfRows(t, remember=False) for _, t in union.transformer_list]
+        self.median = dict(prior.category_median)
+        self.global_median = float(prior.global_median)
+        self.prior = prior
+        prior.category_pairs()  # built at load, not on the first request
+        # (text, category) -> (text prior, support, trust): a pure function of the fitted prior
+        self._priors: dict[tuple[str, str], tuple[float, float, float]] = {}
+        self.payments = PAYMENTS
+        self.service = SERVICE
+
+    def priors(self, columns: Mapping[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+        """``PriorModel.predict``: category prior, text-neighbour prior, support, best similarity."""
+        merchants = merchant_keys(columns["merchant"])
+        texts = [f"{d} {m.replace('_', ' ')}".lower() for d, m in zip(columns["description"], merchants, strict=True)]
+        categories = columns["category"]
+        cat_prior = np.array([self.median.get(c, self.global_median) for c in categories], dtype=np.float64)
+        uniq, codes = distinct(list(zip(texts, categories, strict=True)))
+        text_prior, support, best_sim = np.empty(len(uniq)), np.zeros(len(uniq)), np.zeros(len(uniq))
+        todo: dict[str, list[int]] = {}
+        for i, key in enumerate(uniq):
+            hit = self._priors.get(key)
+            if hit is None:
+                todo.setdefault(key[1], []).append(i)
+            else:
+                text_prior[i], support[i], best_sim[i] = hit
+        for cat, positions in todo.items():
+            # Similarities only against the pairs of the row's own category: the same products
+            # summed in the same order as the full matrix product, ~20x less work.
+            texts = [uniq[i][0] for i in positions]
+            vectors = (sp.hstack([v.matrix(texts) for v in self.vectors], format="csr")
+                       if cat in self.prior.category_pairs() else None)
+            found = self.prior.category_priors(cat, vectors, len(positions))
+            for row, i in enumerate(positions):
+                text_prior[i], support[i], best_sim[i] = (float(v[row]) for v in found)
+                self._remember(uniq[i], (text_prior[i], support[i], best_sim[i]))
+        return cat_prior, text_prior[codes], support[codes], best_sim[codes]
+
+    def _remember(self, key: tuple[str, str], value: tuple[float, float, float]) -> None:
+        if len(self._priors) >= TEXT_CACHE_SIZE:
+            self._priors.clear()
+        self._priors[key] = value
+
+    def booster_matrix(self, columns: Mapping[str, np.ndarray], priors: tuple[np.ndarray, ...]) -> np.ndarray:
+        """``titans.models.amount._booster_features`` on arrays, in the booster's column order."""
+        cat_prior, text_prior, support, best_sim = priors
+        n = len(text_prior)
+        days = epoch_days(columns["date"])
+        cal = calendar_arrays(days)
+        out: dict[str, np.ndarray] = {
+            "category_prior": cat_prior, "text_prior": text_prior, "category_support": support,
+            "neighbour_similarity": best_sim, "weekday": cal["weekday"].astype(float),
+            "day_of_month": cal["day_of_month"].astype(float), "month": cal["month"].astype(float),
+            "is_month_end": cal["is_month_end"].astype(float),
+        }
+        for pay, values in one_hot(columns["payment_method"], self.payments).items():
+            out[f"payment_{pay}"] = values
+        for col, values in stored_numeric(columns, self.service, n, days).items():
+            if "amount" in col:
+                values = np.log1p(np.clip(values, 0, None))
+                if "mean" in col:
+                    out[f"{col}_minus_prior"] = np.where(values > 0, values - text_prior, 0.0)
+            out[col] = values
+        return np.column_stack([out[name] for name in self.model.feature_names])
+
+    def predict(self, columns: Mapping[str, np.ndarray], wanted: frozenset[str] | None = None
+                ) -> dict[str, np.ndarray]:
+        model = self.model
+        priors = self.priors(columns)
+        text_prior = priors[1]
+        if model.blend_weight == 0.0:
+            center = text_prior  # the booster's correction is weighted 0: nothing to compute
+        else:
+            boosted = model.booster.get_booster().inplace_predict(
+                self.booster_matrix(columns, priors), base_margin=text_prior, validate_features=False)
+            center = text_prior + model.blend_weight * (boosted - text_prior)
+        return model.outputs_from_log(center)

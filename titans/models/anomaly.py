@@ -19,8 +19,10 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,13 +30,24 @@ import pandas as pd
 from sklearn.ensemble import IsolationForest
 
 from titans.errors import UserError
-from titans.models.common import ANOMALY_INPUTS, history_features, request_features, request_frame
+from titans.features.keys import merchant_keys
+from titans.features.transaction import amount_arrays, calendar_arrays, epoch_days
+from titans.models import evaluation
+from titans.models.arrays import FlatForest, dense_predictor, one_hot, stored_numeric
+from titans.models.common import ANOMALY_INPUTS, history_features, request_features, request_frame, time_split
+from titans.models.parallel import run_all
+from titans.models.recipe import TrainConfig, Trained, expense_training_set, fitted, request_example
+from titans.monitoring.live_performance import flagged_metrics
 
 log = logging.getLogger(__name__)
 
 SERVICE = "anomaly_service"
 PAYMENTS = ("credit_card", "debit_card", "bank_transfer", "cash", "check", "paypal", "other", "unknown")
 RISK_LEVELS = ("low", "medium", "high", "critical")
+# The unsupervised detector's behavioural features (``AnomalyModel.beyond_training``), by name prefix,
+# and how far (robust units) past the training rows a row must go to be critical on them.
+BEHAVIOUR_FEATURES = ("amount_vs_", "category_zscore", "same_day_")
+BEYOND_MARGIN = 0.5
 TOP_FACTORS = 3
 
 
@@ -127,6 +140,12 @@ class AnomalyModel:
     unsupervised_weight: float = 0.15
     # Score cut-offs for medium, high, critical (anomaly_score in [0, 1]).
     risk_cutoffs: tuple[float, float, float] = (0.5, 0.75, 0.9)
+    # Without labels the score is the forest's percentile among training rows, so the cut-offs are
+    # shares of ordinary rows: about 3% of them reach high or critical (the alert budget's scale).
+    unsupervised_cutoffs: tuple[float, float, float] = (0.9, 0.97, 0.99)
+    # Unsupervised only: the largest robust z-score of each behavioural feature among the training
+    # rows (see ``beyond_training``); None for a supervised model.
+    behaviour_max: np.ndarray | None = None
     forest: IsolationForest | None = None
     classifier: Any = None
     forest_reference: np.ndarray | None = None
@@ -171,7 +190,25 @@ class AnomalyModel:
             known = y.notna().to_numpy()
             if known.sum() and y[known].nunique() == 2:
                 self._fit_classifier(values[known], y[known].astype(int).to_numpy())
+        if not self.supervised:
+            self.risk_cutoffs = self.unsupervised_cutoffs
+            self.behaviour_max = self._behaviour_z(values).max(axis=0)
         return self
+
+    def _behaviour_z(self, values: np.ndarray) -> np.ndarray:
+        columns = [i for i, name in enumerate(self.feature_names) if name.startswith(BEHAVIOUR_FEATURES)]
+        return np.abs(values[:, columns] - self.median[columns]) / self.scale[columns]
+
+    def beyond_training(self, values: np.ndarray) -> np.ndarray:
+        """How far each row goes past every training row on its most extreme behavioural feature (robust units).
+
+        Why, without labels: an isolation forest over ~50 features, fitted on the hundred rows of one
+        business, dilutes a ten-fold price or a charge repeated three times among features that are
+        ordinary; a row more extreme than anything the business has done, on the amount against its
+        merchant, category or account or on same-day repeats, is what a person wants to look at.
+        Negative: within the training range.
+        """
+        return (self._behaviour_z(values) - self.behaviour_max).max(axis=1)
 
     def _fit_classifier(self, values: np.ndarray, y: np.ndarray) -> None:
         import xgboost as xgb
@@ -203,12 +240,20 @@ class AnomalyModel:
         out = {"isolation_forest": pct, "matrix": X}
         if self.supervised:
             out["classifier"] = self.classifier.predict_proba(X)[:, 1]
+        elif self.behaviour_max is not None:
+            out["beyond_training"] = self.beyond_training(X.to_numpy(float))
         return out
 
     def _mix(self, parts: dict[str, Any]) -> np.ndarray:
         """The anomaly score from the component scores: the one place the blend is defined."""
         if not self.supervised:
-            return parts["isolation_forest"]
+            if "beyond_training" not in parts:
+                return parts["isolation_forest"]
+            # Past every training row by more than the margin: critical, ordered by how far (capped).
+            beyond = np.asarray(parts["beyond_training"], dtype=float)
+            critical = self.unsupervised_cutoffs[2] + (1 - self.unsupervised_cutoffs[2]) * np.clip(beyond / 10, 0, 1)
+            return np.where(beyond > BEYOND_MARGIN, np.maximum(parts["isolation_forest"], critical),
+                            parts["isolation_forest"])
         w = self.unsupervised_weight
         return (1.0 - w) * parts["classifier"] + w * parts["isolation_forest"]
 
@@ -265,7 +310,7 @@ class AnomalyModel:
         return out
 
     def top_factors(self, values: np.ndarray, contrib: np.ndarray) -> list[list[dict[str, Any]]]:
-        """The largest positive contributions of each row (shared with ``serving.fastpath``)."""
+        """The largest positive contributions of each row (shared with the array path below)."""
         rows = []
         for i in range(len(values)):
             top = np.argsort(-contrib[i], kind="stable")[:TOP_FACTORS]
@@ -293,13 +338,18 @@ class AnomalyModel:
             "top_factors": np.asarray([json.dumps(f) for f in factors], dtype=object),
         }
 
+    def array_predictor(self) -> AnomalyFast:
+        """The serving array path over this fitted model (``AnomalyFast``, below; raises ``Unsupported``)."""
+        return AnomalyFast(self)
+
     def describe(self) -> dict[str, Any]:
         return {
             "supervised": self.supervised,
             "training_fraud_rate": self.fraud_rate,
             "score": "(1-w) * classifier probability + w * isolation-forest percentile"
             if self.supervised
-            else "isolation-forest percentile among training rows",
+            else "isolation-forest percentile among training rows; critical where a behavioural feature "
+            f"({', '.join(BEHAVIOUR_FEATURES)}*) goes more than {BEYOND_MARGIN} robust units past every training row",
             "unsupervised_weight": self.unsupervised_weight,
             "risk_levels": dict(zip(RISK_LEVELS[1:], self.risk_cutoffs, strict=True)) | {"low": "below medium"},
             "top_factors": ("classifier TreeSHAP (log-odds)" if self.supervised else "robust z-score vs training")
@@ -309,3 +359,178 @@ class AnomalyModel:
             "history_defaults": "stored history absent from the request takes the feature catalogue's "
             "unseen defaults (a never-seen merchant)",
         }
+
+
+
+# ------------------------------------------------------------------------------ training recipe
+def training_frame(clean: pd.DataFrame, client: Any, max_rows: int = 0, test_fraction: float = 0.2) -> pd.DataFrame:
+    """The expenses with the stored features of ``anomaly_service`` (latest ``max_rows``)."""
+    return expense_training_set("anomaly", SERVICE, clean, client, max_rows, test_fraction)
+
+
+def train(ts: pd.DataFrame, cfg: TrainConfig, plot_dir: Path) -> Trained:
+    """Isolation forest (plus a classifier where fraud labels exist), scored on the latest 20%, refit on all."""
+    from titans.models import plots  # matplotlib: not in the serving image, which imports this module
+
+    train_rows, test = time_split(ts, cfg.test_fraction)
+    labels = ts["is_fraud"] if "is_fraud" in ts else None
+    model, final = run_all([
+        partial(fitted, AnomalyModel(n_estimators=cfg.n_estimators, seed=cfg.seed), train_rows,
+                train_rows["is_fraud"] if labels is not None else None),
+        partial(fitted, AnomalyModel(n_estimators=cfg.n_estimators, seed=cfg.seed), ts, labels),
+    ])
+    out = model.predict(test)
+    parts = model.component_scores(test)
+    zscore = amount_zscore(test)
+    y = pd.to_numeric(test["is_fraud"], errors="coerce") if labels is not None else None
+    known = y is not None and y.notna().all() and y.nunique() == 2
+    scores = {"anomaly_score": out["anomaly_score"], "isolation_forest": parts["isolation_forest"]}
+    result = evaluation.anomaly_metrics(y.astype(int).to_numpy() if known else None, scores, zscore)
+    if known:  # the served decision's quality, what delayed labels are later compared with
+        result["metrics"] |= flagged_metrics(y.astype(int).to_numpy(), out["risk_level"])
+    else:  # no fraud labels (one business's export): judged on anomalies injected into the holdout
+        result = unlabelled_metrics(model, test, out["risk_level"], cfg.seed)
+    result["model"] = model.describe()
+    figs = {}
+    if known:
+        curves = {"model": out["anomaly_score"], "isolation forest": parts["isolation_forest"],
+                  "amount vs merchant": zscore}
+        figs["precision-recall"] = plots.precision_recall(y.astype(int).to_numpy(), curves,
+                                                          plot_dir / "anomaly_pr.png")
+    return Trained(final, result, request_example(test, model.inputs), figs)
+
+
+def amount_zscore(rows: pd.DataFrame) -> np.ndarray:
+    """The simple rule a detector must beat: how far the spend sits from the merchant's 90-day mean (log scale)."""
+    mean90 = np.log1p(rows["merchant_amount_mean_90d"].astype(float).clip(lower=0))
+    spend = np.log1p(rows["spend"].astype(float))
+    return np.abs(spend - mean90).where(mean90 > 0, spend).to_numpy()
+
+
+# Injected anomalies: how much a spike multiplies the spend, and how many times a duplicated charge repeats.
+SPIKE_FACTOR = (8.0, 15.0)
+DUPLICATES = 3
+ALERT_LEVELS = ("high", "critical")
+
+
+def injected_anomalies(rows: pd.DataFrame, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """Holdout rows made anomalous in two ways a detector must catch without labels, each its own batch.
+
+    ``spike``: every row with its spend multiplied 8-15x (a charge far above what the merchant
+    takes); ``duplicate``: every row charged three times on its day (repeated charges, which the
+    amount alone does not show). Each kind is scored as a separate batch, as a day's export would
+    be, so the duplicates' same-day counts are their own.
+    """
+    rng = np.random.default_rng(seed)
+    factor = rng.uniform(*SPIKE_FACTOR, size=len(rows))
+    spike = rows.assign(spend=rows["spend"].to_numpy(float) * factor,
+                        amount=rows["amount"].to_numpy(float) * factor)
+    duplicate = pd.concat([rows] * DUPLICATES, ignore_index=True)
+    return {"spike": spike.reset_index(drop=True), "duplicate": duplicate}
+
+
+def unlabelled_metrics(model: AnomalyModel, holdout: pd.DataFrame, risk: np.ndarray, seed: int = 0
+                       ) -> dict[str, Any]:
+    """The alert rate on the real holdout and the recall on injected anomalies, beside two rules at that rate.
+
+    An alert is a row at high or critical risk. ``chance`` flags rows at random at the model's
+    alert rate; ``amount_vs_merchant`` flags the rows whose ``amount_zscore`` is above its own
+    quantile at that rate on the holdout: a detector is only worth serving if it catches more.
+    """
+    alert_rate = float(np.isin(risk, ALERT_LEVELS).mean()) if len(risk) else 0.0
+    threshold = float(np.quantile(amount_zscore(holdout), 1.0 - alert_rate)) if alert_rate > 0 else np.inf
+    caught, rule, injected = {}, {}, 0
+    for kind, rows in injected_anomalies(holdout, seed).items():
+        caught[kind] = float(np.isin(model.predict(rows)["risk_level"], ALERT_LEVELS).mean())
+        rule[kind] = float((amount_zscore(rows) > threshold).mean())
+        injected += len(rows)
+    # Each kind weighs the same, however many rows it took to make it.
+    return {
+        "metrics": {"labelled": 0, "alert_rate": alert_rate, "injected_recall": float(np.mean(list(caught.values()))),
+                    **{f"injected_recall_{kind}": value for kind, value in caught.items()},
+                    "test_rows": int(len(holdout)), "injected_rows": injected},
+        "baselines": {"amount_vs_merchant": {"injected_recall": float(np.mean(list(rule.values())))},
+                      "chance": {"injected_recall": alert_rate}},
+        "notes": ["No fraud labels: the detector is judged on anomalies injected into the holdout (spend spikes "
+                  f"of {SPIKE_FACTOR[0]:g}-{SPIKE_FACTOR[1]:g}x, charges repeated {DUPLICATES} times the same day) "
+                  "and on its alert rate (rows at high or critical risk) on the real holdout."],
+    }
+
+
+def reference_scores(model: AnomalyModel, frame: pd.DataFrame) -> np.ndarray:
+    """Scores of the latest training rows for the drift reference, without the per-row factors (the costly part)."""
+    return np.clip(model._mix(model.component_scores(frame)), 0.0, 1.0)
+
+
+# ------------------------------------------------------------------------------ array path (serving)
+class AnomalyFast:
+    """``titans.models.anomaly.AnomalyModel`` on arrays: design, forest, classifier, factors."""
+
+    def __init__(self, model: Any):
+        self.model = model
+        self.forest = FlatForest(model.forest)
+        self.booster = model.classifier.get_booster() if model.supervised else None
+        self.classify = dense_predictor(self.booster) if self.booster is not None else None
+        self.index = {name: i for i, name in enumerate(model.feature_names)}
+        model.contributions(np.zeros((0, len(model.feature_names))))  # TreeSHAP tables at load, not on a request
+
+    def design(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        """``titans.models.anomaly.design`` on arrays, in the model's feature order."""
+        n = len(columns["amount"])
+        signed = np.asarray(columns["amount"], dtype=np.float64)
+        amount = amount_arrays(signed)
+        days = epoch_days(columns["date"])
+        cal = calendar_arrays(days)
+        hist = stored_numeric(columns, SERVICE, n, days)
+        amount_log = amount["amount_log"]
+        out: dict[str, np.ndarray] = {
+            "amount_log": amount_log, "weekday": cal["weekday"].astype(float),
+            "day_of_month": cal["day_of_month"].astype(float), "is_month_end": cal["is_month_end"].astype(float),
+            "amount_vs_merchant_90d": _log_ratio(amount_log, hist["merchant_amount_mean_90d"]),
+            "amount_vs_merchant_max_90d": _log_ratio(amount_log, hist["merchant_amount_max_90d"]),
+            "amount_vs_merchant_all": _log_ratio(amount_log, hist["merchant_amount_mean_all"]),
+            "amount_vs_category": _log_ratio(amount_log, hist["category_amount_mean_all"]),
+        }
+        std, mean = hist["category_amount_std_all"], hist["category_amount_mean_all"]
+        spread = np.where(std > 0, std, 1.0)
+        out["category_zscore"] = np.where(std > 0, (amount["amount_abs"] - mean) / spread, 0.0)
+        out["amount_vs_account_outflow_30d"] = _log_ratio(amount_log, hist["account_outflow_mean_30d"])
+        out["merchant_seen"] = (hist["merchant_txn_count_all"] > 0).astype(float)
+        for col, values in hist.items():
+            out[col] = np.sign(values) * np.log1p(np.abs(values)) if ("amount" in col or "account_" in col) else values
+        for pay, values in one_hot(columns["payment_method"], PAYMENTS).items():
+            out[f"payment_{pay}"] = values
+        merchants = merchant_keys(columns["merchant"])
+        same_merchant, repeats = batch_counts(columns["account_id"], merchants, days, signed)
+        out["same_day_merchant_rows"], out["same_day_exact_repeats"] = same_merchant, repeats
+        for cat, values in one_hot(columns["category"], self.model.categories).items():
+            out[f"category_{cat}"] = values
+        return np.column_stack([out[name] for name in self.model.feature_names])
+
+    def predict(self, columns: Mapping[str, np.ndarray], wanted: frozenset[str] | None = None
+                ) -> dict[str, np.ndarray]:
+        model = self.model
+        values = self.design(columns)
+        finite = np.isfinite(values).all()
+        raw = -(self.forest.score_samples(values) if finite else model.forest.score_samples(values))
+        parts: dict[str, Any] = {
+            "isolation_forest": np.searchsorted(model.forest_reference, raw, side="right")
+            / len(model.forest_reference)
+        }
+        if self.booster is not None:
+            parts["classifier"] = self.classify(values)
+        elif model.behaviour_max is not None:
+            parts["beyond_training"] = model.beyond_training(values)
+        score = model._mix(parts)
+        out = {"anomaly_score": np.clip(score, 0.0, 1.0), "risk_level": model.risk_level(score)}
+        if wanted is None or "top_factors" in wanted:
+            out["top_factors"] = np.asarray([json.dumps(f) if f else "[]" for f in self.factors(values, score)],
+                                            dtype=object)
+        return out
+
+    def factors(self, values: np.ndarray, score: np.ndarray) -> list[list[dict[str, Any]]]:
+        """``AnomalyModel._factors`` from the design matrix: the flagged rows' top three contributions."""
+        model = self.model
+        if self.booster is None:
+            return model.explain(values, score, model.robust_contributions)
+        return model.explain(values, score, model.contributions)

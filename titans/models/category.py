@@ -17,23 +17,40 @@ training time (each candidate fitted once per fold).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.compose import ColumnTransformer
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score
+from sklearn.metrics import confusion_matrix, f1_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import LabelEncoder, OneHotEncoder, StandardScaler
 
 from titans.errors import UserError
-from titans.models.common import CATEGORY_INPUTS, history_features, kfold_indices, request_features, request_frame
+from titans.features import spec
+from titans.features.keys import merchant_keys
+from titans.features.transaction import amount_arrays, calendar_arrays, epoch_days
+from titans.models import evaluation
+from titans.models.arrays import TEXT_CACHE_SIZE, TfidfRows, Unsupported, distinct, positions, stored_text
+from titans.models.common import (
+    CATEGORY_INPUTS,
+    history_features,
+    kfold_indices,
+    request_features,
+    request_frame,
+    time_split,
+)
 from titans.models.parallel import run_all
+from titans.models.recipe import TrainConfig, Trained, expense_training_set, fitted, label_ceiling, request_example
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +205,7 @@ def top_indices(proba: np.ndarray, k: int) -> np.ndarray:
 def top_k_outputs(proba: np.ndarray, class_names: list[str]) -> dict[str, np.ndarray]:
     """V2 outputs from class probabilities: best class, its probability, the top three of each row.
 
-    One function for the model's ``predict`` and the server's array path (``serving.fastpath``).
+    One function for the model's ``predict`` and the server's array path (``CategoryFast``, below).
     """
     classes = np.asarray(class_names, dtype=object)
     k = min(TOP_K, proba.shape[1])
@@ -301,6 +318,10 @@ class CategoryModel:
         """V2 outputs: best category, its probability, and the top three with probabilities."""
         return top_k_outputs(self.predict_proba(frame).to_numpy(), self.classes)
 
+    def array_predictor(self) -> CategoryFast:
+        """The serving array path over this fitted model (``CategoryFast``, below; raises ``Unsupported``)."""
+        return CategoryFast(self)
+
     def describe(self) -> dict[str, Any]:
         """What went into this model, for metadata.json."""
         return {
@@ -311,3 +332,270 @@ class CategoryModel:
             "history_defaults": "stored merchant features absent from the request take the feature "
             "catalogue's unseen-merchant defaults (count 0, dominant category 'none')",
         }
+
+
+
+# ------------------------------------------------------------------------------ training recipe
+def training_frame(clean: pd.DataFrame, client: Any, max_rows: int = 0, test_fraction: float = 0.2) -> pd.DataFrame:
+    """The expenses with the stored features of ``category_service`` (latest ``max_rows``)."""
+    return expense_training_set("category", SERVICE, clean, client, max_rows, test_fraction)
+
+
+def train(ts: pd.DataFrame, cfg: TrainConfig, plot_dir: Path) -> Trained:
+    """Candidates compete on the training window, the winner is scored on the holdout and refit on all rows."""
+    from titans.models import plots  # matplotlib: not in the serving image, which imports this module
+
+    def make() -> CategoryModel:
+        return CategoryModel(cv_folds=cfg.cv_folds, seed=cfg.seed, candidates=cfg.category_candidates)
+
+    train_rows, test = time_split(ts, cfg.test_fraction)
+    selector = make()
+    selector.select(train_rows, train_rows["category"])  # the competition, on the training window only
+
+    def winner() -> CategoryModel:
+        return replace(make(), candidates=(selector.chosen,), cv_scores=dict(selector.cv_scores),
+                       cv_rows=selector.cv_rows)
+
+    # The holdout model and the final refit on all rows (no second competition), side by side.
+    model, final = run_all([partial(fitted, winner(), train_rows, train_rows["category"]),
+                            partial(fitted, winner(), ts, ts["category"])])
+    pred = model.predict(test)["category"]
+    result = evaluation.category_metrics(test["category"].to_numpy(), pred, train_rows["category"].to_numpy())
+    result["model"] = model.describe()
+    ceiling = label_ceiling(cfg.data_dir)
+    if ceiling:
+        result["ceiling"] = ceiling
+        result["metrics"]["accuracy_ceiling"] = ceiling["accuracy"]
+    labels = sorted(set(test["category"].astype(str)) | set(np.asarray(pred, dtype=str)))
+    matrix = confusion_matrix(test["category"].astype(str), np.asarray(pred, dtype=str), labels=labels)
+    result["confusion_matrix"] = {"labels": labels, "matrix": matrix.tolist()}
+    figs = {"confusion matrix": plots.confusion(test["category"], pred, plot_dir / "category_confusion.png")}
+    return Trained(final, result, request_example(test, model.inputs), figs)
+
+
+# ------------------------------------------------------------------------------ array path (serving)
+class _LinearText:
+    """One TF-IDF block's contribution to a linear model's logits for one text."""
+
+    def __init__(self, rows: TfidfRows, coef: np.ndarray, weight: float):
+        self.rows = rows
+        self.coef = coef  # (width, n_classes) slice of coef_.T
+        self.weight = weight
+
+    def logits(self, text: str) -> np.ndarray:
+        indices, values = self.rows.row(text)
+        return (self.weight * values) @ self.coef[indices]
+
+
+class _TextLogits:
+    """Every linear TF-IDF block of one request text column, remembered per distinct value as sent.
+
+    Why per raw value: descriptions and merchants repeat, so a batch's work is one ``distinct``
+    and one gather per block; the design's own transformation (lowering, the merchant key)
+    runs once per new value. Block rows stay apart and are added block by block, in the
+    ColumnTransformer's order, so the sums are the ones the reference computes.
+    """
+
+    def __init__(self, source: str, prepare: Callable[[Any], str], parts: list[_LinearText], n_classes: int):
+        self.source = source
+        self.prepare = prepare
+        self.parts = parts
+        self.n_classes = n_classes
+        self._lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._index: dict[Any, int] = {}
+        self._table = np.empty((len(self.parts), 256, self.n_classes))
+
+    def add(self, logits: np.ndarray, raw: np.ndarray) -> None:
+        """``logits += `` each block's contribution for the rows of ``raw``."""
+        uniques, codes = distinct(raw)
+        with self._lock:
+            index = self._index
+            found = list(map(index.get, uniques))
+            if None in found:
+                if len(index) + len(uniques) > TEXT_CACHE_SIZE:
+                    self._reset()
+                    index = self._index
+                    found = [None] * len(uniques)
+                self._fill(uniques, found)
+            positions = np.asarray(found, dtype=np.intp)[codes]
+            table = self._table
+        for block in range(len(self.parts)):
+            logits += table[block][positions]
+
+    def _fill(self, uniques: list[Any], found: list[int | None]) -> None:
+        index = self._index
+        for i, value in enumerate(uniques):
+            if found[i] is not None:
+                continue
+            row = len(index)
+            if row == self._table.shape[1]:
+                grown = np.empty((len(self.parts), 2 * row, self.n_classes))
+                grown[:, :row] = self._table
+                self._table = grown
+            text = self.prepare(value)
+            for block, part in enumerate(self.parts):
+                self._table[block, row] = part.logits(text)
+            index[value] = found[i] = row
+
+
+def _lower(value: Any) -> str:
+    return value.lower()
+
+
+def _merchant_text(value: Any) -> str:
+    return merchant_keys([value])[0].replace("_", " ")
+
+
+# The category design's text columns: the request column each is made from and how (``_design``).
+CATEGORY_TEXT = {"desc": ("description", _lower), "merch": ("merchant", _merchant_text)}
+
+
+class CategoryFast:
+    """``titans.models.category.CategoryModel`` on arrays: its ColumnTransformer, then its classifier.
+
+    The logistic-regression candidates are evaluated as ``softmax(intercept + x @ coef)``
+    block by block (text blocks per distinct text); the XGBoost candidate gets the same
+    sparse design matrix the ColumnTransformer builds, through ``inplace_predict``.
+    """
+
+    def __init__(self, model: Any):
+
+
+        self.model = model
+        pipeline = model.pipeline
+        features, self.clf = pipeline.named_steps["features"], pipeline.named_steps["clf"]
+        if not features.sparse_output_:
+            raise Unsupported("category ColumnTransformer with dense output")
+        self.linear = isinstance(self.clf, LogisticRegression)
+        if not self.linear and not isinstance(self.clf, EncodedXGBClassifier):
+            raise Unsupported(f"category classifier {type(self.clf).__name__}")
+        coef_t = self.clf.coef_.T if self.linear else None
+        weights = features.transformer_weights or {}
+        self.width = sum(s.stop - s.start for s in features.output_indices_.values())
+        self.blocks: list[tuple[str, str, Any, float, slice, Any]] = []
+        for name, transformer, cols in features.transformers_:
+            if transformer == "drop" or (name == "remainder" and features.output_indices_[name].stop
+                                         == features.output_indices_[name].start):
+                continue
+            where = features.output_indices_[name]
+            weight = float(weights.get(name, 1.0) if weights.get(name) is not None else 1.0)
+            column = cols if isinstance(cols, str) else (cols[0] if len(cols) == 1 else None)
+            if isinstance(transformer, TfidfVectorizer) and isinstance(cols, str):
+                # The linear path remembers logits per raw text (_TextLogits): a second cache of the
+                # same texts' TF-IDF rows would never be read.
+                rows = TfidfRows(transformer, remember=not self.linear)
+                extra = _LinearText(rows, coef_t[where], weight) if self.linear else rows
+                self.blocks.append(("text", cols, extra, weight, where, transformer))
+            elif isinstance(transformer, OneHotEncoder) and column is not None:
+                if transformer.drop_idx_ is not None or getattr(transformer, "_infrequent_enabled", False) \
+                        or transformer.handle_unknown != "ignore":
+                    raise Unsupported("OneHotEncoder with drop, infrequent categories or unknown-error")
+                levels = {str(v): i for i, v in enumerate(transformer.categories_[0])}
+                self.blocks.append(("onehot", column, levels, weight, where, transformer))
+            elif isinstance(transformer, StandardScaler) and not isinstance(cols, str):
+                scaler = (transformer.mean_ if transformer.with_mean else None,
+                          transformer.scale_ if transformer.with_std else None, list(cols))
+                self.blocks.append(("scale", "", scaler, weight, where, transformer))
+            else:
+                raise Unsupported(f"category transformer {name} ({type(transformer).__name__})")
+        self.coef_t = coef_t
+        self.intercept = self.clf.intercept_ if self.linear else None
+        parts: dict[str, list[_LinearText]] = {}
+        for kind, column, extra, *_ in self.blocks:
+            if kind == "text":
+                if column not in CATEGORY_TEXT:
+                    raise Unsupported(f"category text column {column!r}")
+                parts.setdefault(column, []).append(extra)
+        self.text = {column: _TextLogits(*CATEGORY_TEXT[column], blocks, coef_t.shape[1])
+                     for column, blocks in parts.items()} if self.linear else {}
+
+    def design(self, columns: Mapping[str, np.ndarray], text: bool = True) -> dict[str, Any]:
+        """``titans.models.category._design`` on arrays (text as lists, numbers as float arrays).
+
+        ``text=False`` leaves the text columns out (the linear path reads them per distinct value).
+        """
+        n = len(columns["description"])
+        amount = amount_arrays(np.asarray(columns["amount"], dtype=np.float64))
+        calendar = calendar_arrays(epoch_days(columns["date"]))
+        texts = {name: [prepare(v) for v in columns[source]] for name, (source, prepare) in CATEGORY_TEXT.items()
+                 } if text else {}
+        return {
+            **texts,
+            "payment_method": columns["payment_method"],
+            "dominant": stored_text(columns, "merchant_dominant_category_90d", spec.UNSEEN_CATEGORY, n),
+            "amount_log": amount["amount_log"],
+            "weekday_sin": calendar["weekday_sin"],
+            "weekday_cos": calendar["weekday_cos"],
+            "day_of_month_sin": calendar["day_of_month_sin"],
+            "day_of_month_cos": calendar["day_of_month_cos"],
+            "is_month_end": calendar["is_month_end"].astype(float),
+        }
+
+    def _scaled(self, design: Mapping[str, Any], scaler: tuple) -> np.ndarray:
+        mean, scale, cols = scaler
+        values = np.column_stack([np.asarray(design[c], dtype=np.float64) for c in cols])
+        if mean is not None:
+            values -= mean
+        if scale is not None:
+            values /= scale
+        return values
+
+    def matrix(self, design: Mapping[str, Any]) -> sp.csr_matrix:
+        """The sparse matrix ``ColumnTransformer.transform`` returns (zeros dropped as its hstack does)."""
+        n = len(design["desc"])
+        parts = []
+        for kind, column, extra, weight, where, _ in self.blocks:
+            if kind == "text":
+                rows = extra.rows if isinstance(extra, _LinearText) else extra
+                block = rows.matrix(design[column]) * weight
+            elif kind == "onehot":
+                pos = positions(extra, design[column])
+                known = pos >= 0
+                block = sp.csr_matrix((np.full(known.sum(), weight), (np.flatnonzero(known), pos[known])),
+                                      shape=(n, where.stop - where.start))
+            else:
+                block = sp.csr_matrix(self._scaled(design, extra) * weight)
+            parts.append(block)
+        return sp.hstack(parts, format="csr")
+
+    def proba(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Class probabilities, classes in ``model.classes`` order."""
+        if not self.linear:
+            return self._xgb_proba(self.matrix(self.design(columns)))
+        design = self.design(columns, text=False)
+        n = len(columns["description"])
+        logits = np.tile(self.intercept, (n, 1))
+        added: set[str] = set()
+        for kind, column, extra, weight, where, _ in self.blocks:
+            if kind == "text":
+                if column not in added:  # all of the column's blocks, in block order
+                    added.add(column)
+                    self.text[column].add(logits, columns[self.text[column].source])
+            elif kind == "onehot":
+                pos = positions(extra, design[column])
+                known = np.flatnonzero(pos >= 0)
+                logits[known] += weight * self.coef_t[where][pos[known]]
+            else:
+                logits += (self._scaled(design, extra) * weight) @ self.coef_t[where]
+        if logits.shape[1] <= 2:  # binary: scikit-learn's expit path
+            from scipy.special import expit
+
+            positive = expit(logits[:, -1] if logits.shape[1] == 1 else logits[:, 1])
+            return np.column_stack([1 - positive, positive])
+        from sklearn.utils.extmath import softmax
+
+        return softmax(logits, copy=False)
+
+    def _xgb_proba(self, matrix: sp.csr_matrix) -> np.ndarray:
+        clf = self.clf
+        if clf.model_ is None:
+            return np.ones((matrix.shape[0], 1))
+        proba = clf.model_.get_booster().inplace_predict(matrix, validate_features=False)
+        return proba if proba.ndim == 2 else np.column_stack([1 - proba, proba])
+
+    def predict(self, columns: Mapping[str, np.ndarray], wanted: frozenset[str] | None = None
+                ) -> dict[str, np.ndarray]:
+        return top_k_outputs(self.proba(columns), self.model.classes)

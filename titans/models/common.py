@@ -1,4 +1,4 @@
-"""What the four models share: request parsing, feature assembly, time-ordered splits.
+"""What the transaction models share: request parsing, feature assembly, time-ordered splits.
 
 Why one module: every model's ``predict`` receives the same kind of frame (the V2 input
 names, plus whatever stored features the server or the Feast training set added), and must

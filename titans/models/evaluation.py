@@ -7,6 +7,7 @@ function returns flat ``{metric: value}`` (for MLflow and the gate) plus ``basel
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -156,27 +157,20 @@ def cashflow_metrics(bt: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-# Per task: the metrics a model must win on against every baseline, and whether higher is
-# better. A model is only worth serving if it beats the strongest simple rule on each of them:
-# comparing with one chosen baseline let a forecaster twice as bad as the plain mean through.
-GATED_METRICS: dict[str, tuple[tuple[str, bool], ...]] = {
-    "category": (("accuracy", True), ("macro_f1", True)),
-    "amount": (("mae", False),),
-    "anomaly": (("pr_auc", True),),
-    "cashflow": (("mae", False), ("mase", False)),
-    "recommend": (("recall_at_10", True), ("ndcg_at_10", True)),
-}
+def baseline_checks(gated: Sequence[tuple[str, bool]], metrics: dict[str, Any], baselines: dict[str, Any]
+                    ) -> list[dict[str, Any]]:
+    """One check per gated metric (``(name, higher is better)``): the model against the best baseline reporting it.
 
-
-def baseline_checks(task: str, metrics: dict[str, Any], baselines: dict[str, Any]) -> list[dict[str, Any]]:
-    """One check per gated metric: the model against the best baseline that reports it.
+    A model is only worth serving if it beats the strongest simple rule on each of its task's
+    gated metrics (``Task.gated_metrics``): comparing with one chosen baseline let a forecaster
+    twice as bad as the plain mean through.
 
     Each check names the deciding baseline (the strongest one), its value, every baseline's
     value, and ``passed`` (None when there is nothing to compare: the model's metric or every
     baseline's is missing, e.g. an unlabelled anomaly holdout).
     """
     checks = []
-    for metric, higher in GATED_METRICS[task]:
+    for metric, higher in gated:
         ours = metrics.get(metric)
         values = {name: vals[metric] for name, vals in baselines.items()
                   if isinstance(vals, dict) and isinstance(vals.get(metric), int | float)
@@ -191,9 +185,10 @@ def baseline_checks(task: str, metrics: dict[str, Any], baselines: dict[str, Any
     return checks
 
 
-def beats_baselines(task: str, metrics: dict[str, Any], baselines: dict[str, Any]) -> bool | None:
+def beats_baselines(gated: Sequence[tuple[str, bool]], metrics: dict[str, Any], baselines: dict[str, Any]
+                    ) -> bool | None:
     """True if the model beats its best baseline on every gated metric; None if not comparable."""
-    results = [c["passed"] for c in baseline_checks(task, metrics, baselines)]
+    results = [c["passed"] for c in baseline_checks(gated, metrics, baselines)]
     if any(r is False for r in results):
         return False
     return None if any(r is None for r in results) else True

@@ -26,7 +26,7 @@ its history, so serving needs no feature lookup per request.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,7 @@ from titans.errors import UserError
 from titans.features import spec
 from titans.features.transaction import epoch_days
 from titans.models.common import _as_text, time_split
+from titans.models.recipe import training_set
 
 SERVICE = "recommend_service"
 INPUTS = ("account_id", "k")
@@ -337,6 +338,10 @@ class RecommendModel:
         days = 0 if exclude is None or len(exclude) == 0 else int(np.asarray(exclude).ravel()[0])
         return self.recommend([str(a) for a in accounts], int(ks[0]), days)
 
+    def array_predictor(self) -> RecommendArrays:
+        """The serving array path: ``predict_arrays`` on the request columns, no DataFrame per request."""
+        return RecommendArrays(self)
+
     def describe(self) -> dict[str, Any]:
         return {
             "method": "logistic ranker over own recency/amount-weighted history, item-item cosine and "
@@ -373,3 +378,25 @@ def _cosine_neighbours(weights: sp.csr_matrix, keep: int) -> sp.csr_matrix:
         cut = np.partition(sim, -keep, axis=1)[:, -keep][:, None]
         sim = np.where(sim >= cut, sim, 0.0)
     return sp.csr_matrix(sim)
+
+
+def training_frame(clean: pd.DataFrame, client: Any, max_rows: int = 0, test_fraction: float = 0.2) -> pd.DataFrame:
+    """Account x merchant pairs at the reference days of ``interaction_entities``, with their stored features."""
+    return training_set(client, SERVICE, interaction_entities(clean, test_fraction))
+
+
+def reference_scores(model: RecommendModel, frame: pd.DataFrame) -> np.ndarray | None:
+    """The scores of every account's top 10: the prediction distribution of the drift reference."""
+    accounts = list(model.accounts or [])
+    return model.recommend(accounts, min(10, model.max_k))["scores"].ravel() if accounts else None
+
+
+class RecommendArrays:
+    """The array path of ``RecommendModel``: request columns straight into ``predict_arrays``."""
+
+    def __init__(self, model: RecommendModel):
+        self.model = model
+
+    def predict(self, columns: Mapping[str, np.ndarray], wanted: frozenset[str] | None = None
+                ) -> dict[str, np.ndarray]:
+        return self.model.predict_arrays(columns["account_id"], columns["k"], columns.get("exclude_recent_days"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from titans import tasks
 from titans.models.evaluation import baseline_checks, beats_baselines
 
 
@@ -22,13 +23,21 @@ def _fmt(v: Any) -> str:
 
 def beats_baseline(task: str, result: dict[str, Any]) -> bool | None:
     """Whether the model beats the best of its baselines on every gated metric (the gate's rule)."""
-    return beats_baselines(task, result["metrics"], result["baselines"])
+    gate = tasks.get(task).gate_for(result["metrics"])
+    return beats_baselines(gate.gated_metrics, result["metrics"], result["baselines"])
 
 
 def section(task: str, result: dict[str, Any], plots: dict[str, str]) -> str:
     """The task's part of the report: one verdict line per gated metric, naming the deciding baseline."""
     lines = [f"## {task}", ""]
-    for check in baseline_checks(task, result["metrics"], result["baselines"]):
+    gate = tasks.get(task).gate_for(result["metrics"])
+    if gate.name != "default":
+        lines += [f"Gate applied: **{gate.name}** ({', '.join(m for m, _ in gate.gated_metrics)} against the "
+                  "baselines" + (f"; bounds {dict(gate.minimum) | dict(gate.maximum)}" if gate.minimum or gate.maximum
+                                 else "") + ").", ""]
+    for note in result.get("notes", []):
+        lines += [note, ""]
+    for check in baseline_checks(gate.gated_metrics, result["metrics"], result["baselines"]):
         mark = {True: "beats", False: "does NOT beat", None: "cannot be compared with"}[check["passed"]]
         base = check["deciding_baseline"] or "any"
         lines.append(

@@ -12,11 +12,15 @@ one server's ``/metrics`` (counts since that process started, for a laptop witho
 from __future__ import annotations
 
 import math
+import time
 import urllib.request
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from prometheus_client.parser import text_string_to_metric_families
+
+from titans.canary.prometheus import PrometheusClient, PrometheusUnavailable, _label_value
 from titans.canary.psi import _category_sort_key
 from titans.errors import UserError
 
@@ -70,10 +74,6 @@ def drift_rows(counts: Iterable[tuple[Mapping[str, str], float]],
 
 def from_prometheus(base_url: str, model: str, window: str) -> list[DriftRow]:
     """Live counts over ``window`` summed across replicas, and the reference shares, from Prometheus."""
-    import time
-
-    from titans.canary.prometheus import PrometheusClient, PrometheusUnavailable, _label_value
-
     client = PrometheusClient(base_url)
     selector = f"{{model_name={_label_value(model)}}}"
     now = time.time()
@@ -88,8 +88,6 @@ def from_prometheus(base_url: str, model: str, window: str) -> list[DriftRow]:
 
 def from_metrics_url(url: str, model: str) -> list[DriftRow]:
     """Counts since start from one model server's ``/metrics`` (a laptop, no Prometheus)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
             text = response.read().decode("utf-8")

@@ -32,9 +32,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 
+from titans.data.ingest import ingest, read_clean
 from titans.errors import UserError
 from titans.monitoring.scoring_key import frame_keys
+from titans.settings import load_settings
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +87,6 @@ class LivePerformance:
 def _labels_dir(home_labels: Path | None) -> Path:
     if home_labels is not None:
         return Path(home_labels)
-    from titans.settings import load_settings
-
     return load_settings().home / "labels"
 
 
@@ -96,8 +97,6 @@ def ingest_labels(exports: Sequence[Path], labels_dir: Path | None = None) -> di
     and reasons are ingest's; the quarantined rows are kept under ``labels/quarantine``. The
     store is replaced atomically: a failure leaves the previous labels in place.
     """
-    from titans.data.ingest import ingest, read_clean
-
     target = _labels_dir(labels_dir)
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target, prefix=".ingest-") as scratch:
@@ -152,6 +151,7 @@ def holdout_from_mlflow(pairs: Sequence[tuple[str, str]], tracking_uri: str) -> 
     A version the registry does not know is left out: its live figures are still exported, with no
     holdout to compare, so no decay alert can fire for it.
     """
+    # Here, not at the top: MLflow takes seconds to import and grading against local model folders never needs it.
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -199,8 +199,6 @@ def push(results: Sequence[LivePerformance], gateway: str, namespace: str = "") 
     grouping labels to its series): prometheus-operator scopes an AlertmanagerConfig route to its
     own namespace, and an alert without that label would never reach the retraining trigger.
     """
-    from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
-
     registry = CollectorRegistry()
     labels = ["model_name", "model_version", "metric"]
     live = Gauge("titans_live_metric", "Live metric of a model version on delayed labels.", labels,

@@ -25,6 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from titans import tasks
+from titans.models.common import normalize_merchant, stored_columns
+
 REFERENCE_FILE = "drift_reference.json"
 FORMAT_VERSION = 1
 NUMERIC_BINS = 10
@@ -35,14 +38,6 @@ OTHER = "__other__"
 PREDICTION = "_prediction"  # the pseudo-feature holding the prediction distribution
 # Request inputs that are free text or timestamps: their raw values have no stable bins.
 UNBINNED_INPUTS = frozenset({"description", "date"})
-# Which output each task's prediction distribution is read from.
-PREDICTION_OUTPUT = {
-    "category": "category",
-    "amount": "amount",
-    "anomaly": "anomaly_score",
-    "cashflow": "net_amount",
-    "recommend": "scores",  # every recommended merchant's score (reference: the top 10 of each account)
-}
 # How many of the latest training rows the prediction distribution is computed on: the final
 # model scores them once at training time, and the latest rows are closest to what it will serve.
 PREDICTION_ROWS = 5000
@@ -165,28 +160,25 @@ def drift_features(task: str, columns: Sequence[str]) -> list[tuple[str, str]]:
     The V2 request inputs (minus free text and dates) come first, then the numeric stored
     features of the task's feature service that the training frame holds; at most
     ``MAX_FEATURES``. Why stored features too: a merchant's history shifting (a supplier
-    tripling its prices) is drift even when the request columns look the same.
+    tripling its prices) is drift even when the request columns look the same. A task served
+    from its own state (no feature lookup per request) is watched on its inputs only.
     """
-    from serving.enrich import feature_specs
-    from titans.model_dir import SIGNATURES
-
+    declared = tasks.get(task)
     present = set(columns)
     chosen: list[tuple[str, str]] = []
-    for name, datatype, _ in SIGNATURES[task]["inputs"]:
-        if name in UNBINNED_INPUTS or name not in present:
+    for tensor in declared.inputs:
+        if tensor.name in UNBINNED_INPUTS or tensor.name not in present:
             continue
-        chosen.append((name, "categorical" if datatype == "BYTES" else "numeric"))
-    if task not in ("cashflow", "recommend"):  # they serve from their own state: no stored columns at serving
-        for spec in feature_specs(f"{task}_service"):
-            if spec.datatype != "BYTES" and spec.name in present and all(spec.name != n for n, _ in chosen):
-                chosen.append((spec.name, "numeric"))
+        chosen.append((tensor.name, "categorical" if tensor.datatype == "BYTES" else "numeric"))
+    if declared.serving.stored_features:
+        for column in stored_columns(declared.feature_service):
+            if column.dtype != "string" and column.name in present and all(column.name != n for n, _ in chosen):
+                chosen.append((column.name, "numeric"))
     return chosen[:MAX_FEATURES]
 
 
 def build_reference(task: str, frame: pd.DataFrame, predictions: Any | None) -> DriftReference:
     """Bins of the training frame's drift features and of the final model's predictions."""
-    from titans.models.common import normalize_merchant
-
     bins = []
     for name, kind in drift_features(task, list(frame.columns)):
         values = frame[name]
@@ -195,8 +187,7 @@ def build_reference(task: str, frame: pd.DataFrame, predictions: Any | None) -> 
         bins.append(numeric_bins(name, values) if kind == "numeric" else categorical_bins(name, values))
     prediction = None
     if predictions is not None and len(predictions):
-        kind = "categorical" if task == "category" else "numeric"
-        prediction = (categorical_bins(PREDICTION, predictions) if kind == "categorical"
+        prediction = (categorical_bins(PREDICTION, predictions) if tasks.get(task).prediction_kind == "categorical"
                       else numeric_bins(PREDICTION, predictions))
     return DriftReference(task=task, rows=int(len(frame)), features=tuple(bins), prediction=prediction)
 
@@ -204,24 +195,17 @@ def build_reference(task: str, frame: pd.DataFrame, predictions: Any | None) -> 
 def reference_predictions(task: str, model: Any, frame: pd.DataFrame) -> np.ndarray | None:
     """The final model's predictions on the latest training rows (the prediction reference).
 
-    Anomaly scores are computed without the per-row factors (the costly part); the forecaster
-    forecasts every account it knows over its horizon.
+    A task may declare its own (``Task.reference_predictions``: the forecaster forecasts every
+    account it knows, the anomaly model scores without the costly per-row factors); otherwise
+    the model predicts the latest ``PREDICTION_ROWS`` rows and the task's ``drift_output`` is kept.
     """
-    if task == "cashflow":
-        accounts = list(getattr(model, "accounts", []) or [])
-        if not accounts:
-            return None
-        from titans.models.cashflow import MAX_HORIZON
-
-        return model.forecast(accounts, min(30, MAX_HORIZON))["net_amount"].to_numpy(dtype=np.float64)
-    if task == "recommend":
-        accounts = list(getattr(model, "accounts", []) or [])
-        return model.recommend(accounts, min(10, model.max_k))["scores"].ravel() if accounts else None
+    declared = tasks.get(task)
     latest = frame.sort_values("date", kind="stable").tail(PREDICTION_ROWS) if "date" in frame else frame
-    if task == "anomaly":
-        return np.clip(model._mix(model.component_scores(latest)), 0.0, 1.0)
-    output = model.predict(latest)
-    return np.asarray(output[PREDICTION_OUTPUT[task]])
+    if declared.reference_predictions is not None:
+        return declared.reference_predictions(model, latest)
+    if declared.drift_output is None:
+        return None
+    return np.asarray(model.predict(latest)[declared.drift_output])
 
 
 def dumps(reference: DriftReference) -> str:

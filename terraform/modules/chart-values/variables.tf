@@ -24,7 +24,7 @@ variable "image_digests" {
 }
 
 variable "models" {
-  description = "Per-model rollout settings, keyed by category, amount, anomaly, cashflow. canary_traffic_percent (0-100) is the newest revision's share; null sends it all traffic."
+  description = "Per-model rollout settings, keyed by task (the tasks titans.tasks declares: category, amount, anomaly, cashflow, recommend). canary_traffic_percent (0-100) is the newest revision's share; null sends it all traffic."
   type = map(object({
     version                = string
     canary_traffic_percent = optional(number)
@@ -33,15 +33,16 @@ variable "models" {
     enabled                = optional(bool, true)
   }))
   default = {
-    category = { version = "1" }
-    amount   = { version = "1" }
-    anomaly  = { version = "1" }
-    cashflow = { version = "1" }
+    category  = { version = "1" }
+    amount    = { version = "1" }
+    anomaly   = { version = "1" }
+    cashflow  = { version = "1" }
+    recommend = { version = "1" }
   }
 
   validation {
-    condition     = length(setsubtract(keys(var.models), ["category", "amount", "anomaly", "cashflow"])) == 0
-    error_message = "models keys must be among category, amount, anomaly, cashflow (docs/contracts.md)."
+    condition     = length(setsubtract(keys(var.models), ["category", "amount", "anomaly", "cashflow", "recommend"])) == 0
+    error_message = "models keys must be among category, amount, anomaly, cashflow, recommend (the tasks of titans.tasks)."
   }
 
   validation {

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from titans.cli.output import print_json
+from titans.data.layout import load_layout
 from titans.settings import load_settings
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from titans.cli import print_json
+    # Here, not at the top: numpy and pandas would load for every `titans` command.
     from titans.data.generate import SMALL_ACCOUNTS, GenerateConfig, write_csv
 
     out = Path(args.out) if args.out else load_settings().raw_dir / "transactions.csv"
@@ -27,11 +29,11 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from titans.cli import print_json
-    from titans.data.ingest import ingest
+    from titans.data.ingest import ingest  # here: pandas and pyarrow load only when ingest runs
 
     out = Path(args.out) if args.out else load_settings().data_dir
-    summary = ingest([Path(p) for p in args.input], out)
+    layout = load_layout(args.layout) if args.layout else None
+    summary = ingest([Path(p) for p in args.input], out, layout=layout, future_tolerance_days=args.future_days)
     if args.json:
         print_json(summary)
     else:
@@ -72,5 +74,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                      "reason, a data-quality report in JSON and Markdown. Idempotent.")
     ing.add_argument("--input", nargs="+", required=True, metavar="PATH", help="export files (CSV or parquet)")
     ing.add_argument("--out", help="output folder (default $TITANS_HOME/data)")
+    ing.add_argument("--layout", metavar="FILE",
+                     help="YAML layout of the exports: which header holds which field, date format, decimal "
+                          "separator, delimiter (see docs/layouts/); default: headers matched by name")
+    ing.add_argument("--future-days", type=float, default=None, metavar="DAYS",
+                     help="quarantine rows dated more than DAYS after now (default $TITANS_INGEST_FUTURE_DAYS or 7)")
     ing.add_argument("--json", action="store_true", help="print a JSON summary")
     ing.set_defaults(handler=_ingest)

@@ -4,7 +4,8 @@ Why a service of its own and not an Alertmanager feature: Alertmanager notifies 
 regrouping, HA peers) and knows nothing about a pipeline that takes an hour; the trigger turns those
 notifications into at most one run at a time (``trigger_policy``), on Kubeflow through the real
 ``kfp.Client`` with the compiled package, or on a laptop as ``titans pipeline run --local``.
-The new run's gate and canary decide what gets served, as for any other run.
+The new run's gate and canary decide what gets served, as for any other run. It lives in ``pipelines/``
+because it submits pipeline runs; the rule it applies (``titans.monitoring.trigger_policy``) stays in the core.
 
 Endpoints: ``POST /webhook`` (Alertmanager webhook format 4), ``GET /metrics`` (Prometheus text),
 ``GET /healthz``. Every decision is one log line and one increment of
@@ -25,6 +26,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
 
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+
+from pipelines.submit import build_submission, submit
 from titans.errors import UserError
 from titans.monitoring.trigger_policy import (
     DECISIONS,
@@ -67,7 +71,7 @@ def _bound_kfp_requests(seconds: int) -> None:
     a KFP API that accepts and never answers would hold the decision lock, and every later webhook, forever.
     The trigger is a process of its own, so patching the generated REST client's one entry point is contained.
     """
-    from kfp_server_api import rest
+    from kfp_server_api import rest  # here: kfp's client loads only when a KFP endpoint is used
 
     _KFP_TIMEOUT["seconds"] = seconds
     original = rest.RESTClientObject.request
@@ -87,6 +91,7 @@ def kfp_client(host: str, timeout_seconds: int = KFP_TIMEOUT_SECONDS) -> Any:
     Why explicit: with a host given, kfp.Client reads no token by itself; KF_PIPELINES_SA_TOKEN_PATH (the
     chart mounts a token with audience pipelines.kubeflow.org there) is only honoured through ``credentials``.
     """
+    # Here, not at the top: kfp takes a second to import and --local never needs it.
     import kfp
     from kfp.client import KF_PIPELINES_SA_TOKEN_ENV, ServiceAccountTokenVolumeCredentials
 
@@ -103,8 +108,6 @@ class KfpRunner:
 
     def __init__(self, host: str, package: Path, experiment: str, params: dict[str, Any],
                  timeout_seconds: int = KFP_TIMEOUT_SECONDS) -> None:
-        from pipelines.submit import build_submission
-
         if REASON_PARAM in params:
             raise UserError(f"--param {REASON_PARAM}: set by the trigger from the alert, not by hand")
         # Checked now, not at the first alert: a missing package or an unknown parameter stops the start.
@@ -120,8 +123,6 @@ class KfpRunner:
         return self._client
 
     def submit(self, reason: str, run_name: str) -> str:
-        from pipelines.submit import build_submission, submit
-
         submission = build_submission(self.package, self.experiment, self.params | {REASON_PARAM: reason}, None,
                                       run_name)
         run_id = submit(self.host, submission, client=self.client).get("run_id")
@@ -191,8 +192,6 @@ class RetrainTrigger:
     """The policy, its state file and a runner, behind one lock: notifications are decided one at a time."""
 
     def __init__(self, runner: PipelineRunner, policy: TriggerPolicy, state_file: Path) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge
-
         self.runner, self.policy, self.state_file = runner, policy, state_file
         self.state = TriggerState.load(state_file)
         self._lock = threading.Lock()
@@ -248,8 +247,6 @@ class RetrainTrigger:
 
 
 def _handler(trigger: RetrainTrigger) -> type[BaseHTTPRequestHandler]:
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
     class Handler(BaseHTTPRequestHandler):
         server_version = "titans-retrain-trigger"
 

@@ -13,6 +13,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from titans.canary.policy import describe_policy
+from titans.cli.output import print_json
 from titans.errors import UserError
 
 # Flag -> policy field; flags given on the command line override a --policy file.
@@ -40,8 +44,6 @@ def load_policy(path: str, args: argparse.Namespace) -> dict[str, Any]:
     """Policy values from a YAML/JSON file, then the flags that were given."""
     values: dict[str, Any] = {}
     if path:
-        import yaml
-
         policy_file = Path(path)
         if not policy_file.is_file():
             raise UserError(f"policy file {path} does not exist")
@@ -61,8 +63,6 @@ def load_policy(path: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def register(subparsers: Any) -> None:
     """Add ``canary analyze`` to the ``titans`` parser."""
-    from titans.canary.policy import describe_policy
-
     canary = subparsers.add_parser("canary", help="canary analysis: promote, hold or roll back on Prometheus evidence")
     verbs = canary.add_subparsers(dest="canary_command", metavar="ACTION", required=True)
     analyze = verbs.add_parser(
@@ -119,8 +119,8 @@ def register(subparsers: Any) -> None:
 
 
 def _analyze(args: argparse.Namespace) -> int:
+    # Here, not at the top: the analysis loads scipy and the Kubernetes client, which every `titans` command would pay.
     from titans.canary.analyze import analyze_canary
-    from titans.cli import print_json
 
     summary = analyze_canary(
         model_name=args.model,

@@ -12,6 +12,11 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from pipelines.submit import parse_params
+from titans.errors import UserError
+from titans.monitoring.trigger_policy import DEFAULT_ALERTS, TriggerPolicy
+from titans.settings import load_settings
+
 DEFAULT_LISTEN = "127.0.0.1:9097"
 DEFAULT_COOLDOWN = 6 * 3600
 
@@ -34,12 +39,9 @@ def _stop(signum: int, frame: Any) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    # Here, not at the top: kfp (compile) and prometheus_client (the server) load only when the trigger runs.
     from pipelines.compile import TRAINING_YAML
-    from pipelines.submit import parse_params
-    from titans.errors import UserError
-    from titans.monitoring.retrain_trigger import KfpRunner, LocalRunner, RetrainTrigger, make_server, parse_listen
-    from titans.monitoring.trigger_policy import DEFAULT_ALERTS, TriggerPolicy
-    from titans.settings import load_settings
+    from pipelines.retrain_trigger import KfpRunner, LocalRunner, RetrainTrigger, make_server, parse_listen
 
     if bool(args.kfp_host) == bool(args.local):
         raise UserError("give exactly one of --kfp-host URL (Kubeflow Pipelines) or --local (this machine)")

@@ -12,6 +12,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from titans.cli.output import print_json
+from titans.deploy import deploy, render_inference_service
+
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="InferenceService name, e.g. titans-category")
@@ -60,11 +65,6 @@ def register(subparsers: Any) -> None:
 
 
 def _render(args: argparse.Namespace) -> int:
-    import yaml
-
-    from titans.cli import print_json
-    from titans.deploy import render_inference_service
-
     manifest = render_inference_service(
         args.model,
         args.version,
@@ -90,9 +90,6 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _apply(args: argparse.Namespace) -> int:
-    from titans.cli import print_json
-    from titans.deploy import deploy
-
     summary = deploy(
         args.model,
         args.version,

@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from titans.cli.output import print_json
 from titans.settings import load_settings
 
 _PLURAL = {"merchant": "merchants", "category": "categories", "account_id": "accounts"}
 
 
 def _build(args: argparse.Namespace) -> int:
-    from titans.cli import print_json
-    from titans.features.build import build_features
+    from titans.features.build import build_features  # here: Feast and pandas load only when a build runs
 
     data_dir = args.data or load_settings().data_dir
 
@@ -27,6 +27,7 @@ def _build(args: argparse.Namespace) -> int:
         f"feature repo: {summary['repo_path']} ({summary['online_store']} online, "
         f"{summary['offline_store']} offline, as of {summary['as_of']})"
     )
+    print(f"store built: {summary['feature_store_yaml']} (open it with: {summary['feast_cli']})")
     for name, view in summary["feature_views"].items():
         rows = (
             f"{view['rows']} rows, {view['entities']} {_PLURAL.get(view['entity_key'], view['entity_key'])}"

@@ -1,0 +1,129 @@
+"""One ingest at a time per output folder, and the staging folders of killed runs cleared away.
+
+Why a lock on the output folder as well as the home's (``titans.home_lock``): two runs from two
+TITANS_HOMEs can name one ``--out``; each read the table's ids before the other published and added
+the same rows as new, so the clean table held every row twice. The lock is an ``flock`` on the
+folder itself (the kernel releases it when the holder dies, and no lock file is left among the
+outputs); while it is held, a small file in the folder names the holder for the waiting run's message.
+
+Why clear staging folders: a run stages its outputs in ``.staging-<run>-<pid>`` and moves them into
+place at the end; a killed run left its folder behind for good. Under the lock, a staging folder
+whose process is gone can belong to no running ingest, so the next run removes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from titans import home_lock
+from titans.errors import UserError
+
+log = logging.getLogger(__name__)
+
+HOLDER_FILE = ".ingest-holder.json"
+STAGING_PREFIX = ".staging-"
+
+
+def prepare(out: Path) -> Path:
+    """Create the output folder, or say in one line why it cannot be used."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder; --out names the folder ingest writes into")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UserError(f"{out}: the output folder is not writable")
+    return out
+
+
+def _wait_seconds() -> float:
+    raw = os.environ.get(home_lock.WAIT_ENV, "")
+    if not raw:
+        return home_lock.DEFAULT_WAIT_S
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        raise UserError(f"{home_lock.WAIT_ENV}={raw!r}: expected a number of seconds") from None
+
+
+@contextlib.contextmanager
+def hold(out: Path, command: str) -> Iterator[Path]:
+    """Hold ``out`` for the block: wait for another ingest into it (``TITANS_LOCK_WAIT``), or stop naming it."""
+    prepare(out)
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        _acquire(fd, out, command)
+        holder = out / HOLDER_FILE
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
+                "since": datetime.now(UTC).isoformat(timespec="seconds")}
+        try:
+            holder.write_text(json.dumps(info))
+        except OSError as exc:
+            raise UserError(f"{out}: cannot write into the output folder ({exc.strerror or exc})") from None
+        try:
+            yield out
+        finally:
+            holder.unlink(missing_ok=True)
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
+def _acquire(fd: int, out: Path, command: str) -> None:
+    wait = _wait_seconds()
+    deadline = time.monotonic() + wait
+    announced = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        info = home_lock.holder(out / HOLDER_FILE)
+        if time.monotonic() >= deadline:
+            raise UserError(f"{out} is being written by {home_lock.describe(info)}; {command!r} did not start "
+                            f"(waited {wait:g} s; set {home_lock.WAIT_ENV} to wait longer)")
+        if not announced:
+            print(f"titans: waiting for {out}: being written by {home_lock.describe(info)}", file=sys.stderr,
+                  flush=True)
+            announced = True
+        time.sleep(home_lock.POLL_S)
+
+
+def _process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def remove_stale_staging(out: Path) -> list[str]:
+    """Remove staging folders whose process is gone (call while holding ``out``); returns their names.
+
+    A folder named with this process's own pid is stale too: this run has not staged anything yet,
+    so it is a leftover of an earlier process that had the same pid (common in containers).
+    """
+    removed = []
+    for folder in sorted(out.glob(f"{STAGING_PREFIX}*")):
+        pid = folder.name.rsplit("-", 1)[-1]
+        if not folder.is_dir() or not pid.isdigit():
+            continue
+        if int(pid) == os.getpid() or _process_gone(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder.name)
+            log.info("removed %s: left by a run that no longer exists", folder)
+    return removed

@@ -1,0 +1,105 @@
+"""What every training recipe shares: its knobs, what it returns, and the Feast training-set helpers.
+
+Why a module of its own: each model module owns its recipe (``train(ts, cfg, plot_dir)``), and
+``titans.train`` only orchestrates; the recipes need the same configuration object and the same
+few helpers without importing the orchestrator above them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pandas as pd
+
+from titans.errors import UserError
+from titans.models.common import expenses
+
+log = logging.getLogger("titans.train")
+
+# Transaction tasks refuse to train on fewer expense rows than this.
+MIN_EXPENSE_ROWS = 20
+
+
+@dataclass
+class TrainConfig:
+    """Knobs; defaults are the real sizes, tests pass smaller ones."""
+
+    test_fraction: float = 0.2
+    cv_folds: int = 5
+    n_estimators: int = 300
+    category_candidates: tuple[str, ...] = ("logreg_c10", "xgboost")
+    backtest_origins: int = 4
+    horizon_days: int = 30
+    max_train_rows: int = 200_000
+    # Lower caps per task, each read off bench/results/learning-curve.md (the holdout metric flat beyond it).
+    task_max_rows: dict[str, int] = field(default_factory=lambda: {"category": 50_000})
+    seed: int = 0
+    register: bool = True
+    build_features: bool = False
+    tracking_uri: str | None = None
+    gate_config: str | None = None
+    out_dir: Path | None = None
+    data_dir: Path | None = None  # ingest output; its data-quality report may state a label ceiling
+    feature_repo: str | None = None
+    extra_lineage: dict[str, Any] = field(default_factory=dict)
+
+
+class Trained(NamedTuple):
+    """A recipe's result: the final model (refit on all rows), the holdout result, a request example, plots."""
+
+    model: Any
+    result: dict[str, Any]
+    example: pd.DataFrame
+    plots: dict[str, Path]
+
+
+def fitted(model: Any, frame: pd.DataFrame, *target: Any) -> Any:
+    """``model.fit(frame, *target)``: a picklable call for ``run_all``, which returns the fitted model."""
+    return model.fit(frame, *target)
+
+
+def request_example(frame: pd.DataFrame, inputs: tuple[str, ...]) -> pd.DataFrame:
+    """Three holdout rows as a V2 request would carry them (dates as text): MLflow's input example."""
+    ex = frame[list(inputs)].head(3).copy()
+    if "date" in ex:
+        ex["date"] = pd.to_datetime(ex["date"]).dt.strftime("%Y-%m-%d")
+    return ex.reset_index(drop=True)
+
+
+def label_ceiling(data_dir: Path | None) -> dict[str, Any] | None:
+    """The category accuracy ceiling the data-quality report states (generated data), if any."""
+    report = Path(data_dir) / "reports" / "data_quality.json" if data_dir else None
+    if report is None or not report.is_file():
+        return None
+    return json.loads(report.read_text()).get("category_accuracy_ceiling")
+
+
+def training_set(client: Any, service: str, rows: pd.DataFrame) -> pd.DataFrame:
+    """The Feast training set of ``service`` for entity ``rows`` (their ``date`` is the event time)."""
+    entities = rows.copy()
+    entities["event_timestamp"] = entities["date"]
+    result = client.training_set(service, entities)
+    if len(result) != len(rows):
+        raise RuntimeError(f"{service}: training set has {len(result)} rows for {len(rows)} entity rows")
+    return result
+
+
+def expense_training_set(task: str, service: str, clean: pd.DataFrame, client: Any, max_rows: int = 0,
+                         test_fraction: float = 0.2) -> pd.DataFrame:
+    """The training set of a transaction task: the latest ``max_rows`` expenses with their features.
+
+    Why a cap: text models and boosted trees cost more than linearly in rows, and at a
+    million transactions the most recent few hundred thousand carry the current vocabulary
+    and prices; the holdout is the latest 20% either way.
+    """
+    rows = expenses(clean)
+    if len(rows) < MIN_EXPENSE_ROWS:
+        raise UserError(f"{task}: need at least {MIN_EXPENSE_ROWS} expense rows, found {len(rows)}")
+    if max_rows and len(rows) > max_rows:
+        log.info("%s: training on the latest %d of %d expenses", task, max_rows, len(rows))
+        rows = rows.sort_values("date", kind="stable").tail(max_rows)
+    return training_set(client, service, rows)
