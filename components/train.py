@@ -73,6 +73,6 @@ def train_model(
     model.metadata.update({"registered_name": summary.get("registered_name"), "version": summary.get("version"),
                            "alias": summary.get("alias"), "task": task})
     keep = ("task", "skipped", "metrics", "baselines", "beats_baseline", "registered_name", "version", "alias",
-            "gate", "model_uri", "seconds")
+            "crown", "gate", "model_uri", "seconds")
     # model_artifact: where the deploy step finds the folder to publish on a laptop (kfp.local shares the path).
     return json.dumps({k: summary.get(k) for k in keep} | {"model_artifact": model.path}, default=str)

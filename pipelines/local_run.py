@@ -213,8 +213,9 @@ def run_local(data: list[str] | None = None, rows: int = 20000, accounts: int = 
         "data": ingest,
         "metrics": [dict(zip(("model", "metric", "ours", "baselines"), row, strict=True))
                     for row in metric_rows(summaries)],
-        "models": {t: {k: s.get(k) for k in ("registered_name", "version", "alias", "gate", "skipped")}
-                   for t, s in summaries.items()},
+        # The alias after the run: the deploy step moves champion to what it deployed.
+        "models": {t: {k: s.get(k) for k in ("registered_name", "version", "gate", "skipped")}
+                   | {"alias": (deployed.get(t) or {}).get("alias") or s.get("alias")} for t, s in summaries.items()},
         "deployments": deployed,
         "reports": {"gate": str(run_dir / "gate-report" / "report"), "data_quality": ingest.get("report_md"),
                     "training": {task: str(path) for task, path in reports.items()}},

@@ -16,4 +16,7 @@ SMALL_TRAIN_SETTINGS: dict[str, Any] = {
     "category_candidates": ("logreg_c10",),
     "backtest_origins": 2,
     "horizon_days": 14,
+    # These suites test the learned models' serving (their array paths, their internals); at these sizes a
+    # baseline rule can win the holdout and would be served in their place (tests/models/test_served_baselines.py).
+    "serve_baselines": False,
 }

@@ -36,9 +36,10 @@ def gate_markdown(summaries: dict[str, dict[str, Any]]) -> str:
     lines = ["# Training run: models against baselines", "", "| model | metric | ours | baselines |",
              "|---|---|---:|---|"]
     lines += [f"| {t} | {m} | {o} | {b} |" for t, m, o, b in metric_rows(summaries)]
-    lines += ["", "## Gate decisions", "", "| model | version | alias | reasons |", "|---|---|---|---|"]
+    lines += ["", "## Gate decisions", "", "Promoted versions become `champion` once the deploy step deploys them.",
+              "", "| model | version | decision | reasons |", "|---|---|---|---|"]
     for task, s in summaries.items():
         reasons = "; ".join((s.get("gate") or {}).get("reasons", [])) or "-"
-        version, alias = s.get("version") or "-", s.get("alias") or "-"
-        lines.append(f"| {s.get('registered_name', task)} | {version} | {alias} | {reasons} |")
+        version, decision = s.get("version") or "-", (s.get("gate") or {}).get("decision") or "-"
+        lines.append(f"| {s.get('registered_name', task)} | {version} | {decision} | {reasons} |")
     return "\n".join(lines) + "\n"

@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from titans import deploy
+from titans import deploy, registry
 from titans.settings import load_settings
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,10 @@ def publish_trained(summary: dict[str, Any], models_dir: Path) -> dict[str, Any]
         published = publish_model_dir(staged, task, models_dir)
         why = "gate passed" if gate else "not registered (no gate)"
         log.info("%s: published %s (%s)", task, published, why)
-        return {"model_dir": str(published), "published": True, "publish_reason": why}
+        out = {"model_dir": str(published), "published": True, "publish_reason": why}
+        if summary.get("crown"):  # published: now champion may name it
+            out["alias"] = registry.crown(summary["registered_name"], summary["version"])
+        return out
     candidate = publish_model_dir(staged, task, models_dir / "_candidates")
     log.info("%s: gate rejected; %s kept as it was, candidate in %s", task, models_dir / task, candidate)
     return {"model_dir": str(candidate), "published": False,
@@ -143,4 +146,8 @@ def deploy_promoted(summaries: dict[str, dict[str, Any]], model_paths: dict[str,
         local = publish_model_dir(source, task) if outcome.get("action") == "manifest-written" else None
         results[task] = {"local_model_dir": str(local) if local else None, "stable_version": stable or None,
                          **outcome}
+        # Deployed: now ``champion`` may name it (with champion_after_canary the canary analysis moves it).
+        if summary.get("crown"):
+            results[task]["alias"] = (registry.crown(name, str(summary["version"])) if problem is None
+                                      else f"challenger (champion not moved: {problem})")
     return results

@@ -226,6 +226,15 @@ def champion(name: str) -> tuple[str | None, dict[str, Any] | None]:
     return str(mv.version), dict(run.data.metrics)
 
 
+def crown(name: str, version: str) -> str:
+    """Move ``champion`` to a deployed version (the gate promoted it; the deploy went through); the alias."""
+    from mlflow import MlflowClient
+
+    MlflowClient().set_registered_model_alias(name, CHAMPION, str(version))
+    log.info("%s v%s: champion (deployed)", name, version)
+    return CHAMPION
+
+
 def record_skipped(task: str, reason: str, lineage: dict[str, Any]) -> str:
     """An MLflow run for a task its data could not train (tags ``status=skipped``, ``skipped_reason``); its id."""
     import mlflow
@@ -298,19 +307,19 @@ def log_and_register(
                                   lineage={"mlflow_run_id": run.info.run_id, "model_uri": f"models:/{name}/{version}"})
         client.log_model_artifact(info.model_id, str(model_path / model_dir.METADATA),
                                   artifact_path=f"artifacts/{model_path.name}")
-        crowned = decision.promote and not gate.champion_after_canary
-        if crowned:
-            client.set_registered_model_alias(name, CHAMPION, version)
-        elif decision.promote:
+        # ``champion`` moves only once the version is deployed (``crown``, called by the deploy step or
+        # ``titans train``'s publish), so the alias never names a version that is not served.
+        crown_after_deploy = decision.promote and not gate.champion_after_canary
+        if decision.promote and gate.champion_after_canary:
             client.set_model_version_tag(name, version, "champion_deferred", "until full canary promotion")
         log.info("%s v%s: %s (%s)", name, version, decision.decision, "; ".join(decision.reasons))
-        aliases = [CHALLENGER] + ([CHAMPION] if crowned else [])
         return {
             "registered_name": name,
             "version": version,
-            "alias": CHAMPION if crowned else CHALLENGER,
+            "alias": CHALLENGER,
             "deploy": decision.promote,
-            "aliases": aliases,
+            "crown": crown_after_deploy,
+            "aliases": [CHALLENGER],
             "run_id": run.info.run_id,
             "model_uri": f"models:/{name}/{version}",
             "gate": decision.as_dict(),

@@ -171,7 +171,7 @@ def _drift_reference(task: str, model: Any, ts: pd.DataFrame) -> str:
 
 
 # Keys of a model's description worth an MLflow param (whichever the model reports).
-_PARAM_KEYS = ("chosen_candidate", "blend_weight", "interval", "supervised", "unsupervised_weight",
+_PARAM_KEYS = ("kind", "chosen_candidate", "blend_weight", "interval", "supervised", "unsupervised_weight",
                "interval_source", "similarity_weight", "popularity_weight")
 
 

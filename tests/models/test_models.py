@@ -208,7 +208,10 @@ def test_gate_moves_champion_only_when_rules_pass(trained, tmp_path: Path) -> No
         promoted = registry.log_and_register(
             "category", "titans-category", path, {"metrics": result["metrics"], "baselines": result["baselines"]},
             {}, result["lineage"], example, [], registry.GateConfig())
-        assert promoted["gate"]["decision"] == "promoted"
+        assert promoted["gate"]["decision"] == "promoted" and promoted["crown"]
+        # champion moves when the version is deployed (the deploy step, or titans train's publish), not at the gate.
+        assert str(client.get_model_version_by_alias("titans-category", "champion").version) == cat["version"]
+        registry.crown("titans-category", promoted["version"])
         assert str(client.get_model_version_by_alias("titans-category", "champion").version) == promoted["version"]
         served = mlflow.pyfunc.load_model("models:/titans-category@champion").predict(example)
         assert list(served["category"])[0] == "fuel"
@@ -218,7 +221,8 @@ def test_gate_moves_champion_only_when_rules_pass(trained, tmp_path: Path) -> No
         deferred = registry.log_and_register(
             "category", "titans-category", path, {"metrics": result["metrics"], "baselines": result["baselines"]},
             {}, result["lineage"], example, [], registry.GateConfig.load(deferred_cfg))
-        assert deferred["gate"]["promote"] and deferred["deploy"] and deferred["alias"] == "challenger"
+        assert deferred["gate"]["promote"] and deferred["deploy"] and not deferred["crown"]
+        assert deferred["alias"] == "challenger"
         assert str(client.get_model_version_by_alias("titans-category", "champion").version) == promoted["version"]
         assert "champion_deferred" in client.get_model_version("titans-category", deferred["version"]).tags
     finally:

@@ -95,12 +95,14 @@ def test_a_toy_task_trains_is_gated_registered_served_and_listed(
         server.wait(timeout=30)
         log.close()
 
-    # Listed by the pipeline: its own training step and canary analysis, and an entry in the gate's map.
+    # Listed by the pipeline: an iteration of the training loop (whose summaries the gate collects) and a canary.
     out = tmp_path / "pipeline.yaml"
     subprocess.run([sys.executable, "-m", "titans.cli", "pipeline", "compile", "--out", str(out)],
                    cwd=REPO_ROOT, env=_env(), check=True, capture_output=True, timeout=300)
     spec = next(yaml.safe_load_all(out.read_text()))  # the pipeline spec; the platform spec follows
-    names = {t["taskInfo"]["name"] for t in spec["root"]["dag"]["tasks"].values()}
-    assert "train toy" in names
-    gate = next(t for t in spec["root"]["dag"]["tasks"].values() if t["taskInfo"]["name"] == "evaluate and gate")
-    assert "toy" in json.dumps(gate["inputs"])
+    root = spec["root"]["dag"]["tasks"]
+    loop = next(t for t in root.values() if t["taskInfo"]["name"] == "train-each-task")
+    assert json.loads(loop["parameterIterator"]["items"]["raw"])[-1] == "toy"
+    canaries = next(t for t in root.values() if t["taskInfo"]["name"] == "canary-evidence-configured")
+    inside = spec["components"][canaries["componentRef"]["name"]]["dag"]["tasks"].values()
+    assert "canary toy" in {t["taskInfo"]["name"] for t in inside}

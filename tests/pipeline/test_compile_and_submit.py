@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from kfp_api_double import kfp_api_double
 
 from pipelines.compile import TRAINING_YAML, compile_training
 from pipelines.submit import build_submission, submit
+from titans import tasks as titans_tasks
 from titans.errors import UserError
 
 
@@ -25,19 +27,21 @@ def test_committed_ir_is_fresh_and_a_pipeline_spec(fresh: Path) -> None:
     spec_doc, platform_doc = yaml.safe_load_all(fresh.read_text())
     spec = json_format.ParseDict(spec_doc, pipeline_spec_pb2.PipelineSpec())
     tasks = spec.root.dag.tasks
-    trains = [t for t in tasks if t.startswith("train-model")]
-    assert len(trains) == 5
-    assert {tasks[t].inputs.parameters["task"].runtime_value.constant.string_value for t in trains} == {
-        "category", "amount", "anomaly", "cashflow", "recommend"}
-    # The five trainings depend only on data and features, so they run in parallel on a cluster.
-    assert all(set(tasks[t].dependent_tasks) == {"ingest-data", "build-features"} for t in trains)
-    assert sorted(tasks["deploy-models"].dependent_tasks) == sorted(["gate-report", *trains])
+    # One training per declared task: the iterations of one loop over the registry's names.
+    loop = next(name for name, task in tasks.items() if task.task_info.name == "train-each-task")
+    assert json.loads(tasks[loop].parameter_iterator.items.raw) == list(titans_tasks.names())
+    # The trainings depend only on data and features, so they run in parallel on a cluster.
+    assert set(tasks[loop].dependent_tasks) == {"ingest-data", "build-features"}
+    # The gate collects every iteration's summary; deploy reads the gate's map, nothing else.
+    assert tasks["gate-report"].inputs.parameters["summaries"].task_output_parameter.producer_task == loop
+    assert list(tasks["deploy-models"].dependent_tasks) == ["gate-report"]
+    loop_tasks = spec.components[tasks[loop].component_ref.name].dag.tasks
     assert {"rows", "small_accounts", "source_uri", "canary_percent", "mlflow_tracking_uri", "gate_config"} <= set(
         spec.root.input_definitions.parameters)
     # Cluster settings compiled in: retries, the data volume and optional credential Secrets.
     assert tasks["ingest-data"].retry_policy.max_retry_count == 2
     # Training registers a version: a retry would register (and gate) a second one.
-    assert tasks["train-model"].retry_policy.max_retry_count == 0
+    assert loop_tasks["train-model"].retry_policy.max_retry_count == 0
     executor = platform_doc["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train-model"]
     assert executor["pvcMount"][0]["mountPath"] == "/var/titans"
     assert {s["secretName"] for s in executor["secretAsEnv"]} == {"titans-mlflow-credentials",

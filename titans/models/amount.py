@@ -36,6 +36,7 @@ from titans.errors import UserError
 from titans.features.keys import merchant_keys
 from titans.features.transaction import calendar_arrays, epoch_days
 from titans.models import evaluation
+from titans.models.amount_baseline import CategoryMedianAmount
 from titans.models.arrays import TEXT_CACHE_SIZE, TfidfRows, Unsupported, distinct, one_hot, stored_numeric
 from titans.models.common import (
     AMOUNT_INPUTS,
@@ -54,6 +55,8 @@ log = logging.getLogger(__name__)
 SERVICE = "amount_service"
 PAYMENTS = ("credit_card", "debit_card", "bank_transfer", "cash", "check", "paypal", "other", "unknown")
 BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+# What the model must beat the category median on (the task's gated metrics).
+GATED_METRICS = (("mae", False),)
 SIMILARITY_CELLS = 4_000_000  # dense similarity block of the prior: 32 MB of float64
 
 
@@ -399,8 +402,20 @@ def train(ts: pd.DataFrame, cfg: TrainConfig, plot_dir: Path) -> Trained:
     model, final = run_all([partial(fitted, make(), train_rows, train_rows["spend"]),
                             partial(fitted, make(), ts, ts["spend"])])
     pred = model.predict(test)
-    result = evaluation.amount_metrics(test["spend"].to_numpy(), pred, test["category"].to_numpy(), train_rows)
+    y, categories = test["spend"].to_numpy(), test["category"].to_numpy()
+    result = evaluation.amount_metrics(y, pred, categories, train_rows)
     result["model"] = model.describe()
+    if cfg.serve_baselines and evaluation.beats_baselines(GATED_METRICS, result["metrics"],
+                                                          result["baselines"]) is False:
+        # The category median beats the learned model on this data: serve the rule, and say so.
+        learned = evaluation.regression_scores(y, pred["amount"])
+        pred = CategoryMedianAmount().fit(train_rows).predict(test)
+        result = evaluation.amount_metrics(y, pred, categories, train_rows)
+        result["baselines"] = {"learned_model": learned}
+        final = CategoryMedianAmount().fit(ts)
+        result["model"] = final.describe()
+        result["notes"] = ["Served: the **category median** baseline, because it beat the learned model on the "
+                           "holdout; the model's figures are the learned_model row."]
     figs = {"residuals": plots.residuals(test["spend"], pred["amount"], plot_dir / "amount_residuals.png",
                                           "Amount: holdout predictions")}
     return Trained(final, result, request_example(test, model.inputs), figs)

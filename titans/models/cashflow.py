@@ -30,6 +30,7 @@ from titans.features.transaction import calendar_arrays, calendar_features
 from titans.models import evaluation
 from titans.models.arrays import dense_predictor
 from titans.models.common import CASHFLOW_INPUTS, _as_text
+from titans.models.forecast_baselines import BaselineForecaster, error_quantiles
 from titans.models.recipe import TrainConfig, Trained, training_set
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,10 @@ EXTRA_LAGS = ("net_lag_7", "net_lag_14", "net_lag_28", "net_same_day_last_month"
 CALENDAR = ("weekday", "day_of_month", "is_month_start", "is_month_end", "day_of_month_sin", "day_of_month_cos")
 FEATURES = CALENDAR + STORE_LAGS + EXTRA_LAGS
 MAX_HORIZON = 90
+# What the forecaster must beat every baseline on (the task's gated metrics), and the metric that picks
+# the baseline served in its place when it does not.
+GATED_METRICS = (("mae", False), ("mase", False))
+PRIMARY_METRIC = "mase"
 
 
 def lag_features(series: pd.DataFrame) -> pd.DataFrame:
@@ -148,13 +153,7 @@ class CashflowModel:
 
     def set_errors(self, errors: np.ndarray, source: str) -> None:
         """Interval quantiles from forecast errors (actual - forecast)."""
-        errors = np.asarray(errors, dtype=float)
-        errors = errors[np.isfinite(errors)]
-        if len(errors) == 0:
-            raise UserError("no forecast errors to build intervals from")
-        q = np.quantile(errors, [0.025, 0.1, 0.9, 0.975])
-        self.error_quantiles = {"q025": q[0], "q10": q[1], "q90": q[2], "q975": q[3]}
-        self.error_quantiles = {k: float(v) for k, v in self.error_quantiles.items()}
+        self.error_quantiles = error_quantiles(errors)
         self.interval_source = source
 
     @property
@@ -443,11 +442,24 @@ def train(ts: pd.DataFrame, cfg: TrainConfig, plot_dir: Path) -> Trained:
     bt = backtest(ts, origins=cfg.backtest_origins, horizon=horizon, n_estimators=cfg.n_estimators,
                   seed=cfg.seed, min_train_days=min_train)
     result = evaluation.cashflow_metrics(bt)
+    final: CashflowModel | BaselineForecaster
+    if cfg.serve_baselines and evaluation.beats_baselines(GATED_METRICS, result["metrics"],
+                                                          result["baselines"]) is False:
+        # A rule beats the learned forecaster on this history: serve the best rule, and say so.
+        best = min(result["baselines"], key=lambda name: result["baselines"][name][PRIMARY_METRIC])
+        column = evaluation.CASHFLOW_PREDICTIONS[best]
+        result = evaluation.cashflow_metrics(bt, served=column)
+        final = BaselineForecaster(best, max_horizon=MAX_HORIZON).fit(ts)
+        final.set_errors((bt["net"] - bt[column]).to_numpy(), f"rolling-origin backtest errors of the {best} rule")
+        result["notes"] = [f"Served: the **{best}** baseline ({final.describe()['forecasts_from']}), because it "
+                           "beat the learned forecaster on the backtest; the forecaster's figures are the "
+                           "learned_forecaster row."]
+    else:
+        final = CashflowModel(n_estimators=cfg.n_estimators, seed=cfg.seed).fit(ts)
+        final.set_errors((bt["net"] - bt["net_amount"]).to_numpy(), "rolling-origin backtest errors")
     result["metrics"]["backtest_horizon_days"] = horizon
     if note:
         result["backtest_note"] = note
-    final = CashflowModel(n_estimators=cfg.n_estimators, seed=cfg.seed).fit(ts)
-    final.set_errors((bt["net"] - bt["net_amount"]).to_numpy(), "rolling-origin backtest errors")
     result["model"] = final.describe()
     figs = {
         "forecast vs actuals": plots.forecast(bt, plot_dir / "cashflow_forecast.png"),
@@ -458,7 +470,7 @@ def train(ts: pd.DataFrame, cfg: TrainConfig, plot_dir: Path) -> Trained:
     return Trained(final, result, example, figs)
 
 
-def reference_forecast(model: CashflowModel, frame: pd.DataFrame) -> np.ndarray | None:
+def reference_forecast(model: CashflowModel | BaselineForecaster, frame: pd.DataFrame) -> np.ndarray | None:
     """Every known account's forecast over 30 days: the prediction distribution of the drift reference."""
     accounts = list(model.accounts or [])
     if not accounts:

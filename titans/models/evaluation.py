@@ -116,9 +116,15 @@ def anomaly_metrics(y: np.ndarray | None, scores: dict[str, np.ndarray], amount_
     }
 
 
-def cashflow_metrics(bt: pd.DataFrame) -> dict[str, Any]:
-    """MAE and MASE of the model and both baselines over the backtest; interval coverage.
+# The backtest's prediction columns (titans.models.cashflow.backtest), by the name each is reported under.
+CASHFLOW_PREDICTIONS = {"learned_forecaster": "net_amount", "seasonal_naive": "seasonal_naive", "mean": "mean_baseline"}
 
+
+def cashflow_metrics(bt: pd.DataFrame, served: str = "net_amount") -> dict[str, Any]:
+    """MAE and MASE of the served forecasts and of the others (the baselines) over the backtest; coverage.
+
+    ``served`` is the backtest column of what is served: the learned forecaster's, or a baseline's
+    when a baseline is served in its place (then the learned forecaster becomes a baseline).
     Intervals for origin i come from the errors of origins before i (a model never sees
     the errors it is scored on); the first origin has no interval and is left out of
     coverage. MASE divides by the in-sample MAE of the weekly seasonal-naive forecast.
@@ -126,34 +132,27 @@ def cashflow_metrics(bt: pd.DataFrame) -> dict[str, Any]:
     y = bt["net"].to_numpy(float)
     scale = float(np.nanmean(bt.groupby(["origin", "account_id"])["mase_scale"].first()))
 
-    def mae(pred: np.ndarray) -> float:
-        return float(np.mean(np.abs(y - pred)))
+    def scores(column: str) -> dict[str, float | None]:
+        mae = float(np.mean(np.abs(y - bt[column].to_numpy(float))))
+        return {"mae": mae, "mase": mae / scale if scale > 0 else None}
 
     cov80, cov95 = [], []
     for origin in sorted(bt["origin"].unique())[1:]:
         past = bt[bt["origin"] < origin]
-        err = (past["net"] - past["net_amount"]).to_numpy(float)
+        err = (past["net"] - past[served]).to_numpy(float)
         q = np.quantile(err, [0.025, 0.1, 0.9, 0.975])
         cur = bt[bt["origin"] == origin]
-        e = (cur["net"] - cur["net_amount"]).to_numpy(float)
+        e = (cur["net"] - cur[served]).to_numpy(float)
         cov80.append((e >= q[1]) & (e <= q[2]))
         cov95.append((e >= q[0]) & (e <= q[3]))
-    model_mae = mae(bt["net_amount"].to_numpy(float))
-    naive_mae = mae(bt["seasonal_naive"].to_numpy(float))
-    mean_mae = mae(bt["mean_baseline"].to_numpy(float))
     return {
-        "metrics": {
-            "mae": model_mae,
-            "mase": model_mae / scale if scale > 0 else None,
+        "metrics": scores(served) | {
             "coverage_80": float(np.concatenate(cov80).mean()) if cov80 else None,
             "coverage_95": float(np.concatenate(cov95).mean()) if cov95 else None,
             "origins": int(bt["origin"].nunique()),
             "forecast_days": int(len(bt)),
         },
-        "baselines": {
-            "seasonal_naive": {"mae": naive_mae, "mase": naive_mae / scale if scale > 0 else None},
-            "mean": {"mae": mean_mae, "mase": mean_mae / scale if scale > 0 else None},
-        },
+        "baselines": {name: scores(column) for name, column in CASHFLOW_PREDICTIONS.items() if column != served},
     }
 
 

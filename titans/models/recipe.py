@@ -46,6 +46,9 @@ class TrainConfig:
     data_dir: Path | None = None  # ingest output; its data-quality report may state a label ceiling
     feature_repo: str | None = None
     extra_lineage: dict[str, Any] = field(default_factory=dict)
+    # Where a baseline rule beats the learned model on the holdout (amount, cash flow), serve the rule as
+    # the task's model; False keeps the learned model (and the gate then judges it as it is).
+    serve_baselines: bool = True
 
 
 class Trained(NamedTuple):

@@ -13,7 +13,7 @@ TASK = Task(
     training_frame=amount.training_frame,
     train=amount.train,
     primary_metric=("mae", False),
-    gated_metrics=(("mae", False),),
+    gated_metrics=amount.GATED_METRICS,
     headline_metrics=("mae", "rmse", "interval_coverage"),
     requirements=Requirements(min_rows=20),
     drift_output="amount",
