@@ -12,12 +12,16 @@ one line per finished step and the summary.
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import io
 import json
+import logging
 import os
 import re
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +85,27 @@ class _StepLog(io.TextIOBase):
 
     def flush(self) -> None:
         self.log.flush()
+
+
+@contextlib.contextmanager
+def _runner_output_to(steps: _StepLog) -> Iterator[None]:
+    """Send the root logger to ``steps`` during the run, and put the logging and ``print`` back afterwards.
+
+    Why: kfp.local runs a ParallelFor's iterations in threads, and each swaps the root logger's handlers
+    and ``builtins.print`` (an indenting wrapper) in and out; interleaved, one thread restores what another
+    swapped in, so runner lines reached the terminal and every later ``print`` came out indented.
+    """
+    logger = logging.getLogger()
+    handlers, level, printer = logger.handlers[:], logger.level, builtins.print
+    streams = [(h, h.setStream(steps)) for h in handlers if isinstance(h, logging.StreamHandler)]
+    try:
+        yield
+    finally:
+        for handler, stream in streams:
+            handler.setStream(stream)
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        builtins.print = printer
 
 
 def _step_error(lines: list[str], message: str) -> str:
@@ -197,7 +222,8 @@ def run_local(data: list[str] | None = None, rows: int = 20000, accounts: int = 
         original_out, original_err = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = steps
         try:
-            training_pipeline(**params)
+            with _runner_output_to(steps):
+                training_pipeline(**params)
         except RuntimeError as exc:
             raise UserError(f"{_step_error(steps.lines, str(exc))} (full output: {log_path})") from None
         finally:

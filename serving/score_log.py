@@ -16,6 +16,7 @@ metric slightly less complete, never wrong.
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import logging
 import os
@@ -28,14 +29,20 @@ from typing import Any
 
 import numpy as np
 
+from titans import tasks
 from titans.monitoring.scoring_key import KEY_FIELDS, scoring_keys
 
 logger = logging.getLogger("titans.serving")
 
 ENV_DIR = "TITANS_SCORE_LOG_DIR"
 FLUSH_SECONDS = 1.0
-# The outputs worth grading later, per task; other tasks are not logged.
-LOGGED_OUTPUTS = {"category": ("category",), "anomaly": ("anomaly_score", "risk_level")}
+
+
+@functools.cache
+def logged_outputs(task: str) -> tuple[str, ...]:
+    """The outputs of a task worth grading against delayed labels (``Serving.graded_outputs``); () logs nothing."""
+    declared = tasks.by_name(task)
+    return declared.serving.graded_outputs if declared else ()
 
 
 def _plain(value: Any) -> Any:
@@ -67,7 +74,7 @@ class ScoreLog:
         Only references to the request's arrays are queued: hashing the keys and writing JSON
         happen in the flush thread, so a 1000-row batch does not wait for 1000 hashes.
         """
-        wanted = [o for o in LOGGED_OUTPUTS.get(task, ()) if o in outputs]
+        wanted = [o for o in logged_outputs(task) if o in outputs]
         if not wanted or any(k not in columns for k in KEY_FIELDS):
             return 0
         rows = len(columns["account_id"])

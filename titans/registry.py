@@ -9,6 +9,9 @@ model version and the run as tags, so "why is this version serving?" has an answ
 Besides this gate, only the canary analysis moves ``champion`` (on full promotion, or back to the
 stable version on rollback; ``titans.canary.analyze``).
 
+MLflow (~2 s to import) is imported inside the functions that talk to it, so the modules that
+only read ``GateConfig`` or the alias names do not pay for it.
+
 Embedded default: sqlite at ``$TITANS_HOME/mlflow.db`` with artifacts under
 ``$TITANS_HOME/mlartifacts``; ``MLFLOW_TRACKING_URI`` points at a server instead.
 """
@@ -25,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from titans import tasks
+from titans import model_dir, tasks
 from titans.errors import UserError
 from titans.models.evaluation import baseline_checks, describe_check
 from titans.settings import load_settings
@@ -197,9 +200,7 @@ def _pyfunc_class() -> type:
         """MLflow's view of a titans model directory (the artifact ``model_dir``)."""
 
         def load_context(self, context: Any) -> None:
-            from titans import model_dir
-
-            self.loaded = model_dir.load(context.artifacts["model_dir"])
+                    self.loaded = model_dir.load(context.artifacts["model_dir"])
 
         def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
             return outputs_frame(self.loaded.predict(model_input))
@@ -261,8 +262,6 @@ def log_and_register(
     import mlflow
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
-
-    from titans import model_dir
 
     client = MlflowClient()
     champ_version, champ_metrics = champion(name)

@@ -76,7 +76,7 @@ def train_task(task: str, clean: pd.DataFrame, client: Any, cfg: TrainConfig,
     plot_dir = out_dir / "_reports" / task
     clean_hash = data_hash(clean)
     check_feature_build(client, clean_hash)
-    cap = min(filter(None, (cfg.max_train_rows, cfg.task_max_rows.get(task, 0))), default=0)
+    cap = min(filter(None, (cfg.max_train_rows, cfg.task_max_rows.get(task, spec.max_train_rows))), default=0)
     # A task the data cannot support is skipped with its reason; the run goes on with the others.
     reason = readiness.unmet(spec.requirements, clean)
     if reason is None:
@@ -103,17 +103,19 @@ def train_task(task: str, clean: pd.DataFrame, client: Any, cfg: TrainConfig,
         files={reference.REFERENCE_FILE: _drift_reference(task, model, ts)},
     )
     drift_path = path / reference.REFERENCE_FILE
+    gate = spec.gate_for(result["metrics"])
     report_path = report.write(
         plot_dir / "report.md", f"{spec.registered_name}: holdout evaluation",
         {"data hash": lineage["data_hash"], "feature service": lineage["feature_service"],
          "rows": lineage["training_rows"], "span": f"{lineage['first_day']} .. {lineage['last_day']}"},
-        [report.section(task, result, {k: v.name for k, v in figs.items()})],
+        [report.section(task, result, {k: v.name for k, v in figs.items()}, gate.gated_metrics,
+                        gate.describe() if gate.name != "default" else None)],
     )
     summary: dict[str, Any] = {
         "task": task,
         "metrics": result["metrics"],
         "baselines": result["baselines"],
-        "beats_baseline": report.beats_baseline(task, result),
+        "beats_baseline": report.beats_baseline(gate.gated_metrics, result),
         "confusion_matrix": result.get("confusion_matrix"),
         "model_dir": str(path),
         "report": str(report_path),

@@ -59,6 +59,7 @@ def test_nothing_to_compare_is_not_a_pass() -> None:
 
 
 def test_report_names_the_deciding_baseline() -> None:
-    text = report.section("cashflow", {"metrics": CASHFLOW_METRICS, "baselines": CASHFLOW_BASELINES}, {})
+    gated = tasks.get("cashflow").gated_metrics
+    text = report.section("cashflow", {"metrics": CASHFLOW_METRICS, "baselines": CASHFLOW_BASELINES}, {}, gated)
     assert "**mae 200** does NOT beat the best baseline, mean (100)" in text
-    assert report.beats_baseline("cashflow", {"metrics": CASHFLOW_METRICS, "baselines": CASHFLOW_BASELINES}) is False
+    assert report.beats_baseline(gated, {"metrics": CASHFLOW_METRICS, "baselines": CASHFLOW_BASELINES}) is False

@@ -84,10 +84,13 @@ def test_gate_moves_aliases_in_mlflow_on_postgresql(
                                                      "champion": int(first["version"])}
             assert client.get_model_version(MODEL, rejected["version"]).tags["gate_decision"] == "rejected"
 
-            # One that passes (equal to the champion, within tolerance) takes champion too.
+            # One that passes (equal to the champion, within tolerance) takes champion once it is deployed.
             promoted = registry.log_and_register("amount", MODEL, model_path, result, {}, saved["lineage"], example,
                                                  [], registry.GateConfig.load(lenient))
-            assert promoted["gate"]["decision"] == "promoted"
+            assert promoted["gate"]["decision"] == "promoted" and promoted["crown"]
+            assert aliases_in_postgres(postgres) == {"challenger": int(promoted["version"]),
+                                                     "champion": int(first["version"])}
+            registry.crown(MODEL, promoted["version"])  # what the deploy step does after deploying it
             assert aliases_in_postgres(postgres) == {"challenger": int(promoted["version"]),
                                                      "champion": int(promoted["version"])}
 

@@ -35,9 +35,10 @@ from titans.features.transaction import amount_arrays, calendar_arrays, epoch_da
 from titans.models import evaluation
 from titans.models.arrays import FlatForest, dense_predictor, one_hot, stored_numeric
 from titans.models.common import ANOMALY_INPUTS, history_features, request_features, request_frame, time_split
+from titans.models.evaluation import FLAGGED_RISK_LEVELS, flagged_metrics
 from titans.models.parallel import run_all
 from titans.models.recipe import TrainConfig, Trained, expense_training_set, fitted, request_example
-from titans.monitoring.live_performance import flagged_metrics
+from titans.models.tree_shap import TreeShap
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +102,6 @@ def batch_context(frame: pd.DataFrame) -> pd.DataFrame:
     transaction scored alone sees counts of 1, i.e. "nothing else known today", which
     lowers recall on these two patterns but never raises a false alarm.
     """
-    from titans.features.transaction import epoch_days
-
     same_merchant, repeats = batch_counts(
         frame["account_id"].astype(str).to_numpy(), frame["merchant"].astype(str).to_numpy(),
         epoch_days(frame["date"]), pd.to_numeric(frame["amount"], errors="coerce").to_numpy(float),
@@ -211,7 +210,7 @@ class AnomalyModel:
         return (self._behaviour_z(values) - self.behaviour_max).max(axis=1)
 
     def _fit_classifier(self, values: np.ndarray, y: np.ndarray) -> None:
-        import xgboost as xgb
+        import xgboost as xgb  # here: ~0.4 s, paid only where a booster is built or explained
 
         positives = int(y.sum())
         self.fraud_rate = positives / len(y)
@@ -274,8 +273,6 @@ class AnomalyModel:
             return self.robust_contributions(values)
         shap = self.__dict__.get("_tree_shap")
         if shap is None:
-            from titans.models.tree_shap import TreeShap
-
             try:
                 shap = TreeShap(self.classifier.get_booster())
             except ValueError:
@@ -283,7 +280,7 @@ class AnomalyModel:
             self.__dict__["_tree_shap"] = shap
         if shap is not False and np.isfinite(values).all():
             return shap(values)
-        import xgboost as xgb
+        import xgboost as xgb  # here: ~0.4 s, paid only where a booster is built or explained
 
         frame = pd.DataFrame(values, columns=self.feature_names)
         return self.classifier.get_booster().predict(xgb.DMatrix(frame), pred_contribs=True)[:, :-1]
@@ -410,7 +407,6 @@ def amount_zscore(rows: pd.DataFrame) -> np.ndarray:
 # Injected anomalies: how much a spike multiplies the spend, and how many times a duplicated charge repeats.
 SPIKE_FACTOR = (8.0, 15.0)
 DUPLICATES = 3
-ALERT_LEVELS = ("high", "critical")
 
 
 def injected_anomalies(rows: pd.DataFrame, seed: int = 0) -> dict[str, pd.DataFrame]:
@@ -437,11 +433,11 @@ def unlabelled_metrics(model: AnomalyModel, holdout: pd.DataFrame, risk: np.ndar
     alert rate; ``amount_vs_merchant`` flags the rows whose ``amount_zscore`` is above its own
     quantile at that rate on the holdout: a detector is only worth serving if it catches more.
     """
-    alert_rate = float(np.isin(risk, ALERT_LEVELS).mean()) if len(risk) else 0.0
+    alert_rate = float(np.isin(risk, FLAGGED_RISK_LEVELS).mean()) if len(risk) else 0.0
     threshold = float(np.quantile(amount_zscore(holdout), 1.0 - alert_rate)) if alert_rate > 0 else np.inf
     caught, rule, injected = {}, {}, 0
     for kind, rows in injected_anomalies(holdout, seed).items():
-        caught[kind] = float(np.isin(model.predict(rows)["risk_level"], ALERT_LEVELS).mean())
+        caught[kind] = float(np.isin(model.predict(rows)["risk_level"], FLAGGED_RISK_LEVELS).mean())
         rule[kind] = float((amount_zscore(rows) > threshold).mean())
         injected += len(rows)
     # Each kind weighs the same, however many rows it took to make it.

@@ -28,6 +28,7 @@ None and the server keeps the reference path for that model, logged once.
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import json
 import logging
@@ -74,9 +75,7 @@ class DensePredictor:
     """
 
     def __init__(self, booster: Any):
-        import ctypes
-
-        from xgboost import core
+        from xgboost import core  # here: ~0.4 s, paid only where a booster is called
 
         self.booster = booster
         self._ctypes = ctypes

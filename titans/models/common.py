@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import KFold
 
 from titans.errors import UserError
 from titans.features import spec
@@ -174,8 +175,6 @@ def time_split(frame: pd.DataFrame, test_fraction: float = 0.2) -> tuple[pd.Data
 
 def kfold_indices(n: int, n_splits: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Shuffled k-fold indices inside a training window (the holdout stays untouched)."""
-    from sklearn.model_selection import KFold
-
     n_splits = max(2, min(n_splits, n))
     return list(KFold(n_splits=n_splits, shuffle=True, random_state=seed).split(np.arange(n)))
 

@@ -99,6 +99,25 @@ def detection_scores(y: np.ndarray, score: np.ndarray) -> dict[str, float | None
     }
 
 
+# The served fraud decision: a row at one of these risk levels is flagged (an alert).
+FLAGGED_RISK_LEVELS = ("high", "critical")
+
+
+def flagged_metrics(is_fraud: np.ndarray, risk_levels: np.ndarray) -> dict[str, float]:
+    """Precision and recall of "risk level high or critical" as the fraud decision.
+
+    Why the served risk level and not a score threshold: the risk level is what a payment flow
+    acts on, so that is the decision whose quality must hold. Undefined values (nothing flagged,
+    no fraud) are NaN, not zero, so they never look like a decay.
+    """
+    y = np.asarray(is_fraud).astype(int)
+    flagged = np.isin(np.asarray(risk_levels, dtype=str), FLAGGED_RISK_LEVELS)
+    hits = int((flagged & (y == 1)).sum())
+    precision = hits / int(flagged.sum()) if flagged.any() else float("nan")
+    recall = hits / int((y == 1).sum()) if (y == 1).any() else float("nan")
+    return {"precision_at_risk": precision, "recall_at_risk": recall}
+
+
 def anomaly_metrics(y: np.ndarray | None, scores: dict[str, np.ndarray], amount_zscore: np.ndarray) -> dict[str, Any]:
     """PR-AUC, ROC-AUC, recall at 1% FPR of the served score; baselines: forest alone,
     the amount's distance from its merchant's past, and chance (the fraud rate)."""

@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from joblib import Parallel, delayed
+
 WORKERS_ENV = "TITANS_TRAIN_WORKERS"
 
 
@@ -69,7 +71,5 @@ def run_all(calls: Sequence[Callable[[], Any]], workers: int | None = None) -> l
     workers = train_workers() if workers is None else workers
     if workers <= 1 or len(calls) <= 1:
         return [call() for call in calls]
-    from joblib import Parallel, delayed
-
     return list(Parallel(n_jobs=min(workers, len(calls)), backend="loky", inner_max_num_threads=1)(
         delayed(call)() for call in calls))

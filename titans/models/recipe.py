@@ -35,8 +35,8 @@ class TrainConfig:
     backtest_origins: int = 4
     horizon_days: int = 30
     max_train_rows: int = 200_000
-    # Lower caps per task, each read off bench/results/learning-curve.md (the holdout metric flat beyond it).
-    task_max_rows: dict[str, int] = field(default_factory=lambda: {"category": 50_000})
+    # Lower caps per task, overriding the task's own (``Task.max_train_rows``).
+    task_max_rows: dict[str, int] = field(default_factory=dict)
     seed: int = 0
     register: bool = True
     build_features: bool = False

@@ -33,11 +33,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from sklearn.linear_model import LogisticRegression
 
 from titans.errors import UserError
 from titans.features import spec
+from titans.features.history import fraud_ids
 from titans.features.transaction import epoch_days
-from titans.models.common import _as_text, time_split
+from titans.models.common import _as_text, expenses, time_split
 from titans.models.recipe import training_set
 
 SERVICE = "recommend_service"
@@ -71,9 +73,6 @@ def interaction_entities(clean: pd.DataFrame, test_fraction: float = 0.2, tune_w
     pair's purchases from the reference day to the end of its window; ``category`` is the
     merchant's most frequent category before the reference day (reported beside each merchant).
     """
-    from titans.features.history import fraud_ids
-    from titans.models.common import expenses
-
     rows = expenses(clean)
     rows = rows[~rows["transaction_id"].isin(set(fraud_ids(clean)))]  # not the account's choice (see the view)
     if rows["account_id"].nunique() < 2 or len(rows) < 50:
@@ -131,8 +130,6 @@ class Ranker:
 
     @classmethod
     def fit(cls, x: np.ndarray, y: np.ndarray, seed: int = 0) -> Ranker:
-        from sklearn.linear_model import LogisticRegression
-
         if len(np.unique(y)) < 2:
             raise UserError("recommend: the ranking window has no purchases (or only purchases) to learn from")
         mean, scale = x.mean(axis=0), x.std(axis=0)

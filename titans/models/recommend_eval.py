@@ -125,7 +125,7 @@ def evaluate(model: RecommendModel, frame: pd.DataFrame) -> dict[str, Any]:
 
 def recall_curve_plot(rankings: dict[str, Any], path: Path) -> Path:
     """Recall@k for k = 1..10 of the model and both baselines on the holdout."""
-    from titans.models import plots
+    from titans.models import plots  # matplotlib: not in the serving image, which imports this module
 
     plt = plots.plt
     fig, ax = plt.subplots(figsize=(6, 4))

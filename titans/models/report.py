@@ -6,10 +6,10 @@ person scanning it sees at once whether each model beat its baseline.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from titans import tasks
 from titans.models.evaluation import baseline_checks, beats_baselines
 
 
@@ -21,23 +21,23 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def beats_baseline(task: str, result: dict[str, Any]) -> bool | None:
+def beats_baseline(gated: Sequence[tuple[str, bool]], result: dict[str, Any]) -> bool | None:
     """Whether the model beats the best of its baselines on every gated metric (the gate's rule)."""
-    gate = tasks.get(task).gate_for(result["metrics"])
-    return beats_baselines(gate.gated_metrics, result["metrics"], result["baselines"])
+    return beats_baselines(gated, result["metrics"], result["baselines"])
 
 
-def section(task: str, result: dict[str, Any], plots: dict[str, str]) -> str:
-    """The task's part of the report: one verdict line per gated metric, naming the deciding baseline."""
+def section(task: str, result: dict[str, Any], plots: dict[str, str], gated: Sequence[tuple[str, bool]],
+            gate_applied: str | None = None) -> str:
+    """The task's part of the report: one verdict line per gated metric, naming the deciding baseline.
+
+    ``gate_applied`` names the gate when the task has more than one (``Task.gate_for``: labelled or not).
+    """
     lines = [f"## {task}", ""]
-    gate = tasks.get(task).gate_for(result["metrics"])
-    if gate.name != "default":
-        lines += [f"Gate applied: **{gate.name}** ({', '.join(m for m, _ in gate.gated_metrics)} against the "
-                  "baselines" + (f"; bounds {dict(gate.minimum) | dict(gate.maximum)}" if gate.minimum or gate.maximum
-                                 else "") + ").", ""]
+    if gate_applied:
+        lines += [f"Gate applied: {gate_applied}.", ""]
     for note in result.get("notes", []):
         lines += [note, ""]
-    for check in baseline_checks(gate.gated_metrics, result["metrics"], result["baselines"]):
+    for check in baseline_checks(gated, result["metrics"], result["baselines"]):
         mark = {True: "beats", False: "does NOT beat", None: "cannot be compared with"}[check["passed"]]
         base = check["deciding_baseline"] or "any"
         lines.append(

@@ -36,32 +36,17 @@ from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 
 from titans.data.ingest import ingest, read_clean
 from titans.errors import UserError
+from titans.models.evaluation import flagged_metrics
 from titans.monitoring.scoring_key import frame_keys
 from titans.settings import load_settings
 
 log = logging.getLogger(__name__)
 
-FLAGGED_RISK_LEVELS = ("high", "critical")
 LABELS_FILE = "labels.parquet"
 RESULT_FILE = "live_performance.json"
 PUSH_JOB = "titans-live-performance"
 # live metric name -> the metadata metric of the same version it is compared with
 HOLDOUT_METRIC = {"accuracy": "accuracy", "precision_at_risk": "precision_at_risk", "recall_at_risk": "recall_at_risk"}
-
-
-def flagged_metrics(is_fraud: np.ndarray, risk_levels: np.ndarray) -> dict[str, float]:
-    """Precision and recall of "risk level high or critical" as the fraud decision.
-
-    Why the served risk level and not a score threshold: the risk level is what a payment flow
-    acts on, so that is the decision whose quality must hold. Undefined values (nothing flagged,
-    no fraud) are NaN, not zero, so they never look like a decay.
-    """
-    y = np.asarray(is_fraud).astype(int)
-    flagged = np.isin(np.asarray(risk_levels, dtype=str), FLAGGED_RISK_LEVELS)
-    hits = int((flagged & (y == 1)).sum())
-    precision = hits / int(flagged.sum()) if flagged.any() else float("nan")
-    recall = hits / int((y == 1).sum()) if (y == 1).any() else float("nan")
-    return {"precision_at_risk": precision, "recall_at_risk": recall}
 
 
 @dataclass(frozen=True)

@@ -26,5 +26,5 @@ TASK = Task(
     reference_predictions=anomaly.reference_scores,
     distribution="class",  # the risk level, under the predicted-class counter
     serving=Serving(observed=(("anomaly_scores", "anomaly_score"), ("risk_levels", "risk_level"),
-                              ("classes", "risk_level"))),
+                              ("classes", "risk_level")), graded_outputs=("anomaly_score", "risk_level")),
 )

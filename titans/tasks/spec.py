@@ -77,6 +77,9 @@ class Serving:
     stored_features: bool = True
     observed: tuple[tuple[str, str], ...] = ()
     input_rules: Callable[[Mapping[str, Any]], InputBounds] | None = None
+    # Outputs the score log keeps (TITANS_SCORE_LOG_DIR) to be graded when delayed labels arrive
+    # (``titans monitor labels``: corrected categories, chargebacks); () logs nothing.
+    graded_outputs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,12 @@ class Gate:
     gated_metrics: tuple[tuple[str, bool], ...]  # must beat the best baseline on each
     minimum: Mapping[str, float] = field(default_factory=dict)
     maximum: Mapping[str, float] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """``**unlabelled** (injected_recall against the baselines; bounds ...)``: the report's line."""
+        bounds = dict(self.minimum) | dict(self.maximum)
+        compared = ", ".join(m for m, _ in self.gated_metrics)
+        return f"**{self.name}** ({compared} against the baselines" + (f"; bounds {bounds})" if bounds else ")")
 
     def metric_names(self) -> frozenset[str]:
         """Every metric this gate reads: a bound on another metric belongs to another gate."""
@@ -124,6 +133,8 @@ class Task:
     gated_metrics: tuple[tuple[str, bool], ...]  # must beat the best baseline on each
     headline_metrics: tuple[str, ...]  # the columns of the pipeline's summary
     requirements: Requirements = Requirements()
+    # Train on at most the latest this many rows (0: the run's own cap only), read off the learning curve.
+    max_train_rows: int = 0
     gate_minimum: Mapping[str, float] = field(default_factory=dict)
     gate_maximum: Mapping[str, float] = field(default_factory=dict)
     drift_output: str | None = None  # the output whose distribution the drift reference holds
