@@ -135,7 +135,7 @@ def anomaly_metrics(y: np.ndarray | None, scores: dict[str, np.ndarray], amount_
     }
 
 
-# The backtest's prediction columns (titans.models.cashflow.backtest), by the name each is reported under.
+# The backtest's prediction columns (the forecaster's rolling-origin ``backtest``), by the name each is reported under.
 CASHFLOW_PREDICTIONS = {"learned_forecaster": "net_amount", "seasonal_naive": "seasonal_naive", "mean": "mean_baseline"}
 
 

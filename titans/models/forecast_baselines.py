@@ -6,7 +6,7 @@ to leave the business with no forecast at all. A forecast that is honestly "your
 with the spread your average day has missed by" is worth serving; the training report, the
 model folder's metadata (``kind``) and MLflow say that a baseline is what is served.
 
-The rules are the backtest's (``titans.models.cashflow.backtest``): ``mean`` forecasts every day
+The rules are the backtest's (the forecaster module's ``backtest``): ``mean`` forecasts every day
 at the mean daily net of the account's whole history; ``seasonal_naive`` repeats its last seven
 days. Intervals come from the rule's own backtest errors, as the learned forecaster's do.
 """
