@@ -47,7 +47,7 @@ def _submit(args: argparse.Namespace) -> int:
 
     params = parse_params(args.param)
     sub = build_submission(Path(args.package) if args.package else TRAINING_YAML, args.experiment, params,
-                           args.schedule, args.run_name)
+                           args.schedule, args.run_name, enable_caching=None if args.compiled_caching else False)
     print_json(submit(args.host, sub))
     return 0
 
@@ -95,4 +95,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     subm.add_argument("--run-name", help="run or job name (default: the pipeline's name)")
     subm.add_argument("--param", action="append", metavar="NAME=VALUE", help="pipeline parameter (repeatable)")
     subm.add_argument("--package", help="compiled YAML (default pipelines/compiled/training_pipeline.yaml)")
+    subm.add_argument("--compiled-caching", action="store_true",
+                      help="let the steps the IR marks cacheable (the gate report) reuse results; default: none")
     subm.set_defaults(handler=_submit)

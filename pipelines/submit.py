@@ -28,6 +28,10 @@ class Submission:
     params: dict[str, Any] = field(default_factory=dict)
     cron_expression: str | None = None
     max_concurrency: int = 1
+    # Sent with every run and recurring run. False: no step reuses a cached result. None would leave each
+    # step's compiled decision (only the gate report may cache); True is refused: kfp.Client would force
+    # caching on every top-level step, ingest and deploy included (kubeflow/pipelines#8236).
+    enable_caching: bool | None = False
 
 
 def parse_params(items: list[str] | None) -> dict[str, Any]:
@@ -49,7 +53,7 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
 
 
 def build_submission(package: Path, experiment: str, params: dict[str, Any], schedule: str | None,
-                     run_name: str | None = None) -> Submission:
+                     run_name: str | None = None, enable_caching: bool | None = False) -> Submission:
     """Validate and assemble a submission (package exists, parameters known, cron well-formed)."""
     if not package.is_file():
         raise UserError(f"compiled pipeline not found: {package} (run `titans pipeline compile`)")
@@ -61,8 +65,11 @@ def build_submission(package: Path, experiment: str, params: dict[str, Any], sch
     if schedule is not None and len(schedule.split()) != CRON_FIELDS:
         raise UserError(f"--schedule must be a 6-field cron expression with seconds, e.g. '0 0 3 * * *'; "
                         f"got {schedule!r}")
+    if enable_caching:
+        raise UserError("caching cannot be forced on: it would replay ingest, training, deploy and canary "
+                        "decisions from earlier runs; leave it off, or use the compiled per-step decisions")
     name = run_name or spec.get("pipelineInfo", {}).get("name", "titans-training")
-    return Submission(str(package), experiment, name, dict(params), schedule)
+    return Submission(str(package), experiment, name, dict(params), schedule, enable_caching=enable_caching)
 
 
 def submit(host: str, submission: Submission, client: Any | None = None) -> dict[str, Any]:
@@ -77,11 +84,13 @@ def submit(host: str, submission: Submission, client: Any | None = None) -> dict
             experiment_id=experiment.experiment_id, job_name=submission.job_name,
             cron_expression=submission.cron_expression, max_concurrency=submission.max_concurrency,
             pipeline_package_path=submission.package_path, params=submission.params,
+            enable_caching=submission.enable_caching,
         )
         return {"recurring_run_id": getattr(job, "recurring_run_id", None), "host": host,
                 "schedule": submission.cron_expression}
     result = client.create_run_from_pipeline_package(
         pipeline_file=submission.package_path, arguments=submission.params,
         run_name=submission.job_name, experiment_name=submission.experiment_name,
+        enable_caching=submission.enable_caching,
     )
     return {"run_id": getattr(result, "run_id", None), "host": host}

@@ -28,8 +28,15 @@ MLFLOW_SECRET = "titans-mlflow-credentials"
 OBJECT_STORE_SECRET = "titans-object-store"
 
 
-def _on_cluster(task: dsl.PipelineTask, cpu: str, memory: str, retries: int = 2) -> dsl.PipelineTask:
-    """Resources, retries, the shared data volume and credentials for one step on a cluster."""
+def _on_cluster(task: dsl.PipelineTask, cpu: str, memory: str, retries: int = 2,
+                cacheable: bool = False) -> dsl.PipelineTask:
+    """Resources, retries, caching, the shared data volume and credentials for one step on a cluster.
+
+    Caching is off unless a step says otherwise (docs/adr/0032-pipeline-caching.md): a step whose
+    outcome depends on what its cache key cannot see (the object behind a URI, the registry's
+    champion, Prometheus, the cluster) or that changes something outside its outputs must run.
+    """
+    task.set_caching_options(cacheable)
     task.set_cpu_request(cpu).set_memory_request(memory).set_memory_limit(memory).set_retry(
         num_retries=retries, backoff_duration="30s", backoff_factor=2.0)
     kubernetes.mount_pvc(task, pvc_name=DATA_PVC, mount_path=DATA_MOUNT)
@@ -86,7 +93,7 @@ def training_pipeline(
         _on_cluster(step.set_display_name("train"), "2", "6Gi", retries=0)
     gate = gate_report(summaries=dsl.Collected(step.outputs["Output"]))
     gate.set_display_name("evaluate and gate")
-    _on_cluster(gate, "250m", "512Mi")
+    _on_cluster(gate, "250m", "512Mi", cacheable=True)  # a pure function of the summaries it collects
     deploy = deploy_models(
         summaries=gate.outputs["Output"], titans_home=titans_home, mlflow_tracking_uri=mlflow_tracking_uri,
         canary_percent=canary_percent, namespace=namespace,

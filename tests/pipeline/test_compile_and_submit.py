@@ -57,12 +57,47 @@ def test_submit_run_and_schedule_through_kfp_client() -> None:
     assert run["run_id"] == "run-1" and job["recurring_run_id"] == "recurring-1"
     runs = [r["body"] for r in recorded if r["method"] == "POST" and r["path"] == "/apis/v2beta1/runs"]
     assert len(runs) == 1
-    assert runs[0]["pipeline_spec"]["pipeline_spec"] == spec_doc
+    sent = runs[0]["pipeline_spec"]["pipeline_spec"]
+    # Caching is sent off explicitly: the top-level steps say so, the rest is the committed IR as is.
+    assert all(task["cachingOptions"] == {} for task in sent["root"]["dag"]["tasks"].values())
+    assert {k: v for k, v in sent.items() if k != "root"} == {k: v for k, v in spec_doc.items() if k != "root"}
     assert runs[0]["runtime_config"]["parameters"] == {"rows": 5000, "canary_percent": 20}
     assert runs[0]["experiment_id"] == "exp-1"
     recurring = [r["body"] for r in recorded if r["path"] == "/apis/v2beta1/recurringruns"]
     assert recurring[0]["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * *"
     assert int(recurring[0]["max_concurrency"]) == 1
+    recurring_spec = recurring[0]["pipeline_spec"]["pipeline_spec"]
+    assert all(task["cachingOptions"] == {} for task in recurring_spec["root"]["dag"]["tasks"].values())
+
+
+# Steps whose result depends on what the cache key cannot see, or that change the world: never cacheable.
+UNCACHEABLE = {"ingest-data", "build-features", "train-model", "deploy-models", "canary-analysis"}
+
+
+def _tasks_everywhere(spec: dict) -> list[tuple[str, dict]]:
+    """Every task of the pipeline: the root DAG's and those inside loops and conditions."""
+    dags = [spec["root"]["dag"]] + [c["dag"] for c in spec["components"].values() if "dag" in c]
+    return [(name, task) for dag in dags for name, task in dag["tasks"].items()]
+
+
+def test_no_step_with_side_effects_is_cacheable_in_any_compiled_ir(fresh: Path) -> None:
+    """kubeflow/pipelines#8236: a cached ingest, training, deploy or canary step replays an old result."""
+    for path in (fresh, *sorted(TRAINING_YAML.parent.glob("*.yaml"))):
+        spec = next(yaml.safe_load_all(path.read_text()))
+        steps = [(name, task) for name, task in _tasks_everywhere(spec) if "componentRef" in task
+                 and not task["componentRef"]["name"].startswith("comp-condition")
+                 and not task["componentRef"]["name"].startswith("comp-for-loop")]
+        named = {name.rsplit("-", 1)[0] if name[-1].isdigit() else name for name, _ in steps}
+        assert UNCACHEABLE <= named, named
+        for name, task in steps:
+            base = name.rsplit("-", 1)[0] if name[-1].isdigit() else name
+            if base in UNCACHEABLE:
+                assert not task.get("cachingOptions", {}).get("enableCache"), f"{path.name}: {name} is cacheable"
+
+
+def test_forced_caching_is_refused() -> None:
+    with pytest.raises(UserError, match="caching cannot be forced on"):
+        build_submission(TRAINING_YAML, "titans", {}, None, enable_caching=True)
 
 
 @pytest.mark.parametrize("params, schedule, message", [
