@@ -20,7 +20,8 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STEP = re.compile(r"^(\d\d:\d\d:\d\d\.\d+) - \w+ - (?:Executing task '([\w-]+)'|Task '([\w-]+)' finished)")
-TASK_LABEL = re.compile(r"^\s+(train-model(?:-\d+)?) \((\w+)\)\s", re.MULTILINE)
+# The run's own step lines: "  train-model (amount)   SUCCESS   28.5 s" (one per iteration of the training loop).
+TRAINING_LINE = re.compile(r"^\s+(train-model(?:-\d+)? \(\w+\))\s+\w+\s+([\d.]+) s$", re.MULTILINE)
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -64,9 +65,9 @@ def main() -> None:
         # inside the temporary home, so they are read before it is removed.
         log_line = re.search(r"full output: (\S+)", proc.stderr)
         steps = step_times(Path(log_line.group(1)).read_text() if log_line else proc.stderr)
-    # The run's own summary names each training task ("train-model-2 (amount)"): keep that label.
-    labels = dict(TASK_LABEL.findall(proc.stderr))
-    steps = {f"{name} ({labels[name]})" if name in labels else name: s for name, s in steps.items()}
+    # The trainings share one step name in kfp's log (a loop): each one's time is in the run's own step line.
+    steps = {name: s for name, s in steps.items() if not name.startswith("train-model")}
+    steps |= {label: float(seconds) for label, seconds in TRAINING_LINE.findall(proc.stderr)}
     measured = json.loads(proc.stdout.strip().splitlines()[-1])
     load = os.getloadavg()
     result = {"rows": args.rows, **measured, "steps_s": steps, "load_avg_1m_at_start": round(load_at_start, 2),

@@ -69,19 +69,27 @@ class _StepLog(io.TextIOBase):
         elif end := _TASK_DONE.search(line):
             task, status = end.groups()
             seconds = time.time() - self._started.get(task, time.time())
-            self.terminal.write(f"  {self._label(task):<28} {status:<8} {seconds:7.1f} s\n")
+            label, iteration_seconds = self._iteration(task)
+            seconds = iteration_seconds if iteration_seconds is not None else seconds
+            self.terminal.write(f"  {label:<28} {status:<8} {seconds:7.1f} s\n")
             self.terminal.flush()
 
-    def _label(self, step: str) -> str:
-        """``train-model (anomaly)``: every task trains in one component; say which task it was."""
+    def _iteration(self, step: str) -> tuple[str, float | None]:
+        """``train-model (anomaly)`` and its own duration: every task trains in one component, in a loop.
+
+        The iterations share one step name (and run two at a time), so the log's start line cannot say
+        whose finish this is; the iteration's folder can: the step that just finished wrote the newest
+        ``executor_output.json``, and its iteration folder was created when the step started.
+        """
         if not step.startswith("train-model") or self.root is None:
-            return step
+            return step, None
         try:
             run_dir = max(self.root.glob("titans-training-*"), key=lambda p: p.stat().st_mtime)
             latest = max(_training_steps(run_dir), key=lambda p: (p / "executor_output.json").stat().st_mtime)
-            return f"{step} ({_step_output(latest)['task']})"
+            took = (latest / "executor_output.json").stat().st_mtime - latest.parent.stat().st_mtime
+            return f"{step} ({_step_output(latest)['task']})", took
         except (ValueError, OSError, KeyError, TypeError):
-            return step
+            return step, None
 
     def flush(self) -> None:
         self.log.flush()
