@@ -4,7 +4,7 @@ One component for every task: the pipeline fans it out in parallel (one pod each
 """
 
 from kfp import dsl
-from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
 from components.image import IMAGE
 
@@ -23,6 +23,7 @@ def train_model(
     metrics: Output[Metrics],
     classification: Output[ClassificationMetrics],
     report: Output[Markdown],
+    report_html: Output[HTML],
     retrain_reason: str = "",
 ) -> str:
     """Train ``task``; the model directory is the Model artifact; returns the summary as JSON.
@@ -31,10 +32,14 @@ def train_model(
     thresholds, no worse than ``champion`` beyond a tolerance) decides whether it also becomes
     ``champion``, and its reasons travel in the summary. ``retrain_reason`` (the alert that asked for
     this run, empty otherwise) goes into the lineage and the MLflow tags.
+
+    The UI's views (run > Visualizations): the report as HTML and as Markdown, each with its plots
+    inside it (an artifact is one file, so a link to a PNG beside it would be a broken image), the
+    category confusion matrix and, where fraud labels exist, the anomaly score's ROC curve (KFP has
+    no precision-recall viewer: that curve is a plot in the report).
     """
     import json
     import os
-    import shutil
     import tempfile
     from pathlib import Path
 
@@ -44,6 +49,7 @@ def train_model(
         os.environ["MLFLOW_TRACKING_URI"] = mlflow_tracking_uri
     from titans.data.ingest import read_clean
     from titans.features.store import FeatureClient
+    from titans.models.report_html import html_page, kfp_markdown
     from titans.train import TrainConfig, train_task
 
     gate_file = ""
@@ -69,7 +75,11 @@ def train_model(
     confusion = summary.get("confusion_matrix")
     if confusion:
         classification.log_confusion_matrix(confusion["labels"], confusion["matrix"])
-    shutil.copyfile(summary["report"], report.path)
+    roc = summary.get("roc_curve")
+    if roc:
+        classification.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
+    Path(report.path).write_text(kfp_markdown(Path(summary["report"])), encoding="utf-8")
+    Path(report_html.path).write_text(html_page(Path(summary["report"])), encoding="utf-8")
     model.metadata.update({"registered_name": summary.get("registered_name"), "version": summary.get("version"),
                            "alias": summary.get("alias"), "task": task})
     keep = ("task", "skipped", "metrics", "baselines", "beats_baseline", "registered_name", "version", "alias",

@@ -117,6 +117,7 @@ def train_task(task: str, clean: pd.DataFrame, client: Any, cfg: TrainConfig,
         "baselines": result["baselines"],
         "beats_baseline": report.beats_baseline(gate.gated_metrics, result),
         "confusion_matrix": result.get("confusion_matrix"),
+        "roc_curve": result.get("roc_curve"),
         "model_dir": str(path),
         "report": str(report_path),
         "plots": {k: str(v) for k, v in figs.items()},
@@ -155,7 +156,7 @@ def _skipped(spec: tasks.Task, reason: str, cfg: TrainConfig, plot_dir: Path, cl
         registry.record_skipped(spec.name, reason, {"data_hash": clean_hash} | cfg.extra_lineage)
     return {
         "task": spec.name, "skipped": reason, "metrics": {}, "baselines": {}, "beats_baseline": None,
-        "confusion_matrix": None, "model_dir": None, "report": str(report_path), "plots": {},
+        "confusion_matrix": None, "roc_curve": None, "model_dir": None, "report": str(report_path), "plots": {},
         "registered_name": spec.registered_name, "version": None, "alias": None,
         "gate": {"promote": False, "decision": "skipped", "reasons": [f"skipped: {reason}"]},
         "seconds": round(time.perf_counter() - started, 2),

@@ -385,6 +385,8 @@ def train(ts: pd.DataFrame, cfg: TrainConfig, plot_dir: Path) -> Trained:
     result = evaluation.anomaly_metrics(y.astype(int).to_numpy() if known else None, scores, zscore)
     if known:  # the served decision's quality, what delayed labels are later compared with
         result["metrics"] |= flagged_metrics(y.astype(int).to_numpy(), out["risk_level"])
+        # The served score's ROC curve, for KFP's ROC viewer (the pipeline logs it on ClassificationMetrics).
+        result["roc_curve"] = evaluation.roc_points(y.astype(int).to_numpy(), out["anomaly_score"])
     else:  # no fraud labels (one business's export): judged on anomalies injected into the holdout
         result = unlabelled_metrics(model, test, out["risk_level"], cfg.seed)
     result["model"] = model.describe()

@@ -88,6 +88,25 @@ def recall_at_fpr(y: np.ndarray, score: np.ndarray, fpr: float = 0.01) -> float 
     return float(tp_rate[fp_rate <= fpr].max())
 
 
+def roc_points(y: np.ndarray, score: np.ndarray, max_points: int = 200) -> dict[str, list[float]] | None:
+    """The ROC curve of ``score`` as at most ``max_points`` points, for a viewer (KFP's ROC curve).
+
+    Why downsampled: the curve travels in the step's summary and in the artifact's metadata, and a
+    holdout's curve can have a point per positive; the first and last points are always kept.
+    Why no infinity: sklearn's first threshold is ``inf`` (flag nothing), which JSON and protobuf
+    cannot hold; it becomes the next float above the top score, which also flags nothing.
+    None when the holdout lacks either class (no curve exists).
+    """
+    y = np.asarray(y, int)
+    if y.sum() == 0 or (1 - y).sum() == 0:
+        return None
+    fpr, tpr, thresholds = skm.roc_curve(y, score)
+    finite = np.isfinite(thresholds)
+    thresholds = np.where(finite, thresholds, np.nextafter(thresholds[finite].max(), np.inf))
+    keep = np.unique(np.linspace(0, len(fpr) - 1, min(max_points, len(fpr))).round().astype(int))
+    return {"fpr": fpr[keep].tolist(), "tpr": tpr[keep].tolist(), "thresholds": thresholds[keep].tolist()}
+
+
 def detection_scores(y: np.ndarray, score: np.ndarray) -> dict[str, float | None]:
     y = np.asarray(y, int)
     if y.sum() == 0 or (1 - y).sum() == 0:
