@@ -42,7 +42,8 @@ def lock_path(home: Path | None = None) -> Path:
     return (home or load_settings().home) / LOCK_NAME
 
 
-def _wait_seconds() -> float:
+def wait_seconds() -> float:
+    """How long a run waits for a lock's holder (``TITANS_LOCK_WAIT``, default 600 s)."""
     raw = os.environ.get(WAIT_ENV, "")
     if not raw:
         return DEFAULT_WAIT_S
@@ -103,7 +104,7 @@ def hold(command: str, home: Path | None = None) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        _acquire(fd, path, command)
+        acquire(fd, path.parent, path, command)
         info = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
                 "since": datetime.now(UTC).isoformat(timespec="seconds")}
         os.ftruncate(fd, 0)
@@ -124,8 +125,15 @@ def hold(command: str, home: Path | None = None) -> Iterator[Path]:
         os.close(fd)  # closing releases the flock
 
 
-def _acquire(fd: int, path: Path, command: str) -> None:
-    deadline = time.monotonic() + _wait_seconds()
+def acquire(fd: int, place: Path, described_in: Path, command: str, state: str = "in use") -> None:
+    """Take the ``flock`` on ``fd`` (the lock of ``place``), waiting up to ``wait_seconds()`` for its holder.
+
+    ``described_in`` is the file where the holder wrote who it is; the waiting run says so once, and
+    stops with one line naming it when the wait is over. Shared by the home's lock and ingest's lock
+    on its output folder (``titans.data.output_lock``).
+    """
+    wait = wait_seconds()
+    deadline = time.monotonic() + wait
     announced = False
     while True:
         try:
@@ -133,12 +141,12 @@ def _acquire(fd: int, path: Path, command: str) -> None:
             return
         except BlockingIOError:
             pass
-        info = holder(path)
+        info = holder(described_in)
         if time.monotonic() >= deadline:
-            raise UserError(f"{path.parent} is in use by {describe(info)}; {command!r} did not start "
-                            f"(waited {_wait_seconds():g} s; set {WAIT_ENV} to wait longer)")
+            raise UserError(f"{place} is {state} by {describe(info)}; {command!r} did not start "
+                            f"(waited {wait:g} s; set {WAIT_ENV} to wait longer)")
         if not announced:
-            print(f"titans: waiting for {path.parent}: in use by {describe(info)}", file=sys.stderr, flush=True)
+            print(f"titans: waiting for {place}: {state} by {describe(info)}", file=sys.stderr, flush=True)
             announced = True
         time.sleep(POLL_S)
 

@@ -14,14 +14,11 @@ whose process is gone can belong to no running ingest, so the next run removes i
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
 import shutil
 import socket
-import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,23 +45,13 @@ def prepare(out: Path) -> Path:
     return out
 
 
-def _wait_seconds() -> float:
-    raw = os.environ.get(home_lock.WAIT_ENV, "")
-    if not raw:
-        return home_lock.DEFAULT_WAIT_S
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        raise UserError(f"{home_lock.WAIT_ENV}={raw!r}: expected a number of seconds") from None
-
-
 @contextlib.contextmanager
 def hold(out: Path, command: str) -> Iterator[Path]:
     """Hold ``out`` for the block: wait for another ingest into it (``TITANS_LOCK_WAIT``), or stop naming it."""
     prepare(out)
     fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        _acquire(fd, out, command)
+        home_lock.acquire(fd, out, out / HOLDER_FILE, command, state="being written")
         holder = out / HOLDER_FILE
         info = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
                 "since": datetime.now(UTC).isoformat(timespec="seconds")}
@@ -78,27 +65,6 @@ def hold(out: Path, command: str) -> Iterator[Path]:
             holder.unlink(missing_ok=True)
     finally:
         os.close(fd)  # closing releases the flock
-
-
-def _acquire(fd: int, out: Path, command: str) -> None:
-    wait = _wait_seconds()
-    deadline = time.monotonic() + wait
-    announced = False
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            pass
-        info = home_lock.holder(out / HOLDER_FILE)
-        if time.monotonic() >= deadline:
-            raise UserError(f"{out} is being written by {home_lock.describe(info)}; {command!r} did not start "
-                            f"(waited {wait:g} s; set {home_lock.WAIT_ENV} to wait longer)")
-        if not announced:
-            print(f"titans: waiting for {out}: being written by {home_lock.describe(info)}", file=sys.stderr,
-                  flush=True)
-            announced = True
-        time.sleep(home_lock.POLL_S)
 
 
 def _process_gone(pid: int) -> bool:
