@@ -147,7 +147,8 @@ def deploy_promoted(summaries: dict[str, dict[str, Any]], model_paths: dict[str,
         results[task] = {"local_model_dir": str(local) if local else None, "stable_version": stable or None,
                          **outcome}
         # Deployed: now ``champion`` may name it (with champion_after_canary the canary analysis moves it).
-        if summary.get("crown"):
-            results[task]["alias"] = (registry.crown(name, str(summary["version"])) if problem is None
-                                      else f"challenger (champion not moved: {problem})")
+        if summary.get("crown") and problem is None:
+            results[task]["alias"] = registry.crown(name, str(summary["version"]))
+        elif summary.get("crown"):
+            results[task] |= {"alias": registry.CHALLENGER, "alias_not_moved": problem}
     return results

@@ -84,3 +84,20 @@ def test_the_unlabelled_detector_flags_injected_anomalies_the_same_on_both_paths
               for kind, rows in injected.items()}
     ordinary = np.isin(model.predict(holdout)["risk_level"], ("high", "critical")).mean()
     assert alerts["duplicate"] > 0.8 and alerts["spike"] > 2 * ordinary, (alerts, ordinary)
+
+
+def test_two_purchases_at_one_merchant_on_one_day_are_not_critical(trained, monkeypatch) -> None:
+    """One business's export may never show two purchases at a merchant on one day (the real one does not);
+    a second one served later is ordinary, not "beyond every training row"."""
+    home, _ = trained
+    monkeypatch.setenv("TITANS_HOME", str(home / "home"))
+    ts = tasks.get("anomaly").training_frame(read_clean(home / "data"), FeatureClient(), 0, 0.2)
+    train_rows, holdout = time_split(ts.drop(columns=["is_fraud"], errors="ignore"), 0.2)
+    single_days = train_rows.drop_duplicates(["account_id", "merchant", "date"])
+    model = AnomalyModel(n_estimators=60, seed=1).fit(single_days)
+    holdout = holdout.drop_duplicates(["account_id", "merchant", "date"]).head(200).reset_index(drop=True)
+    pair = holdout.assign(amount=holdout["amount"] * 1.1, spend=holdout["spend"] * 1.1)
+    alone = (model.predict(holdout)["risk_level"] == "critical").mean()
+    together = (model.predict(pd.concat([holdout, pair], ignore_index=True))["risk_level"][: len(holdout)]
+                == "critical").mean()
+    assert together <= alone + 0.05, (alone, together)

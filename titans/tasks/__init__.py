@@ -18,7 +18,7 @@ from titans.errors import UserError
 from titans.tasks.spec import Task
 
 EXTRA_MODULES_ENV = "TITANS_TASK_MODULES"
-_NOT_TASKS = frozenset({"spec"})
+_NOT_TASKS = frozenset({"spec", "readiness"})  # the package's own machinery
 
 
 def _declared(module_names: tuple[str, ...]) -> tuple[Task, ...]:
