@@ -20,6 +20,18 @@ def _run(args: argparse.Namespace) -> int:
     if args.layout and not args.data:
         raise UserError("--layout describes the exports given with --data; without --data an export is generated")
     layout = read_layout_text(args.layout) if args.layout else ""  # the text travels: steps may run elsewhere
+    if args.pipeline == "scoring":
+        from pipelines.local_scoring import run_scoring_local  # here: kfp loads only for a run
+
+        result = run_scoring_local(args.data or [], use_registry=args.registry, layout=layout)
+        if args.json:
+            print_json(result)
+        else:
+            score = result["score"]
+            print(f"rows_in={score['rows_in']} scored={score['rows_scored']} quarantined={score['rows_quarantined']}"
+                  f" tasks={','.join(score['tasks_scored'])} in {result['seconds']} s")
+            print(f"scored: {result['scored']}\nsummary: {result['summary']}")
+        return 0
     # The whole run holds the home's lock; its step processes inherit it (TITANS_LOCK_OWNER).
     with home_lock.hold(home_lock.command_line()):
         summary = run_local(data=args.data, rows=args.rows, accounts=args.accounts,
@@ -35,19 +47,20 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _compile(args: argparse.Namespace) -> int:
-    from pipelines.compile import TRAINING_YAML, compile_training  # here: kfp loads only for this verb
+    from pipelines.compile import COMPILED_DIR, compile_all  # here: kfp loads only for this verb
 
-    path = compile_training(Path(args.out) if args.out else TRAINING_YAML)
-    print(f"wrote {path}")
+    for path in compile_all(Path(args.out) if args.out else COMPILED_DIR):
+        print(f"wrote {path}")
     return 0
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from pipelines.compile import TRAINING_YAML  # here: kfp loads only for this verb
+    from pipelines.compile import PIPELINES  # here: kfp loads only for this verb
 
     params = parse_params(args.param)
-    sub = build_submission(Path(args.package) if args.package else TRAINING_YAML, args.experiment, params,
-                           args.schedule, args.run_name, enable_caching=None if args.compiled_caching else False)
+    package = Path(args.package) if args.package else PIPELINES[args.pipeline]
+    sub = build_submission(package, args.experiment, params, args.schedule, args.run_name,
+                           enable_caching=None if args.compiled_caching else False)
     print_json(submit(args.host, sub))
     return 0
 
@@ -79,11 +92,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      "lineage and MLflow tags; `titans retrain-trigger` sets it from the alert)")
     run.add_argument("--layout", metavar="FILE", help="YAML layout of the exports given with --data: which header "
                      "holds which field, date format, decimal separator (see docs/layouts/)")
+    run.add_argument("--pipeline", choices=("training", "scoring"), default="training",
+                     help="training (default) or scoring: the exports given with --data scored by the deployed models")
+    run.add_argument("--registry", action="store_true",
+                     help="with --pipeline scoring: MLflow's champion versions instead of $TITANS_HOME/models")
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
     run.set_defaults(handler=_run)
 
-    comp = sub.add_parser("compile", help="write the IR YAML for the Kubeflow UI (pipelines/compiled/)")
-    comp.add_argument("--out", help="output path (default pipelines/compiled/training_pipeline.yaml)")
+    comp = sub.add_parser("compile", help="write both pipelines' IR YAML for the Kubeflow UI (pipelines/compiled/)")
+    comp.add_argument("--out", help="output folder (default pipelines/compiled/)")
     comp.set_defaults(handler=_compile)
 
     subm = sub.add_parser("submit", help="create a run or a recurring run on a Kubeflow Pipelines endpoint",
@@ -94,7 +111,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     subm.add_argument("--experiment", default="titans", help="KFP experiment (default titans)")
     subm.add_argument("--run-name", help="run or job name (default: the pipeline's name)")
     subm.add_argument("--param", action="append", metavar="NAME=VALUE", help="pipeline parameter (repeatable)")
-    subm.add_argument("--package", help="compiled YAML (default pipelines/compiled/training_pipeline.yaml)")
+    subm.add_argument("--pipeline", choices=("training", "scoring"), default="training",
+                      help="which compiled pipeline to send (default training; scoring scores an export with the "
+                           "champions, e.g. --param source_uri=/var/titans/exports/2026-11.csv)")
+    subm.add_argument("--package", help="compiled YAML (default: the --pipeline's file in pipelines/compiled/)")
     subm.add_argument("--compiled-caching", action="store_true",
                       help="let the steps the IR marks cacheable (the gate report) reuse results; default: none")
     subm.set_defaults(handler=_submit)

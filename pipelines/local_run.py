@@ -21,7 +21,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,7 @@ class _StepLog(io.TextIOBase):
             run_dir = max(self.root.glob("titans-training-*"), key=lambda p: p.stat().st_mtime)
             latest = max(_training_steps(run_dir), key=lambda p: (p / "executor_output.json").stat().st_mtime)
             took = (latest / "executor_output.json").stat().st_mtime - latest.parent.stat().st_mtime
-            return f"{step} ({_step_output(latest)['task']})", took
+            return f"{step} ({step_output(latest)['task']})", took
         except (ValueError, OSError, KeyError, TypeError):
             return step, None
 
@@ -125,6 +125,24 @@ def _step_error(lines: list[str], message: str) -> str:
     return f"pipeline step '{task.group(1) if task else '?'}' failed: {detail}"
 
 
+def run_with_step_log(run: Callable[[], Any], root: Path, log_path: Path) -> None:
+    """Call ``run`` (a pipeline through kfp.local) with its output in ``log_path`` and one line per step here.
+
+    A failed step becomes a ``UserError`` naming the step and its error line, with the log's path.
+    """
+    with log_path.open("w") as log:
+        steps = _StepLog(log, sys.stdout, root)
+        original_out, original_err = sys.stdout, sys.stderr
+        sys.stdout = sys.stderr = steps
+        try:
+            with _runner_output_to(steps):
+                run()
+        except RuntimeError as exc:
+            raise UserError(f"{_step_error(steps.lines, str(exc))} (full output: {log_path})") from None
+        finally:
+            sys.stdout, sys.stderr = original_out, original_err
+
+
 def _latest_run(root: Path, started: float) -> Path:
     runs = [p for p in root.glob("titans-training-*") if p.is_dir() and p.stat().st_mtime >= started - 1]
     if not runs:
@@ -134,10 +152,11 @@ def _latest_run(root: Path, started: float) -> Path:
 
 def _task_output(run_dir: Path, task: str) -> Any:
     """A task's JSON return value, as kfp.local recorded it in the executor output."""
-    return _step_output(run_dir / task)
+    return step_output(run_dir / task)
 
 
-def _step_output(step_dir: Path) -> Any:
+def step_output(step_dir: Path) -> Any:
+    """A step's JSON return value, from the executor output kfp.local wrote in its folder."""
     executor = json.loads((step_dir / "executor_output.json").read_text())
     return json.loads(executor["parameterValues"]["Output"])
 
@@ -225,17 +244,7 @@ def run_local(data: list[str] | None = None, rows: int = 20000, accounts: int = 
     log_path = home / "logs" / f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     print(f"pipeline run ({runner} runner); the runner's full output: {log_path}", flush=True)
-    with log_path.open("w") as log:
-        steps = _StepLog(log, sys.stdout, root)
-        original_out, original_err = sys.stdout, sys.stderr
-        sys.stdout = sys.stderr = steps
-        try:
-            with _runner_output_to(steps):
-                training_pipeline(**params)
-        except RuntimeError as exc:
-            raise UserError(f"{_step_error(steps.lines, str(exc))} (full output: {log_path})") from None
-        finally:
-            sys.stdout, sys.stderr = original_out, original_err
+    run_with_step_log(lambda: training_pipeline(**params), root, log_path)
     run_dir = _latest_run(root, started)
     summaries = _task_output(run_dir, "gate-report")
     deployed = _task_output(run_dir, "deploy-models")
@@ -271,7 +280,7 @@ def _reports_by_task(run_dir: Path) -> dict[str, Path]:
     links.mkdir(exist_ok=True)
     found = {}
     for step in _training_steps(run_dir):
-        task = str(_step_output(step)["task"])
+        task = str(step_output(step)["task"])
         link = links / task
         if not link.exists():
             link.symlink_to(Path("..") / step.relative_to(run_dir), target_is_directory=True)

@@ -293,9 +293,7 @@ class TitansModel(Model):
                 "malformed_request", "this server speaks the V2 protocol: POST /v2/models/{name}/infer"
             )
         check_requested_outputs(payload, self.outputs)
-        columns = decode_inputs(payload, self.inputs, self.rules)
-        if self.enricher is not None:
-            columns = self.enricher.enrich(columns)
+        columns = self.enrich(decode_inputs(payload, self.inputs, self.rules))
         frame = None if self.fast is not None else pd.DataFrame(columns, copy=False)
         return Batch(request=payload, columns=columns, frame=frame)
 
@@ -304,15 +302,7 @@ class TitansModel(Model):
     ) -> InferResponse:
         request = payload.request
         wanted = frozenset(o.name for o in request.request_outputs) if request.request_outputs else None
-        try:
-            if payload.frame is None and self.fast is not None:
-                result = self.fast.predict(payload.columns, wanted)
-            else:
-                result = self.model_dir.predict(payload.frame)
-        except UserError as exc:
-            # The model's own refusal of valid-looking input (docs/contracts.md: model
-            # directories raise UserError for what a caller can fix): the client's, a 400.
-            raise RequestRejected("bad_value", f"{self.name} cannot predict this request: {exc}") from None
+        result = self.predict_columns(payload.columns, wanted, payload.frame)
         specs = self.outputs if wanted is None else [s for s in self.outputs if s.name in wanted or s.name in result]
         outputs = infer_outputs(specs, result)
         self.observe(payload.columns, {o.name: o.data for o in outputs})
@@ -330,6 +320,26 @@ class TitansModel(Model):
             use_binary_outputs=request.use_binary_outputs,
             requested_outputs=request.request_outputs,
         )
+
+    def enrich(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Validated request columns plus the task's stored features (unchanged when this model reads none)."""
+        return self.enricher.enrich(columns) if self.enricher is not None else columns
+
+    def predict_columns(self, columns: Mapping[str, np.ndarray], wanted: frozenset[str] | None = None,
+                        frame: pd.DataFrame | None = None) -> dict[str, Any]:
+        """The model's outputs for enriched columns: the array path, else the model directory on a frame.
+
+        The one prediction behind a V2 request and ``titans score`` (``serving/score_rows.py``): the batch
+        scorer calls this on the same columns a request decodes to, so both answer alike.
+        """
+        try:
+            if self.fast is not None:
+                return self.fast.predict(columns, wanted)
+            return self.model_dir.predict(frame if frame is not None else pd.DataFrame(columns, copy=False))
+        except UserError as exc:
+            # The model's own refusal of valid-looking input (docs/contracts.md: model
+            # directories raise UserError for what a caller can fix): the client's, a 400.
+            raise RequestRejected("bad_value", f"{self.name} cannot predict this request: {exc}") from None
 
     def observe(self, columns: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> None:
         """Record rows, numeric input/feature summaries and the output series the task declares."""

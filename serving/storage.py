@@ -37,19 +37,21 @@ def resolve_model_uri(uri: str) -> Path:
 
 
 def find_model_dir(root: Path) -> Path:
-    """The directory with ``metadata.json``: ``root`` itself or one level below.
+    """The directory with ``metadata.json``: ``root`` itself, or one or two levels below.
 
-    Why one level: an MLflow artifact download or an unpacked archive wraps the model
-    directory in a folder of its own.
+    Why one: an unpacked archive wraps the model directory in a folder of its own; why two: a
+    registered MLflow pyfunc keeps it under ``artifacts/<task>/`` beside its MLmodel file
+    (``titans.registry.log_and_register``), which is what ``models:/titans-<task>@champion`` downloads.
     """
     if (root / METADATA_FILE).is_file():
         return root
     if root.is_dir():
-        nested = sorted(p.parent for p in root.glob(f"*/{METADATA_FILE}"))
-        if len(nested) == 1:
-            return nested[0]
-        if len(nested) > 1:
-            raise ModelUriError(f"{root}: several model directories inside ({[str(p) for p in nested]})")
+        for pattern in (f"*/{METADATA_FILE}", f"*/*/{METADATA_FILE}"):
+            nested = sorted(p.parent for p in root.glob(pattern))
+            if len(nested) == 1:
+                return nested[0]
+            if len(nested) > 1:
+                raise ModelUriError(f"{root}: several model directories inside ({[str(p) for p in nested]})")
     raise ModelUriError(f"{root}: no {METADATA_FILE} (not a titans model directory)")
 
 

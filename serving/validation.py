@@ -291,3 +291,69 @@ def _check_dates(name: str, column: np.ndarray) -> None:
             raise RequestRejected(
                 "bad_value", f"input '{name}' row {i} is {value!r}; expected a date from 1900 to 2199"
             )
+
+
+def row_refusals(columns: Mapping[str, np.ndarray], specs: Sequence[TensorSpec], rules: InputRules) -> np.ndarray:
+    """Per row, why a request holding it would be refused (None where it would not): ``titans score``'s check.
+
+    The value rules of ``decode_inputs`` (finite numbers, ranges, closed vocabularies, ISO dates in
+    range), row by row instead of first-failure-raises, so a batch quarantines the rows a server
+    would refuse and scores the rest. Checked per distinct value: exports repeat theirs.
+    """
+    n = len(next(iter(columns.values()))) if columns else 0
+    reasons = np.full(n, None, dtype=object)
+    for spec in specs:
+        if spec.name not in columns:
+            continue
+        column = np.asarray(columns[spec.name])
+        bad: np.ndarray | None = None
+        if spec.datatype in ("FP16", "FP32", "FP64"):
+            bad = ~np.isfinite(column.astype(np.float64))
+            _first(reasons, bad, f"input '{spec.name}' is {{value}}; values must be finite", column)
+        if spec.name in rules.ranges:
+            low, high = rules.ranges[spec.name]
+            bad = (column < low) | (column > high)
+            _first(reasons, bad, f"input '{spec.name}' is {{value}}; expected a value in [{low:g}, {high:g}]", column)
+        if spec.name in rules.categories:
+            allowed = rules.categories[spec.name]
+            uniques, codes = np.unique(column.astype(str), return_inverse=True)
+            bad = ~np.isin(uniques, list(allowed))[codes]
+            _first(reasons, bad, f"input '{spec.name}' has unknown value {{value!r}}; "
+                   f"expected one of {sorted(allowed)}", column)
+        if spec.name in rules.dates:
+            uniques, codes = np.unique(column.astype(str), return_inverse=True)
+            refused = np.array([_date_refusal(spec.name, str(value)) for value in uniques], dtype=object)
+            per_row = refused[codes]
+            _first(reasons, per_row != None, "", column, per_row)  # noqa: E711 - elementwise
+    return reasons
+
+
+def _first(reasons: np.ndarray, bad: np.ndarray, message: str, column: np.ndarray,
+           texts: np.ndarray | None = None) -> None:
+    """Set the reason of each row that fails this check and no earlier one.
+
+    ``message`` is a template of ``{value}``, formatted once per distinct failing value; ``texts``, when
+    given, are the reasons already written per row.
+    """
+    pick = np.asarray(bad, dtype=bool) & np.equal(reasons, None)
+    if not pick.any():
+        return
+    if texts is not None:
+        reasons[pick] = texts[pick]
+        return
+    cache: dict[object, str] = {}
+    for i in np.flatnonzero(pick):
+        value = column[i]
+        key = value if not isinstance(value, float) or value == value else "nan"
+        if key not in cache:
+            cache[key] = message.format(value=value)
+        reasons[i] = cache[key]
+
+
+def _date_refusal(name: str, value: str) -> str | None:
+    """Why ``_check_dates`` would refuse this one value, or None."""
+    try:
+        _check_dates(name, np.array([value], dtype=object))
+    except RequestRejected as exc:
+        return str(exc).replace(" row 0", "")
+    return None

@@ -11,15 +11,21 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 from kfp_api_double import kfp_api_double
 
-from pipelines.compile import TRAINING_YAML, compile_training
+from pipelines.compile import PIPELINES, SCORING_YAML, TRAINING_YAML, compile_all
 from pipelines.submit import build_submission, submit
 from titans import tasks as titans_tasks
 from titans.errors import UserError
 
 
 @pytest.fixture(scope="module")
-def fresh(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return compile_training(tmp_path_factory.mktemp("ir") / "training_pipeline.yaml")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    paths = compile_all(tmp_path_factory.mktemp("ir"))
+    return {path.name: path for path in paths}
+
+
+@pytest.fixture(scope="module")
+def fresh(compiled: dict[str, Path]) -> Path:
+    return compiled[TRAINING_YAML.name]
 
 
 def test_committed_ir_is_fresh_and_a_pipeline_spec(fresh: Path) -> None:
@@ -48,6 +54,33 @@ def test_committed_ir_is_fresh_and_a_pipeline_spec(fresh: Path) -> None:
                                                                   "titans-object-store"}
 
 
+def test_committed_scoring_ir_is_fresh_ingest_then_score(compiled: dict[str, Path]) -> None:
+    fresh = compiled[SCORING_YAML.name]
+    assert SCORING_YAML.read_text() == fresh.read_text(), "run `make compile` and commit pipelines/compiled/"
+    spec_doc, platform_doc = yaml.safe_load_all(fresh.read_text())
+    spec = json_format.ParseDict(spec_doc, pipeline_spec_pb2.PipelineSpec())
+    tasks = spec.root.dag.tasks
+    assert set(tasks) == {"ingest-data", "score-export"}
+    assert tasks["score-export"].inputs.artifacts["clean_data"].task_output_artifact.producer_task == "ingest-data"
+    outputs = spec.components[tasks["score-export"].component_ref.name].output_definitions.artifacts
+    assert {name: a.artifact_type.schema_title for name, a in outputs.items()} == {
+        "scored": "system.Dataset", "summary": "system.Markdown", "counts": "system.Metrics"}
+    assert spec.root.input_definitions.parameters["use_registry"].default_value.bool_value is True
+    executor = platform_doc["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-score-export"]
+    assert executor["pvcMount"][0]["mountPath"] == "/var/titans"
+
+
+def test_scoring_pipeline_is_submitted_by_name_with_caching_off() -> None:
+    with kfp_api_double() as (host, recorded):
+        job = submit(host, build_submission(PIPELINES["scoring"], "titans",
+                                            {"source_uri": "/var/titans/exports/2026-11.csv"}, "0 0 6 1 * *"))
+    assert job["recurring_run_id"] == "recurring-1"
+    sent = [r["body"] for r in recorded if r["path"] == "/apis/v2beta1/recurringruns"][0]
+    assert sent["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "titans-scoring"
+    assert all(task["cachingOptions"] == {} for task in sent["pipeline_spec"]["pipeline_spec"]["root"]["dag"]["tasks"]
+               .values())
+
+
 def test_submit_run_and_schedule_through_kfp_client() -> None:
     compiled = yaml.safe_load_all(TRAINING_YAML.read_text())
     spec_doc = next(compiled)
@@ -71,7 +104,10 @@ def test_submit_run_and_schedule_through_kfp_client() -> None:
 
 
 # Steps whose result depends on what the cache key cannot see, or that change the world: never cacheable.
-UNCACHEABLE = {"ingest-data", "build-features", "train-model", "deploy-models", "canary-analysis"}
+UNCACHEABLE = {"ingest-data", "build-features", "train-model", "deploy-models", "canary-analysis", "score-export"}
+# Which of them each compiled pipeline holds (a pipeline whose steps are missing here fails the test).
+EXPECTED_STEPS = {"training_pipeline.yaml": UNCACHEABLE - {"score-export"},
+                  "scoring_pipeline.yaml": {"ingest-data", "score-export"}}
 
 
 def _tasks_everywhere(spec: dict) -> list[tuple[str, dict]]:
@@ -83,12 +119,13 @@ def _tasks_everywhere(spec: dict) -> list[tuple[str, dict]]:
 def test_no_step_with_side_effects_is_cacheable_in_any_compiled_ir(fresh: Path) -> None:
     """kubeflow/pipelines#8236: a cached ingest, training, deploy or canary step replays an old result."""
     for path in (fresh, *sorted(TRAINING_YAML.parent.glob("*.yaml"))):
+        assert path.name in EXPECTED_STEPS, f"{path.name}: say which of its steps may not cache"
         spec = next(yaml.safe_load_all(path.read_text()))
         steps = [(name, task) for name, task in _tasks_everywhere(spec) if "componentRef" in task
                  and not task["componentRef"]["name"].startswith("comp-condition")
                  and not task["componentRef"]["name"].startswith("comp-for-loop")]
         named = {name.rsplit("-", 1)[0] if name[-1].isdigit() else name for name, _ in steps}
-        assert UNCACHEABLE <= named, named
+        assert EXPECTED_STEPS[path.name] <= named, named
         for name, task in steps:
             base = name.rsplit("-", 1)[0] if name[-1].isdigit() else name
             if base in UNCACHEABLE:

@@ -14,10 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
 from pipelines.local_run import run_local
+from pipelines.local_scoring import run_scoring_local
+from serving.kserve_import import import_kserve_quietly
 from titans import model_dir
 from titans.data.generate import generate
 
@@ -60,7 +63,8 @@ def _check_single_business_run(summary: dict[str, Any], home: Path) -> None:
     assert "skipped: needs expenses of at least 2 accounts" in report
 
 
-def test_the_real_export_deploys_what_its_data_supports(real_export: Path, own_home: Path) -> None:
+def test_the_real_export_deploys_what_its_data_supports_and_is_scored(real_export: Path, own_home: Path,
+                                                                        tmp_path: Path) -> None:
     summary = run_local(data=[str(real_export)], n_estimators=40, cv_folds=2)
     assert summary["data"]["rows_in"] == 127 == summary["data"]["rows_clean"]
     _check_single_business_run(summary, own_home)
@@ -68,6 +72,30 @@ def test_the_real_export_deploys_what_its_data_supports(real_export: Path, own_h
     cashflow = model_dir.load(own_home / "models" / "cashflow").metadata
     assert cashflow["model"]["kind"].startswith("baseline: ")
     assert "learned_forecaster" in cashflow["baselines"]
+    _check_scoring(real_export, own_home, tmp_path)
+
+
+def _check_scoring(export: Path, home: Path, tmp_path: Path) -> None:
+    """The export scored by what the run deployed: `titans score` on the folders, the scoring pipeline on MLflow."""
+    import_kserve_quietly()
+    from serving.score_export import score_export
+
+    scored = score_export([export], tmp_path / "scored", models_dir=home / "models")
+    assert scored["rows_in"] == 127 == scored["rows_scored"] + scored["rows_quarantined"]
+    assert scored["tasks_scored"] == list(DEPLOYED) and list(scored["tasks_absent"]) == ["recommend"]
+    rows = pd.read_parquet(tmp_path / "scored" / "transactions.parquet")
+    expenses = rows[rows["type"] == "Expense"]
+    assert len(rows) == 127 and expenses["risk_level"].notna().all() and expenses["amount_expected"].gt(0).all()
+    forecast = pd.read_parquet(tmp_path / "scored" / "forecast.parquet")
+    assert len(forecast) == 30 and forecast["account_id"].unique().tolist() == rows["account_id"].unique().tolist()
+    assert "**recommend**: no model folder" in (tmp_path / "scored" / "summary.md").read_text()
+    # The Kubeflow scoring pipeline through kfp.local, with MLflow's champions: the same answers.
+    run = run_scoring_local([str(export)], use_registry=True)
+    assert run["score"]["tasks_scored"] == list(DEPLOYED) and run["score"]["rows_scored"] == 127
+    from_registry = pd.read_parquet(Path(run["scored"]) / "transactions.parquet")
+    pd.testing.assert_frame_equal(from_registry.sort_values("transaction_id").reset_index(drop=True),
+                                  rows.sort_values("transaction_id").reset_index(drop=True))
+    assert "Suspicious transactions" in Path(run["summary"]).read_text()
 
 
 def test_a_generated_one_account_export_without_labels(own_home: Path, tmp_path: Path) -> None:

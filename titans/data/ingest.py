@@ -26,7 +26,8 @@ import os
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,11 +35,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from titans import home_lock
+from titans import home_lock, workers
 from titans.data import conventions, output_lock, schema
 from titans.data.layout import Layout
 from titans.data.report_text import markdown_text, shorten, snippet
-from titans.data.sources import Source, decide_conventions, file_sha256, open_source
+from titans.data.sources import Chunk, Source, decide_conventions, file_sha256, open_source
 from titans.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -305,7 +306,7 @@ def read_clean(data_dir: Path | str) -> pd.DataFrame:
 
 
 def ingest(inputs: Sequence[Path | str], out_dir: Path | str, layout: Layout | None = None,
-           future_tolerance_days: float | None = None) -> dict[str, object]:
+           future_tolerance_days: float | None = None, hold_home: bool = True) -> dict[str, object]:
     """Ingest export files into ``out_dir`` and return the run summary (also the JSON report).
 
     ``layout`` (``titans.data.layout.load_layout`` or ``parse_layout``) maps the exports' own
@@ -315,6 +316,8 @@ def ingest(inputs: Sequence[Path | str], out_dir: Path | str, layout: Layout | N
     Holds the TITANS_HOME lock (``titans.home_lock``) and a lock on ``out_dir`` itself
     (``titans.data.output_lock``): two ingests into one home, or into one output folder from two
     homes, run one after the other, so the second sees the first's rows as duplicates.
+    ``hold_home=False`` skips the home lock: ``titans score`` ingests into a work folder of its own
+    output, which no other run of the home writes, and must not wait for a training run.
     """
     paths = [Path(p) for p in inputs]
     if not paths:
@@ -322,7 +325,7 @@ def ingest(inputs: Sequence[Path | str], out_dir: Path | str, layout: Layout | N
     latest = pd.Timestamp.now(tz="UTC").tz_localize(None) + pd.Timedelta(days=future_days(future_tolerance_days))
     out = Path(out_dir)
     command = home_lock.command_line()
-    with home_lock.hold(command):
+    with home_lock.hold(command) if hold_home else contextlib.nullcontext():
         with _short_errors():
             sources = [open_source(p, layout) for p in paths]  # fail on unusable inputs before writing anything
         with output_lock.hold(out, command):
@@ -366,21 +369,24 @@ def _run(sources: list[Source], hashes: list[str], run_id: str, out: Path, stagi
         for src, digest in zip(sources, hashes, strict=True):
             occurrences: dict[int, int] = {}
             rows_before = stats.rows_in
-            for chunk in src.read_chunks():
-                stats.rows_in += len(chunk)
-                good, quarantine = _validate_chunk(src, chunk, stats, latest)
+            for chunk_rows, good, quarantine, part, keys, within, ids in _validated_chunks(src, latest):
+                stats.rows_in += chunk_rows
+                _merge_chunk_stats(stats, part)
                 if len(quarantine):
                     qwriter.write_table(pa.Table.from_pandas(quarantine, schema=QUARANTINE_SCHEMA,
                                                              preserve_index=False))
                     stats.rows_quarantined += len(quarantine)
                 if not len(good):
                     continue
-                keys = schema.content_keys(good).to_numpy()
+                # Occurrences count across chunks in input order: only rows identical to one in an earlier
+                # chunk need their id again (the worker counted occurrences within its chunk alone).
                 prior = np.array([occurrences.get(k, 0) for k in keys.tolist()], dtype=np.int64)
-                within = pd.Series(keys).groupby(keys).cumcount().to_numpy()
                 for k, c in pd.Series(keys).value_counts().items():
                     occurrences[k] = occurrences.get(k, 0) + int(c)
-                good["transaction_id"] = schema.content_ids(good, prior + within).to_numpy()
+                again = prior > 0
+                if again.any():
+                    ids[again] = schema.content_ids(good[again], prior[again] + within[again]).to_numpy()
+                good["transaction_id"] = ids
                 # A set lookup per row: Series.isin(set) rebuilds a hash table of everything seen, per chunk.
                 ids = good["transaction_id"].tolist()
                 dup = np.fromiter((t in seen for t in ids), dtype=bool, count=len(ids))
@@ -415,6 +421,55 @@ def _run(sources: list[Source], hashes: list[str], run_id: str, out: Path, stagi
     (reports / "data_quality.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     (reports / "data_quality.md").write_text(render_markdown(summary))
     return summary
+
+
+Validated = tuple[int, pd.DataFrame, pd.DataFrame, _Stats, np.ndarray, np.ndarray, np.ndarray]
+
+
+def validate_and_key(src: Source, chunk: Chunk, latest: pd.Timestamp) -> Validated:
+    """One chunk validated, its good rows keyed: (rows read, good, quarantine, stats, keys, occurrence, ids).
+
+    The ids count identical rows within this chunk only; the caller corrects the few rows that
+    repeat a row of an earlier chunk. Runs in a worker process, so it mutates nothing it was given
+    except ``src``'s merchant decision, which the first chunk makes in the calling process.
+    """
+    part = _Stats()
+    good, quarantine = _validate_chunk(src, chunk, part, latest)
+    if not len(good):
+        empty = np.empty(0, dtype=np.int64)
+        return len(chunk), good, quarantine, part, empty, empty, np.empty(0, dtype=object)
+    keys = schema.content_keys(good).to_numpy()
+    within = pd.Series(keys).groupby(keys).cumcount().to_numpy()
+    ids = schema.content_ids(good, within).to_numpy(dtype=object)
+    return len(chunk), good, quarantine, part, keys, within, ids
+
+
+def _validated_chunks(src: Source, latest: pd.Timestamp) -> Iterator[Validated]:
+    """Every chunk of ``src`` validated, in order; after the first, in worker processes (``titans.workers``).
+
+    The first chunk runs here: it decides where merchants come from for the whole input
+    (``_merchants``), and a file of one chunk (most single-business exports) never starts a pool.
+    """
+    chunks = iter(src.read_chunks())
+    first = next(chunks, None)
+    if first is None:
+        return
+    yield validate_and_key(src, first, latest)
+    shipped = replace(src, read_chunks=_no_reader)  # the reader is a closure over an open file: not shipped
+    yield from workers.ordered_map(partial(validate_and_key, shipped, latest=latest), chunks,
+                                   workers.data_workers(), in_flight=2 * workers.data_workers())
+
+
+def _no_reader() -> Iterator[Chunk]:
+    raise RuntimeError("a shipped Source does not read its file again")
+
+
+def _merge_chunk_stats(stats: _Stats, part: _Stats) -> None:
+    """Add what validating one chunk counted (shapes, empty fields, repairs, reasons) to the run's stats."""
+    stats.shaped_rows += part.shaped_rows
+    stats.empty_fields.update(part.empty_fields)
+    stats.repairs.update(part.repairs)
+    stats.reasons.update(part.reasons)
 
 
 PRODUCER_KEYS = ("generator", "seed", "label_noise_rate", "mislabelled_expense_rows", "category_accuracy_ceiling",

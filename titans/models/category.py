@@ -42,7 +42,7 @@ from titans.features import spec
 from titans.features.keys import merchant_keys
 from titans.features.transaction import amount_arrays, calendar_arrays, epoch_days
 from titans.models import evaluation
-from titans.models.arrays import TEXT_CACHE_SIZE, TfidfRows, Unsupported, distinct, positions, stored_text
+from titans.models.arrays import BLOCK_TEXTS, TEXT_CACHE_SIZE, TfidfRows, Unsupported, distinct, positions, stored_text
 from titans.models.common import (
     CATEGORY_INPUTS,
     history_features,
@@ -384,6 +384,12 @@ class _LinearText:
         indices, values = self.rows.row(text)
         return (self.weight * values) @ self.coef[indices]
 
+    def block_logits(self, texts: list[str]) -> np.ndarray:
+        """``logits`` of many texts: one sparse product (equal to the last bits: the sums' order differs)."""
+        matrix = self.rows.block(texts)
+        matrix.data *= self.weight
+        return np.asarray(matrix @ self.coef)
+
 
 class _TextLogits:
     """Every linear TF-IDF block of one request text column, remembered per distinct value as sent.
@@ -425,6 +431,10 @@ class _TextLogits:
 
     def _fill(self, uniques: list[Any], found: list[int | None]) -> None:
         index = self._index
+        new = [i for i, f in enumerate(found) if f is None]
+        if len(new) >= BLOCK_TEXTS:
+            self._fill_block(uniques, found, new)
+            return
         for i, value in enumerate(uniques):
             if found[i] is not None:
                 continue
@@ -437,6 +447,21 @@ class _TextLogits:
             for block, part in enumerate(self.parts):
                 self._table[block, row] = part.logits(text)
             index[value] = found[i] = row
+
+    def _fill_block(self, uniques: list[Any], found: list[int | None], new: list[int]) -> None:
+        """``_fill`` for many new values: each block's TF-IDF rows as one matrix, its logits as one product."""
+        index = self._index
+        start = len(index)
+        needed = start + len(new)
+        if needed > self._table.shape[1]:
+            grown = np.empty((len(self.parts), max(needed, 2 * self._table.shape[1]), self.n_classes))
+            grown[:, :start] = self._table[:, :start]
+            self._table = grown
+        texts = [self.prepare(uniques[i]) for i in new]
+        for block, part in enumerate(self.parts):
+            self._table[block, start:needed] = part.block_logits(texts)
+        for row, i in enumerate(new, start=start):
+            index[uniques[i]] = found[i] = row
 
 
 def _lower(value: Any) -> str:

@@ -15,50 +15,19 @@ affinity mask, bounded by a cgroup CPU quota: a pod limited to 2 CPUs on a 32-co
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from joblib import Parallel, delayed
 
+from titans.workers import usable_cpus, workers_from_env
+
 WORKERS_ENV = "TITANS_TRAIN_WORKERS"
-
-
-def _cgroup_cpus() -> float | None:
-    """CPUs allowed by a cgroup quota (v2 ``cpu.max``, v1 ``cfs_quota_us``), None when unlimited."""
-    v2 = Path("/sys/fs/cgroup/cpu.max")
-    try:
-        if v2.is_file():
-            quota, period = v2.read_text().split()[:2]
-            return None if quota == "max" else int(quota) / int(period)
-        v1 = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
-        if v1.is_file():
-            quota_us = int(v1.read_text())
-            period_us = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
-            return None if quota_us <= 0 else quota_us / period_us
-    except (OSError, ValueError):
-        return None
-    return None
 
 
 def train_workers() -> int:
     """How many fits may run at once: ``TITANS_TRAIN_WORKERS``, else usable CPUs (at least 1)."""
-    value = os.environ.get(WORKERS_ENV, "").strip()
-    if value:
-        try:
-            workers = int(value)
-        except ValueError:
-            raise ValueError(f"{WORKERS_ENV} must be a whole number of processes, got {value!r}") from None
-        if workers < 1:
-            raise ValueError(f"{WORKERS_ENV} must be at least 1, got {workers}")
-        return workers
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    quota = _cgroup_cpus()
-    if quota is not None:
-        cpus = min(cpus, max(1, math.floor(quota)))
-    return max(1, cpus)
+    return workers_from_env(WORKERS_ENV, usable_cpus())
 
 
 def run_all(calls: Sequence[Callable[[], Any]], workers: int | None = None) -> list[Any]:

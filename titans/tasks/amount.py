@@ -1,7 +1,7 @@
 """Task: the expected amount of a purchase, with an 80% interval (``titans.models.amount``)."""
 
 from titans.models import amount
-from titans.tasks.spec import Requirements, Serving, Task, tensors
+from titans.tasks.spec import BatchScoring, Requirements, Serving, Task, tensors
 
 TASK = Task(
     name="amount",
@@ -19,4 +19,6 @@ TASK = Task(
     drift_output="amount",
     distribution="histogram",
     serving=Serving(observed=(("amounts", "amount"),)),
+    batch=BatchScoring("row", {"amount": "amount_expected", "amount_lower": "amount_lower",
+                               "amount_upper": "amount_upper"}),
 )

@@ -1,7 +1,7 @@
 """Task: how unusual a transaction is, its risk level and the factors behind it (``titans.models.anomaly``)."""
 
 from titans.models import anomaly
-from titans.tasks.spec import Gate, Requirements, Serving, Task, Tensor, tensors
+from titans.tasks.spec import BatchScoring, Gate, Requirements, Serving, Task, Tensor, tensors
 
 TASK = Task(
     name="anomaly",
@@ -27,4 +27,6 @@ TASK = Task(
     distribution="class",  # the risk level, under the predicted-class counter
     serving=Serving(observed=(("anomaly_scores", "anomaly_score"), ("risk_levels", "risk_level"),
                               ("classes", "risk_level")), graded_outputs=("anomaly_score", "risk_level")),
+    batch=BatchScoring("row", {"anomaly_score": "anomaly_score", "risk_level": "risk_level",
+                               "top_factors": "risk_factors"}),
 )

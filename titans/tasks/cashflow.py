@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from titans.models import cashflow
-from titans.tasks.spec import InputBounds, Requirements, Serving, Task, Tensor, tensors
+from titans.tasks.spec import BatchScoring, InputBounds, Requirements, Serving, Task, Tensor, tensors
 
+FORECAST_COLUMNS = ("date", "net_amount", "lower_80", "upper_80", "lower_95", "upper_95")
 # Forecast horizon bound when a model's metadata does not state its own.
 DEFAULT_MAX_HORIZON_DAYS = 90
 
@@ -41,4 +42,6 @@ TASK = Task(
     reference_predictions=cashflow.reference_forecast,
     distribution="none",
     serving=Serving(stored_features=False, input_rules=input_bounds),
+    batch=BatchScoring("account", {name: name for name in FORECAST_COLUMNS}, params={"horizon_days": 30},
+                       table="forecast"),
 )

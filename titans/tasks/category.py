@@ -1,7 +1,7 @@
 """Task: the category of a transaction, with its probability and the top three (``titans.models.category``)."""
 
 from titans.models import category
-from titans.tasks.spec import Requirements, Serving, Task, Tensor, tensors
+from titans.tasks.spec import BatchScoring, Requirements, Serving, Task, Tensor, tensors
 
 TASK = Task(
     name="category",
@@ -23,5 +23,7 @@ TASK = Task(
     prediction_kind="categorical",
     distribution="class",
     serving=Serving(observed=(("classes", "category"),), graded_outputs=("category",)),
+    batch=BatchScoring("row", {"category": "category_predicted", "probability": "category_confidence"},
+                       fills={"category": "category"}),
     max_train_rows=50_000,  # bench/results/learning-curve.md: the holdout metric is flat beyond it
 )

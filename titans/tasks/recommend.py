@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from titans.models import recommend, recommend_eval
-from titans.tasks.spec import InputBounds, Requirements, Serving, Task, Tensor
+from titans.tasks.spec import BatchScoring, InputBounds, Requirements, Serving, Task, Tensor
 
 
 def input_bounds(described: Mapping[str, Any]) -> InputBounds:
@@ -38,4 +38,6 @@ TASK = Task(
     reference_predictions=recommend.reference_scores,
     distribution="class",  # the category of each account's first recommendation
     serving=Serving(stored_features=False, observed=(("classes", "categories"),), input_rules=input_bounds),
+    batch=BatchScoring("account", {"merchants": "merchant", "scores": "score", "categories": "category"},
+                       params={"k": 5}, table="recommendations"),
 )

@@ -83,6 +83,29 @@ class Serving:
 
 
 @dataclass(frozen=True)
+class BatchScoring:
+    """How ``titans score`` uses the task's model on a whole export.
+
+    ``per``: ``"row"``, every expense row of the export is a request row (its inputs are the clean
+    table's columns); ``"account"``, one request per account, with ``params`` as the fixed inputs
+    (a 30-day horizon, five merchants). ``columns``: output -> the column it becomes (a row task's in
+    ``transactions``; an account task's in ``table``); outputs not named are not kept. ``fills``:
+    input -> output, for a row task whose prediction stands in for a value the export lacks (the
+    predicted category, where a row has none, is what the amount and anomaly models are given).
+    """
+
+    per: str
+    columns: Mapping[str, str]
+    params: Mapping[str, Any] = field(default_factory=dict)
+    table: str = "transactions"
+    fills: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.per not in ("row", "account"):
+            raise ValueError(f"BatchScoring.per must be 'row' or 'account', got {self.per!r}")
+
+
+@dataclass(frozen=True)
 class InputBounds:
     """Closed vocabularies and integer ranges for request inputs (see ``Serving.input_rules``)."""
 
@@ -146,6 +169,8 @@ class Task:
     # The gate for a holdout without labels (the recipe reports ``labelled: 0``), e.g. an anomaly
     # detector on one business's export, which has no fraud labels; None: such a model is rejected.
     unlabelled_gate: Gate | None = None
+    # How ``titans score`` uses the model on a whole export; None: the task is not part of batch scoring.
+    batch: BatchScoring | None = None
 
     def __post_init__(self) -> None:
         if self.distribution not in DISTRIBUTIONS:

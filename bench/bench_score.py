@@ -1,0 +1,129 @@
+"""Benchmark of ``titans score``: a generated export of N rows scored end to end (read, validate, score, write).
+
+Why a subprocess per size and a sampled process tree: the scorer's work is spread over a main process
+and its worker processes, so "peak memory" is the largest sum of their resident sets seen at one
+moment (sampled every 0.1 s from /proc), beside the main process's own peak. The models are the
+ones ``make run`` trained into ``$TITANS_HOME/models``: figures are for the real artifacts.
+Results go to ``bench/results/score.json`` and ``score.md`` (one entry per size, kept across runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def main() -> None:
+    """Score ``--rows`` generated rows for each size given; write the results."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
+    parser.add_argument("--accounts", type=int, default=5)
+    parser.add_argument("--models", type=Path, default=None, help="model folders (default $TITANS_HOME/models)")
+    args = parser.parse_args()
+    home = Path(os.environ.get("TITANS_HOME", Path.cwd() / "var"))
+    models = args.models or home / "models"
+    if not (models / "category" / "metadata.json").is_file():
+        sys.exit(f"{models}: no trained models; run `make run` first")
+    titans = [sys.executable, "-m", "titans.cli"]
+    results = _load()
+    for rows in args.rows:
+        with tempfile.TemporaryDirectory() as tmp:
+            export = Path(tmp) / "export.csv"
+            subprocess.run(titans + ["data", "generate", "--rows", str(rows), "--accounts", str(args.accounts),
+                                     "--small-accounts", "0", "--out", str(export)], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            out = Path(tmp) / "scored"
+            measured = _measure(titans + ["score", "--input", str(export), "--out", str(out), "--models", str(models),
+                                          "--json"])
+            summary = json.loads(measured.pop("stdout"))
+        results[str(rows)] = {
+            "rows": rows, "csv_mb": round(export.stat().st_size / 1e6, 1) if export.exists() else None, **measured,
+            "rows_per_s": round(rows / measured["wall_s"]), "phase_seconds": summary["phase_seconds"],
+            "workers": summary["workers"], "rows_scored": summary["rows_scored"],
+            "rows_quarantined": summary["rows_quarantined"], "tasks_scored": summary["tasks_scored"],
+            "cpus": os.cpu_count(),
+        }
+        print(json.dumps(results[str(rows)]))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "score.json").write_text(json.dumps(results, indent=2) + "\n")
+    lines = ["| rows | wall s | rows/s | ingest s | rows s | accounts s | peak RSS, all processes MiB | "
+             "peak RSS, main MiB | workers |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for entry in sorted(results.values(), key=lambda e: e["rows"]):
+        phases = entry["phase_seconds"]
+        lines.append(f"| {entry['rows']} | {entry['wall_s']} | {entry['rows_per_s']} | {phases['ingest']} | "
+                     f"{phases['rows']} | {phases['accounts']} | {entry['peak_tree_rss_mib']} | "
+                     f"{entry['peak_main_rss_mib']} | {entry['workers']} |")
+    (RESULTS / "score.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def _load() -> dict:
+    try:
+        return json.loads((RESULTS / "score.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _measure(cmd: list[str]) -> dict:
+    """Wall time, stdout, and the peak resident memory of the command's process tree and of its main process."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    peaks = {"tree": 0, "main": 0}
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            sizes = _tree_rss(proc.pid)
+            peaks["tree"] = max(peaks["tree"], sum(sizes.values()))
+            peaks["main"] = max(peaks["main"], sizes.get(proc.pid, 0))
+            done.wait(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stdout, _ = proc.communicate()
+    wall = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}")
+    return {"wall_s": round(wall, 2), "stdout": stdout, "peak_tree_rss_mib": round(peaks["tree"] / 2**20, 1),
+            "peak_main_rss_mib": round(peaks["main"] / 2**20, 1)}
+
+
+def _tree_rss(root: int) -> dict[int, int]:
+    """Resident bytes of ``root`` and every descendant, from /proc (processes may end while read)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    sizes = {}
+    for pid in tree:
+        try:
+            sizes[pid] = int((Path("/proc") / str(pid) / "statm").read_text().split()[1]) * PAGE
+        except OSError:
+            continue
+    return sizes
+
+
+if __name__ == "__main__":
+    main()

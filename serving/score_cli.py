@@ -1,0 +1,64 @@
+"""``titans score``: every row of an export scored by the champion models (``serving.score_export``).
+
+Why under ``serving/``: the scorer answers with the model server's own ``TitansModel`` (one
+implementation for V2 requests and whole exports); this module imports nothing heavy, kserve and
+the models load inside the handler.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from serving.kserve_import import import_kserve_quietly
+from titans.cli.output import print_json
+from titans.data.layout import load_layout
+from titans.errors import UserError
+from titans.settings import load_settings
+
+
+def register(subparsers: Any) -> None:
+    """Add ``score`` to the ``titans`` command line (docs/contracts.md, "The command line")."""
+    settings = load_settings()
+    parser = subparsers.add_parser(
+        "score", help="score every row of an export with the champion models (parquet, CSV and a summary)",
+        description="Read exports with ingest's rules, score every transaction (category, expected amount, "
+        "anomaly risk with its factors) and every account (30-day cash-flow forecast, next merchants) with "
+        "the deployed models, and write transactions.parquet, a spreadsheet-safe transactions.csv, "
+        "forecast.parquet, recommendations.parquet, quarantine.parquet and summary.md into --out.")
+    parser.add_argument("--input", nargs="+", required=True, metavar="EXPORT", help="export files (CSV or parquet)")
+    parser.add_argument("--layout", metavar="FILE", help="YAML layout of the exports (see docs/layouts/)")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--models", type=Path, metavar="DIR",
+                        help="model folders (default $TITANS_HOME/models, what a pipeline run deployed)")
+    source.add_argument("--registry", action="store_true",
+                        help="the MLflow registry's champion versions (MLFLOW_TRACKING_URI) instead of folders")
+    parser.add_argument("--feature-repo", type=Path, default=settings.feature_repo,
+                        help="Feast repository the models read stored features from (default %(default)s)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="worker processes (default TITANS_DATA_WORKERS, else the CPUs this process may use)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.set_defaults(handler=_score)
+
+
+def _score(args: argparse.Namespace) -> int:
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers {args.workers}: expected at least 1")
+    layout = load_layout(args.layout) if args.layout else None
+    models = None if args.registry else (args.models or load_settings().models_dir)
+    import_kserve_quietly()
+    from serving.score_export import score_export  # here, after the quiet import: kserve takes seconds to load
+
+    summary = score_export(args.input, args.out, models_dir=models, registry=args.registry, layout=layout,
+                           feature_repo=args.feature_repo, n_workers=args.workers)
+    if args.json:
+        print_json(summary)
+        return 0
+    print(f"rows_in={summary['rows_in']} scored={summary['rows_scored']} quarantined={summary['rows_quarantined']} "
+          f"in {summary['seconds']} s")
+    print(f"tasks: {', '.join(summary['tasks_scored'])}"
+          + (f" (absent: {', '.join(summary['tasks_absent'])})" if summary["tasks_absent"] else ""))
+    print(f"results: {summary['out']}/transactions.parquet, summary: {summary['out']}/summary.md")
+    return 0

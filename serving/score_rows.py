@@ -1,0 +1,213 @@
+"""Scoring a chunk of the clean table, and one account, with the served models: the work of ``titans score``.
+
+Why here, on ``TitansModel``: a batch answer must be the answer a V2 request gets for the same rows.
+A row task's chunk becomes the columns a request decodes to (the clean table's fields, dates as ISO
+text), checked by the request's value rules row by row (``serving.validation.row_refusals``: a row a
+server would refuse is quarantined with the server's reason instead of failing the chunk), enriched
+from the same Feast store and predicted by the same ``predict_columns``, with outputs coerced to the
+declared datatypes as the server encodes them. ``tests/serving/test_score_equals_server.py`` holds the
+two equal on sampled rows.
+
+Which rows: the row models are trained on expenses (``expense_training_set``), so only expense rows
+are sent to them; income rows are kept in the output with empty model columns. One chunk holds whole
+days (``serving.score_export``): the anomaly model counts same-day rows of a request
+(``batch_context``), and a day split across two chunks would count each half alone.
+
+Worker processes: ``init_worker`` loads the row models once per process (after the fork: a process
+never inherits another's store connection or OpenMP threads), ``score_chunk`` scores a chunk there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from serving.config import EnrichmentMode, ServeConfig
+from serving.models import TitansModel, task_of
+from serving.server import build_models
+from serving.tensors import TensorSpec, output_array
+from serving.validation import RequestRejected, row_refusals
+from titans import tasks
+from titans.tasks.spec import Task
+
+# The clean table's fields kept beside the model outputs, and the fields a row request may read.
+BASE_COLUMNS = ("transaction_id", "account_id", "date", "type", "description", "amount", "merchant",
+                "payment_method", "status")
+REQUEST_FIELDS = ("description", "merchant", "category", "payment_method", "date", "account_id", "amount")
+# Given categories that say "none given": ingest writes these where an export's Category is empty.
+NO_CATEGORY = ("", "uncategorized")
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    """Which model folders to load, and the store that enriches them (picklable: it travels to workers)."""
+
+    folders: tuple[tuple[str, str], ...]  # (served name, local folder)
+    feature_repo: Path | None
+    enrichment: EnrichmentMode = EnrichmentMode.FEAST
+
+    def load(self, per: str) -> dict[str, TitansModel]:
+        """The models of tasks scored ``per`` row or account, by task (loaded or not: ``ready`` says)."""
+        chosen = [(name, folder) for name, folder in self.folders if _per(_task_of_folder(folder)) == per]
+        if not chosen:
+            return {}
+        built = build_models(ServeConfig(models=chosen, enrichment=self.enrichment, feature_repo=self.feature_repo))
+        return {model.task: model for model in built}
+
+
+@dataclass
+class ChunkResult:
+    """What a worker hands back: the scored rows, the refused rows, and the row models that did not load."""
+
+    scored: pd.DataFrame
+    refused: pd.DataFrame  # transaction_id, account_id, date, reason
+    not_ready: dict[str, str]
+    models: dict[str, dict[str, str]] = field(default_factory=dict)  # task -> served name and version
+
+
+_WORKER_MODELS: dict[str, TitansModel] = {}
+
+
+def init_worker(model_set: ModelSet) -> None:
+    """Load the row models into this process (``titans.workers.ordered_map``'s initializer)."""
+    _WORKER_MODELS.clear()
+    _WORKER_MODELS.update(model_set.load("row"))
+
+
+def score_chunk(frame: pd.DataFrame) -> ChunkResult:
+    """``score_rows`` with this process's models (``init_worker``)."""
+    return score_rows(_WORKER_MODELS, frame)
+
+
+def row_tasks(models: Mapping[str, TitansModel]) -> list[Task]:
+    """The loaded row models' tasks, in task order (a task's fills reach the ones after it)."""
+    return [t for t in tasks.all_tasks() if t.batch is not None and t.batch.per == "row"
+            and t.name in models and models[t.name].ready]
+
+
+def output_specs(model: TitansModel, task: Task) -> list[tuple[TensorSpec, str]]:
+    """(output spec, column) for the outputs the task's batch declaration keeps, in declaration order."""
+    assert task.batch is not None
+    return [(spec, task.batch.columns[spec.name]) for spec in model.outputs if spec.name in task.batch.columns]
+
+
+def score_rows(models: Mapping[str, TitansModel], frame: pd.DataFrame) -> ChunkResult:
+    """Every row of a chunk of the clean table with the row models' outputs; refused rows apart, with reasons."""
+    out = frame.loc[:, list(BASE_COLUMNS)].reset_index(drop=True)
+    given = frame["category"].to_numpy(dtype=object)
+    has_given = ~np.isin(given, NO_CATEGORY) & (frame["type"].to_numpy() == "Expense")
+    out["category_given"] = np.where(np.isin(given, NO_CATEGORY), None, given)
+    expense = np.flatnonzero(frame["type"].to_numpy() == "Expense")
+    request = request_columns(frame.iloc[expense])
+    alive = np.ones(len(expense), dtype=bool)
+    reasons = np.full(len(expense), None, dtype=object)
+    not_ready = {name: model.load_error or "not ready" for name, model in models.items() if not model.ready}
+    for task in row_tasks(models):
+        model = models[task.name]
+        columns = {spec.name: request[spec.name][alive] for spec in model.request_inputs if spec.name in request}
+        refused = row_refusals(columns, model.request_inputs, model.rules)
+        bad = np.equal(refused, None) == False  # noqa: E712 - elementwise
+        if bad.any():
+            positions = np.flatnonzero(alive)[bad]
+            reasons[positions] = [f"refused by {model.name}: {r}" for r in refused[bad]]
+            alive[positions] = False
+            columns = {name: values[~bad] for name, values in columns.items()}
+        specs = output_specs(model, task)
+        wanted = frozenset(spec.name for spec, _ in specs)
+        result = model.predict_columns(model.enrich(columns), wanted) if alive.any() else {}
+        for spec, column in specs:
+            full = _empty(spec, len(out))
+            if alive.any():
+                full[expense[alive]] = output_array(spec, result[spec.name])
+            out[column] = full
+        assert task.batch is not None
+        for field_name, output in task.batch.fills.items():
+            predicted = result.get(output)
+            if predicted is not None:
+                filled = request[field_name].copy()
+                live = np.flatnonzero(alive)
+                missing = ~has_given[expense[live]]
+                filled[live[missing]] = output_array(_text_spec(output), predicted)[missing]
+                request[field_name] = filled
+    if "category_predicted" in out:
+        predicted = out["category_predicted"].to_numpy(dtype=object)
+        agree = np.where(has_given & np.not_equal(predicted, None), given == predicted, None)
+        out["category_disagrees"] = pd.array([None if a is None else not a for a in agree], dtype="boolean")
+    dropped = expense[~alive]
+    refused_rows = out.iloc[dropped][["transaction_id", "account_id", "date"]].assign(reason=reasons[~alive])
+    kept = np.ones(len(out), dtype=bool)
+    kept[dropped] = False
+    return ChunkResult(out[kept].reset_index(drop=True), refused_rows.reset_index(drop=True), not_ready,
+                       describe(models))
+
+
+def request_columns(rows: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The clean rows as the columns a V2 request decodes to: text as ``str`` objects, dates as ISO days."""
+    columns: dict[str, np.ndarray] = {}
+    for name in REQUEST_FIELDS:
+        if name == "amount":
+            columns[name] = rows[name].to_numpy(dtype=np.float64)
+        elif name == "date":
+            codes, days = pd.factorize(rows[name])
+            text = np.asarray(pd.DatetimeIndex(days).strftime("%Y-%m-%d"), dtype=object)
+            columns[name] = text[codes] if len(codes) else np.empty(0, dtype=object)
+        else:
+            columns[name] = rows[name].astype(str).to_numpy(dtype=object)
+    return columns
+
+
+def score_account(model: TitansModel, task: Task, account: str) -> pd.DataFrame:
+    """One account's request to an account task (its fixed ``params``), as rows of the task's table.
+
+    Raises ``RequestRejected`` with the server's reason when the model refuses the account (a
+    forecaster knows only the accounts it was trained on).
+    """
+    assert task.batch is not None
+    columns: dict[str, np.ndarray] = {}
+    for spec in model.request_inputs:
+        if spec.name == "account_id":
+            columns[spec.name] = np.array([account], dtype=object)
+        elif spec.name in task.batch.params:
+            columns[spec.name] = np.array([task.batch.params[spec.name]], dtype=spec.numpy_dtype)
+    refused = row_refusals(columns, model.request_inputs, model.rules)
+    if refused[0] is not None:
+        raise RequestRejected("bad_value", str(refused[0]))
+    specs = output_specs(model, task)
+    result = model.predict_columns(model.enrich(columns), frozenset(spec.name for spec, _ in specs))
+    table = {column: output_array(spec, result[spec.name]) for spec, column in specs}
+    if any(values.ndim == 2 for values in table.values()):  # one row per ranked item: [accounts, k] outputs
+        width = max(values.shape[1] for values in table.values() if values.ndim == 2)
+        table = {column: values.reshape(-1) if values.ndim == 2 else np.repeat(values, width)
+                 for column, values in table.items()}
+        table["rank"] = np.arange(1, width + 1)
+    frame = pd.DataFrame(table)
+    frame.insert(0, "account_id", account)
+    return frame
+
+
+def _empty(spec: TensorSpec, n: int) -> np.ndarray:
+    if spec.datatype == "BYTES":
+        return np.full(n, None, dtype=object)
+    return np.full(n, np.nan, dtype=np.float64)
+
+
+def _text_spec(name: str) -> TensorSpec:
+    return TensorSpec(name=name, datatype="BYTES", shape=(-1,))
+
+
+def _task_of_folder(folder: str) -> str:
+    return task_of("", folder)  # the served name is not needed: the folder's metadata names its task
+
+
+def _per(task_name: str) -> str:
+    task = tasks.by_name(task_name)
+    return task.batch.per if task is not None and task.batch is not None else ""
+
+
+def describe(models: Mapping[str, TitansModel]) -> dict[str, dict[str, str]]:
+    """Served name and version of each loaded model, for the summary."""
+    return {task: {"name": m.name, "version": m.version} for task, m in models.items() if m.ready}
