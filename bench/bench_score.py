@@ -42,12 +42,13 @@ def main() -> None:
             subprocess.run(titans + ["data", "generate", "--rows", str(rows), "--accounts", str(args.accounts),
                                      "--small-accounts", "0", "--out", str(export)], check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            csv_mb = round(export.stat().st_size / 1e6, 1)
             out = Path(tmp) / "scored"
             measured = _measure(titans + ["score", "--input", str(export), "--out", str(out), "--models", str(models),
                                           "--json"])
             summary = json.loads(measured.pop("stdout"))
         results[str(rows)] = {
-            "rows": rows, "csv_mb": round(export.stat().st_size / 1e6, 1) if export.exists() else None, **measured,
+            "rows": rows, "csv_mb": csv_mb, **measured,
             "rows_per_s": round(rows / measured["wall_s"]), "phase_seconds": summary["phase_seconds"],
             "workers": summary["workers"], "rows_scored": summary["rows_scored"],
             "rows_quarantined": summary["rows_quarantined"], "tasks_scored": summary["tasks_scored"],

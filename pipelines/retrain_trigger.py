@@ -40,12 +40,15 @@ from titans.monitoring.trigger_policy import (
     parse_webhook,
     retrain_reason,
 )
+from titans.settings import connection_timeout_seconds
 
 log = logging.getLogger("titans.retrain_trigger")
 REASON_PARAM = "retrain_reason"
 # KFP v2beta1 run states after which a run no longer changes (everything else counts as in flight).
 KFP_TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"})
 MAX_BODY_BYTES = 1 << 20
+# Connections handled at once; Alertmanager sends a few notifications at a time.
+MAX_CONNECTIONS = 32
 # Seconds any one KFP API call may take (an int: kfp_server_api accepts only int or a (connect, read) pair).
 KFP_TIMEOUT_SECONDS = 30
 # `titans pipeline run --local` options the --param names map to (the rest are cluster-only parameters).
@@ -249,6 +252,9 @@ class RetrainTrigger:
 def _handler(trigger: RetrainTrigger) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "titans-retrain-trigger"
+        # Headers and body must arrive within this many seconds of each read: a stalled client
+        # (partial headers, a body that never comes) is dropped instead of holding a thread for good.
+        timeout = connection_timeout_seconds()
 
         def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
             self.send_response(status)
@@ -302,11 +308,46 @@ def _handler(trigger: RetrainTrigger) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class BoundedHTTPServer(ThreadingHTTPServer):
+    """A thread per connection, at most ``max_connections`` at once; past that a connection gets a 503 and is closed.
+
+    Why: Alertmanager sends a handful of notifications at a time; a flood of connections (stalled or not)
+    must not grow the process without bound. A refused connection is answered from the accepting thread,
+    with a short timeout, so a stalled one cannot hold it either.
+    """
+
+    daemon_threads = True
+    request_queue_size = 128  # socketserver's 5 leaves a burst's connections in the kernel's SYN retries for seconds
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
+                 max_connections: int = MAX_CONNECTIONS, on_refused: Any = None) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._on_refused = on_refused
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            if self._on_refused is not None:
+                self._on_refused()
+            try:
+                request.settimeout(1.0)
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
 def make_server(trigger: RetrainTrigger, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
     """The HTTP server (not started); port 0 picks a free one (``server.server_port``)."""
-    server = ThreadingHTTPServer((host, port), _handler(trigger))
-    server.daemon_threads = True
-    return server
+    return BoundedHTTPServer((host, port), _handler(trigger), on_refused=lambda: trigger.count("rejected"))
 
 
 def parse_listen(text: str) -> tuple[str, int]:

@@ -20,6 +20,8 @@ METADATA_FILE = "metadata.json"
 DEFAULT_HTTP_PORT = 8080
 DEFAULT_GRPC_PORT = 8081
 DEFAULT_MAX_BATCH_ROWS = 10_000
+# The longest text value a request may carry: ingest's longest field (titans.data.schema.MAX_FIELD_CHARS).
+DEFAULT_MAX_TEXT_CHARS = 2000
 
 
 class EnrichmentMode(enum.Enum):
@@ -42,6 +44,10 @@ class ServeConfig:
     enrichment: EnrichmentMode = EnrichmentMode.NONE
     feature_repo: Path | None = None
     max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
+    max_body_bytes: int | None = None  # None: derived from the batch and text limits (serving.edge.limits_for)
+    rate_limit: float = 0.0  # inference requests per second per client identity; 0: no limit (a mesh limits)
+    rate_burst: int = 20
     access_log: bool = False
     grpc_threads: int = 4
 
@@ -96,6 +102,17 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Feast repository (default %(default)s)")
     parser.add_argument("--max-batch-rows", type=int, default=DEFAULT_MAX_BATCH_ROWS,
                         help="largest batch accepted; bigger ones get a 400 (default %(default)s)")
+    parser.add_argument("--max-text-chars", type=int, default=DEFAULT_MAX_TEXT_CHARS,
+                        help="longest text value of a request; longer is a 400 naming the input and row "
+                        "(default %(default)s, ingest's longest field)")
+    parser.add_argument("--max-body-bytes", type=int, default=None,
+                        help="largest REST body and gRPC message; larger is a 413 / RESOURCE_EXHAUSTED "
+                        "(default: --max-batch-rows rows of the longest text, about 82 MB at the defaults)")
+    parser.add_argument("--rate-limit", type=float, default=float(os.environ.get("TITANS_RATE_LIMIT", "0")),
+                        help="inference requests per second per client (bearer credential, else address); past "
+                        "it a 429 with Retry-After; 0 (default, TITANS_RATE_LIMIT) leaves limiting to the mesh")
+    parser.add_argument("--rate-burst", type=int, default=int(os.environ.get("TITANS_RATE_BURST", "20")),
+                        help="requests a client may send at once before the rate applies (default %(default)s)")
     parser.add_argument("--access-log", action="store_true", help="log every HTTP request")
 
 
@@ -119,6 +136,10 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         enrichment=EnrichmentMode(args.enrichment),
         feature_repo=args.feature_repo,
         max_batch_rows=args.max_batch_rows,
+        max_text_chars=args.max_text_chars,
+        max_body_bytes=args.max_body_bytes,
+        rate_limit=args.rate_limit,
+        rate_burst=args.rate_burst,
         access_log=args.access_log,
     )
 

@@ -14,6 +14,7 @@ the whole table is dropped when it is older than the bound, so no answer is olde
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -49,6 +50,7 @@ class CachedStoredFeatures:
         self._filled_at = clock()
         self.hits = 0
         self.misses = 0
+        self._lock = threading.Lock()
 
     @property
     def names(self) -> list[str]:
@@ -62,9 +64,17 @@ class CachedStoredFeatures:
             self._filled_at = self.clock()
 
     def lookup(self, entity: Mapping[str, Sequence[Any]]) -> dict[str, np.ndarray]:
-        """Feature columns for the rows of ``entity``; unseen rows are fetched in one store call."""
+        """Feature columns for the rows of ``entity``; unseen rows are fetched in one store call.
+
+        One lookup at a time: large requests enrich in worker threads (``serving.models.off_loop``) while
+        small ones enrich on the event loop, and a row's position in the table must match its values.
+        """
         if self.ttl <= 0:
             return self.features.lookup(entity)
+        with self._lock:
+            return self._lookup(entity)
+
+    def _lookup(self, entity: Mapping[str, Sequence[Any]]) -> dict[str, np.ndarray]:
         missing = [key for key in self.keys if key not in entity]
         if missing:
             return self.features.lookup(entity)  # raises the enricher's error naming the key

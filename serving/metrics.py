@@ -37,6 +37,7 @@ ERROR_REASONS = (
     "wrong_shape",
     "empty_batch",
     "batch_too_large",
+    "value_too_long",
     "non_finite",
     "unknown_category",
     "bad_value",

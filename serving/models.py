@@ -19,6 +19,7 @@ contract needs is built once, without copying (``copy=False`` halved its ~0.1 ms
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -35,7 +36,7 @@ from kserve.errors import InvalidInput, ModelNotReady
 from kserve.model import InferenceVerb
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
-from serving.config import DEFAULT_MAX_BATCH_ROWS, METADATA_FILE, EnrichmentMode
+from serving.config import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_TEXT_CHARS, METADATA_FILE, EnrichmentMode
 from serving.drift import drift_counters
 from serving.enrich import Enricher, EnrichmentError, feature_specs
 from serving.metrics import ModelMetrics, titans_metrics
@@ -86,6 +87,7 @@ class TitansModel(Model):
         enrichment: EnrichmentMode = EnrichmentMode.NONE,
         enricher_factory: Callable[[str], Enricher] | None = None,
         max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
+        max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
     ):
         super().__init__(name)
         self.task = task
@@ -94,6 +96,7 @@ class TitansModel(Model):
         self.enrichment = enrichment
         self._enricher_factory = enricher_factory
         self._max_batch_rows = max_batch_rows
+        self._max_text_chars = max_text_chars
         self.enricher: Enricher | None = None
         self.model_dir: Any = None
         self.metadata: dict[str, Any] = {}
@@ -103,7 +106,7 @@ class TitansModel(Model):
         self.inputs: tuple[TensorSpec, ...] = ()
         self.request_inputs: tuple[TensorSpec, ...] = ()
         self.outputs: tuple[TensorSpec, ...] = ()
-        self.rules = InputRules(max_batch_rows=max_batch_rows)
+        self.rules = InputRules(max_batch_rows=max_batch_rows, max_text_chars=max_text_chars)
         self._metrics: ModelMetrics | None = None
         self._numeric_columns: tuple[str, ...] = ()
         # what load() chose: a model that serves from its own state never looks features up
@@ -241,7 +244,8 @@ class TitansModel(Model):
             categories |= dict(bounds.categories)
             ranges |= dict(bounds.ranges)
         dates = frozenset(n for n in names if n == "date")
-        return InputRules(max_batch_rows=self._max_batch_rows, categories=categories, dates=dates, ranges=ranges)
+        return InputRules(max_batch_rows=self._max_batch_rows, max_text_chars=self._max_text_chars,
+                          categories=categories, dates=dates, ranges=ranges)
 
     # ------------------------------------------------------------------------- V2 metadata
     def get_input_types(self) -> list[dict[str, Any]]:
@@ -293,7 +297,8 @@ class TitansModel(Model):
                 "malformed_request", "this server speaks the V2 protocol: POST /v2/models/{name}/infer"
             )
         check_requested_outputs(payload, self.outputs)
-        columns = self.enrich(decode_inputs(payload, self.inputs, self.rules))
+        columns = decode_inputs(payload, self.inputs, self.rules)  # refusals answered here, on the event loop
+        columns = await off_loop(self.enrich, columns) if _rows(columns) > OFF_LOOP_ROWS else self.enrich(columns)
         frame = None if self.fast is not None else pd.DataFrame(columns, copy=False)
         return Batch(request=payload, columns=columns, frame=frame)
 
@@ -302,7 +307,10 @@ class TitansModel(Model):
     ) -> InferResponse:
         request = payload.request
         wanted = frozenset(o.name for o in request.request_outputs) if request.request_outputs else None
-        result = self.predict_columns(payload.columns, wanted, payload.frame)
+        if _rows(payload.columns) > OFF_LOOP_ROWS:
+            result = await off_loop(self.predict_columns, payload.columns, wanted, payload.frame)
+        else:
+            result = self.predict_columns(payload.columns, wanted, payload.frame)
         specs = self.outputs if wanted is None else [s for s in self.outputs if s.name in wanted or s.name in result]
         outputs = infer_outputs(specs, result)
         self.observe(payload.columns, {o.name: o.data for o in outputs})
@@ -353,6 +361,22 @@ class TitansModel(Model):
         drift_counters().observe(self.name, self.version, self.task, columns, outputs)
         if self._score_log is not None:
             self._score_log.record(self.task, self.name, self.version, columns, outputs)
+
+
+# Requests of more rows than this enrich and predict in a worker thread, at most HEAVY_AT_ONCE at a time: the
+# event loop keeps answering readiness and small requests meanwhile (a 10,000-row batch takes ~1 s of CPU).
+# Smaller ones stay on the loop, where a thread hop would cost more than the work.
+OFF_LOOP_ROWS = 256
+HEAVY_AT_ONCE = 2
+_heavy: dict[int, asyncio.Semaphore] = {}
+
+
+async def off_loop(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in a worker thread, at most ``HEAVY_AT_ONCE`` per event loop at once (memory stays bounded)."""
+    loop = asyncio.get_running_loop()
+    gate = _heavy.setdefault(id(loop), asyncio.Semaphore(HEAVY_AT_ONCE))
+    async with gate:
+        return await asyncio.to_thread(fn, *args)
 
 
 # Declared series (``Task.serving.observed``) -> the ``ModelMetrics`` method that records them, and the

@@ -18,6 +18,7 @@ the exception handlers that turn errors into 400/503/500, and every other endpoi
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,11 +28,14 @@ from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
 from kserve.errors import ModelNotReady
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse, RequestedOutput
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from serving.edge import short
 from serving.validation import RequestRejected
+
+logger = logging.getLogger("titans.serving")
 
 INFER_PATH = "/v2/models/{model_name}/infer"
 _DUMP_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
@@ -178,7 +182,13 @@ def infer_route(dataplane: DataPlane) -> Route:
             raise ModelNotReady(model_name)
         headers = request.headers
         try:
-            infer_request = parse_infer_request(await request.body(), headers, model_name)
+            body = await request.body()
+        except ClientDisconnect:
+            # The client went away mid-body: nobody to answer, nothing of ours failed; one line, no traceback.
+            logger.warning("client disconnected before sending its whole request to %s", short(model_name))
+            return Response(status_code=499)
+        try:
+            infer_request = parse_infer_request(body, headers, model_name)
         except RequestRejected as exc:
             # Rejected before any model code runs: count it here, or the error series never sees it.
             metrics = getattr(dataplane.model_registry.get_model(model_name), "metrics", None)

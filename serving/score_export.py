@@ -160,7 +160,8 @@ def score_clean(data_dir: Path | str, out_dir: Path | str, *, models_dir: Path |
 def _scored(out_dir: Path | str, read: Callable[[Path], tuple[Path, dict[str, Any]]], models_dir: Path | None,
             registry: bool, feature_repo: Path | None, n_workers: int | None, chunk_rows: int) -> dict[str, Any]:
     started = time.perf_counter()
-    workers.preload("titans.data.ingest", "serving.score_rows")  # before ingest starts the fork server
+    # Before ingest starts the fork server: its scoring workers then start with kserve and the serving code imported.
+    workers.preload("titans.data.ingest", "serving.score_rows")
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,7 @@ from fastapi.responses import JSONResponse
 from grpc import StatusCode, aio
 from kserve import ModelServer
 from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
-from kserve.errors import InvalidInput, ModelNotReady, NoModelReady, ServerNotReady
+from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, NoModelReady, ServerNotReady
 from kserve.model import BaseKServeModel
 from kserve.model_server import app
 from kserve.protocol.dataplane import DataPlane
@@ -46,10 +46,12 @@ from kserve.protocol.grpc.server import GRPCServer
 from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.rest.server import RESTServer
 
-from serving.config import EnrichmentMode, ServeConfig
+from serving.config import DEFAULT_MAX_BATCH_ROWS, EnrichmentMode, ServeConfig
+from serving.edge import BodyLimit, EdgeLimits, RateLimit, http_protocol, limits_for, short
 from serving.enrich import FeastEnricher
 from serving.models import TitansModel, build_model
 from serving.rest import infer_route
+from titans.settings import connection_timeout_seconds
 
 logger = logging.getLogger("titans.serving")
 
@@ -58,10 +60,13 @@ logger = logging.getLogger("titans.serving")
 class HostRESTServer(RESTServer):
     """kserve's REST server on a chosen host, without per-request timing logs."""
 
-    def __init__(self, *args: Any, host: str, access_log: bool = False, **kwargs: Any):
+    def __init__(self, *args: Any, host: str, limits: EdgeLimits, access_log: bool = False, **kwargs: Any):
+        self.limits = limits  # before kserve's __init__, which calls create_application
         super().__init__(*args, **kwargs)
         self.config.host = host
         self.config.access_log = access_log
+        # Connections whose headers stall are closed (serving.edge); uvicorn's own timer misses them.
+        self.config.http = http_protocol(limits.timeout_seconds)
         # uvicorn decides per connection whether to log each request by asking whether its
         # access logger has handlers; through propagation to the root handler it always does,
         # so without this every request formats and writes a log line nobody asked for.
@@ -80,6 +85,9 @@ class HostRESTServer(RESTServer):
         """
         app.router.default_response_class = Default(JSONResponse)
         self._add_middlewares(app)
+        app.add_middleware(BodyLimit, limits=self.limits)  # 413 before a byte of an oversized body is read
+        if self.limits.rate_limit > 0:  # outermost: a client past its rate costs no body read
+            app.add_middleware(RateLimit, rate_per_second=self.limits.rate_limit, burst=self.limits.rate_burst)
         self._register_endpoints(app)
         self._add_exception_handlers(app)
         app.router.routes.insert(0, infer_route(self.dataplane))
@@ -92,6 +100,7 @@ class HostRESTServer(RESTServer):
         dataplane = self.dataplane
         app.add_exception_handler(InvalidInput, _client_error_handler)
         app.add_exception_handler(ModelNotReady, _not_ready_handler)
+        app.add_exception_handler(ModelNotFound, _not_found_handler)
         app.add_exception_handler(ServerNotReady, _not_ready_handler)
         app.add_exception_handler(RequestValidationError, _malformed_handler(dataplane))
         app.add_exception_handler(ValueError, _decode_error_handler(dataplane))
@@ -101,6 +110,13 @@ class HostRESTServer(RESTServer):
 async def _client_error_handler(_: Request, exc: Exception) -> JSONResponse:
     # The model already logged and counted it; kserve's handler would add a traceback per 400.
     return JSONResponse(status_code=400, content={"error": str(exc)})
+
+
+async def _not_found_handler(_: Request, exc: Exception) -> JSONResponse:
+    """An unknown model: one INFO line and an answer with the name cut short (kserve logs a traceback echoing it)."""
+    name = short(exc.args[0] if exc.args else exc)
+    logger.info("no model named %s", name)
+    return JSONResponse(status_code=404, content={"error": f"no model named {name}"})
 
 
 async def _not_ready_handler(_: Request, exc: Exception) -> JSONResponse:
@@ -174,15 +190,20 @@ class QuietExceptionToStatus(ExceptionToStatusInterceptor):
             await context.abort(StatusCode.INVALID_ARGUMENT, ex.reason)
         if isinstance(ex, ModelNotReady):
             await context.abort(StatusCode.UNAVAILABLE, str(ex))
+        if isinstance(ex, ModelNotFound):
+            name = short(ex.args[0] if ex.args else ex)
+            logger.info("no model named %s (gRPC)", name)
+            await context.abort(StatusCode.NOT_FOUND, f"no model named {name}")
         await super().handle_exception(ex, request_or_iterator, context, method_name)
 
 
 class HostGRPCServer(GRPCServer):
     """kserve's gRPC servicer on ``host:port`` (kserve binds ``[::]`` with no option)."""
 
-    def __init__(self, *args: Any, host: str, **kwargs: Any):
+    def __init__(self, *args: Any, host: str, max_message_bytes: int, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._host = host
+        self._max_message_bytes = max_message_bytes
 
     async def start(self, max_workers: int) -> None:
         servicer = InferenceServicer(self._data_plane, self._model_repository_extension)
@@ -191,7 +212,8 @@ class HostGRPCServer(GRPCServer):
             interceptors=(QuietExceptionToStatus(),),
             options=[
                 ("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length", -1)),
-                ("grpc.max_receive_message_length", self._kwargs.get("grpc_max_receive_message_length", -1)),
+                # A message past the limit is refused with RESOURCE_EXHAUSTED before it is decoded.
+                ("grpc.max_receive_message_length", self._max_message_bytes),
                 ("grpc.so_reuseport", 0),
             ],
         )
@@ -219,9 +241,11 @@ class TitansDataPlane(DataPlane):
 class TitansModelServer(ModelServer):
     """kserve's ModelServer with host binding, honest readiness and quiet client errors."""
 
-    def __init__(self, *, host: str, access_log: bool = False, **kwargs: Any):
+    def __init__(self, *, host: str, limits: EdgeLimits | None = None, access_log: bool = False, **kwargs: Any):
         super().__init__(**kwargs)
         self.host = host
+        # The transformer and the benchmarks take the defaults: the batch limit's largest legitimate request.
+        self.limits = limits or limits_for(DEFAULT_MAX_BATCH_ROWS, timeout_seconds=connection_timeout_seconds())
         self.access_log = access_log
         self.dataplane = TitansDataPlane(model_registry=self.registered_models)
 
@@ -238,6 +262,7 @@ class TitansModelServer(ModelServer):
             self.model_repository_extension,
             self.http_port,
             host=self.host,
+            limits=self.limits,
             access_log=self.access_log,
             grace_period=self.grace_period,
             event_loop=self.event_loop,
@@ -247,7 +272,7 @@ class TitansModelServer(ModelServer):
         if self.enable_grpc:
             self._grpc_server = HostGRPCServer(
                 self.grpc_port, self.dataplane, self.model_repository_extension, kwargs={},
-                grace_period=self.grace_period, host=self.host,
+                grace_period=self.grace_period, host=self.host, max_message_bytes=self.limits.max_body_bytes,
             )
             self.servers.append(self._grpc_server.start(self.max_threads))
         logger.info(
@@ -276,7 +301,7 @@ def build_models(config: ServeConfig) -> list[TitansModel]:
     models = [
         build_model(
             name, uri, enrichment=config.enrichment, enricher_factory=enricher_factory,
-            max_batch_rows=config.max_batch_rows,
+            max_batch_rows=config.max_batch_rows, max_text_chars=config.max_text_chars,
         )
         for name, uri in config.models
     ]
@@ -293,6 +318,8 @@ def serve(config: ServeConfig) -> int:
     models = build_models(config)
     server = TitansModelServer(
         host=config.host,
+        limits=limits_for(config.max_batch_rows, config.max_text_chars, connection_timeout_seconds(),
+                          config.max_body_bytes, config.rate_limit, config.rate_burst),
         access_log=config.access_log,
         http_port=config.http_port,
         grpc_port=config.grpc_port,

@@ -20,7 +20,7 @@ import numpy as np
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferRequest
 
-from serving.config import DEFAULT_MAX_BATCH_ROWS
+from serving.config import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_TEXT_CHARS
 from serving.tensors import TensorSpec
 
 # ISO 8601 calendar dates with optional time and offset; "base" is what numpy parses.
@@ -50,6 +50,7 @@ class InputRules:
     """
 
     max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
     categories: Mapping[str, frozenset[str]] = field(default_factory=dict)
     dates: frozenset[str] = frozenset()
     ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
@@ -222,6 +223,12 @@ def _text_column(column: np.ndarray, name: str) -> np.ndarray:
 
 def _check_values(spec: TensorSpec, column: np.ndarray, rules: InputRules) -> None:
     name = spec.name
+    if spec.datatype == "BYTES" and len(column):
+        lengths = np.fromiter(map(len, column.tolist()), dtype=np.int64, count=len(column))
+        if lengths.max() > rules.max_text_chars:
+            i = int(np.argmax(lengths > rules.max_text_chars))
+            raise RequestRejected("value_too_long", f"input '{name}' row {i} is {int(lengths[i])} characters long; "
+                                  f"at most {rules.max_text_chars} are accepted")
     if spec.datatype in ("FP16", "FP32", "FP64"):
         bad = ~np.isfinite(column)
         if bad.any():
@@ -307,6 +314,9 @@ def row_refusals(columns: Mapping[str, np.ndarray], specs: Sequence[TensorSpec],
             continue
         column = np.asarray(columns[spec.name])
         bad: np.ndarray | None = None
+        if spec.datatype == "BYTES" and len(column):
+            bad = np.fromiter(map(len, column.tolist()), dtype=np.int64, count=len(column)) > rules.max_text_chars
+            _first(reasons, bad, f"input '{spec.name}' is longer than {rules.max_text_chars} characters", column)
         if spec.datatype in ("FP16", "FP32", "FP64"):
             bad = ~np.isfinite(column.astype(np.float64))
             _first(reasons, bad, f"input '{spec.name}' is {{value}}; values must be finite", column)

@@ -60,3 +60,24 @@ def load_settings() -> Settings:
         mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", default_mlflow),
         http_host=os.environ.get("TITANS_HTTP_HOST", "127.0.0.1"),
     )
+
+
+CONNECTION_TIMEOUT_ENV = "TITANS_CONNECTION_TIMEOUT_SECONDS"
+DEFAULT_CONNECTION_TIMEOUT_SECONDS = 10.0
+
+
+def connection_timeout_seconds() -> float:
+    """How long a server waits for a client's headers, or for the next part of its body (default 10 s).
+
+    Why one setting: the model server and the retraining trigger both drop a client that stalls (a
+    slowloris holds a connection, and on the trigger a thread, for as long as it is let); a pod's
+    probes and Alertmanager send whole requests in milliseconds. ``TITANS_CONNECTION_TIMEOUT_SECONDS``.
+    """
+    raw = os.environ.get(CONNECTION_TIMEOUT_ENV, "")
+    try:
+        value = float(raw) if raw else DEFAULT_CONNECTION_TIMEOUT_SECONDS
+    except ValueError:
+        raise ValueError(f"{CONNECTION_TIMEOUT_ENV}={raw!r}: expected a number of seconds") from None
+    if not value > 0:
+        raise ValueError(f"{CONNECTION_TIMEOUT_ENV}={raw!r}: expected a number of seconds above 0")
+    return value

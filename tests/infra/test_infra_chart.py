@@ -230,6 +230,13 @@ def test_every_pod_is_hardened(rendered: tuple[list[Manifest], str]) -> None:
                 assert container.get("readinessProbe") and container.get("livenessProbe"), name
     for sa in by_kind(objs, "ServiceAccount"):
         assert sa["automountServiceAccountToken"] is False, key(sa)
+    # The model server's container (KServe merges each InferenceService into it) is probed too.
+    runtimes = by_kind(objs, "ServingRuntime")
+    assert runtimes
+    for runtime in runtimes:
+        for container in runtime["spec"]["containers"]:
+            assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready", key(runtime)
+            assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live", key(runtime)
 
 
 def test_no_secret_is_created_or_inlined(rendered: tuple[list[Manifest], str]) -> None:

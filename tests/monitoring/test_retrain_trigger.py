@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import socket
 import sys
 import time
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from kfp_api_double import kfp_api_double
 from monitoring_servers import http_json, post_alerts, start_alertmanager, start_trigger, wait_until
 
 from pipelines.compile import TRAINING_YAML
+from pipelines.retrain_trigger import MAX_CONNECTIONS
 from titans.errors import UserError
 
 RUNS_PATH = "/apis/v2beta1/runs"
@@ -215,3 +217,28 @@ def test_a_kfp_api_that_never_answers_is_a_failed_decision_not_a_hang(tmp_path: 
     assert decision.decision == "failed" and decision.detail.startswith("submission failed"), decision
     assert elapsed < 20, f"a silent KFP held the trigger {elapsed:.0f} s"
     assert trigger.state.seen == {} and not (tmp_path / "state.json").exists()
+
+
+def test_stalled_floods_and_nested_bodies_are_bounded(tmp_path: Path) -> None:
+    """Stalled connections are dropped after the timeout and never hold more than the bounded slots; a deeply
+    nested body is a 400 counted as rejected, not a crash without an answer."""
+    with kfp_api_double() as (kfp_host, _), start_trigger(
+            tmp_path, "--kfp-host", kfp_host, env={"TITANS_CONNECTION_TIMEOUT_SECONDS": "2"}) as trigger:
+        host, port = trigger.url.removeprefix("http://").split(":")
+        nested = b'{"alerts": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+        status, body = http_json("POST", trigger.webhook_url, nested)
+        assert status == 400 and "nested too deeply" in body["error"], body
+        stalled = []
+        for _ in range(MAX_CONNECTIONS + 8):  # more than the slots, each sending half a request line
+            sock = socket.create_connection((host, int(port)), timeout=5)
+            sock.sendall(b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Le")
+            stalled.append(sock)
+        time.sleep(0.5)
+        # Past the slots a connection is answered at once with a 503 (and counted), not queued behind the stalls.
+        assert http_json("GET", f"{trigger.url}/healthz")[0] == 503
+        # The stalled clients are dropped after the timeout: the server answers again, with no restart.
+        wait_until(lambda: http_json("GET", f"{trigger.url}/healthz")[0] == 200 or None, 10, "/healthz after stalls")
+        assert all(sock.recv(1) == b"" for sock in stalled[:MAX_CONNECTIONS])  # closed by the server
+        for sock in stalled:
+            sock.close()
+        assert trigger.decisions()["rejected"] >= 1 + 8

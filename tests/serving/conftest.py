@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 from serving_harness import (
     BROKEN_MODEL,
+    EDGE_TIMEOUT_S,
     FOREIGN_ENV,
     MODEL_NAMES,
     PYCACHE_DIR,
@@ -160,7 +161,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     servers = Servers(
         main=start_server(["--models", str(models), "--model-uri", str(broken), "--model-name", BROKEN_MODEL,
                            "--enrichment", "feast", "--max-batch-rows", "2000"],
-                          logs / "main.log", env, wait_for=ready),
+                          logs / "main.log", {**env, "TITANS_CONNECTION_TIMEOUT_SECONDS": str(EDGE_TIMEOUT_S)},
+                          wait_for=ready),
         predictor=start_server(["--model-uri", str(models / "anomaly"), "--enrichment", "request", "--no-grpc"],
                                logs / "predictor.log", env, http_port=predictor_port, wait_for=ready),
         transformer=start_server(["transformer", "--model_name", TRANSFORMED_MODEL, "--predictor_host",

@@ -21,6 +21,8 @@ from pathlib import Path
 import httpx
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# The main server's header/body timeout (TITANS_CONNECTION_TIMEOUT_SECONDS): short, so the stall tests are quick.
+EDGE_TIMEOUT_S = 4
 TASKS = ("category", "amount", "anomaly", "cashflow")
 MODEL_NAMES = tuple(f"titans-{task}" for task in TASKS)
 BROKEN_MODEL = "titans-broken"

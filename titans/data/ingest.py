@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 
 from titans import home_lock, workers
 from titans.data import conventions, output_lock, schema
+from titans.data.key_counts import KeyCounts
 from titans.data.layout import Layout
 from titans.data.report_text import markdown_text, shorten, snippet
 from titans.data.sources import Chunk, Source, decide_conventions, file_sha256, open_source
@@ -366,8 +367,11 @@ def _run(sources: list[Source], hashes: list[str], run_id: str, out: Path, stagi
     qwriter = pq.ParquetWriter(qpath, QUARANTINE_SCHEMA)
     inputs_report = []
     try:
-        for src, digest in zip(sources, hashes, strict=True):
-            occurrences: dict[int, int] = {}
+        for index, (src, digest) in enumerate(zip(sources, hashes, strict=True)):
+            occurrences = KeyCounts()
+            # Ids are remembered only where a later row could repeat one: the table's rows, or a later input's.
+            # Within one input, identical rows get distinct ids (their occurrence), so one input alone needs none.
+            remember = index < len(sources) - 1
             rows_before = stats.rows_in
             for chunk_rows, good, quarantine, part, keys, within, ids in _validated_chunks(src, latest):
                 stats.rows_in += chunk_rows
@@ -380,19 +384,19 @@ def _run(sources: list[Source], hashes: list[str], run_id: str, out: Path, stagi
                     continue
                 # Occurrences count across chunks in input order: only rows identical to one in an earlier
                 # chunk need their id again (the worker counted occurrences within its chunk alone).
-                prior = np.array([occurrences.get(k, 0) for k in keys.tolist()], dtype=np.int64)
-                for k, c in pd.Series(keys).value_counts().items():
-                    occurrences[k] = occurrences.get(k, 0) + int(c)
+                prior = occurrences.take(keys)
                 again = prior > 0
                 if again.any():
                     ids[again] = schema.content_ids(good[again], prior[again] + within[again]).to_numpy()
                 good["transaction_id"] = ids
                 # A set lookup per row: Series.isin(set) rebuilds a hash table of everything seen, per chunk.
                 ids = good["transaction_id"].tolist()
-                dup = np.fromiter((t in seen for t in ids), dtype=bool, count=len(ids))
+                dup = (np.fromiter((t in seen for t in ids), dtype=bool, count=len(ids)) if seen
+                       else np.zeros(len(ids), dtype=bool))
                 stats.rows_duplicate += int(dup.sum())
                 fresh = good[~dup]
-                seen.update(t for t, d in zip(ids, dup, strict=True) if not d)
+                if remember:
+                    seen.update(t for t, d in zip(ids, dup, strict=True) if not d)
                 if len(fresh):
                     writer.write(fresh)
                     _accumulate(stats, fresh)

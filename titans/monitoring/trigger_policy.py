@@ -71,6 +71,8 @@ def parse_webhook(body: bytes) -> list[Alert]:
         payload = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise WebhookError(f"body is not JSON: {exc}") from None
+    except RecursionError:  # a deeply nested body: no webhook nests more than a few levels
+        raise WebhookError("body is nested too deeply to be an Alertmanager webhook") from None
     if not isinstance(payload, dict):
         raise WebhookError(f"body: expected a JSON object, got {type(payload).__name__}")
     version = payload.get("version", WEBHOOK_VERSION)
