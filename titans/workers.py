@@ -92,6 +92,14 @@ def _context(fn: Callable[..., Any]) -> multiprocessing.context.BaseContext:
     return context
 
 
+def _start_worker(environ: dict[str, str], initializer: Callable[..., Any] | None, initargs: tuple) -> None:
+    """A worker's start: the caller's environment, then the caller's initializer."""
+    os.environ.clear()
+    os.environ.update(environ)
+    if initializer is not None:
+        initializer(*initargs)
+
+
 def preload(*modules: str) -> None:
     """Modules the fork server imports when it starts: a caller that will use pools of several steps
     (``titans score``: ingest, then scoring) names them before the first, since the server starts once."""
@@ -120,7 +128,10 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int,
     items = itertools.chain(head, items)
     depth = in_flight or 2 * workers
     pending: collections.deque[Future[R]] = collections.deque()
-    pool = ProcessPoolExecutor(workers, mp_context=_context(fn), initializer=initializer, initargs=initargs)
+    # The fork server keeps the environment it started with; a long-lived caller (a test run, a dashboard) may
+    # have changed TITANS_HOME or the store since, so each worker takes the caller's environment of now.
+    pool = ProcessPoolExecutor(workers, mp_context=_context(fn), initializer=_start_worker,
+                               initargs=(dict(os.environ), initializer, initargs))
     try:
         for item in items:
             pending.append(pool.submit(fn, item))

@@ -96,10 +96,11 @@ def test_a_toy_task_trains_is_gated_registered_served_and_listed(
         log.close()
 
     # Listed by the pipeline: an iteration of the training loop (whose summaries the gate collects) and a canary.
-    out = tmp_path / "pipeline.yaml"
+    out = tmp_path / "compiled"
     subprocess.run([sys.executable, "-m", "titans.cli", "pipeline", "compile", "--out", str(out)],
                    cwd=REPO_ROOT, env=_env(), check=True, capture_output=True, timeout=300)
-    spec = next(yaml.safe_load_all(out.read_text()))  # the pipeline spec; the platform spec follows
+    # The pipeline spec; the platform spec follows.
+    spec = next(yaml.safe_load_all((out / "training_pipeline.yaml").read_text()))
     root = spec["root"]["dag"]["tasks"]
     loop = next(t for t in root.values() if t["taskInfo"]["name"] == "train-each-task")
     assert json.loads(loop["parameterIterator"]["items"]["raw"])[-1] == "toy"

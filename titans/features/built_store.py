@@ -41,7 +41,7 @@ def describe(client: Any) -> dict[str, str | None]:
     ``client`` is the ``FeatureClient`` the build used. A yaml other than the embedded one names its
     store itself (Redis, PostgreSQL, an object store), so it is reported as it is, with no ``store_dir``.
     """
-    if client.yaml_path.name != paths.DEFAULT_STORE_YAML:
+    if not paths.is_embedded(client.yaml_path):
         return {"feature_store_yaml": str(client.yaml_path), "store_dir": None,
                 "feast_cli": f"feast -c {client.repo_path} -f {client.yaml_path} feature-views list"}
     config = client.store.config

@@ -71,6 +71,27 @@ def use_cli_home(repo: Path) -> Path:
     return home
 
 
+def is_embedded(yaml_path: Path) -> bool:
+    """Whether ``yaml_path`` is the embedded default: registry and online store in sqlite at relative paths.
+
+    Why by content and not by name: a cluster mounts its own ``feature_store.yaml`` (the chart's ConfigMap,
+    Redis and a shared registry) under the same name. Taken for the embedded file, it was rewritten to
+    sqlite files under ``$TITANS_HOME/features``, which a read-only pod cannot create: the predictor never
+    started. A yaml with absolute, remote or non-sqlite stores is read as it is written.
+    """
+    if yaml_path.name != DEFAULT_STORE_YAML:
+        return False
+    try:
+        raw = yaml.safe_load(os.path.expandvars(yaml_path.read_text())) or {}
+    except (OSError, yaml.YAMLError):
+        return False  # the reader that opens it for real says what is wrong
+    registry, online = raw.get("registry"), raw.get("online_store")
+    registry_path = str(registry.get("path", "")) if isinstance(registry, dict) else str(registry or "")
+    online = online if isinstance(online, dict) else {}
+    relative_registry = registry_path.startswith("sqlite:///") and not registry_path[len("sqlite:///"):].startswith("/")
+    return relative_registry and online.get("type") == "sqlite" and not str(online.get("path", "")).startswith("/")
+
+
 def embedded_store_config(repo: Path, yaml_path: Path) -> Any:
     """The embedded yaml as Feast reads it, with its sqlite files moved to ``$TITANS_HOME/features``.
 

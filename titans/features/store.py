@@ -91,7 +91,9 @@ class FeatureClient:
     """Training sets (point-in-time, offline) and online features for a feature service.
 
     ``repo_path`` defaults to ``TITANS_FEATURE_REPO`` or ``feature_repo/``; the yaml is the
-    embedded ``feature_store.yaml`` unless ``TITANS_FEATURE_STORE_YAML`` names another.
+    embedded ``feature_store.yaml`` unless ``TITANS_FEATURE_STORE_YAML`` names another. Only the embedded
+    store (``paths.is_embedded``) is moved under ``$TITANS_HOME/features``; any other yaml, a mounted
+    cluster config included, is read as written and nothing is created for it.
     """
 
     def __init__(self, repo_path: str | Path | None = None, yaml_file: str | Path | None = None):
@@ -104,7 +106,7 @@ class FeatureClient:
         self.yaml_path = Path(yaml_file) if yaml_file else paths.store_yaml(self.repo_path)
         if not self.yaml_path.is_file():
             raise UserError(f"feature store config not found: {self.yaml_path}")
-        if self.yaml_path.name == paths.DEFAULT_STORE_YAML:
+        if paths.is_embedded(self.yaml_path):
             paths.feature_home().mkdir(parents=True, exist_ok=True)
             config = paths.embedded_store_config(self.repo_path, self.yaml_path)
             self.store = FeatureStore(repo_path=str(self.repo_path), config=config)
