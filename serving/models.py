@@ -130,7 +130,7 @@ class TitansModel(Model):
             self._load()
         except Exception as exc:  # any failure means "not ready"; the line below says which
             self.ready = False
-            self.load_error = f"{type(exc).__name__}: {exc}"
+            self.load_error = " ".join(f"{type(exc).__name__}: {exc}".split())  # one log line, whatever the text
             logger.error("model %s not ready: cannot load %s: %s", self.name, self.model_uri, self.load_error)
             return False
         self.ready = True

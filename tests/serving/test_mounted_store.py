@@ -46,3 +46,25 @@ def test_a_mounted_cluster_config_is_read_as_written(serving_home: Any, server: 
         assert sorted(p.name for p in mounted.iterdir()) == ["feature_store.yaml"]  # nothing written beside it
     finally:
         predictor.stop()
+
+
+def test_a_mounted_config_that_cannot_be_read_is_one_error_line_and_no_readiness(serving_home: Any,
+                                                                                   tmp_path: Path) -> None:
+    mounted = tmp_path / "etc-titans-feature_repo"
+    mounted.mkdir()
+    (mounted / "feature_store.yaml").write_text("project: titans\nregistry: [unterminated\n")
+    env = {"TITANS_HOME": UNWRITABLE_HOME, "TITANS_FEATURE_REPO": str(mounted), "HOME": str(tmp_path)}
+    predictor = start_server(["--model-uri", str(serving_home.models / "amount"), "--enrichment", "feast",
+                              "--no-grpc"], tmp_path / "predictor.log", env)
+    try:
+        # Its only model cannot load, so the server does not start serving at all: no readiness, exit 1.
+        assert predictor.proc.wait(timeout=120) == 1
+        errors = predictor.log()
+        lines = [line for line in errors.splitlines() if "ERROR" in line]
+        named = [line for line in lines if f"{mounted / 'feature_store.yaml'}: not valid YAML at line 3" in line]
+        assert len(named) == 1 and "titans-amount not ready" in named[0], errors
+        # Every ERROR record is one line (the parser's dump is not), and there is no traceback.
+        assert len(lines) == errors.count("ERROR") and "Traceback" not in errors and "<unicode string>" not in errors
+    finally:
+        predictor.stop()
+

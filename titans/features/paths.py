@@ -82,14 +82,45 @@ def is_embedded(yaml_path: Path) -> bool:
     if yaml_path.name != DEFAULT_STORE_YAML:
         return False
     try:
-        raw = yaml.safe_load(os.path.expandvars(yaml_path.read_text())) or {}
-    except (OSError, yaml.YAMLError):
+        raw = read_store_yaml(yaml_path)
+    except UserError:
         return False  # the reader that opens it for real says what is wrong
     registry, online = raw.get("registry"), raw.get("online_store")
     registry_path = str(registry.get("path", "")) if isinstance(registry, dict) else str(registry or "")
     online = online if isinstance(online, dict) else {}
     relative_registry = registry_path.startswith("sqlite:///") and not registry_path[len("sqlite:///"):].startswith("/")
     return relative_registry and online.get("type") == "sqlite" and not str(online.get("path", "")).startswith("/")
+
+
+def read_store_yaml(yaml_path: Path) -> dict[str, Any]:
+    """A store yaml with ``${VAR}`` expanded; a ``UserError`` of one line naming the file when it cannot be read.
+
+    Why one line: a server logs why a model is not ready in one line, and a mounted ConfigMap that a
+    person mistyped must be found from that line (the file and the place), not from a parser's dump.
+    """
+    try:
+        raw = yaml.safe_load(os.path.expandvars(yaml_path.read_text()))
+    except OSError as exc:
+        raise UserError(f"{yaml_path}: cannot read the feature store config ({exc.strerror or exc})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise UserError(f"{yaml_path}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{yaml_path}: a feature store config is a mapping, not {type(raw).__name__}")
+    return raw
+
+
+def _repo_config(raw: dict[str, Any], yaml_path: Path) -> Any:
+    """Feast's ``RepoConfig`` of ``raw``; its validation errors as one line naming the file."""
+    from feast.repo_config import RepoConfig
+
+    try:
+        return RepoConfig(**offline_store_available(raw, yaml_path))
+    except Exception as exc:  # pydantic's ValidationError and Feast's own errors alike
+        raise UserError(f"{yaml_path}: not a Feast store config: {' '.join(str(exc).split())[:300]}") from None
 
 
 def embedded_store_config(repo: Path, yaml_path: Path) -> Any:
@@ -99,9 +130,7 @@ def embedded_store_config(repo: Path, yaml_path: Path) -> Any:
     nothing exported; titans honours TITANS_HOME (tests, pipeline steps, other homes), so it keeps the
     yaml's file names and swaps their folder. Parsed as Feast's ``load_repo_config`` parses it.
     """
-    from feast.repo_config import RepoConfig
-
-    raw = yaml.safe_load(os.path.expandvars(yaml_path.read_text()))
+    raw = read_store_yaml(yaml_path)
     registry, online = raw.get("registry") or {}, raw.get("online_store") or {}
     registry_path = str(registry.get("path", "")) if isinstance(registry, dict) else ""
     if not registry_path.startswith("sqlite:///") or online.get("type") != "sqlite":
@@ -110,17 +139,14 @@ def embedded_store_config(repo: Path, yaml_path: Path) -> Any:
     home = feature_home()
     registry["path"] = f"sqlite:///{home / Path(registry_path.removeprefix('sqlite:///')).name}"
     online["path"] = str(home / Path(str(online["path"])).name)
-    config = RepoConfig(**offline_store_available(raw, yaml_path))
+    config = _repo_config(raw, yaml_path)
     config.repo_path = repo
     return config
 
 
 def yaml_store_config(repo: Path, yaml_path: Path) -> Any:
     """Any other yaml (production, the chart's ConfigMap) as Feast's ``load_repo_config`` reads it."""
-    from feast.repo_config import RepoConfig
-
-    raw = yaml.safe_load(os.path.expandvars(yaml_path.read_text())) or {}
-    config = RepoConfig(**offline_store_available(raw, yaml_path))
+    config = _repo_config(read_store_yaml(yaml_path), yaml_path)
     config.repo_path = repo
     return config
 
