@@ -53,6 +53,7 @@ class _StepLog(io.TextIOBase):
         self.lines: list[str] = []
         self._partial = ""
         self._started: dict[str, float] = {}
+        self._reported: set[Path] = set()  # training iterations whose finish line is printed
 
     def write(self, text: str) -> int:
         self.log.write(text)
@@ -78,16 +79,21 @@ class _StepLog(io.TextIOBase):
         """``train-model (anomaly)`` and its own duration: every task trains in one component, in a loop.
 
         The iterations share one step name (and run two at a time), so the log's start line cannot say
-        whose finish this is; the iteration's folder can: the step that just finished wrote the newest
-        ``executor_output.json``, and its iteration folder was created when the step started.
+        whose finish this is; the iteration's folder can: finish lines come in the order the steps
+        finished, so this one is the earliest-finished ``executor_output.json`` not reported yet (two that
+        finish together are then both reported, each once), and its iteration folder was created when
+        the step started.
         """
         if not step.startswith("train-model") or self.root is None:
             return step, None
         try:
             run_dir = max(self.root.glob("titans-training-*"), key=lambda p: p.stat().st_mtime)
-            latest = max(_training_steps(run_dir), key=lambda p: (p / "executor_output.json").stat().st_mtime)
-            took = (latest / "executor_output.json").stat().st_mtime - latest.parent.stat().st_mtime
-            return f"{step} ({step_output(latest)['task']})", took
+            waiting = [p for p in _training_steps(run_dir) if p not in self._reported]
+            done = min(waiting, key=lambda p: (p / "executor_output.json").stat().st_mtime)
+            took = (done / "executor_output.json").stat().st_mtime - done.parent.stat().st_mtime
+            label = f"{step} ({step_output(done)['task']})"
+            self._reported.add(done)
+            return label, took
         except (ValueError, OSError, KeyError, TypeError):
             return step, None
 
