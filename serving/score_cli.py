@@ -37,6 +37,9 @@ def register(subparsers: Any) -> None:
                         help="the MLflow registry's champion versions (MLFLOW_TRACKING_URI) instead of folders")
     parser.add_argument("--feature-repo", type=Path, default=settings.feature_repo,
                         help="Feast repository the models read stored features from (default %(default)s)")
+    parser.add_argument("--features", choices=("point-in-time", "online"), default="point-in-time",
+                        help="stored features as of each row's date, as training saw them (default), or the "
+                        "store's latest values, what a V2 server answers today")
     parser.add_argument("--workers", type=int, default=None,
                         help="worker processes (default TITANS_DATA_WORKERS, else the CPUs this process may use)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -52,7 +55,7 @@ def _score(args: argparse.Namespace) -> int:
     from serving.score_export import score_export  # here, after the quiet import: kserve takes seconds to load
 
     summary = score_export(args.input, args.out, models_dir=models, registry=args.registry, layout=layout,
-                           feature_repo=args.feature_repo, n_workers=args.workers)
+                           feature_repo=args.feature_repo, n_workers=args.workers, features=args.features)
     if args.json:
         print_json(summary)
         return 0

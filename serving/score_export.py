@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 from serving.config import discover_models
 from serving.models import task_of
-from serving.score_rows import ChunkResult, ModelSet, init_worker, score_account, score_chunk
+from serving.score_rows import FEATURE_MODES, ChunkResult, ModelSet, init_worker, score_account, score_chunk
 from serving.score_summary import FLAGGED, render_summary
 from serving.storage import ModelUriError, resolve_model_uri
 from serving.validation import RequestRejected
@@ -123,7 +123,8 @@ def model_folders(models_dir: Path | None, registry: bool) -> tuple[list[tuple[s
 
 def score_export(inputs: Sequence[Path | str], out_dir: Path | str, *, models_dir: Path | None = None,
                  registry: bool = False, layout: Layout | None = None, feature_repo: Path | None = None,
-                 n_workers: int | None = None, chunk_rows: int = CHUNK_ROWS) -> dict[str, Any]:
+                 n_workers: int | None = None, chunk_rows: int = CHUNK_ROWS,
+                 features: str = "point-in-time") -> dict[str, Any]:
     """Score the export files ``inputs`` into ``out_dir`` (module docstring); the summary (also ``summary.json``).
 
     The exports are read by ingest into a work folder of the run: its quarantine is part of this output.
@@ -135,12 +136,12 @@ def score_export(inputs: Sequence[Path | str], out_dir: Path | str, *, models_di
                       "rows_quarantined": int(report["rows_quarantined"]),
                       "ingest": {key: report.get(key) for key in ("rows_clean", "reasons", "date_range")}}
 
-    return _scored(out_dir, read, models_dir, registry, feature_repo, n_workers, chunk_rows)
+    return _scored(out_dir, read, models_dir, registry, feature_repo, n_workers, chunk_rows, features)
 
 
 def score_clean(data_dir: Path | str, out_dir: Path | str, *, models_dir: Path | None = None, registry: bool = False,
                 feature_repo: Path | None = None, n_workers: int | None = None,
-                chunk_rows: int = CHUNK_ROWS) -> dict[str, Any]:
+                chunk_rows: int = CHUNK_ROWS, features: str = "point-in-time") -> dict[str, Any]:
     """Score a clean table that ingest already wrote (``data_dir/clean``): the scoring pipeline's step.
 
     ``rows_in`` counts the clean rows; the rows ingest quarantined belong to the ingest step's report.
@@ -154,11 +155,14 @@ def score_clean(data_dir: Path | str, out_dir: Path | str, *, models_dir: Path |
         rows = sum(pq.read_metadata(f).num_rows for f in files)
         return data, {"inputs": [str(data / "clean")], "rows_in": rows, "rows_quarantined": 0}
 
-    return _scored(out_dir, read, models_dir, registry, feature_repo, n_workers, chunk_rows)
+    return _scored(out_dir, read, models_dir, registry, feature_repo, n_workers, chunk_rows, features)
 
 
 def _scored(out_dir: Path | str, read: Callable[[Path], tuple[Path, dict[str, Any]]], models_dir: Path | None,
-            registry: bool, feature_repo: Path | None, n_workers: int | None, chunk_rows: int) -> dict[str, Any]:
+            registry: bool, feature_repo: Path | None, n_workers: int | None, chunk_rows: int,
+            features: str) -> dict[str, Any]:
+    if features not in FEATURE_MODES:
+        raise UserError(f"features {features!r}: expected one of {', '.join(FEATURE_MODES)}")
     started = time.perf_counter()
     # Before ingest starts the fork server: its scoring workers then start with kserve and the serving code imported.
     workers.preload("titans.data.ingest", "serving.score_rows")
@@ -170,7 +174,7 @@ def _scored(out_dir: Path | str, read: Callable[[Path], tuple[Path, dict[str, An
     folders, absent = model_folders(models_dir, registry)
     if not folders:
         raise UserError("no models to score with: " + "; ".join(f"{t}: {why}" for t, why in absent.items()))
-    model_set = ModelSet(tuple(folders), feature_repo)
+    model_set = ModelSet(tuple(folders), feature_repo, features=features)
     n_workers = workers.data_workers() if n_workers is None else n_workers
     staging = Path(tempfile.mkdtemp(prefix=".score-", dir=out))
     try:
@@ -221,7 +225,7 @@ def _score(data: Path, source: dict[str, Any], out: Path, staging: Path, model_s
         **source, "out": str(out),
         "rows_scored": totals.rows_scored, "rows_quarantined": source["rows_quarantined"] + refused_rows,
         "rows_refused_by_models": refused_rows,
-        "accounts": sorted(accounts), "workers": n_workers, "phase_seconds": timings,
+        "accounts": sorted(accounts), "workers": n_workers, "phase_seconds": timings, "features": model_set.features,
         "tasks_scored": scored_tasks, "tasks_absent": dict(sorted(absent.items())),
         "models": dict(sorted(models.items(), key=lambda item: tasks.get(item[0]).order)),
         "risk_levels": dict(totals.risk_levels),

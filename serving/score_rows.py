@@ -29,15 +29,19 @@ import pandas as pd
 from serving.config import EnrichmentMode, ServeConfig
 from serving.models import TitansModel, task_of
 from serving.server import build_models
+from serving.stored_features import stored_views
 from serving.tensors import TensorSpec, output_array
 from serving.validation import RequestRejected, row_refusals
 from titans import tasks
+from titans.features import spec as feature_spec
 from titans.tasks.spec import Task
 
 # The clean table's fields kept beside the model outputs, and the fields a row request may read.
 BASE_COLUMNS = ("transaction_id", "account_id", "date", "type", "description", "amount", "merchant",
                 "payment_method", "status")
 REQUEST_FIELDS = ("description", "merchant", "category", "payment_method", "date", "account_id", "amount")
+# Where a batch's stored features come from (``score_rows``).
+FEATURE_MODES = ("point-in-time", "online")
 # Given categories that say "none given": ingest writes these where an export's Category is empty.
 NO_CATEGORY = ("", "uncategorized")
 
@@ -49,6 +53,7 @@ class ModelSet:
     folders: tuple[tuple[str, str], ...]  # (served name, local folder)
     feature_repo: Path | None
     enrichment: EnrichmentMode = EnrichmentMode.FEAST
+    features: str = "point-in-time"  # FEATURE_MODES: each row's history as of its date, or the store's latest
 
     def load(self, per: str) -> dict[str, TitansModel]:
         """The models of tasks scored ``per`` row or account, by task (loaded or not: ``ready`` says)."""
@@ -70,17 +75,19 @@ class ChunkResult:
 
 
 _WORKER_MODELS: dict[str, TitansModel] = {}
+_WORKER_FEATURES: list[str] = ["point-in-time"]
 
 
 def init_worker(model_set: ModelSet) -> None:
     """Load the row models into this process (``titans.workers.ordered_map``'s initializer)."""
     _WORKER_MODELS.clear()
     _WORKER_MODELS.update(model_set.load("row"))
+    _WORKER_FEATURES[0] = model_set.features
 
 
 def score_chunk(frame: pd.DataFrame) -> ChunkResult:
     """``score_rows`` with this process's models (``init_worker``)."""
-    return score_rows(_WORKER_MODELS, frame)
+    return score_rows(_WORKER_MODELS, frame, _WORKER_FEATURES[0])
 
 
 def row_tasks(models: Mapping[str, TitansModel]) -> list[Task]:
@@ -95,8 +102,14 @@ def output_specs(model: TitansModel, task: Task) -> list[tuple[TensorSpec, str]]
     return [(spec, task.batch.columns[spec.name]) for spec in model.outputs if spec.name in task.batch.columns]
 
 
-def score_rows(models: Mapping[str, TitansModel], frame: pd.DataFrame) -> ChunkResult:
-    """Every row of a chunk of the clean table with the row models' outputs; refused rows apart, with reasons."""
+def score_rows(models: Mapping[str, TitansModel], frame: pd.DataFrame, features: str = "point-in-time"
+               ) -> ChunkResult:
+    """Every row of a chunk of the clean table with the row models' outputs; refused rows apart, with reasons.
+
+    ``features``: ``point-in-time`` gives each row the stored features as of its own date (the history
+    before its day, from the offline store, as training did); ``online`` gives every row the store's
+    latest values, which is what a V2 server answers today (``FEATURE_MODES``).
+    """
     out = frame.loc[:, list(BASE_COLUMNS)].reset_index(drop=True)
     given = frame["category"].to_numpy(dtype=object)
     has_given = ~np.isin(given, NO_CATEGORY) & (frame["type"].to_numpy() == "Expense")
@@ -118,7 +131,12 @@ def score_rows(models: Mapping[str, TitansModel], frame: pd.DataFrame) -> ChunkR
             columns = {name: values[~bad] for name, values in columns.items()}
         specs = output_specs(model, task)
         wanted = frozenset(spec.name for spec, _ in specs)
-        result = model.predict_columns(model.enrich(columns), wanted) if alive.any() else {}
+        if alive.any():
+            enriched = (with_history_as_of_row_dates(model, columns) if features == "point-in-time"
+                        else model.enrich(columns))
+            result = model.predict_columns(enriched, wanted)
+        else:
+            result = {}
         for spec, column in specs:
             full = _empty(spec, len(out))
             if alive.any():
@@ -143,6 +161,30 @@ def score_rows(models: Mapping[str, TitansModel], frame: pd.DataFrame) -> ChunkR
     kept[dropped] = False
     return ChunkResult(out[kept].reset_index(drop=True), refused_rows.reset_index(drop=True), not_ready,
                        describe(models))
+
+
+def with_history_as_of_row_dates(model: TitansModel, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Request columns plus the model's stored features as of each row's date (Feast's point-in-time join).
+
+    Why not the online store here: an export is mostly history. Its rows scored with the store's latest
+    values see merchant windows that already hold the rows themselves (scoring the export a model was
+    trained on flagged a quarter of one business's expenses); as of each row's date they see what the
+    model saw in training. A model served without stored features is given none.
+    """
+    if model.enricher is None or not hasattr(model.enricher, "client"):
+        return columns
+    service = model.enricher.service
+    entity = pd.DataFrame({name: columns[name] for name in feature_spec.service_inputs(service) if name in columns})
+    entity["date"] = pd.to_datetime(columns["date"])
+    entity[feature_spec.EVENT_TIMESTAMP] = entity["date"]
+    joined = model.enricher.client.training_set(service, entity)
+    stored: dict[str, np.ndarray] = {}
+    for view in stored_views(service):
+        for col in view.columns:
+            values = joined[col.name].to_numpy()
+            stored[col.name] = (values.astype(str).astype(object) if col.dtype == "string"
+                                else values.astype(col.dtype))
+    return {**columns, **stored}
 
 
 def request_columns(rows: pd.DataFrame) -> dict[str, np.ndarray]:

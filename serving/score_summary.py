@@ -21,7 +21,11 @@ def render_summary(summary: dict[str, Any]) -> str:
              f"- rows in: {summary['rows_in']} = scored {summary['rows_scored']} + quarantined "
              f"{summary['rows_quarantined']} (of which refused by a model: {summary['rows_refused_by_models']})",
              f"- accounts: {len(summary['accounts'])}; tasks scored: {', '.join(summary['tasks_scored']) or 'none'}",
-             f"- took {summary.get('seconds', '?')} s (up to {summary['workers']} worker processes)"]
+             f"- took {summary.get('seconds', '?')} s (up to {summary['workers']} worker processes)",
+             f"- stored features: {summary.get('features', 'point-in-time')}" + (
+                 " (each row's history as of its date, as in training)"
+                 if summary.get("features", "point-in-time") == "point-in-time"
+                 else " (the store's latest values, as a V2 server answers today)")]
     for task, model in summary.get("models", {}).items():
         lines.append(f"- {task}: {model['name']} version {model['version']}")
     if summary["tasks_absent"]:

@@ -86,6 +86,10 @@ def _check_scoring(export: Path, home: Path, tmp_path: Path) -> None:
     rows = pd.read_parquet(tmp_path / "scored" / "transactions.parquet")
     expenses = rows[rows["type"] == "Expense"]
     assert len(rows) == 127 and expenses["risk_level"].notna().all() and expenses["amount_expected"].gt(0).all()
+    # Each row with its history as of its own date, as in training: few of the books' own expenses are flagged
+    # (with the store's latest values, whose windows hold the rows themselves, a quarter of them were).
+    assert scored["features"] == "point-in-time"
+    assert expenses["risk_level"].isin(["high", "critical"]).mean() <= 0.10, expenses["risk_level"].value_counts()
     forecast = pd.read_parquet(tmp_path / "scored" / "forecast.parquet")
     assert len(forecast) == 30 and forecast["account_id"].unique().tolist() == rows["account_id"].unique().tolist()
     assert "**recommend**: no model folder" in (tmp_path / "scored" / "summary.md").read_text()

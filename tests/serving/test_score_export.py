@@ -55,7 +55,8 @@ def scored(serving_home: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple
         (models / task).symlink_to(serving_home.models / task)
     out = root / "out"
     with serving_home.activated():
-        summary = score_export([export], out, models_dir=models, n_workers=2, chunk_rows=400)
+        # The server's semantics (the store's latest values), so its answers can be compared with the batch's.
+        summary = score_export([export], out, models_dir=models, n_workers=2, chunk_rows=400, features="online")
     return summary, out, export
 
 
