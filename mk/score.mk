@@ -12,4 +12,4 @@ score: install ## score an export (SCORE_INPUT) with the deployed models into $(
 	$(VENV)/bin/titans score --input $(SCORE_INPUT) --out $(TITANS_HOME)/scored --models $(TITANS_HOME)/models
 
 bench-score: install ## 1M generated rows through titans score: wall time, phases, peak memory (bench/results/score.*)
-	$(PY) bench/bench_score.py --rows $(BENCH_SCORE_ROWS)
+	$(PY) bench/bench_score.py --rows $(BENCH_SCORE_ROWS) --features point-in-time
