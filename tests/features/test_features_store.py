@@ -93,6 +93,20 @@ def test_training_and_serving_paths_agree(hand_store: dict, hand_clean: pd.DataF
     assert (offline[columns].notna()).all().all()
 
 
+@pytest.mark.parametrize("service", sorted(spec.SERVICES))
+def test_stored_history_is_the_training_sets_stored_columns(hand_store: dict, hand_clean: pd.DataFrame,
+                                                             service: str) -> None:
+    """The batch scorer's point-in-time join (stored views only) equals the training set's stored values."""
+    client: FeatureClient = hand_store["client"]
+    rows = hand_clean[["transaction_id", "merchant", "account_id", "category", "amount", "date"]].copy()
+    rows = pd.concat([rows, rows.assign(merchant="never_seen")], ignore_index=True).sample(frac=1.0, random_state=3)
+    rows["event_timestamp"] = rows["date"]
+    stored = [c.name for view in spec.service_views(service) if not view.on_demand for c in view.columns]
+    history = client.stored_history(service, rows)
+    assert list(history.columns) == stored and len(history) == len(rows)
+    pd.testing.assert_frame_equal(history, client.training_set(service, rows)[stored].reset_index(drop=True))
+
+
 def test_online_unknown_entities_get_documented_defaults(hand_store: dict) -> None:
     client: FeatureClient = hand_store["client"]
     rows = pd.DataFrame(

@@ -218,6 +218,30 @@ class FeatureClient:
         result = result.sort_values(_ROW).reset_index(drop=True)
         return _assemble(service, entity_df, result)
 
+    def stored_history(self, service: str, entity_df: pd.DataFrame) -> pd.DataFrame:
+        """``training_set``'s stored (materialized) columns only: the point-in-time join without on-demand views.
+
+        Why: a batch scorer computes the request features itself, as the server does; asking Feast for the
+        on-demand views too made it compute them in pandas for every row of every chunk. Same join, same
+        values for the stored columns (defaults filled), caller's row order.
+        """
+        inputs = self._inputs(service, entity_df, training=True)
+        views = [view for view in spec.service_views(service) if not view.on_demand]
+        columns = [col for view in views for col in view.columns]
+        if len(entity_df) == 0:
+            return pd.DataFrame({col.name: _filled([], col) for col in columns})
+        keys = {key for view in views for key in view.entity_keys}
+        query = pd.DataFrame({name: values for name, values in inputs.items()
+                              if name in keys or name == spec.EVENT_TIMESTAMP})
+        query[_ROW] = np.arange(len(query), dtype="int64")
+        refs = [f"{view.name}:{col.name}" for view in views for col in view.columns]
+        result = self.store.get_historical_features(entity_df=query, features=refs).to_df()
+        if len(result) != len(query):
+            raise RuntimeError(f"point-in-time join returned {len(result)} rows for {len(query)} rows ({service})")
+        result = result.sort_values(_ROW).reset_index(drop=True)
+        return pd.DataFrame({col.name: _filled(result[col.name].to_numpy() if col.name in result else
+                                               [None] * len(result), col) for col in columns})
+
     def online_features(self, service: str, entity_df: pd.DataFrame) -> pd.DataFrame:
         """Latest materialized features for a batch of entities (the serving path).
 
