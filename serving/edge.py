@@ -31,10 +31,10 @@ from typing import Any
 
 import orjson
 
+from serving.config import DEFAULT_MAX_TEXT_CHARS
+
 logger = logging.getLogger("titans.serving")
 
-# The longest text value a request may carry (ingest quarantines longer export fields alike).
-DEFAULT_MAX_TEXT_CHARS = 2000
 # A legitimate row besides its longest text: the other fields (dates, ids, merchants, payment methods) and
 # the JSON around them, generously.
 OTHER_FIELDS_BYTES = 1024

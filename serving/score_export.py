@@ -36,13 +36,14 @@ import pyarrow.parquet as pq
 from serving.config import discover_models
 from serving.models import task_of
 from serving.score_rows import FEATURE_MODES, ChunkResult, ModelSet, init_worker, score_account, score_chunk
-from serving.score_summary import FLAGGED, render_summary
+from serving.score_summary import render_summary
 from serving.storage import ModelUriError, resolve_model_uri
 from serving.validation import RequestRejected
 from titans import tasks, workers
 from titans.data.ingest import ingest
 from titans.data.layout import Layout
 from titans.errors import UserError
+from titans.models.evaluation import FLAGGED_RISK_LEVELS
 
 log = logging.getLogger("titans.score")
 
@@ -74,7 +75,7 @@ class _Totals:
         self.rows_scored += len(scored)
         if "risk_level" in scored:
             self.risk_levels.update(scored["risk_level"].dropna().value_counts().to_dict())
-            hot = scored[scored["risk_level"].isin(FLAGGED)]
+            hot = scored[scored["risk_level"].isin(FLAGGED_RISK_LEVELS)]
             if len(hot):
                 pool = pd.concat([self.flagged, hot]) if self.flagged is not None else hot
                 self.flagged = pool.nlargest(TOP_FLAGGED, "anomaly_score")

@@ -11,7 +11,6 @@ from typing import Any
 
 from titans.data.report_text import markdown_text
 
-FLAGGED = ("high", "critical")  # the risk levels a person is asked to look at (titans.models.evaluation's)
 SHOWN_FLAGGED = 20
 
 

@@ -460,8 +460,7 @@ def _validated_chunks(src: Source, latest: pd.Timestamp) -> Iterator[Validated]:
         return
     yield validate_and_key(src, first, latest)
     shipped = replace(src, read_chunks=_no_reader)  # the reader is a closure over an open file: not shipped
-    yield from workers.ordered_map(partial(validate_and_key, shipped, latest=latest), chunks,
-                                   workers.data_workers(), in_flight=2 * workers.data_workers())
+    yield from workers.ordered_map(partial(validate_and_key, shipped, latest=latest), chunks, workers.data_workers())
 
 
 def _no_reader() -> Iterator[Chunk]:
