@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -54,14 +55,18 @@ class _StepLog(io.TextIOBase):
         self._partial = ""
         self._started: dict[str, float] = {}
         self._reported: set[Path] = set()  # training iterations whose finish line is printed
+        # The loop's iterations log from their own threads through their own handlers (each with its own
+        # lock), so two writes can interleave here: unguarded, a finish line was lost and its step not shown.
+        self._lock = threading.RLock()
 
     def write(self, text: str) -> int:
-        self.log.write(text)
-        self._partial += text
-        *done, self._partial = self._partial.split("\n")
-        for line in done:
-            self._step_line(_ANSI.sub("", line))
-        self.lines.extend(done)
+        with self._lock:
+            self.log.write(text)
+            self._partial += text
+            *done, self._partial = self._partial.split("\n")
+            for line in done:
+                self._step_line(_ANSI.sub("", line))
+            self.lines.extend(done)
         return len(text)
 
     def _step_line(self, line: str) -> None:
@@ -98,7 +103,8 @@ class _StepLog(io.TextIOBase):
             return step, None
 
     def flush(self) -> None:
-        self.log.flush()
+        with self._lock:
+            self.log.flush()
 
 
 @contextlib.contextmanager
