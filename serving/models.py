@@ -49,6 +49,7 @@ from serving.validation import (
     batch_rows,
     check_requested_outputs,
     decode_inputs,
+    row_refusals,
 )
 from titans import model_dir, tasks
 from titans.errors import UserError
@@ -332,6 +333,10 @@ class TitansModel(Model):
     def enrich(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Validated request columns plus the task's stored features (unchanged when this model reads none)."""
         return self.enricher.enrich(columns) if self.enricher is not None else columns
+
+    def refusals(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Per row of ``columns``, why a request holding it would be refused (None where not): batch scoring's check."""
+        return row_refusals(columns, self.request_inputs, self.rules)
 
     def predict_columns(self, columns: Mapping[str, np.ndarray], wanted: frozenset[str] | None = None,
                         frame: pd.DataFrame | None = None) -> dict[str, Any]:

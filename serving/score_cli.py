@@ -8,6 +8,7 @@ the models load inside the handler.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,11 @@ def register(subparsers: Any) -> None:
                         help="model folders (default $TITANS_HOME/models, what a pipeline run deployed)")
     source.add_argument("--registry", action="store_true",
                         help="the MLflow registry's champion versions (MLFLOW_TRACKING_URI) instead of folders")
+    source.add_argument("--endpoint", metavar="URL",
+                        help="ask the served models over V2 REST instead: a base URL, or a template with {name} "
+                        "for one host per InferenceService (features are then the server's: online)")
+    parser.add_argument("--token-file", type=Path, metavar="FILE",
+                        help="bearer token for --endpoint, read from this file (else $TITANS_ENDPOINT_TOKEN)")
     parser.add_argument("--feature-repo", type=Path, default=settings.feature_repo,
                         help="Feast repository the models read stored features from (default %(default)s)")
     parser.add_argument("--features", choices=("point-in-time", "online"), default="point-in-time",
@@ -46,16 +52,31 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=_score)
 
 
+def endpoint_token(token_file: Path | None) -> str | None:
+    """The bearer token for an endpoint: from ``token_file``, else ``$TITANS_ENDPOINT_TOKEN``, else none.
+
+    Why a file and not a flag: a token on the command line is visible to every user of the machine (``ps``).
+    """
+    if token_file is not None:
+        try:
+            return token_file.read_text().strip() or None
+        except OSError as exc:
+            raise UserError(f"{token_file}: cannot read the token file ({exc.strerror or exc})") from None
+    return os.environ.get("TITANS_ENDPOINT_TOKEN") or None
+
+
 def _score(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers {args.workers}: expected at least 1")
     layout = load_layout(args.layout) if args.layout else None
-    models = None if args.registry else (args.models or load_settings().models_dir)
+    models = None if args.registry or args.endpoint else (args.models or load_settings().models_dir)
+    token = endpoint_token(args.token_file) if args.endpoint else None
     import_kserve_quietly()
     from serving.score_export import score_export  # here, after the quiet import: kserve takes seconds to load
 
     summary = score_export(args.input, args.out, models_dir=models, registry=args.registry, layout=layout,
-                           feature_repo=args.feature_repo, n_workers=args.workers, features=args.features)
+                           feature_repo=args.feature_repo, n_workers=args.workers,
+                           features="online" if args.endpoint else args.features, endpoint=args.endpoint, token=token)
     if args.json:
         print_json(summary)
         return 0

@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 
 from serving.config import discover_models
 from serving.models import task_of
+from serving.score_remote import RemoteModelSet
 from serving.score_rows import FEATURE_MODES, ChunkResult, ModelSet, init_worker, score_account, score_chunk
 from serving.score_summary import render_summary
 from serving.storage import ModelUriError, resolve_model_uri
@@ -125,10 +126,13 @@ def model_folders(models_dir: Path | None, registry: bool) -> tuple[list[tuple[s
 def score_export(inputs: Sequence[Path | str], out_dir: Path | str, *, models_dir: Path | None = None,
                  registry: bool = False, layout: Layout | None = None, feature_repo: Path | None = None,
                  n_workers: int | None = None, chunk_rows: int = CHUNK_ROWS,
-                 features: str = "point-in-time") -> dict[str, Any]:
+                 features: str = "point-in-time", endpoint: str | None = None,
+                 token: str | None = None) -> dict[str, Any]:
     """Score the export files ``inputs`` into ``out_dir`` (module docstring); the summary (also ``summary.json``).
 
     The exports are read by ingest into a work folder of the run: its quarantine is part of this output.
+    ``endpoint`` (with an optional bearer ``token``): the served models answer over V2 instead of model
+    folders loaded here (``serving.score_remote``); their features are then the server's (``online``).
     """
     def read(staging: Path) -> tuple[Path, dict[str, Any]]:
         data = staging / "work"
@@ -137,7 +141,8 @@ def score_export(inputs: Sequence[Path | str], out_dir: Path | str, *, models_di
                       "rows_quarantined": int(report["rows_quarantined"]),
                       "ingest": {key: report.get(key) for key in ("rows_clean", "reasons", "date_range")}}
 
-    return _scored(out_dir, read, models_dir, registry, feature_repo, n_workers, chunk_rows, features)
+    model_set = RemoteModelSet(endpoint, token) if endpoint else None
+    return _scored(out_dir, read, models_dir, registry, feature_repo, n_workers, chunk_rows, features, model_set)
 
 
 def score_clean(data_dir: Path | str, out_dir: Path | str, *, models_dir: Path | None = None, registry: bool = False,
@@ -161,7 +166,7 @@ def score_clean(data_dir: Path | str, out_dir: Path | str, *, models_dir: Path |
 
 def _scored(out_dir: Path | str, read: Callable[[Path], tuple[Path, dict[str, Any]]], models_dir: Path | None,
             registry: bool, feature_repo: Path | None, n_workers: int | None, chunk_rows: int,
-            features: str) -> dict[str, Any]:
+            features: str, remote: RemoteModelSet | None = None) -> dict[str, Any]:
     if features not in FEATURE_MODES:
         raise UserError(f"features {features!r}: expected one of {', '.join(FEATURE_MODES)}")
     started = time.perf_counter()
@@ -172,10 +177,17 @@ def _scored(out_dir: Path | str, read: Callable[[Path], tuple[Path, dict[str, An
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
-    folders, absent = model_folders(models_dir, registry)
-    if not folders:
-        raise UserError("no models to score with: " + "; ".join(f"{t}: {why}" for t, why in absent.items()))
-    model_set = ModelSet(tuple(folders), feature_repo, features=features)
+    model_set: ModelSet | RemoteModelSet
+    if remote is not None:
+        absent = remote.absent()
+        if len(absent) == sum(1 for t in tasks.all_tasks() if t.batch is not None):
+            raise UserError("no models to score with: " + "; ".join(f"{t}: {why}" for t, why in absent.items()))
+        model_set = remote
+    else:
+        folders, absent = model_folders(models_dir, registry)
+        if not folders:
+            raise UserError("no models to score with: " + "; ".join(f"{t}: {why}" for t, why in absent.items()))
+        model_set = ModelSet(tuple(folders), feature_repo, features=features)
     n_workers = workers.data_workers() if n_workers is None else n_workers
     staging = Path(tempfile.mkdtemp(prefix=".score-", dir=out))
     try:
@@ -196,7 +208,7 @@ def _scored(out_dir: Path | str, read: Callable[[Path], tuple[Path, dict[str, An
     return summary
 
 
-def _score(data: Path, source: dict[str, Any], out: Path, staging: Path, model_set: ModelSet,
+def _score(data: Path, source: dict[str, Any], out: Path, staging: Path, model_set: ModelSet | RemoteModelSet,
            absent: dict[str, str], n_workers: int, chunk_rows: int, timings: dict[str, float]) -> dict[str, Any]:
     phase = time.perf_counter()
     totals = _Totals()
@@ -271,7 +283,7 @@ def day_chunks(clean_dir: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.Dat
             yield frame.iloc[begin:]
 
 
-def _score_accounts(model_set: ModelSet, accounts: list[str], staging: Path
+def _score_accounts(model_set: ModelSet | RemoteModelSet, accounts: list[str], staging: Path
                     ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, str]], dict[str, Any]]:
     """Forecast and recommendations per account; (tables written, refusals per task and account, models)."""
     models = model_set.load("account")

@@ -2,7 +2,7 @@
 
 Why here, on ``TitansModel``: a batch answer must be the answer a V2 request gets for the same rows.
 A row task's chunk becomes the columns a request decodes to (the clean table's fields, dates as ISO
-text), checked by the request's value rules row by row (``serving.validation.row_refusals``: a row a
+text), checked by the request's value rules row by row (``TitansModel.refusals``: a row a
 server would refuse is quarantined with the server's reason instead of failing the chunk), enriched
 from the same Feast store and predicted by the same ``predict_columns``, with outputs coerced to the
 declared datatypes as the server encodes them. ``tests/serving/test_score_equals_server.py`` holds the
@@ -28,10 +28,11 @@ import pandas as pd
 
 from serving.config import EnrichmentMode, ServeConfig
 from serving.models import TitansModel, task_of
+from serving.score_remote import RemoteModelSet
 from serving.server import build_models
 from serving.stored_features import stored_views
 from serving.tensors import TensorSpec, output_array
-from serving.validation import RequestRejected, row_refusals
+from serving.validation import RequestRejected
 from titans import tasks
 from titans.features import spec as feature_spec
 from titans.tasks.spec import Task
@@ -78,7 +79,7 @@ _WORKER_MODELS: dict[str, TitansModel] = {}
 _WORKER_FEATURES: list[str] = ["point-in-time"]
 
 
-def init_worker(model_set: ModelSet) -> None:
+def init_worker(model_set: ModelSet | RemoteModelSet) -> None:
     """Load the row models into this process (``titans.workers.ordered_map``'s initializer)."""
     _WORKER_MODELS.clear()
     _WORKER_MODELS.update(model_set.load("row"))
@@ -122,7 +123,7 @@ def score_rows(models: Mapping[str, TitansModel], frame: pd.DataFrame, features:
     for task in row_tasks(models):
         model = models[task.name]
         columns = {spec.name: request[spec.name][alive] for spec in model.request_inputs if spec.name in request}
-        refused = row_refusals(columns, model.request_inputs, model.rules)
+        refused = model.refusals(columns)
         bad = np.equal(refused, None) == False  # noqa: E712 - elementwise
         if bad.any():
             positions = np.flatnonzero(alive)[bad]
@@ -215,7 +216,7 @@ def score_account(model: TitansModel, task: Task, account: str) -> pd.DataFrame:
             columns[spec.name] = np.array([account], dtype=object)
         elif spec.name in task.batch.params:
             columns[spec.name] = np.array([task.batch.params[spec.name]], dtype=spec.numpy_dtype)
-    refused = row_refusals(columns, model.request_inputs, model.rules)
+    refused = model.refusals(columns)
     if refused[0] is not None:
         raise RequestRejected("bad_value", str(refused[0]))
     specs = output_specs(model, task)

@@ -30,6 +30,7 @@ for folder in (HERE.parent / "serving", HERE.parent / "infra"):
 from infra_helpers import CHART, find, load_values, render_chart  # noqa: E402
 from monitoring_servers import stop_process  # noqa: E402
 from serving_harness import ServerProcess, free_port, start_server  # noqa: E402
+from small_training import train_small_home  # noqa: E402
 
 ROWS, ACCOUNTS, SEED = 2500, 2, 11
 TASKS = ("category", "anomaly")  # the two models delayed labels grade
@@ -51,21 +52,7 @@ def binary(name: str) -> str:
 
 def train_home(home: Path) -> Path:
     """generate -> ingest -> features -> train category and anomaly, small settings; returns the data dir."""
-    from small_training import SMALL_TRAIN_SETTINGS
-
-    from titans.data.generate import GenerateConfig, write_csv
-    from titans.data.ingest import ingest
-    from titans.features.build import build_features
-    from titans.train import TrainConfig, train
-
-    raw, data = home / "raw" / "transactions.csv", home / "data"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TITANS_HOME", str(home))
-        write_csv(GenerateConfig(rows=ROWS, accounts=ACCOUNTS, seed=SEED), raw)
-        ingest([raw], data)
-        build_features(data)
-        train(list(TASKS), data, TrainConfig(**SMALL_TRAIN_SETTINGS))
-    return data
+    return train_small_home(home, TASKS, ROWS, ACCOUNTS, SEED)
 
 
 def rendered_rules(path: Path) -> Path:

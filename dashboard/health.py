@@ -1,0 +1,111 @@
+"""The Model health page's tables: served versions with their gate decisions, drift, live performance.
+
+Why these three: a person deciding whether to trust today's flags asks which model answered (and why it
+was promoted), whether this export looks like what the model was trained on, and how the model did
+where labels came back. Each reads what the rest of the system already writes: the model folders'
+``metadata.json`` (gate decision and holdout metrics) and ``drift_reference.json`` (the training
+bins the servers count drift against), and ``titans monitor labels``' ``live_performance.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from titans.monitoring.drift_table import floored_psi
+from titans.monitoring.live_performance import RESULT_FILE
+from titans.monitoring.reference import FeatureBins, load_reference
+
+# PSI above which the chart's drift alert fires (monitoring.drift.threshold): the table says DRIFT there.
+DRIFT_PSI = 0.25
+# Clean-table columns that hold what a request sends under the reference's feature name.
+EXPORT_COLUMN = {"category": "category_given"}
+
+
+def served_models(models_dir: Path | None, scored: dict[str, Any]) -> pd.DataFrame:
+    """One row per model: served name and version, when it was trained, its gate decision and holdout figures.
+
+    ``scored``: the summary's ``models`` (what answered this export); the folders add the gate's reasons.
+    """
+    rows = []
+    folders = _metadata_by_name(models_dir)
+    for task, model in scored.items():
+        meta = folders.get(str(model.get("name")), {})
+        gate = meta.get("gate") or {}
+        metrics = meta.get("metrics") or {}
+        rows.append({
+            "task": task, "model": model.get("name"), "version": model.get("version"),
+            "trained": meta.get("created_at", ""),
+            "decision": gate.get("decision", "") if isinstance(gate, dict) else "",
+            "why": "; ".join(gate.get("reasons", [])) if isinstance(gate, dict) else "",
+            "holdout": ", ".join(f"{k} {v:.3g}" for k, v in metrics.items()
+                                 if isinstance(v, int | float) and not k.endswith("_rows")),
+        })
+    return pd.DataFrame(rows, columns=["task", "model", "version", "trained", "decision", "why", "holdout"])
+
+
+def export_drift(transactions: pd.DataFrame, models_dir: Path | None, threshold: float = DRIFT_PSI
+                 ) -> pd.DataFrame:
+    """PSI of this export's request features against each model's training bins, the most moved bin named.
+
+    The same bins and PSI formula the servers' counters and the recording rule use (``floored_psi``),
+    on the export's expense rows (what the row models score). Stored features (merchant windows) are
+    watched live by Prometheus; here only the columns the export itself carries.
+    """
+    columns = ["model", "feature", "rows", "psi", "status", "moved_bin", "training_share", "export_share"]
+    if models_dir is None or not Path(models_dir).is_dir():
+        return pd.DataFrame(columns=columns)
+    expenses = transactions[transactions["type"] == "Expense"]
+    rows = []
+    for folder in sorted(p for p in Path(models_dir).iterdir() if p.is_dir()):
+        reference = load_reference(folder)
+        if reference is None:
+            continue
+        name = _metadata(folder).get("name", folder.name)
+        for bins in reference.features:
+            column = EXPORT_COLUMN.get(bins.name, bins.name)
+            if column not in expenses or expenses.empty:
+                continue
+            rows.append({"model": name, "feature": bins.name, **_drift(bins, expenses[column].to_numpy(), threshold)})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def live_performance(home: Path) -> pd.DataFrame:
+    """``titans monitor labels``' latest figures (live against holdout per version), empty before any labels."""
+    path = Path(home) / "monitoring" / RESULT_FILE
+    if not path.is_file():
+        return pd.DataFrame(columns=["model_name", "model_version", "metric", "live", "holdout", "decay"])
+    return pd.DataFrame(json.loads(path.read_text()))
+
+
+def _drift(bins: FeatureBins, values: np.ndarray, threshold: float) -> dict[str, Any]:
+    counts = np.bincount(bins.assign(values), minlength=len(bins.counts))
+    total = float(counts.sum())
+    live = {b: c / total for b, c in zip(bins.bins, counts, strict=True)} if total else {}
+    reference = bins.shares()
+    psi = floored_psi(live, reference) if live else None
+    moved = max(bins.bins, key=lambda b: abs(live.get(b, 0.0) - reference.get(b, 0.0)))
+    return {"rows": int(total), "psi": psi, "status": "DRIFT" if psi is not None and psi > threshold else "ok",
+            "moved_bin": moved, "training_share": reference.get(moved, 0.0), "export_share": live.get(moved, 0.0)}
+
+
+def _metadata(folder: Path) -> dict[str, Any]:
+    try:
+        return json.loads((folder / "metadata.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _metadata_by_name(models_dir: Path | None) -> dict[str, dict[str, Any]]:
+    if models_dir is None or not Path(models_dir).is_dir():
+        return {}
+    found = {}
+    for folder in Path(models_dir).iterdir():
+        meta = _metadata(folder) if folder.is_dir() else {}
+        if meta.get("name"):
+            found[str(meta["name"])] = meta
+    return found
