@@ -111,6 +111,18 @@ def _wait_healthy(running: Dashboard) -> None:
 
 
 @pytest.fixture(scope="session")
+def scored(dashboard: Dashboard, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The dashboard's export scored by ``titans score --endpoint`` on the same server, apart from the dashboard."""
+    # Here, not at the top: the scorer imports kserve (seconds), which collecting the other folders must not pay.
+    from dashboard.results import load_results
+    from serving.score_export import score_export
+
+    out = tmp_path_factory.mktemp("scored")
+    score_export([dashboard.export], out, endpoint=dashboard.server.http_url)
+    return load_results(out)
+
+
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     """Debian's Chromium, driven by Playwright (``executable_path``: Playwright cannot download one here)."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")

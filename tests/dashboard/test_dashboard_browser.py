@@ -17,8 +17,7 @@ from conftest import Dashboard
 
 from dashboard import views
 from dashboard.page_ready import PAGES, PageSpec, open_page, wait_ready
-from dashboard.results import Results, load_results
-from serving.score_export import score_export
+from dashboard.results import Results
 from titans.data.ingest import ingest
 from titans.errors import UserError
 
@@ -32,14 +31,6 @@ def page(browser: Any) -> Iterator[Any]:
         yield context.new_page()
     finally:
         context.close()
-
-
-@pytest.fixture(scope="session")
-def scored(dashboard: Dashboard, tmp_path_factory: pytest.TempPathFactory) -> Results:
-    """The dashboard's export scored by ``titans score --endpoint`` on the same server, apart from the dashboard."""
-    out = tmp_path_factory.mktemp("scored")
-    score_export([dashboard.export], out, endpoint=dashboard.server.http_url)
-    return load_results(out)
 
 
 def _table_rows(page: Any, index: int = 0) -> list[dict[str, str]]:

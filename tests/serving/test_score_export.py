@@ -206,3 +206,26 @@ def test_an_unreadable_export_is_a_clear_error_and_leaves_earlier_results(
     with serving_home.activated(), pytest.raises(UserError, match="missing.csv"):
         score_export([tmp_path / "missing.csv"], out, models_dir=serving_home.models, n_workers=1)
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+def test_scoring_through_the_v2_endpoint_gives_the_same_outputs(scored: tuple[dict, Path, Path], server: ServerProcess,
+                                                                tmp_path: Path) -> None:
+    """``titans score --endpoint``: the served models answer every row as the in-process batch does.
+
+    The same export (a row the server refuses included), scored over V2 REST by the session's server
+    in whole-day requests: every output table equal cell by cell, the refused row quarantined with the
+    server's own reason, and the versions that answered named in the summary.
+    """
+    summary, out, export = scored
+    remote = score_export([export], tmp_path / "remote", endpoint=server.http_url, n_workers=2, chunk_rows=400)
+    assert remote["features"] == "online" and remote["rows_refused_by_models"] == 1
+    assert {t: m["version"] for t, m in remote["models"].items()} == {
+        t: m["version"] for t, m in summary["models"].items()}
+    for table in ("transactions", "forecast"):
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "remote" / f"{table}.parquet"),
+                                      pd.read_parquet(out / f"{table}.parquet"), check_exact=False, rtol=0, atol=1e-9)
+    refused = pd.read_parquet(tmp_path / "remote" / "quarantine.parquet")
+    reason = " ".join(refused["reason"])
+    assert "crypto_wallet" in reason and "payment_method" in reason
+    with pytest.raises(UserError, match="no models to score with"):
+        score_export([export], tmp_path / "nowhere", endpoint=f"http://127.0.0.1:{server.http_port}/no-such-prefix")
