@@ -339,3 +339,57 @@ def test_notes_tell_the_operator_what_is_running(default_render: tuple[list[Mani
         "newest revision):")[1]
     assert "WARNING: inference is not behind JWT" in default_notes
     assert "WARNING" not in production_notes
+
+
+# --- the dashboard (optional) ---------------------------------------------------------------------------
+
+def test_the_dashboard_is_optional_and_every_name_it_uses_resolves(default_render: tuple[list[Manifest], str],
+                                                                   production_render: tuple[list[Manifest], str]
+                                                                   ) -> None:
+    """Off by default; on, it reaches each served model by its InferenceService's name, with the token's Secret."""
+    objs, _ = default_render
+    assert not [o for o in objs if o["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "dashboard"]
+    objs, _ = production_render
+    deployment = find(objs, "Deployment", "titans-dashboard")
+    spec = deployment["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == "titans-dashboard" and find(objs, "ServiceAccount", "titans-dashboard")
+    (container,) = spec["containers"]
+    command = container["command"]
+    assert command[:2] == ["titans", "dashboard"] and command[command.index("--host") + 1] == "0.0.0.0"
+    endpoint = command[command.index("--endpoint") + 1]
+    services = {o["metadata"]["name"] for o in by_kind(objs, "InferenceService")}
+    for model in MODELS:
+        host = endpoint.format(name=f"titans-{model}").split("://", 1)[1]
+        name, namespace = host.split(".")[:2]
+        assert name in services and namespace == NAMESPACE, host
+    token = next(e for e in container["env"] if e["name"] == "TITANS_ENDPOINT_TOKEN")
+    assert token["valueFrom"]["secretKeyRef"] == {"name": "titans-dashboard-token", "key": "token"}
+    service = find(objs, "Service", "titans-dashboard")
+    assert selects({"matchLabels": service["spec"]["selector"]}, deployment["spec"]["template"]["metadata"]["labels"])
+    assert service["spec"]["ports"][0]["targetPort"] == container["ports"][0]["name"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/_stcore/health"
+
+
+def test_the_dashboard_is_behind_the_inference_jwt(production_render: tuple[list[Manifest], str]) -> None:
+    """Same issuer, JWKS and audiences as inference; a valid token with the dashboard's role (or an admin's)."""
+    objs, _ = production_render
+    labels = find(objs, "Deployment", "titans-dashboard")["spec"]["template"]["metadata"]["labels"]
+    inference = find(objs, "RequestAuthentication", "titans-inference-jwt")
+    jwt = find(objs, "RequestAuthentication", "titans-dashboard-jwt")
+    assert jwt["spec"]["jwtRules"] == inference["spec"]["jwtRules"]
+    assert selects(jwt["spec"]["selector"], labels)
+    access = find(objs, "AuthorizationPolicy", "titans-dashboard-access")
+    assert selects(access["spec"]["selector"], labels) and access["spec"]["action"] == "ALLOW"
+    token_rule, health_rule = access["spec"]["rules"]
+    assert token_rule["from"] == [{"source": {"requestPrincipals": ["*"]}}]
+    admins = load_values(CHART / "values.yaml")["auth"]["istio"]["adminRoles"]
+    assert set(token_rule["when"][0]["values"]) == {"titans-dashboard", *admins}
+    assert health_rule["to"][0]["operation"]["paths"] == ["/_stcore/health"]
+
+
+def test_the_dashboard_refuses_to_call_guarded_models_without_a_token() -> None:
+    """JWT on and no token Secret named: the install fails with the reason, not a dashboard that gets 403s."""
+    values = load_values(CHART / "ci" / "production-values.yaml")
+    values["dashboard"]["endpointToken"]["existingSecret"] = ""
+    with pytest.raises(Exception, match="dashboard.endpointToken.existingSecret is required"):
+        render_chart(values)
