@@ -1,5 +1,6 @@
 # The project image, ghcr.io/titans-finance/titans:0.1.0: every Kubeflow Pipelines step runs in it
-# (components/image.py), and the chart's Feast feature server and MLflow tracking server too.
+# (components/image.py), and the chart's Feast feature server, MLflow tracking server, retraining trigger and
+# dashboard (the `dashboard` extra: Streamlit) too.
 # Build from the repository root with `make images` (classic builder; needs --network host here).
 # kfp inside is the SDK's own pin (uv.lock), so the component launcher's `pip install kfp==<sdk> --no-deps`
 # is a no-op.
@@ -12,12 +13,13 @@ COPY images/build-venv.sh /usr/local/bin/build-venv
 WORKDIR /app
 # Dependencies first: this layer is reused while only our code changes.
 COPY pyproject.toml uv.lock README.md ./
-RUN build-venv --extra train --no-install-project
+RUN build-venv --extra train --extra dashboard --no-install-project
 COPY titans ./titans
 COPY components ./components
 COPY pipelines ./pipelines
 COPY serving ./serving
-RUN build-venv --extra train
+COPY dashboard ./dashboard
+RUN build-venv --extra train --extra dashboard
 
 FROM ${BASE_IMAGE}
 RUN groupadd --gid 10001 titans \
@@ -28,12 +30,15 @@ COPY --from=build /app/.venv /app/.venv
 COPY feature_repo /app/feature_repo
 # The compiled pipeline the retraining trigger submits (not package data, so not in the venv).
 COPY pipelines/compiled/ /app/pipelines/compiled/
+# The export layouts the dashboard offers (docs/layouts; TITANS_LAYOUTS_DIR).
+COPY docs/layouts/ /app/docs/layouts/
 WORKDIR /app
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \
     TITANS_HOME=/var/titans \
     TITANS_FEATURE_REPO=/app/feature_repo \
+    TITANS_LAYOUTS_DIR=/app/docs/layouts \
     MPLCONFIGDIR=/tmp/matplotlib
 USER 10001
 VOLUME ["/var/titans"]

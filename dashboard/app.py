@@ -31,7 +31,8 @@ log = logging.getLogger("titans.dashboard")
 
 # At most this many rows go into a page's HTML tables (the rest are downloadable): a table is for reading.
 TABLE_ROWS = 200
-LAYOUTS_DIR = Path(__file__).resolve().parent.parent / "docs" / "layouts"
+# The ready-made layouts (docs/layouts in a checkout; the image sets TITANS_LAYOUTS_DIR).
+LAYOUTS_DIR = Path(os.environ.get("TITANS_LAYOUTS_DIR") or Path(__file__).resolve().parent.parent / "docs" / "layouts")
 AUTO_LAYOUT = "match headers by name"
 
 

@@ -52,3 +52,20 @@ def wait_ready(page: Any, spec: PageSpec, timeout_ms: float = 60_000) -> None:
     """Wait until the page shows ``spec``'s title, its script finished and its charts drew."""
     page.get_by_role("heading", name=spec.title, exact=True).wait_for(timeout=timeout_ms)
     page.wait_for_function(_READY, arg=spec.charts, timeout=timeout_ms)
+
+
+def upload(page: Any, base_url: str, path: str, timeout_ms: float = 120_000) -> None:
+    """Upload ``path`` on the Overview page's sidebar and wait until the page shows the scored result."""
+    wait = PAGES[0]
+    page.goto(f"{base_url}/{wait.path}")
+    wait_ready(page, wait, timeout_ms)
+    page.locator("[data-testid=stFileUploaderDropzoneInput]").set_input_files(path)
+    page.wait_for_function("() => document.querySelector('[data-testid=stApp]').dataset.testScriptState "
+                           "=== 'running'", timeout=30_000)
+    wait_ready(page, wait, timeout_ms)
+
+
+def navigate(page: Any, spec: PageSpec, timeout_ms: float = 60_000) -> None:
+    """Open ``spec`` through its sidebar link (the session, and its upload, stay) and wait until it is ready."""
+    page.locator("[data-testid=stSidebarNavLink]", has_text=spec.title).first.click()
+    wait_ready(page, spec, timeout_ms)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 CORE = "titans"
-UPPER_LAYERS = ("serving", "pipelines", "bench")
+UPPER_LAYERS = ("serving", "pipelines", "bench", "dashboard")
 PROJECT = (CORE, "components", *UPPER_LAYERS)
 
 
@@ -104,7 +104,18 @@ def test_the_core_imports_no_layer_above_it() -> None:
         for line, name in imported_modules(path, dotted_strings=True)
         if name.split(".")[0] in UPPER_LAYERS and module_file(name, (REPO,)) is not None
     ]
-    assert not offenders, "titans/ must not import serving/, pipelines/ or bench/:\n" + "\n".join(offenders)
+    assert not offenders, "titans/ must not import serving/, pipelines/, bench/ or dashboard/:\n" + "\n".join(offenders)
+
+
+def test_only_the_dashboard_imports_streamlit() -> None:
+    """The model server and the pipeline steps never load the dashboard (its extra is not in their images)."""
+    offenders = [
+        f"{path.relative_to(REPO)}:{line} imports {name}"
+        for path in source_files(CORE, "components", "serving", "pipelines")
+        for line, name in imported_modules(path)
+        if name.split(".")[0] in ("dashboard", "streamlit", "altair")
+    ]
+    assert not offenders, "\n".join(offenders)
 
 
 def test_no_import_cycles_between_project_files() -> None:

@@ -16,7 +16,7 @@ import pytest
 from conftest import Dashboard
 
 from dashboard import views
-from dashboard.page_ready import PAGES, PageSpec, open_page, wait_ready
+from dashboard.page_ready import PAGES, PageSpec, open_page, upload, wait_ready
 from dashboard.results import Results
 from titans.data.ingest import ingest
 from titans.errors import UserError
@@ -84,21 +84,13 @@ def test_anomalies_page_shows_what_titans_score_flags(dashboard: Dashboard, page
     assert [r["factors"] for r in shown] == expected["factors"].head(len(shown)).tolist()
 
 
-def _upload(page: Any, dashboard: Dashboard, path: Path) -> None:
-    open_page(page, dashboard.url, PAGES[0])
-    page.locator("[data-testid=stFileUploaderDropzoneInput]").set_input_files(str(path))
-    page.wait_for_function("() => document.querySelector('[data-testid=stApp]').dataset.testScriptState "
-                           "=== 'running'", timeout=30_000)
-    wait_ready(page, PAGES[0], 120_000)
-
-
 def test_a_bad_file_shows_ingest_reason_on_the_page(dashboard: Dashboard, page: Any, tmp_path: Path) -> None:
     """An upload ingest refuses shows ingest's one-line reason, no traceback; the earlier results stay."""
     bad = tmp_path / "statement.csv"
     bad.write_text("Foo,Bar\n1,2\n")
     with pytest.raises(UserError) as refused:
         ingest([bad], tmp_path / "direct")
-    _upload(page, dashboard, bad)
+    upload(page, dashboard.url, str(bad))
     errors = page.locator("[data-testid=stSidebar] [data-testid=stAlertContentError]").all_inner_texts()
     assert len(errors) == 1 and "missing required columns" in errors[0]
     assert str(refused.value).split(": ", 1)[1] in errors[0].replace("\n", " ")
@@ -110,9 +102,9 @@ def test_an_upload_is_scored_and_its_quarantine_offered(dashboard: Dashboard, pa
     rows = pd.read_csv(dashboard.export, dtype=str).head(400)
     rows.loc[3, "Amount"] = "twelve"
     rows.loc[7, "Date"] = "not a date"
-    upload = tmp_path / "mine.csv"
-    rows.to_csv(upload, index=False)
-    _upload(page, dashboard, upload)
+    export = tmp_path / "mine.csv"
+    rows.to_csv(export, index=False)
+    upload(page, dashboard.url, str(export))
     _no_errors(page)
     caption = page.locator("[data-testid=stSidebar] [data-testid=stCaptionContainer]").first.inner_text()
     assert "mine.csv" in caption and "400 rows in" in caption and "2 quarantined" in caption
