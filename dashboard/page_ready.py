@@ -58,7 +58,7 @@ def upload(page: Any, base_url: str, path: str, timeout_ms: float = 120_000) -> 
     """Upload ``path`` on the Overview page's sidebar and wait until the page shows the scored result."""
     wait = PAGES[0]
     page.goto(f"{base_url}/{wait.path}")
-    wait_ready(page, wait, timeout_ms)
+    wait_ready(page, PageSpec(wait.path, wait.title), timeout_ms)  # before any upload it may have no charts
     page.locator("[data-testid=stFileUploaderDropzoneInput]").set_input_files(path)
     page.wait_for_function("() => document.querySelector('[data-testid=stApp]').dataset.testScriptState "
                            "=== 'running'", timeout=30_000)
