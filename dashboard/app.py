@@ -31,6 +31,8 @@ log = logging.getLogger("titans.dashboard")
 
 # At most this many rows go into a page's HTML tables (the rest are downloadable): a table is for reading.
 TABLE_ROWS = 200
+# The most suspicious rows shown on the Anomalies page (all of them are in its CSV download).
+FLAGGED_ROWS = 50
 # The ready-made layouts (docs/layouts in a checkout; the image sets TITANS_LAYOUTS_DIR).
 LAYOUTS_DIR = Path(os.environ.get("TITANS_LAYOUTS_DIR") or Path(__file__).resolve().parent.parent / "docs" / "layouts")
 AUTO_LAYOUT = "match headers by name"
@@ -136,18 +138,18 @@ def _sidebar_status(results: Results | None) -> list[str]:
     return st.sidebar.multiselect("Accounts", choices, default=[], placeholder="all accounts")
 
 
-def _table(frame: pd.DataFrame, note: str = "") -> None:
-    """An HTML table of at most ``TABLE_ROWS`` rows (readable, selectable text), and a CSV of all of them."""
+def _table(frame: pd.DataFrame, note: str = "", rows: int = TABLE_ROWS) -> None:
+    """An HTML table of at most ``rows`` rows (readable, selectable text), and a CSV of all of them."""
     if frame.empty:
         st.info(note or "Nothing to show.")
         return
-    shown = frame.head(TABLE_ROWS).reset_index(drop=True)
+    shown = frame.head(rows).reset_index(drop=True)
     for column in shown.columns:
         if pd.api.types.is_datetime64_any_dtype(shown[column]):
             shown[column] = shown[column].dt.strftime("%Y-%m-%d")
     st.table(shown)
-    if len(frame) > TABLE_ROWS:
-        st.caption(f"{TABLE_ROWS} of {len(frame)} rows shown")
+    if len(frame) > rows:
+        st.caption(f"{rows} of {len(frame)} rows shown")
         st.download_button("All rows as CSV", frame.to_csv(index=False).encode(), "rows.csv", "text/csv",
                            key=f"all-{id(frame)}")
 
@@ -202,10 +204,11 @@ def anomalies() -> None:
     period = right.date_input("Dates", (first, last), min_value=first, max_value=last)
     start, end = (period if isinstance(period, tuple) and len(period) == 2 else (first, last))
     table = views.flagged(tx, risks, chosen, start, end)
-    _table(table, "No transactions at these risk levels.")
+    _table(table, "No transactions at these risk levels.", FLAGGED_ROWS)
     if table.empty:
         return
     st.subheader("One transaction")
+    table = table.head(FLAGGED_ROWS)  # the ones shown above: a person picks from what they read
     labels = [f"{r.date:%Y-%m-%d} · {r.description} · {r.amount:,.2f} · {r.risk_level}" for r in table.itertuples()]
     pick = st.selectbox("Transaction", range(len(table)), format_func=lambda i: labels[i])
     row = tx[tx["transaction_id"] == table.loc[pick, "transaction_id"]].iloc[0]

@@ -216,23 +216,23 @@ def stopped_suppliers(transactions: pd.DataFrame, min_months: int = REGULAR_MIN_
     when the export's last day is more than ``gaps`` such gaps (and at least 31 days) after its last
     charge. Per account: a supplier one account dropped is news even if another still pays it.
     """
+    columns = ["account_id", "merchant", "months_seen", "last_seen", "typical_gap_days", "days_silent",
+               "usual_amount"]
     expenses = transactions[transactions["type"] == "Expense"]
     if expenses.empty:
-        return pd.DataFrame(columns=["account_id", "merchant", "months_seen", "last_seen", "typical_gap_days",
-                                     "days_silent", "usual_amount"])
+        return pd.DataFrame(columns=columns)
     end = expenses["date"].max()
-    found = []
-    for (account, merchant), rows in expenses.groupby(["account_id", "merchant"], sort=True):
-        days = rows["date"].dt.normalize().drop_duplicates().sort_values()
-        months = rows["date"].dt.to_period("M").nunique()
-        if months < min_months or len(days) < 2:
-            continue
-        gap = float(days.diff().dt.days.dropna().median())
-        silent = int((end - days.iloc[-1]).days)
-        if silent > max(gaps * gap, 31):
-            found.append({"account_id": account, "merchant": merchant, "months_seen": int(months),
-                          "last_seen": days.iloc[-1], "typical_gap_days": gap, "days_silent": silent,
-                          "usual_amount": float(rows["amount"].abs().median())})
-    return pd.DataFrame(found, columns=["account_id", "merchant", "months_seen", "last_seen", "typical_gap_days",
-                                        "days_silent", "usual_amount"]).sort_values(
-        ["days_silent"], ascending=False).reset_index(drop=True)
+    keys = ["account_id", "merchant"]
+    days = (expenses.assign(day=expenses["date"].dt.normalize())[[*keys, "day"]].drop_duplicates()
+            .sort_values([*keys, "day"]))
+    days["gap"] = days.groupby(keys, sort=False)["day"].diff().dt.days
+    per = days.groupby(keys, sort=True).agg(last_seen=("day", "max"), typical_gap_days=("gap", "median"),
+                                            n_days=("day", "size"))
+    months = expenses.assign(month=expenses["date"].dt.to_period("M"))[[*keys, "month"]].drop_duplicates()
+    per["months_seen"] = months.groupby(keys, sort=True).size()
+    per["usual_amount"] = expenses.assign(money=expenses["amount"].abs()).groupby(keys, sort=True)["money"].median()
+    per["days_silent"] = (end - per["last_seen"]).dt.days
+    stopped = per[(per["months_seen"] >= min_months) & (per["n_days"] >= 2)
+                  & (per["days_silent"] > np.maximum(gaps * per["typical_gap_days"], 31))]
+    return (stopped.reset_index()[columns].astype({"months_seen": int, "days_silent": int, "typical_gap_days": float})
+            .sort_values(["days_silent"], ascending=False, kind="stable").reset_index(drop=True))

@@ -16,6 +16,7 @@ import pytest
 from conftest import Dashboard
 
 from dashboard import views
+from dashboard.app import FLAGGED_ROWS
 from dashboard.page_ready import PAGES, PageSpec, open_page, upload, wait_ready
 from dashboard.results import Results
 from titans.data.ingest import ingest
@@ -79,7 +80,7 @@ def test_anomalies_page_shows_what_titans_score_flags(dashboard: Dashboard, page
     _no_errors(page)
     shown = _table_rows(page, 0)
     assert [r["transaction_id"] for r in shown] == expected["transaction_id"].head(len(shown)).tolist()
-    assert len(shown) == min(len(expected), 200)
+    assert len(shown) == min(len(expected), FLAGGED_ROWS)
     assert [r["risk_level"] for r in shown] == expected["risk_level"].head(len(shown)).tolist()
     assert [r["factors"] for r in shown] == expected["factors"].head(len(shown)).tolist()
 
