@@ -15,12 +15,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from serving.score_cli import endpoint_token
+from serving.score_cli import endpoint_token_file
 from titans.errors import UserError
 from titans.settings import load_settings
 
 APP = Path(__file__).resolve().parent / "app.py"
 DEFAULT_PORT = 8501
+# The largest export a person may upload: about 1.5M rows of the reference layout.
+MAX_UPLOAD_MB = 200
 
 
 def register(subparsers: Any) -> None:
@@ -39,7 +41,7 @@ def register(subparsers: Any) -> None:
     source.add_argument("--endpoint", metavar="URL",
                         help="the served models' V2 endpoint: a base URL, or a template with {name}")
     parser.add_argument("--token-file", type=Path, metavar="FILE",
-                        help="bearer token for --endpoint (else $TITANS_ENDPOINT_TOKEN)")
+                        help="bearer token for --endpoint, read at every request (else $TITANS_ENDPOINT_TOKEN)")
     parser.add_argument("--input", type=Path, metavar="EXPORT", help="an export to score at start and show first")
     parser.add_argument("--layout", type=Path, metavar="FILE", help="layout of --input (see docs/layouts/)")
     parser.add_argument("--feature-repo", type=Path, default=settings.feature_repo,
@@ -64,7 +66,8 @@ def streamlit_command(args: argparse.Namespace) -> list[str]:
     return [sys.executable, "-m", "streamlit", "run", str(APP),
             "--server.address", args.host, "--server.port", str(args.port), "--server.headless", "true",
             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-            "--client.toolbarMode", "minimal", "--client.showErrorDetails", "none", "--", *app_args]
+            "--client.toolbarMode", "minimal", "--client.showErrorDetails", "none",
+            "--server.maxUploadSize", str(MAX_UPLOAD_MB), "--", *app_args]
 
 
 def _dashboard(args: argparse.Namespace) -> int:
@@ -74,8 +77,8 @@ def _dashboard(args: argparse.Namespace) -> int:
     if args.input is not None and not args.input.is_file():
         raise UserError(f"{args.input}: no such export file")
     env = dict(os.environ)
-    if args.endpoint and (token := endpoint_token(args.token_file)):
-        env["TITANS_ENDPOINT_TOKEN"] = token
+    if args.endpoint and (token_file := endpoint_token_file(args.token_file)):
+        env["TITANS_ENDPOINT_TOKEN_FILE"] = token_file
     print(f"dashboard: http://{args.host}:{args.port}  (Ctrl-C stops it)", flush=True)
     try:
         return subprocess.call(streamlit_command(args), env=env)

@@ -22,8 +22,6 @@ from titans.monitoring.reference import FeatureBins, load_reference
 
 # PSI above which the chart's drift alert fires (monitoring.drift.threshold): the table says DRIFT there.
 DRIFT_PSI = 0.25
-# Clean-table columns that hold what a request sends under the reference's feature name.
-EXPORT_COLUMN = {"category": "category_given"}
 
 
 def served_models(models_dir: Path | None, scored: dict[str, Any]) -> pd.DataFrame:
@@ -67,10 +65,10 @@ def export_drift(transactions: pd.DataFrame, models_dir: Path | None, threshold:
             continue
         name = _metadata(folder).get("name", folder.name)
         for bins in reference.features:
-            column = EXPORT_COLUMN.get(bins.name, bins.name)
-            if column not in expenses or expenses.empty:
+            values = _request_values(expenses, bins.name)
+            if values is None or expenses.empty:
                 continue
-            rows.append({"model": name, "feature": bins.name, **_drift(bins, expenses[column].to_numpy(), threshold)})
+            rows.append({"model": name, "feature": bins.name, **_drift(bins, values, threshold)})
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -80,6 +78,18 @@ def live_performance(home: Path) -> pd.DataFrame:
     if not path.is_file():
         return pd.DataFrame(columns=["model_name", "model_version", "metric", "live", "holdout", "decay"])
     return pd.DataFrame(json.loads(path.read_text()))
+
+
+def _request_values(expenses: pd.DataFrame, feature: str) -> np.ndarray | None:
+    """What a request carried for ``feature``: the category is the export's, else the predicted one (as scored)."""
+    if feature == "category":
+        if "category_given" not in expenses:
+            return None
+        given = expenses["category_given"]
+        if "category_predicted" in expenses:
+            given = given.fillna(expenses["category_predicted"])
+        return given.to_numpy()
+    return expenses[feature].to_numpy() if feature in expenses else None
 
 
 def _drift(bins: FeatureBins, values: np.ndarray, threshold: float) -> dict[str, Any]:

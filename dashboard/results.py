@@ -12,8 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
-from dataclasses import dataclass
+import shutil
+import tempfile
+import threading
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +31,12 @@ log = logging.getLogger("titans.dashboard")
 
 # File names an upload may keep (its suffix tells ingest how to read it).
 UPLOAD_SUFFIXES = (".csv", ".parquet", ".txt", ".tsv")
+# The clean table's columns, for an export none of whose rows could be scored (every page then says so).
+EMPTY_COLUMNS = {"transaction_id": "object", "account_id": "object", "date": "datetime64[ns]", "type": "object",
+                 "description": "object", "amount": "float64", "merchant": "object"}
+# One scoring at a time in this process: the in-process scorer keeps its loaded models in module state
+# (``serving.score_rows``), which two sessions' threads must not share half-built; a second upload waits.
+_SCORING = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -34,7 +45,8 @@ class Source:
 
     models: Path | None = None
     endpoint: str | None = None  # a base URL, or a template with {name} (one host per InferenceService)
-    token: str | None = None  # bearer token for a mesh that requires one; never logged or shown
+    token: str | None = field(default=None, repr=False)  # bearer token for the mesh; never logged or shown
+    token_file: str | None = None  # or a file holding it, read at every request (a mounted Secret rotates)
     feature_repo: Path | None = None
 
     def describe(self) -> str:
@@ -42,8 +54,15 @@ class Source:
         return f"V2 endpoint {self.endpoint}" if self.endpoint else f"model folders {self.models}"
 
     def key(self) -> str:
-        """The part of an upload's cache key that names the models (the token stays out of it)."""
-        return f"endpoint={self.endpoint}" if self.endpoint else f"models={self.models}|{_versions(self.models)}"
+        """The part of an upload's cache key that names the models (the token stays out of it).
+
+        Model folders: their names, versions and training times, so a new deployment scores again. An
+        endpoint does not say which versions it serves before it answers (and a canary serves two), so
+        there every upload is scored afresh: a unique key.
+        """
+        if self.endpoint:
+            return f"endpoint={self.endpoint}|{uuid.uuid4()}"
+        return f"models={self.models}|{_versions(self.models)}"
 
 
 @dataclass
@@ -69,7 +88,10 @@ def load_results(folder: Path) -> Results:
     summary_path = folder / "summary.json"
     if not summary_path.is_file():
         raise UserError(f"{folder}: no summary.json (not a `titans score` output folder)")
-    transactions = pd.read_parquet(folder / "transactions.parquet")
+    table = folder / "transactions.parquet"
+    # No table: no row could be scored (all quarantined); the pages say so and the quarantine is offered.
+    transactions = (pd.read_parquet(table) if table.is_file()
+                    else pd.DataFrame({c: pd.Series(dtype=t) for c, t in EMPTY_COLUMNS.items()}))
     transactions["date"] = pd.to_datetime(transactions["date"])
     return Results(folder, json.loads(summary_path.read_text()), transactions,
                    _optional(folder / "forecast.parquet"), _optional(folder / "recommendations.parquet"),
@@ -90,9 +112,18 @@ def score_file(path: Path, out: Path, source: Source, layout_text: str | None = 
     from serving.score_export import score_export
 
     layout = parse_layout(layout_text, "the chosen layout") if layout_text else None
-    score_export([path], out, models_dir=None if source.endpoint else source.models, layout=layout,
-                 feature_repo=source.feature_repo, n_workers=n_workers, endpoint=source.endpoint,
-                 token=source.token)
+    with _SCORING:
+        if (out / "summary.json").is_file():  # an identical upload finished while this one waited
+            return load_results(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".scoring-", dir=out.parent))
+        try:
+            score_export([path], staging, models_dir=None if source.endpoint else source.models, layout=layout,
+                         feature_repo=source.feature_repo, n_workers=n_workers, endpoint=source.endpoint,
+                         token=source.token, token_file=source.token_file)
+            os.replace(staging, out)  # whole or not at all: a half-scored folder is never read as a result
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return load_results(out)
 
 
@@ -108,7 +139,10 @@ def score_upload(data: bytes, filename: str, work: Path, source: Source, layout_
         return load_results(folder / "scored")
     (folder / "input").mkdir(parents=True, exist_ok=True)
     path = folder / "input" / safe
-    path.write_bytes(data)
+    if not path.is_file():  # same digest, same bytes: a file another session wrote is this one
+        partial = path.with_name(f".{safe}.{uuid.uuid4().hex}")
+        partial.write_bytes(data)
+        os.replace(partial, path)
     return score_file(path, folder / "scored", source, layout_text, n_workers)
 
 
@@ -136,3 +170,17 @@ def _versions(models: Path | None) -> str:
         except (OSError, ValueError):
             stamps.append(f"{metadata.parent.name}:unreadable")
     return ",".join(stamps)
+
+
+def prune_uploads(work: Path, keep: int, spare: Path | None = None) -> list[Path]:
+    """Delete all but the ``keep`` newest upload folders under ``work`` (never ``spare``); the deleted ones.
+
+    Why: the pod's scratch space is bounded (the chart's emptyDir), and every upload keeps its file and
+    its scored tables; an older upload is scored again if it comes back.
+    """
+    folders = sorted((p for p in Path(work).iterdir() if p.is_dir() and p != spare),
+                     key=lambda p: p.stat().st_mtime, reverse=True) if Path(work).is_dir() else []
+    removed = folders[max(keep - (1 if spare else 0), 0):]
+    for folder in removed:
+        shutil.rmtree(folder, ignore_errors=True)
+    return removed

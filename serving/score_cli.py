@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from serving.config import DEFAULT_MAX_BATCH_ROWS
 from serving.kserve_import import import_kserve_quietly
 from titans.cli.output import print_json
 from titans.data.layout import load_layout
@@ -40,7 +41,10 @@ def register(subparsers: Any) -> None:
                         help="ask the served models over V2 REST instead: a base URL, or a template with {name} "
                         "for one host per InferenceService (features are then the server's: online)")
     parser.add_argument("--token-file", type=Path, metavar="FILE",
-                        help="bearer token for --endpoint, read from this file (else $TITANS_ENDPOINT_TOKEN)")
+                        help="bearer token for --endpoint, read from this file at every request (a mounted Secret "
+                        "may rotate), else $TITANS_ENDPOINT_TOKEN")
+    parser.add_argument("--max-batch-rows", type=int, default=DEFAULT_MAX_BATCH_ROWS, metavar="N",
+                        help="rows per request to --endpoint: the servers' own limit (default %(default)s)")
     parser.add_argument("--feature-repo", type=Path, default=settings.feature_repo,
                         help="Feast repository the models read stored features from (default %(default)s)")
     parser.add_argument("--features", choices=("point-in-time", "online"), default="point-in-time",
@@ -52,31 +56,37 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=_score)
 
 
-def endpoint_token(token_file: Path | None) -> str | None:
-    """The bearer token for an endpoint: from ``token_file``, else ``$TITANS_ENDPOINT_TOKEN``, else none.
+def endpoint_token_file(token_file: Path | None) -> str | None:
+    """The token file for an endpoint, checked readable now (it is read again at every request), or None.
 
-    Why a file and not a flag: a token on the command line is visible to every user of the machine (``ps``).
+    Why a file and not a flag: a token on the command line is visible to every user of the machine (``ps``),
+    and a mounted Secret's file is refreshed in place when the token rotates.
     """
-    if token_file is not None:
-        try:
-            return token_file.read_text().strip() or None
-        except OSError as exc:
-            raise UserError(f"{token_file}: cannot read the token file ({exc.strerror or exc})") from None
-    return os.environ.get("TITANS_ENDPOINT_TOKEN") or None
+    if token_file is None:
+        return None
+    try:
+        token_file.read_text()
+    except OSError as exc:
+        raise UserError(f"{token_file}: cannot read the token file ({exc.strerror or exc})") from None
+    return str(token_file.resolve())
 
 
 def _score(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers {args.workers}: expected at least 1")
+    if args.max_batch_rows < 1:
+        raise UserError(f"--max-batch-rows {args.max_batch_rows}: expected at least 1")
     layout = load_layout(args.layout) if args.layout else None
     models = None if args.registry or args.endpoint else (args.models or load_settings().models_dir)
-    token = endpoint_token(args.token_file) if args.endpoint else None
+    token_file = endpoint_token_file(args.token_file) if args.endpoint else None
+    token = None if token_file or not args.endpoint else os.environ.get("TITANS_ENDPOINT_TOKEN") or None
     import_kserve_quietly()
     from serving.score_export import score_export  # here, after the quiet import: kserve takes seconds to load
 
     summary = score_export(args.input, args.out, models_dir=models, registry=args.registry, layout=layout,
                            feature_repo=args.feature_repo, n_workers=args.workers,
-                           features="online" if args.endpoint else args.features, endpoint=args.endpoint, token=token)
+                           features="online" if args.endpoint else args.features, endpoint=args.endpoint, token=token,
+                           token_file=token_file, max_batch_rows=args.max_batch_rows)
     if args.json:
         print_json(summary)
         return 0

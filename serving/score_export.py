@@ -29,15 +29,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from serving.config import discover_models
+from serving.config import DEFAULT_MAX_BATCH_ROWS, discover_models
 from serving.models import task_of
 from serving.score_remote import RemoteModelSet
 from serving.score_rows import FEATURE_MODES, ChunkResult, ModelSet, init_worker, score_account, score_chunk
 from serving.score_summary import render_summary
+from serving.spreadsheet import spreadsheet_safe
 from serving.storage import ModelUriError, resolve_model_uri
 from serving.validation import RequestRejected
 from titans import tasks, workers
@@ -50,8 +50,6 @@ log = logging.getLogger("titans.score")
 
 CHUNK_ROWS = 50_000
 TOP_FLAGGED = 50
-# Spreadsheet formula triggers (OWASP "CSV injection"): a text cell starting with one is prefixed with '.
-FORMULA_START = r"^[=+\-@\t\r]"
 OUTPUTS = ("transactions.parquet", "transactions.csv", "forecast.parquet", "recommendations.parquet",
            "quarantine.parquet", "summary.md", "summary.json")
 
@@ -127,12 +125,14 @@ def score_export(inputs: Sequence[Path | str], out_dir: Path | str, *, models_di
                  registry: bool = False, layout: Layout | None = None, feature_repo: Path | None = None,
                  n_workers: int | None = None, chunk_rows: int = CHUNK_ROWS,
                  features: str = "point-in-time", endpoint: str | None = None,
-                 token: str | None = None) -> dict[str, Any]:
+                 token: str | None = None, token_file: str | None = None,
+                 max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS) -> dict[str, Any]:
     """Score the export files ``inputs`` into ``out_dir`` (module docstring); the summary (also ``summary.json``).
 
     The exports are read by ingest into a work folder of the run: its quarantine is part of this output.
-    ``endpoint`` (with an optional bearer ``token``): the served models answer over V2 instead of model
-    folders loaded here (``serving.score_remote``); their features are then the server's (``online``).
+    ``endpoint`` (with an optional bearer ``token``, or a ``token_file`` read at every request): the served
+    models answer over V2 instead of model folders loaded here (``serving.score_remote``), in requests of at
+    most ``max_batch_rows`` (the server's limit); their features are then the server's (``online``).
     """
     def read(staging: Path) -> tuple[Path, dict[str, Any]]:
         data = staging / "work"
@@ -141,7 +141,7 @@ def score_export(inputs: Sequence[Path | str], out_dir: Path | str, *, models_di
                       "rows_quarantined": int(report["rows_quarantined"]),
                       "ingest": {key: report.get(key) for key in ("rows_clean", "reasons", "date_range")}}
 
-    model_set = RemoteModelSet(endpoint, token) if endpoint else None
+    model_set = RemoteModelSet(endpoint, token, token_file, max_batch_rows) if endpoint else None
     return _scored(out_dir, read, models_dir, registry, feature_repo, n_workers, chunk_rows, features, model_set)
 
 
@@ -351,22 +351,6 @@ class _TransactionsWriter:
         for writer in (self.parquet, self.csv):
             if writer is not None:
                 writer.close()
-
-
-def spreadsheet_safe(table: pa.Table) -> pa.Table:
-    """Text cells that a spreadsheet would run as a formula prefixed with ``'``; dates as days.
-
-    Numbers stay numbers (a negative amount is not text): only string columns are neutralized.
-    """
-    columns = []
-    for column in table.columns:
-        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-            risky = pc.match_substring_regex(column, FORMULA_START)
-            column = pc.if_else(risky, pc.binary_join_element_wise("'", column, ""), column)
-        elif pa.types.is_timestamp(column.type):
-            column = pc.cast(column, pa.date32())
-        columns.append(column)
-    return pa.table(columns, names=table.column_names)
 
 
 def _write_quarantine(data: Path, refused: list[pd.DataFrame], path: Path) -> None:

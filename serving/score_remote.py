@@ -17,11 +17,13 @@ goes through the one implementation: same columns, same whole-day requests, same
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,6 +36,8 @@ from titans.errors import UserError
 log = logging.getLogger("titans.score")
 
 TIMEOUT_S = 60.0
+# The server's words for a request over its row limit (serving.validation.batch_rows): not a row's fault.
+TOO_MANY_ROWS = "this server takes at most"
 # Inputs a row request may carry; the rest of a model's declared inputs keep the server's defaults.
 ROW_REQUEST_FIELDS = frozenset({"description", "merchant", "category", "payment_method", "date", "account_id",
                                 "amount"})
@@ -48,9 +52,20 @@ class RemoteModelSet:
     """Which served models to ask (picklable: it travels to the worker processes like ``ModelSet``)."""
 
     endpoint: str
-    token: str | None = None
-    max_rows: int = DEFAULT_MAX_BATCH_ROWS
+    token: str | None = field(default=None, repr=False)
+    # A file holding the token, read at every request: a mounted Secret is refreshed in place when it rotates.
+    token_file: str | None = None
+    max_rows: int = DEFAULT_MAX_BATCH_ROWS  # the server's --max-batch-rows
     features: str = "online"
+
+    def bearer(self) -> str | None:
+        """The token to send now (the file's current content when one is given)."""
+        if self.token_file:
+            try:
+                return Path(self.token_file).read_text().strip() or None
+            except OSError as exc:
+                raise RemoteError(f"{self.token_file}: cannot read the token ({exc.strerror or exc})") from None
+        return self.token
 
     def load(self, per: str) -> dict[str, RemoteModel]:
         """The served models of tasks scored ``per`` row or account, by task (those the endpoint serves)."""
@@ -87,12 +102,12 @@ class RemoteModel:
         self.models = models
         self.name = name
         self.task = task
-        self.version = "?"  # learned from the first answer's model_version
+        self.versions: set[str] = set()  # every model_version that answered (two during a canary split)
         self.ready = False
         self.load_error: str | None = None
         self.request_inputs: tuple[TensorSpec, ...] = ()
         self.outputs: tuple[TensorSpec, ...] = ()
-        self._answer: tuple[int, dict[str, np.ndarray]] | None = None
+        self._answer: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None = None
         try:
             status, body = self._call(models.url(name), None)
         except RemoteError as exc:
@@ -106,24 +121,31 @@ class RemoteModel:
         self.outputs = specs_from_metadata(body.get("outputs", []))
         self.ready = True
 
+    @property
+    def version(self) -> str:
+        """The version(s) that answered, ``?`` before any answer."""
+        return ",".join(sorted(self.versions)) or "?"
+
     def enrich(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return columns
 
     def refusals(self, columns: dict[str, np.ndarray]) -> np.ndarray:
         """Per row, the server's reason for refusing it (None where it answers); the answer is kept for reuse."""
+        self._answer = None
         n = len(next(iter(columns.values()))) if columns else 0
         reasons = np.full(n, None, dtype=object)
         answered: list[dict[str, np.ndarray]] = []
         self._find_refused(columns, np.arange(n), reasons, answered)
         if not any(r is not None for r in reasons) and n:
-            self._answer = (id(columns), _concat(answered))
+            self._answer = (columns, _concat(answered))
         return reasons
 
     def predict_columns(self, columns: dict[str, np.ndarray], wanted: frozenset[str]) -> dict[str, np.ndarray]:
         """The outputs for every row of ``columns`` (whole-day requests of at most the server's row limit)."""
-        if self._answer is not None and self._answer[0] == id(columns):
+        if self._answer is not None and self._answer[0] is columns:
             answer, self._answer = self._answer[1], None
             return answer
+        self._answer = None
         answered: list[dict[str, np.ndarray]] = []
         reasons = np.full(len(next(iter(columns.values()))), None, dtype=object)
         self._find_refused(columns, np.arange(len(reasons)), reasons, answered)
@@ -133,38 +155,60 @@ class RemoteModel:
 
     def _find_refused(self, columns: dict[str, np.ndarray], rows: np.ndarray, reasons: np.ndarray,
                       answered: list[dict[str, np.ndarray]]) -> None:
-        """Ask for ``rows`` in whole-day requests; split a refused request until the refused rows are single."""
+        """Ask for ``rows`` in whole-day requests; split a refused request until the refused rows are single.
+
+        Only a refusal of rows is split: a request over the server's row limit is an error naming the limit
+        (splitting it would split days), and a refused request whose halves are both answered was refused
+        for itself (a shape or datatype), not for a row.
+        """
         for piece in _day_pieces(columns, rows, self.models.max_rows):
             payload = _request(columns, piece, self.request_inputs)
             status, body = self._call(self.models.url(self.name, "/infer"), payload)
             if status == 200:
-                self.version = str(body.get("model_version") or self.version)
+                if body.get("model_version"):
+                    self.versions.add(str(body["model_version"]))
                 answered.append(_outputs(body, self.outputs))
+            elif status == 400 and TOO_MANY_ROWS in _message(body):
+                raise RemoteError(f"{self.name}: {_message(body)}; score with a row limit no larger than the "
+                                  f"server's (--max-batch-rows)")
             elif status == 400 and len(piece) == 1:
                 reasons[piece[0]] = _message(body)
             elif status == 400:
+                before = sum(r is not None for r in reasons)
                 half = len(piece) // 2
                 self._find_refused(columns, piece[:half], reasons, answered)
                 self._find_refused(columns, piece[half:], reasons, answered)
+                if sum(r is not None for r in reasons) == before:
+                    raise RemoteError(f"{self.name} refused a request but none of its rows: {_message(body)}")
             else:
                 raise RemoteError(f"{self.models.url(self.name, '/infer')} answered {status}: {_message(body)}")
 
     def _call(self, url: str, payload: dict[str, Any] | None) -> tuple[int, dict[str, Any]]:
         headers = {"Content-Type": "application/json"}
-        if self.models.token:
-            headers["Authorization"] = f"Bearer {self.models.token}"
+        if token := self.models.bearer():
+            headers["Authorization"] = f"Bearer {token}"
         data = json.dumps(payload).encode() if payload is not None else None
         request = urllib.request.Request(url, data=data, headers=headers, method="POST" if data else "GET")
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310 - configured URL
+            with _NO_REDIRECTS.open(request, timeout=TIMEOUT_S) as response:
                 return response.status, json.loads(response.read() or b"{}")
         except urllib.error.HTTPError as exc:
             try:
                 return exc.code, json.loads(exc.read() or b"{}")
             except ValueError:
                 return exc.code, {"error": exc.reason}
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
             raise RemoteError(f"{url}: {getattr(exc, 'reason', exc)}") from None
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is answered as the error it is: the bearer token must never follow it to another host."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects)
 
 
 def _params(task_name: str) -> frozenset[str]:

@@ -253,4 +253,5 @@ def _per(task_name: str) -> str:
 
 def describe(models: Mapping[str, TitansModel]) -> dict[str, dict[str, str]]:
     """Served name and version of each loaded model, for the summary."""
-    return {task: {"name": m.name, "version": m.version} for task, m in models.items() if m.ready}
+    return {task: {"name": m.name, "version": m.version} for task, m in models.items()
+            if m.ready and m.version != "?"}  # "?": a served model that has not answered yet

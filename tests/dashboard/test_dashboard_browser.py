@@ -96,6 +96,8 @@ def test_a_bad_file_shows_ingest_reason_on_the_page(dashboard: Dashboard, page: 
     assert len(errors) == 1 and "missing required columns" in errors[0]
     assert str(refused.value).split(": ", 1)[1] in errors[0].replace("\n", " ")
     _no_errors(page)
+    caption = page.locator("[data-testid=stSidebar] [data-testid=stCaptionContainer]").first.inner_text()
+    assert caption.startswith(dashboard.export.name), caption  # what was shown before stays
 
 
 def test_an_upload_is_scored_and_its_quarantine_offered(dashboard: Dashboard, page: Any, tmp_path: Path) -> None:

@@ -45,14 +45,21 @@ def test_the_dashboard_runs_in_the_image_as_its_pod_and_scores_an_upload(
     command = list(container["command"])
     command[command.index("--endpoint") + 1] = server.http_url
     port = int(command[command.index("--port") + 1])
-    env = {item["name"]: item["value"] for item in container["env"] if "value" in item}
-    env["TITANS_ENDPOINT_TOKEN"] = "a-token-the-mesh-would-check"  # from the Secret on a cluster
+    env = {item["name"]: item["value"] for item in container["env"]}
+    # The Secret the chart mounts (a stand-in token: here no mesh checks it), readable by the pod's user.
+    token_file = Path(command[command.index("--token-file") + 1])
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / token_file.name).write_text("a-token-the-mesh-would-check\n")
+    for path in (secret, secret / token_file.name):
+        path.chmod(0o755 if path.is_dir() else 0o644)
     if http_status(f"http://127.0.0.1:{port}/_stcore/health") is not None:
         pytest.fail(f"port {port} is in use on 127.0.0.1; the chart fixes it, so free it first")
     started = engine.containers.run(
         PIPELINE_IMAGE, command=command, environment=env, detach=True, read_only=True,
         tmpfs={"/tmp": ""}, cap_drop=["ALL"], security_opt=["no-new-privileges"],
-        user=f"{security['runAsUser']}:{security['runAsGroup']}", network_mode="host")
+        user=f"{security['runAsUser']}:{security['runAsGroup']}", network_mode="host",
+        volumes={str(secret): {"bind": str(token_file.parent), "mode": "ro"}})
     try:
         server.wait_ready(["titans-category", "titans-anomaly"])
         deadline = time.monotonic() + STARTUP_S

@@ -289,7 +289,7 @@ def test_network_policies_deny_by_default_and_admit_every_pod_path(rendered: tup
         assert any(selects(p["spec"]["podSelector"], labels) for p in allow), f"{name} unreachable"
     inference = find(objs, "NetworkPolicy", "titans-inference")
     sources = {peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
-               for rule in inference["spec"]["ingress"] for peer in rule["from"]}
+               for rule in inference["spec"]["ingress"] for peer in rule["from"] if "namespaceSelector" in peer}
     assert {"knative-serving", "monitoring"} <= sources
 
 
@@ -362,8 +362,18 @@ def test_the_dashboard_is_optional_and_every_name_it_uses_resolves(default_rende
         host = endpoint.format(name=f"titans-{model}").split("://", 1)[1]
         name, namespace = host.split(".")[:2]
         assert name in services and namespace == NAMESPACE, host
-    token = next(e for e in container["env"] if e["name"] == "TITANS_ENDPOINT_TOKEN")
-    assert token["valueFrom"]["secretKeyRef"] == {"name": "titans-dashboard-token", "key": "token"}
+    token_file = command[command.index("--token-file") + 1]
+    mount = next(m for m in container["volumeMounts"] if token_file.startswith(m["mountPath"] + "/"))
+    volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+    assert mount["readOnly"] and volume["secret"] == {"secretName": "titans-dashboard-token",
+                                                      "items": [{"key": "token", "path": "token"}]}
+    assert token_file.endswith("/token")
+    # The models' NetworkPolicy admits the dashboard's pods (it scores through their V2 endpoints).
+    inference = find(objs, "NetworkPolicy", "titans-inference")
+    peers = [peer for rule in inference["spec"]["ingress"] for peer in rule["from"]]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert any("podSelector" in p and "namespaceSelector" not in p and selects(p["podSelector"], pod_labels)
+               for p in peers)
     service = find(objs, "Service", "titans-dashboard")
     assert selects({"matchLabels": service["spec"]["selector"]}, deployment["spec"]["template"]["metadata"]["labels"])
     assert service["spec"]["ports"][0]["targetPort"] == container["ports"][0]["name"]

@@ -23,6 +23,8 @@ import pytest
 from serving_harness import ServerProcess
 
 from serving.score_export import score_export
+from serving.score_remote import RemoteError, RemoteModelSet
+from serving.score_rows import request_columns
 from titans.errors import UserError
 
 SAMPLE_ROWS = 300
@@ -217,7 +219,9 @@ def test_scoring_through_the_v2_endpoint_gives_the_same_outputs(scored: tuple[di
     server's own reason, and the versions that answered named in the summary.
     """
     summary, out, export = scored
-    remote = score_export([export], tmp_path / "remote", endpoint=server.http_url, n_workers=2, chunk_rows=400)
+    # Chunks of 2000 rows sent in whole-day requests of at most 300: many requests per chunk, no day split.
+    remote = score_export([export], tmp_path / "remote", endpoint=server.http_url, n_workers=2, chunk_rows=2000,
+                          max_batch_rows=300)
     assert remote["features"] == "online" and remote["rows_refused_by_models"] == 1
     assert {t: m["version"] for t, m in remote["models"].items()} == {
         t: m["version"] for t, m in summary["models"].items()}
@@ -227,5 +231,13 @@ def test_scoring_through_the_v2_endpoint_gives_the_same_outputs(scored: tuple[di
     refused = pd.read_parquet(tmp_path / "remote" / "quarantine.parquet")
     reason = " ".join(refused["reason"])
     assert "crypto_wallet" in reason and "payment_method" in reason
+    # Requests larger than the server takes (its --max-batch-rows is 2000) are an error naming the limit,
+    # never split at random rows (that would split days).
+    rows = pd.read_parquet(out / "transactions.parquet")
+    rows = pd.concat([rows] * 2).head(2100)
+    columns = request_columns(rows.assign(category=rows["category_given"].fillna(rows["category_predicted"])))
+    category = RemoteModelSet(server.http_url, max_rows=5000).load("row")["category"]
+    with pytest.raises(RemoteError, match="takes at most 2000"):
+        category.refusals(columns)
     with pytest.raises(UserError, match="no models to score with"):
         score_export([export], tmp_path / "nowhere", endpoint=f"http://127.0.0.1:{server.http_port}/no-such-prefix")

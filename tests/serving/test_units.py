@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from serving.config import discover_models
 from serving.metrics import TitansMetrics
+from serving.score_remote import _day_pieces
 from serving.storage import ModelUriError, find_model_dir, resolve_model_uri
 from serving.tensors import TensorSpec, encode_bytes_tensor, infer_outputs, output_array, set_binary_output
 from serving.validation import InputRules, RequestRejected, check_requested_outputs, decode_inputs
@@ -199,3 +200,19 @@ def test_discovery_names_models_from_metadata_and_keeps_broken_ones(tmp_path: Pa
     (tmp_path / "amount").mkdir()  # no metadata: still listed, so it is reported as not ready
     assert discover_models(tmp_path) == [("titans-amount", str(tmp_path / "amount")),
                                          ("titans-category", str(tmp_path / "category"))]
+
+
+def test_remote_requests_are_whole_days_within_the_row_limit() -> None:
+    """``titans score --endpoint`` cuts rows (in date order) at day boundaries; a day over the limit goes whole."""
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        days = np.sort(rng.integers(0, 12, size=int(rng.integers(1, 60)))).astype(str).astype(object)
+        limit = int(rng.integers(1, 15))
+        pieces = _day_pieces({"date": days}, np.arange(len(days)), limit)
+        assert np.array_equal(np.concatenate(pieces), np.arange(len(days)))
+        seen: set[str] = set()
+        for piece in pieces:
+            own = set(days[piece])
+            assert not own & seen, "a day split across two requests"
+            seen |= own
+            assert len(piece) <= limit or len(own) == 1, "an over-limit request holding more than one day"
