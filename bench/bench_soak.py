@@ -6,10 +6,10 @@ memory that does not grow. What is measured, on 127.0.0.1 only:
 
 - ``titans serve`` on ``$TITANS_HOME/models`` (the models ``make run`` trained), pinned to one core;
 - its capacity on the mix: four connections back to back for ``--capacity-seconds``;
-- then ``--seconds`` open-loop at ``--load`` (default 80%) of it: single-row requests cycled over the five
-  models with holdout rows, 1% malformed (JSON that is not JSON, a wrong datatype, an unknown input) on
-  the same pipelined connection, 0.1% oversized (a declared body past the server's limit) on their own
-  connections (the server answers 413 and closes);
+- then ``--seconds`` open-loop at ``--load`` (default 80%) of it over ``--connections`` (default 8) pipelined
+  keep-alive connections: single-row requests cycled over the five models with holdout rows, 1% malformed
+  (JSON that is not JSON, a wrong datatype, an unknown input) among them, 0.1% oversized (a declared
+  body past the server's limit) on their own connections (the server answers 413 and closes);
 - per status class and per model the counts; p50/p99 of the first and the last minute; the server's RSS
   at the start of the soak and at its end, and its growth (target at most 5%).
 Results: ``bench/results/soak.json`` and ``soak.md``.
@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=300.0)
     parser.add_argument("--capacity-seconds", type=float, default=20.0)
     parser.add_argument("--load", type=float, default=0.8, help="share of the measured capacity sent open-loop")
+    parser.add_argument("--connections", type=int, default=8, help="client connections the open loop spreads over")
     args = parser.parse_args()
     home = Path(os.environ.get("TITANS_HOME", Path.cwd() / "var"))
     metadata = {t: json.loads((home / "models" / t / "metadata.json").read_text()) for t in TASKS
@@ -66,7 +67,7 @@ def main() -> None:
             server = _server_process(proc)
             capacity = asyncio.run(_capacity(port, valid, args.capacity_seconds))
             rate = capacity * args.load
-            soak = asyncio.run(_soak(port, valid, rate, args.seconds, server))
+            soak = asyncio.run(_soak(port, valid, rate, args.seconds, server, args.connections))
         finally:
             stop(proc)
     entry = {"seconds": args.seconds, "capacity_rps": round(capacity, 1), "rate_rps": round(rate, 1),
@@ -175,30 +176,39 @@ async def _oversized(port: int, statuses: collections.Counter) -> None:
 
 
 async def _soak(port: int, valid: list[tuple[str, bytes]], rate: float, seconds: float,
-                server: psutil.Process) -> dict[str, Any]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    sent: collections.deque[tuple[float, str]] = collections.deque()
+                server: psutil.Process, connections: int) -> dict[str, Any]:
+    """Open loop over ``connections`` keep-alive connections (request i on connection i mod n), pipelined.
+
+    Several connections, as several clients would be: on one pipelined connection every slow answer
+    holds the ones behind it, which measures the client's queue more than the server.
+    """
     count = int(rate * seconds)
     codes: collections.Counter = collections.Counter()
     oversized: collections.Counter = collections.Counter()
     per_model: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     latencies: list[tuple[float, float]] = []  # (send time from start, seconds) of answered valid requests
-    rng = np.random.default_rng(7)
-    kinds = rng.random(count)
+    kinds = np.random.default_rng(7).random(count)
+    lanes = [await asyncio.open_connection("127.0.0.1", port) for _ in range(connections)]
+    queues: list[collections.deque[tuple[float, str]]] = [collections.deque() for _ in lanes]
+    expected = [0] * connections
+    for i in range(count):
+        if kinds[i] >= OVERSIZED_SHARE:
+            expected[i % connections] += 1
     rss = [(0.0, server.memory_info().rss)]
-    tasks = []
+    first = time.perf_counter() + 0.05
 
-    async def receive() -> None:
-        for _ in range(count - sum(1 for k in kinds if k < OVERSIZED_SHARE)):
+    async def receive(lane: int) -> None:
+        reader = lanes[lane][0]
+        for _ in range(expected[lane]):
             status = await _status(reader)
-            at, what = sent.popleft()
+            at, what = queues[lane].popleft()
             codes[f"{status // 100}xx"] += 1
             per_model[what][status] += 1
             if what != "malformed" and status == 200:
                 latencies.append((at - first, time.perf_counter() - at))
 
-    receiving = asyncio.create_task(receive())
-    first = time.perf_counter() + 0.05
+    receiving = [asyncio.create_task(receive(k)) for k in range(connections)]
+    tasks = []
     next_rss = 5.0
     for i in range(count):
         due = first + i / rate
@@ -208,23 +218,24 @@ async def _soak(port: int, valid: list[tuple[str, bytes]], rate: float, seconds:
         if kinds[i] < OVERSIZED_SHARE:
             tasks.append(asyncio.create_task(_oversized(port, oversized)))
             continue
+        lane = i % connections
         if kinds[i] < OVERSIZED_SHARE + MALFORMED_SHARE:
-            sent.append((time.perf_counter(), "malformed"))
-            writer.write(_malformed(i))
+            queues[lane].append((time.perf_counter(), "malformed"))
+            lanes[lane][1].write(_malformed(i))
         else:
             task, request = valid[i % len(valid)]
-            sent.append((time.perf_counter(), task))
-            writer.write(request)
+            queues[lane].append((time.perf_counter(), task))
+            lanes[lane][1].write(request)
         if time.perf_counter() - first >= next_rss:
             rss.append((time.perf_counter() - first, server.memory_info().rss))
             next_rss += 5.0
-    await receiving
-    await asyncio.gather(*tasks)
+    await asyncio.gather(*receiving, *tasks)
     rss.append((time.perf_counter() - first, server.memory_info().rss))
-    writer.close()
+    for _, writer in lanes:
+        writer.close()
     start_rss = float(np.median([r for t, r in rss if t <= WINDOW_S]))
     end_rss = float(np.median([r for t, r in rss if t >= rss[-1][0] - WINDOW_S]))
-    return {"status": dict(codes), "oversized": dict(oversized),
+    return {"connections": connections, "status": dict(codes), "oversized": dict(oversized),
             "per_model": {m: {str(k): v for k, v in c.items()} for m, c in per_model.items()},
             "first_minute": _window(latencies, 0.0, WINDOW_S),
             "last_minute": _window(latencies, seconds - WINDOW_S, seconds),
@@ -249,7 +260,8 @@ def _markdown(entry: dict[str, Any]) -> str:
     first, last = entry["first_minute"], entry["last_minute"]
     return "\n".join([
         f"Soak: {entry['seconds']:.0f} s open-loop at {entry['rate_rps']} requests/s ({entry['load']:.0%} of the "
-        f"measured {entry['capacity_rps']} requests/s on one core), models {', '.join(entry['models'])}; "
+        f"measured {entry['capacity_rps']} requests/s on one core) over {entry['connections']} connections, "
+        f"models {', '.join(entry['models'])}; "
         f"{MALFORMED_SHARE:.0%} malformed, {OVERSIZED_SHARE:.1%} oversized.",
         "",
         "| | value |", "|---|---|",
