@@ -1,0 +1,74 @@
+"""The chart's MLflow tracking server, started from the default render as its pod: it comes up and takes its own URL.
+
+Why: the Deployment runs `mlflow server ... --expose-prometheus` from the pipeline image with a read-only
+root; the flag imports a library MLflow does not require (its workers died in a loop without it), and
+MLflow 3.17 compares the whole Host header, port included, with `--allowed-hosts` (the Service's own URL
+was refused). So the container gets the rendered command and env under the pod's security settings, its
+sqlite store on a volume as the claim would give it, and is asked through the names the chart gives it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from images_helpers import PIPELINE_IMAGE, http_status, require_image
+from infra_helpers import NAMESPACE, find, render_chart
+
+STARTUP_S = 120.0
+
+
+def _status(path: str, host: str) -> int | None:
+    request = urllib.request.Request(f"http://127.0.0.1:5000{path}", headers={"Host": host})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return None
+
+
+def test_mlflow_starts_as_its_pod_and_answers_through_its_service_name(engine: Any, tmp_path: Path) -> None:
+    require_image(engine, PIPELINE_IMAGE)
+    objs, _ = render_chart({})
+    deployment = find(objs, "Deployment", "titans-mlflow")
+    spec = deployment["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    security = container["securityContext"]
+    port = container["ports"][0]["containerPort"]
+    assert port == 5000
+    if http_status("http://127.0.0.1:5000/health") is not None:
+        pytest.fail("port 5000 is in use on 127.0.0.1; the chart fixes it, so free it first")
+    store = tmp_path / "store"  # the PersistentVolumeClaim, owned by the pod's group as fsGroup would make it
+    store.mkdir()
+    if os.geteuid() == 0:
+        os.chown(store, security["runAsUser"], security["runAsGroup"])
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+    started = engine.containers.run(
+        PIPELINE_IMAGE, command=container["command"], environment=env, detach=True, read_only=True,
+        tmpfs={mounts["tmp"]: ""}, cap_drop=["ALL"], security_opt=["no-new-privileges"],
+        user=f"{security['runAsUser']}:{security['runAsGroup']}", network_mode="host",
+        volumes={str(store): {"bind": mounts["store"], "mode": "rw"}})
+    try:
+        deadline = time.monotonic() + STARTUP_S
+        while _status("/health", "localhost:5000") != 200:
+            started.reload()
+            assert started.status != "exited" and time.monotonic() < deadline, started.logs().decode()[-3000:]
+            time.sleep(1)
+        service = find(objs, "Service", "titans-mlflow")
+        service_port = service["spec"]["ports"][0]["port"]
+        for host in (f"titans-mlflow:{service_port}", f"titans-mlflow.{NAMESPACE}.svc.cluster.local:{service_port}"):
+            assert _status("/api/2.0/mlflow/experiments/search?max_results=1", host) == 200, host
+        assert _status("/api/2.0/mlflow/experiments/search?max_results=1", "attacker.example:5000") == 403
+        assert _status("/metrics", "localhost:5000") == 200  # --expose-prometheus: what the ServiceMonitor scrapes
+        logs = started.logs().decode()
+        assert "ModuleNotFoundError" not in logs and "died" not in logs, logs[-3000:]
+    finally:
+        started.remove(force=True)
