@@ -1,8 +1,9 @@
 """``titans dashboard``: start the Streamlit app (``dashboard.app``) on 127.0.0.1.
 
-Why a subprocess of ``python -m streamlit``: Streamlit's server owns its event loop and reruns the app
-script per interaction; starting it the documented way keeps its own flags (port, address, upload
-size) and lets ``Ctrl-C`` stop it as people expect. This module imports nothing heavy.
+Why ``python -m streamlit`` exec'd in place of this process: Streamlit's server owns its event loop and
+reruns the app script per interaction; starting it the documented way keeps its own flags (port,
+address, upload size), and exec (not a child process) lets ``Ctrl-C`` and a pod's SIGTERM stop the server
+itself. This module imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -80,7 +80,8 @@ def _dashboard(args: argparse.Namespace) -> int:
     if args.endpoint and (token_file := endpoint_token_file(args.token_file)):
         env["TITANS_ENDPOINT_TOKEN_FILE"] = token_file
     print(f"dashboard: http://{args.host}:{args.port}  (Ctrl-C stops it)", flush=True)
-    try:
-        return subprocess.call(streamlit_command(args), env=env)
-    except KeyboardInterrupt:
-        return 0
+    command = streamlit_command(args)
+    # Streamlit replaces this process rather than running as its child: a SIGTERM (a pod stopping, a test
+    # ending) then reaches the server itself; as a child it outlived its parent.
+    os.execve(command[0], command, env)
+    return 0  # not reached
