@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import psutil
 from bench_real_models import holdout_columns, json_body, rows_of
-from http_load import http_request
+from http_load import http_request, read_status
 from servers import free_port, machine_load, start, stop, wait_ready
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -105,7 +105,7 @@ def _accepted(port: int, requests: list[tuple[str, bytes]]) -> list[tuple[str, b
         kept = []
         for task, request in requests:
             writer.write(request)
-            if await _status(reader) == 200:
+            if await read_status(reader) == 200:
                 kept.append((task, request))
         writer.close()
         return kept
@@ -126,21 +126,6 @@ def _malformed(i: int) -> bytes:
     return http_request(path, bodies[i % len(bodies)])
 
 
-async def _status(reader: asyncio.StreamReader) -> int:
-    line = await reader.readline()
-    length = 0
-    while True:
-        header = await reader.readline()
-        if header in (b"\r\n", b""):
-            break
-        name, _, value = header.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    await reader.readexactly(length)
-    parts = line.split()
-    return int(parts[1]) if len(parts) > 1 else 0
-
-
 async def _capacity(port: int, requests: list[tuple[str, bytes]], seconds: float, connections: int = 4) -> float:
     """Requests per second the server answers on the mix, four connections back to back."""
     done = 0
@@ -152,7 +137,7 @@ async def _capacity(port: int, requests: list[tuple[str, bytes]], seconds: float
         i = offset
         while time.perf_counter() < deadline:
             writer.write(requests[i % len(requests)][1])
-            await _status(reader)
+            await read_status(reader)
             done += 1
             i += connections
         writer.close()
@@ -169,7 +154,7 @@ async def _oversized(port: int, statuses: collections.Counter) -> None:
         writer.write(b"POST /v2/models/titans-category/infer HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                      b"Content-Type: application/json\r\nContent-Length: 2000000000\r\n\r\n{")
         await writer.drain()
-        statuses[f"{await asyncio.wait_for(_status(reader), 30)}"] += 1
+        statuses[f"{await asyncio.wait_for(read_status(reader), 30)}"] += 1
         writer.close()
     except (TimeoutError, OSError, asyncio.IncompleteReadError):
         statuses["no answer"] += 1
@@ -200,7 +185,7 @@ async def _soak(port: int, valid: list[tuple[str, bytes]], rate: float, seconds:
     async def receive(lane: int) -> None:
         reader = lanes[lane][0]
         for _ in range(expected[lane]):
-            status = await _status(reader)
+            status = await read_status(reader)
             at, what = queues[lane].popleft()
             codes[f"{status // 100}xx"] += 1
             per_model[what][status] += 1

@@ -20,8 +20,8 @@ def http_request(path: str, payload: bytes) -> bytes:
             f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload
 
 
-async def read_response(reader: asyncio.StreamReader) -> bool:
-    """Read one HTTP/1.1 response (Content-Length framed); True when its status is 200."""
+async def read_status(reader: asyncio.StreamReader) -> int:
+    """Read one HTTP/1.1 response (Content-Length framed); its status code (0 when the line is not one)."""
     status_line = await reader.readline()
     length = 0
     while True:
@@ -32,7 +32,13 @@ async def read_response(reader: asyncio.StreamReader) -> bool:
         if name.strip().lower() == b"content-length":
             length = int(value)
     await reader.readexactly(length)
-    return b" 200 " in status_line
+    parts = status_line.split()
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+
+
+async def read_response(reader: asyncio.StreamReader) -> bool:
+    """Read one HTTP/1.1 response; True when its status is 200."""
+    return await read_status(reader) == 200
 
 
 def open_loop(port: int, requests: Sequence[bytes], rate: float, seconds: float,

@@ -30,6 +30,9 @@ SERVING_IMAGE = os.environ.get("TITANS_SERVING_IMAGE", "ghcr.io/titans-finance/t
 # The engine `make engine-up` (and .ci/run) starts, used when DOCKER_HOST is not set.
 ENGINE_SOCKET = Path(os.environ.get("ENGINE_DIR", "/tmp/titans-docker")) / "docker.sock"
 MODELS = ("category", "amount", "anomaly", "cashflow")
+# The chart without its Feast server: the predictor then needs no feature store (TITANS_ENRICHMENT=none),
+# which is what a cluster without the feature store runs; everything else is the chart's own.
+NO_FEAST_VALUES: dict[str, Any] = {"feast": {"enabled": False}}
 READY_TIMEOUT = 90.0
 
 for _folder in (SERVING_TESTS, INFRA_TESTS):
@@ -103,10 +106,11 @@ def pod_run_args(container: dict[str, Any], isvc_name: str, model_dir: Path) -> 
     }
 
 
-def http_status(url: str) -> int | None:
-    """The HTTP status of a GET, or None when nothing answers."""
+def http_status(url: str, host: str | None = None, timeout: float = 2) -> int | None:
+    """The HTTP status of a GET (with ``host`` as its Host header when given), or None when nothing answers."""
+    request = urllib.request.Request(url, headers={"Host": host} if host else {})
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status
     except urllib.error.HTTPError as exc:
         return exc.code

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +22,7 @@ STARTUP_S = 120.0
 
 
 def _status(path: str, host: str) -> int | None:
-    request = urllib.request.Request(f"http://127.0.0.1:5000{path}", headers={"Host": host})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return None
+    return http_status(f"http://127.0.0.1:5000{path}", host, timeout=5)
 
 
 def test_mlflow_starts_as_its_pod_and_answers_through_its_service_name(engine: Any, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from images_helpers import (
     MODELS,
+    NO_FEAST_VALUES,
     REPO,
     SERVING_IMAGE,
     http_status,
@@ -24,9 +25,7 @@ from images_helpers import (
     triton_round_trip,
 )
 
-# The chart without its Feast server: the predictor then needs no feature store (TITANS_ENRICHMENT=none),
-# which is what a cluster without the feature store runs; everything else is the chart's own.
-CHART_VALUES: dict[str, Any] = {"feast": {"enabled": False}}
+CHART_VALUES = NO_FEAST_VALUES
 
 
 @pytest.fixture(scope="module")

@@ -18,18 +18,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from images_helpers import (
-    SERVING_IMAGE,
-    http_status,
-    pod_run_args,
-    require_image,
-    run_as_pod,
-    serving_runtime_container,
-)
+from images_helpers import NO_FEAST_VALUES, SERVING_IMAGE, http_status, pod_run_args, require_image, run_as_pod
+from images_helpers import serving_runtime_container as runtime_container
 
 from serving.config import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_TEXT_CHARS
 
-CHART_VALUES: dict[str, Any] = {"feast": {"enabled": False}}  # as test_serving_image: no feature server here
 CONCURRENT = 4
 
 
@@ -60,7 +53,7 @@ def test_concurrent_largest_requests_stay_inside_the_pod_memory_limit(
         engine: Any, subprocess_run: tuple[Path, dict[str, Any]]) -> None:
     require_image(engine, SERVING_IMAGE)
     home, _ = subprocess_run
-    container = serving_runtime_container(CHART_VALUES)
+    container = runtime_container(NO_FEAST_VALUES)  # as test_serving_image: no feature server here
     limits = container["resources"]["limits"]
     args = pod_run_args(container, "titans-category", home / "models" / "category")
     args |= {"mem_limit": _quantity(limits["memory"]), "memswap_limit": _quantity(limits["memory"]),
