@@ -12,20 +12,20 @@ from infra_helpers import CHART, REPO, Manifest, load_values, render_chart, tool
 
 @pytest.fixture(scope="session")
 def default_render() -> tuple[list[Manifest], str]:
-    """The chart with its own defaults."""
+    """The chart with its own defaults and the one thing an install must add: its identity provider."""
     return render_chart({})
 
 
 @pytest.fixture(scope="session")
 def kind_render() -> tuple[list[Manifest], str]:
     """The chart as `make deploy` installs it on kind."""
-    return render_chart(load_values(CHART / "ci" / "kind-values.yaml"))
+    return render_chart(load_values(CHART / "ci" / "kind-values.yaml"), bare=True)
 
 
 @pytest.fixture(scope="session")
 def production_render() -> tuple[list[Manifest], str]:
     """The chart with the production shape (PostgreSQL, digests, Istio JWT, a canary)."""
-    return render_chart(load_values(CHART / "ci" / "production-values.yaml"))
+    return render_chart(load_values(CHART / "ci" / "production-values.yaml"), bare=True)
 
 
 @pytest.fixture(scope="session")

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib.util
 import os
 import shutil
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import jsonschema
@@ -75,12 +77,49 @@ def parse_documents(texts: Iterable[str]) -> list[Manifest]:
     return docs
 
 
-def render_chart(values: dict[str, Any]) -> tuple[list[Manifest], str]:
-    """Render the chart as `helm template` would: (objects, NOTES.txt)."""
+
+
+def load_generator() -> ModuleType:
+    """manifests/generate.py as a module (a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location("titans_manifests_generate", REPO / "manifests" / "generate.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# What every install must say besides the chart's defaults: inference is authenticated by default, and the
+# values schema refuses an install that names no identity provider. The kustomize base's example one (never
+# contacted), so a default render here is the base kubectl users get.
+IDENTITY_PROVIDER: dict[str, Any] = load_generator().BASE_VALUES
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``, maps merged key by key as Helm merges -f files (lists replaced)."""
+    merged = dict(base)
+    for name, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(name), dict):
+            merged[name] = deep_merge(merged[name], value)
+        else:
+            merged[name] = value
+    return merged
+
+
+def install_values(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` as an install gives them: the identity provider underneath (values may override or disable)."""
+    return deep_merge(IDENTITY_PROVIDER, values)
+
+
+def render_chart(values: dict[str, Any], *, bare: bool = False) -> tuple[list[Manifest], str]:
+    """Render the chart as `helm template` would: (objects, NOTES.txt).
+
+    ``values`` go on top of IDENTITY_PROVIDER unless ``bare`` (the chart's values.yaml alone underneath).
+    """
     import helm_python
 
     with helm_python.Chart.load(CHART) as chart:
-        rendered = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+        rendered = chart.render(values if bare else install_values(values), name=RELEASE, namespace=NAMESPACE,
+                                is_install=True)
     notes = next((text for path, text in rendered.items() if path.endswith("NOTES.txt")), "")
     manifests = [text for path, text in sorted(rendered.items()) if path.endswith((".yaml", ".yml"))]
     return parse_documents(manifests), notes

@@ -20,9 +20,8 @@ DRIFT_TESTS = MONITORING / "tests" / "drift.test.yaml"
 
 def rendered_rules(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The spec of the rendered PrometheusRule ``titans-drift`` (default values plus ``overrides``)."""
-    values = load_values(CHART / "values.yaml")
-    values["monitoring"] = values["monitoring"] | (overrides or {})
-    objects, _ = render_chart(values)
+    monitoring = load_values(CHART / "values.yaml")["monitoring"] | (overrides or {})
+    objects, _ = render_chart({"monitoring": monitoring})
     return find(objects, "PrometheusRule", "titans-drift")["spec"]
 
 

@@ -63,7 +63,7 @@ def test_istio_objects_are_valid_against_istio_crds(production_render: tuple[lis
     require_istio_crds()
     for objs in (production_render[0], open_cashflow_render):
         found = istio_objects(objs)
-        assert {o["kind"] for o in found} == {"RequestAuthentication", "AuthorizationPolicy"}
+        assert {o["kind"] for o in found} == {"RequestAuthentication", "AuthorizationPolicy", "EnvoyFilter"}
         errors = {key(o): validate_custom(o, ISTIO_CRDS) for o in found}
         assert all(not e for e in errors.values()), errors
 
@@ -86,10 +86,16 @@ def test_istio_schema_check_rejects_typos(production_render: tuple[list[Manifest
     assert any(expected in e for e in errors), (where, errors)
 
 
-def test_no_istio_objects_without_istio(default_render: tuple[list[Manifest], str],
-                                        kind_render: tuple[list[Manifest], str]) -> None:
-    for objs, _ in (default_render, kind_render):
-        assert not istio_objects(objs)
+def test_inference_is_authenticated_by_default_and_off_only_where_said(
+        default_render: tuple[list[Manifest], str], kind_render: tuple[list[Manifest], str]) -> None:
+    """The defaults authenticate every model (and refuse an install naming no identity provider); kind opts out."""
+    for model in MODELS:
+        assert not allowed(default_render[0], Request(model))
+        assert allowed(default_render[0], Request(model, claims=token("titans-admin")))
+    with pytest.raises(Exception, match="/auth/istio/jwt/issuer"):
+        render_chart({}, bare=True)
+    assert not istio_objects(kind_render[0])
+    assert load_values(CHART / "ci" / "kind-values.yaml")["auth"]["istio"]["enabled"] is False
 
 
 # --- reading the policies as Istio evaluates ALLOW ------------------------------------------------------

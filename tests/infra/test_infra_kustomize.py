@@ -8,7 +8,6 @@ yields exactly the objects the chart renders with the matching values file.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
@@ -21,6 +20,7 @@ from infra_helpers import (
     NAMESPACE,
     Manifest,
     by_kind,
+    load_generator,
     load_values,
     parse_documents,
     render_chart,
@@ -30,15 +30,6 @@ from infra_helpers import (
 )
 
 OVERLAYS = ("kind", "production")
-
-
-def load_generator() -> ModuleType:
-    """manifests/generate.py as a module (it is a script, not part of the package)."""
-    spec = importlib.util.spec_from_file_location("titans_manifests_generate", MANIFESTS / "generate.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

@@ -57,9 +57,9 @@ def train_home(home: Path) -> Path:
 
 def rendered_rules(path: Path) -> Path:
     """The chart's PrometheusRule ``titans-drift`` rendered with the test-sized values, as a rule file."""
-    values = load_values(CHART / "values.yaml")
-    values["monitoring"] |= {"drift": DRIFT_VALUES, "livePerformance": LIVE_VALUES}
-    objects, _ = render_chart(values)
+    monitoring = load_values(CHART / "values.yaml")["monitoring"]
+    monitoring |= {"drift": DRIFT_VALUES, "livePerformance": LIVE_VALUES}
+    objects, _ = render_chart({"monitoring": monitoring})
     path.write_text(yaml.safe_dump(find(objects, "PrometheusRule", "titans-drift")["spec"], sort_keys=False))
     return path
 

@@ -138,3 +138,15 @@ imagePullSecrets:
       key: {{ $feast.redis.passwordKey }}
 {{- end }}
 {{- end }}
+
+{{/* The header a validated token's role claim is copied into for the mesh's rate limit (istio-rate-limit.yaml). */}}
+{{- define "titans.rateRoleHeader" -}}
+x-titans-rate-role
+{{- end -}}
+
+{{/* An Envoy token bucket from {requestsPerSecond, burst}: refilled every second, holding at most burst. */}}
+{{- define "titans.tokenBucket" -}}
+max_tokens: {{ .burst | int }}
+tokens_per_fill: {{ .requestsPerSecond | int }}
+fill_interval: 1s
+{{- end -}}
