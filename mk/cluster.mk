@@ -62,11 +62,23 @@ kind-up: ## kind cluster and platform services, in dependency order (Terraform, 
 	CHECKPOINT_DISABLE=1 $(TF) -chdir=$(KIND_ENV) apply -auto-approve -var cluster_name=$(CLUSTER_NAME)
 	$(KUBECTL) --context kind-$(CLUSTER_NAME) get nodes
 
-kind-secrets: ## the object-store Secret the kind values name, from KFP's MinIO credentials (never committed)
+# Passwords are random and made once: a second run keeps them (the pods and MLflow's user table use them).
+# The pipeline's steps (namespace kubeflow) get MLflow's user as titans-mlflow-credentials.
+RANDOM_SECRET = od -An -N24 -tx1 /dev/urandom | tr -d ' \n'
+kind-secrets: ## the Secrets the kind values name: object store (KFP's MinIO), Redis password, MLflow's admin (never committed)
 	$(KUBECTL) create namespace $(NAMESPACE) --dry-run=client -o yaml | $(KUBECTL) apply -f -
 	$(KUBECTL) -n $(NAMESPACE) create secret generic titans-object-store --dry-run=client -o yaml \
 		--from-literal=AWS_ACCESS_KEY_ID="$$($(KUBECTL) -n kubeflow get secret mlpipeline-minio-artifact -o jsonpath='{.data.accesskey}' | base64 -d)" \
 		--from-literal=AWS_SECRET_ACCESS_KEY="$$($(KUBECTL) -n kubeflow get secret mlpipeline-minio-artifact -o jsonpath='{.data.secretkey}' | base64 -d)" \
+		| $(KUBECTL) apply -f -
+	$(KUBECTL) -n $(NAMESPACE) get secret titans-redis >/dev/null 2>&1 || $(KUBECTL) -n $(NAMESPACE) create secret generic \
+		titans-redis --from-literal=redis-password="$$($(RANDOM_SECRET))"
+	$(KUBECTL) -n $(NAMESPACE) get secret titans-mlflow-auth >/dev/null 2>&1 || $(KUBECTL) -n $(NAMESPACE) create secret generic \
+		titans-mlflow-auth --from-literal=username=titans-admin --from-literal=password="$$($(RANDOM_SECRET))" \
+		--from-literal=flask-secret-key="$$($(RANDOM_SECRET))"
+	$(KUBECTL) -n kubeflow create secret generic titans-mlflow-credentials --dry-run=client -o yaml \
+		--from-literal=MLFLOW_TRACKING_USERNAME="$$($(KUBECTL) -n $(NAMESPACE) get secret titans-mlflow-auth -o jsonpath='{.data.username}' | base64 -d)" \
+		--from-literal=MLFLOW_TRACKING_PASSWORD="$$($(KUBECTL) -n $(NAMESPACE) get secret titans-mlflow-auth -o jsonpath='{.data.password}' | base64 -d)" \
 		| $(KUBECTL) apply -f -
 
 deploy: ## install or upgrade the Titans chart on the current kube context

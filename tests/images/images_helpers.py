@@ -106,9 +106,10 @@ def pod_run_args(container: dict[str, Any], isvc_name: str, model_dir: Path) -> 
     }
 
 
-def http_status(url: str, host: str | None = None, timeout: float = 2) -> int | None:
+def http_status(url: str, host: str | None = None, timeout: float = 2,
+                headers: dict[str, str] | None = None) -> int | None:
     """The HTTP status of a GET (with ``host`` as its Host header when given), or None when nothing answers."""
-    request = urllib.request.Request(url, headers={"Host": host} if host else {})
+    request = urllib.request.Request(url, headers={**(headers or {}), **({"Host": host} if host else {})})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status

@@ -3,26 +3,43 @@
 Why: the Deployment runs `mlflow server ... --expose-prometheus` from the pipeline image with a read-only
 root; the flag imports a library MLflow does not require (its workers died in a loop without it), and
 MLflow 3.17 compares the whole Host header, port included, with `--allowed-hosts` (the Service's own URL
-was refused). So the container gets the rendered command and env under the pod's security settings, its
-sqlite store on a volume as the claim would give it, and is asked through the names the chart gives it.
+was refused); and it runs MLflow's basic-auth app by default, its admin user from a Secret. So the
+container gets the rendered command and env (the Secret's keys as the kubelet would give them) under the
+pod's security settings, its sqlite store on a volume as the claim would give it, and is asked through the
+names the chart gives it.
 """
 
 from __future__ import annotations
 
+import base64
 import os
+import secrets
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from images_helpers import PIPELINE_IMAGE, http_status, require_image
-from infra_helpers import NAMESPACE, find, render_chart
+from infra_helpers import CHART, NAMESPACE, find, load_values, render_chart
 
 STARTUP_S = 120.0
 
 
-def _status(path: str, host: str) -> int | None:
-    return http_status(f"http://127.0.0.1:5000{path}", host, timeout=5)
+def _status(path: str, host: str, user: tuple[str, str] | None = None) -> int | None:
+    headers = {"Authorization": "Basic " + base64.b64encode(":".join(user).encode()).decode()} if user else {}
+    return http_status(f"http://127.0.0.1:5000{path}", host, timeout=5, headers=headers)
+
+
+def container_env(container: dict[str, Any], secrets: dict[str, dict[str, str]]) -> dict[str, str]:
+    """The container's env as the kubelet resolves it: values, and secretKeyRefs read from ``secrets``."""
+    env = {}
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        else:
+            ref = item["valueFrom"]["secretKeyRef"]
+            env[item["name"]] = secrets[ref["name"]][ref["key"]]  # a missing Secret would stop the pod too
+    return env
 
 
 def test_mlflow_starts_as_its_pod_and_answers_through_its_service_name(engine: Any, tmp_path: Path) -> None:
@@ -41,7 +58,12 @@ def test_mlflow_starts_as_its_pod_and_answers_through_its_service_name(engine: A
     if os.geteuid() == 0:
         os.chown(store, security["runAsUser"], security["runAsGroup"])
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+    # The Secret the values name, made before the install as docs/deploying.md says.
+    auth = load_values(CHART / "values.yaml")["mlflow"]["auth"]
+    admin = ("titans-admin", secrets.token_urlsafe(18) + "%40")  # a % in it: configparser must not choke
+    env = container_env(container, {auth["existingSecret"]: {auth["usernameKey"]: admin[0],
+                                                              auth["passwordKey"]: admin[1],
+                                                              auth["flaskSecretKeyKey"]: secrets.token_hex(16)}})
     started = engine.containers.run(
         PIPELINE_IMAGE, command=container["command"], environment=env, detach=True, read_only=True,
         tmpfs={mounts["tmp"]: ""}, cap_drop=["ALL"], security_opt=["no-new-privileges"],
@@ -55,10 +77,17 @@ def test_mlflow_starts_as_its_pod_and_answers_through_its_service_name(engine: A
             time.sleep(1)
         service = find(objs, "Service", "titans-mlflow")
         service_port = service["spec"]["ports"][0]["port"]
+        search = "/api/2.0/mlflow/experiments/search?max_results=1"
         for host in (f"titans-mlflow:{service_port}", f"titans-mlflow.{NAMESPACE}.svc.cluster.local:{service_port}"):
-            assert _status("/api/2.0/mlflow/experiments/search?max_results=1", host) == 200, host
-        assert _status("/api/2.0/mlflow/experiments/search?max_results=1", "attacker.example:5000") == 403
-        assert _status("/metrics", "localhost:5000") == 200  # --expose-prometheus: what the ServiceMonitor scrapes
+            assert _status(search, host, admin) == 200, host
+            assert _status(search, host) == 401, host  # basic auth by default: no user, no registry
+            assert _status(search, host, (admin[0], "wrong")) == 401, host
+        assert _status(search, "attacker.example:5000", admin) == 403
+        # --expose-prometheus: what the ServiceMonitor scrapes, with the same Secret's user.
+        monitor = find(objs, "ServiceMonitor", "titans-mlflow")["spec"]["endpoints"][0]
+        assert monitor["basicAuth"]["password"] == {"name": auth["existingSecret"], "key": auth["passwordKey"]}
+        assert _status("/metrics", "localhost:5000", admin) == 200
+        assert _status("/metrics", "localhost:5000") == 401
         logs = started.logs().decode()
         assert "ModuleNotFoundError" not in logs and "died" not in logs, logs[-3000:]
     finally:

@@ -219,12 +219,20 @@ def start_redis(binary: str, root: Path) -> Redis:
 
 @dataclass
 class MlflowServer:
-    """``mlflow server`` with the chart's flags: PostgreSQL backend store, proxied artifacts."""
+    """``mlflow server`` with the chart's flags: PostgreSQL backend store, proxied artifacts, basic auth."""
 
     port: int
     proc: subprocess.Popen
     log: Path
+    username: str
+    password: str
     host: str = "127.0.0.1"
+
+    @property
+    def client_env(self) -> dict[str, str]:
+        """What an MLflow client needs to reach it: the URL and a user."""
+        return {"MLFLOW_TRACKING_URI": self.url, "MLFLOW_TRACKING_USERNAME": self.username,
+                "MLFLOW_TRACKING_PASSWORD": self.password}
 
     @property
     def url(self) -> str:
@@ -234,17 +242,22 @@ class MlflowServer:
         _stop(self.proc, signal.SIGTERM)
 
 
-def start_mlflow(backend_uri: str, artifacts: Path, log: Path) -> MlflowServer:
-    """The tracking server as helm/titans-finance/templates/mlflow.yaml starts it, bound to loopback."""
+def start_mlflow(backend_uri: str, auth_uri: str, artifacts: Path, log: Path) -> MlflowServer:
+    """The tracking server as helm/titans-finance/templates/mlflow.yaml starts it (with the postgresql backend),
+    bound to loopback: the basic-auth app, its users in their own database, an admin made for this run."""
     port = free_port()
     artifacts.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+    command = [sys.executable, "-m", "titans.mlflow_server", "--host", "127.0.0.1", "--port", str(port),
                "--backend-store-uri", backend_uri, "--serve-artifacts", "--artifacts-destination", str(artifacts),
                "--workers", "1"]
-    env = {k: v for k, v in os.environ.items() if k not in FOREIGN_ENV}
+    username, password = "titans-admin", secrets.token_urlsafe(18)
+    env = {k: v for k, v in os.environ.items() if k not in FOREIGN_ENV} | {
+        "MLFLOW_AUTH_ADMIN_USERNAME": username, "MLFLOW_AUTH_ADMIN_PASSWORD": password,
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16), "TITANS_MLFLOW_AUTH_DATABASE_URI": auth_uri,
+        "TITANS_MLFLOW_AUTH_CONFIG": str(log.parent / "auth" / "basic_auth.ini")}
     with log.open("w") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=log.parent)
-    server = MlflowServer(port=port, proc=proc, log=log)
+    server = MlflowServer(port=port, proc=proc, log=log, username=username, password=password)
     try:
         _wait(lambda: httpx.get(f"{server.url}/health", timeout=2).status_code == 200, proc, log, "mlflow server",
               timeout=180)

@@ -1,7 +1,8 @@
 """MLflow tracking and registry on PostgreSQL, through a tracking server started the way the chart starts it.
 
-What is proved: ``mlflow server --backend-store-uri postgresql+psycopg://... --serve-artifacts`` migrates an
-empty PostgreSQL database and serves; ``titans train`` (from the production feature store) logs its run and
+What is proved: ``mlflow server --backend-store-uri postgresql+psycopg://... --serve-artifacts`` with the
+basic-auth app (``titans.mlflow_server``, its users in a second database) migrates empty PostgreSQL databases,
+serves, and refuses calls without a user; ``titans train`` (from the production feature store) logs its run and
 registers its version there; the gate moves ``challenger`` on every version and ``champion`` only on a pass;
 the alias rows live in PostgreSQL; the champion loads back through the proxied artifacts and predicts.
 """
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pandas as pd
 import pytest
 from production_servers import MlflowServer, Postgres, start_mlflow
@@ -28,8 +30,9 @@ MODEL = "titans-amount"
 def mlflow_server(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
     root = tmp_path_factory.mktemp("mlflow")
     backend = postgres.create_database("mlflow")
+    auth = postgres.create_database("mlflow_auth")  # the auth tables migrate on their own: a database of theirs
     with timed("mlflow server: migrate + ready"):
-        server = start_mlflow(backend, root / "artifacts", root / "mlflow.log")
+        server = start_mlflow(backend, auth, root / "artifacts", root / "mlflow.log")
     yield server
     server.stop()
 
@@ -53,7 +56,11 @@ def test_gate_moves_aliases_in_mlflow_on_postgresql(
     from titans import registry
     from titans.train import TrainConfig, train
 
-    env = stores.production_env | {"MLFLOW_TRACKING_URI": mlflow_server.url}
+    # Basic auth is on, as the chart runs it: nothing without a user; the pipeline's user trains and registers.
+    search = f"{mlflow_server.url}/api/2.0/mlflow/experiments/search?max_results=1"
+    assert httpx.get(search, timeout=10).status_code == 401
+    assert httpx.get(search, timeout=10, auth=(mlflow_server.username, "not-the-password")).status_code == 401
+    env = stores.production_env | mlflow_server.client_env
     lenient = gate_file(tmp_path / "lenient.json", {"require_beat_baseline": False})
     strict = gate_file(tmp_path / "strict.json", {"require_beat_baseline": False, "maximum": {"amount": {"mae": 0.0}}})
     try:
@@ -107,3 +114,29 @@ def test_gate_moves_aliases_in_mlflow_on_postgresql(
         os.environ.pop("MLFLOW_REGISTRY_URI", None)
     stored = list((Path(mlflow_server.log).parent / "artifacts").rglob("MLmodel"))
     assert len(stored) == 3, "model artifacts were not written through the server to --artifacts-destination"
+
+
+def test_auth_config_is_read_back_by_mlflow_and_missing_settings_stop_the_start(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """MLflow's own reader gets the URL as written (a URL-encoded password's % survives configparser);
+    without the admin's password the wrapper says so in one line and starts nothing."""
+    from mlflow.server.auth.config import read_auth_config
+
+    from titans import mlflow_server
+
+    url = "postgresql+psycopg://titans:p%40ss%25word@db.internal:5432/mlflow_auth"
+    path = mlflow_server.write_auth_config(tmp_path / "auth" / "basic_auth.ini", url, "EDIT")
+    assert path.stat().st_mode & 0o077 == 0  # the URL's password: owner-only
+    monkeypatch.setenv("MLFLOW_AUTH_CONFIG_PATH", str(path))
+    config = read_auth_config()
+    assert config.database_uri == url and config.default_permission == "EDIT"
+    with pytest.raises(ValueError, match="READ, EDIT, MANAGE"):
+        mlflow_server.write_auth_config(path, url, "ADMIN")
+
+    monkeypatch.setenv(mlflow_server.DATABASE_ENV, url)
+    monkeypatch.setenv("MLFLOW_AUTH_ADMIN_USERNAME", "titans-admin")
+    monkeypatch.delenv("MLFLOW_AUTH_ADMIN_PASSWORD", raising=False)
+    monkeypatch.setenv("MLFLOW_FLASK_SERVER_SECRET_KEY", "k")
+    assert mlflow_server.main(["--port", "1"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "MLFLOW_AUTH_ADMIN_PASSWORD not set" in line

@@ -15,7 +15,7 @@ registry:
 online_store:
 {{- if $feast.redis.enabled }}
   type: redis
-  connection_string: "titans-redis.{{ .Release.Namespace }}.svc.cluster.local:6379{{ if $feast.redis.existingSecret }},password=${REDIS_PASSWORD}{{ end }}"
+  connection_string: "titans-redis.{{ .Release.Namespace }}.svc.cluster.local:6379,password=${REDIS_PASSWORD}"
 {{- else }}
   type: sqlite
   path: /data/online_store.db

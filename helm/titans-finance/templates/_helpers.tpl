@@ -95,6 +95,21 @@ seccompProfile:
 {{- define "titans.feastUrl" -}}
 http://titans-feast.{{ .Release.Namespace }}.svc.cluster.local:6566
 {{- end }}
+{{/* MLflow credentials from mlflow.auth.existingSecret as <prefix>USERNAME and <prefix>PASSWORD. */}}
+{{- define "titans.mlflowCredentialsEnv" -}}
+{{- $auth := .root.Values.mlflow.auth -}}
+- name: {{ .prefix }}USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ required "mlflow.auth.existingSecret: MLflow's basic auth needs the Secret holding its admin user" $auth.existingSecret }}
+      key: {{ $auth.usernameKey }}
+- name: {{ .prefix }}PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $auth.existingSecret }}
+      key: {{ $auth.passwordKey }}
+{{- end }}
+
 {{- define "titans.mlflowUrl" -}}
 http://titans-mlflow.{{ .Release.Namespace }}.svc.cluster.local:5000
 {{- end }}
@@ -130,14 +145,19 @@ imagePullSecrets:
       name: {{ $feast.registry.existingSecret }}
       key: {{ $feast.registry.secretKey }}
 {{- end }}
-{{- if and $feast.redis.enabled $feast.redis.existingSecret }}
+{{- if $feast.redis.enabled }}
 - name: REDIS_PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ $feast.redis.existingSecret }}
+      name: {{ include "titans.redisSecret" . }}
       key: {{ $feast.redis.passwordKey }}
 {{- end }}
 {{- end }}
+
+{{/* The Secret holding the in-chart Redis password (created before the install, never by the chart). */}}
+{{- define "titans.redisSecret" -}}
+{{- required "feast.redis.existingSecret: the in-chart Redis always has a password; name the Secret holding it" .Values.feast.redis.existingSecret -}}
+{{- end -}}
 
 {{/* The header a validated token's role claim is copied into for the mesh's rate limit (istio-rate-limit.yaml). */}}
 {{- define "titans.rateRoleHeader" -}}

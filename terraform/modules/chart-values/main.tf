@@ -54,7 +54,7 @@ locals {
       }
       redis = {
         enabled        = true
-        existingSecret = var.redis_password_secret == null ? "" : var.redis_password_secret
+        existingSecret = var.redis_password_secret
       }
     }
     mlflow = {

@@ -92,9 +92,13 @@ variable "postgres_secrets" {
 }
 
 variable "redis_password_secret" {
-  description = "Existing Secret holding the in-chart Redis password (key redis-password); null runs Redis without one."
+  description = "Existing Secret holding the in-chart Redis password (key redis-password); Redis never runs without one."
   type        = string
-  default     = null
+  default     = "titans-redis"
+  validation {
+    condition     = can(regex("^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", var.redis_password_secret))
+    error_message = "redis_password_secret must name a Secret (the in-chart Redis always has a password)."
+  }
 }
 
 variable "service_account_role_arns" {
