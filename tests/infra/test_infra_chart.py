@@ -281,12 +281,14 @@ def test_pipeline_runner_rbac_is_least_privilege(rendered: tuple[list[Manifest],
 # --- network policy, Istio, monitoring -----------------------------------------------------------------
 
 def test_network_policies_deny_by_default_and_admit_every_pod_path(rendered: tuple[list[Manifest], str]) -> None:
-    """A default-deny for the namespace, and each workload (model servers included) has an allow policy."""
+    """A default-deny for the namespace both ways, and each workload (model servers included) has an ingress
+    allow policy (the connections themselves: test_infra_network_paths.py)."""
     objs, _ = rendered
     policies = by_kind(objs, "NetworkPolicy")
-    deny = [p for p in policies if p["spec"]["podSelector"] == {} and "ingress" not in p["spec"]]
-    assert deny and deny[0]["spec"]["policyTypes"] == ["Ingress"]
-    allow = [p for p in policies if p not in deny]
+    deny = [p for p in policies if p["spec"]["podSelector"] == {} and "ingress" not in p["spec"]
+            and "egress" not in p["spec"]]
+    assert sorted(p["spec"]["policyTypes"][0] for p in deny) == ["Egress", "Ingress"]
+    allow = [p for p in policies if p not in deny and "Ingress" in p["spec"]["policyTypes"]]
     for name, labels in workload_labels(objs).items():
         assert any(selects(p["spec"]["podSelector"], labels) for p in allow), f"{name} unreachable"
     inference = find(objs, "NetworkPolicy", "titans-inference")

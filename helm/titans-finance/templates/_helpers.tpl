@@ -170,3 +170,25 @@ max_tokens: {{ .burst | int }}
 tokens_per_fill: {{ .requestsPerSecond | int }}
 fill_interval: 1s
 {{- end -}}
+
+{{/* One egress rule from {to: [peers], ports: [numbers]} (networkPolicy.egress.objectStore, .database). */}}
+{{- define "titans.egressPeers" -}}
+- to:
+    {{- toYaml .to | nindent 4 }}
+  ports:
+    {{- range .ports }}
+    - port: {{ . }}
+      protocol: TCP
+    {{- end }}
+{{- end -}}
+
+{{/* Egress to the in-chart Redis. */}}
+{{- define "titans.redisEgress" -}}
+- to:
+    - podSelector:
+        matchLabels:
+          {{- include "titans.selectorLabels" (dict "root" . "component" "redis") | nindent 10 }}
+  ports:
+    - port: 6379
+      protocol: TCP
+{{- end -}}
