@@ -20,12 +20,17 @@ from components.gate import gate_report
 from components.ingest import ingest_data
 from components.train import train_model
 from titans import tasks
+from titans.deploy import ENV_TOKEN_DIR
 
 DATA_PVC = "titans-data"
 DATA_MOUNT = "/var/titans"
 # Existing Secrets (created by the Helm chart's users, never by us): MLflow and object-store credentials.
 MLFLOW_SECRET = "titans-mlflow-credentials"
 OBJECT_STORE_SECRET = "titans-object-store"
+# The chart's deployer: a ServiceAccount token Secret in the pipeline namespace whose account may only get and
+# patch the InferenceServices (helm/titans-finance/templates/pipeline-rbac.yaml). Only deploy and canary mount it.
+DEPLOYER_TOKEN_SECRET = "titans-deployer-token"
+DEPLOYER_TOKEN_DIR = "/var/run/secrets/titans-deployer"
 
 
 def _on_cluster(task: dsl.PipelineTask, cpu: str, memory: str, retries: int = 2,
@@ -46,6 +51,12 @@ def _on_cluster(task: dsl.PipelineTask, cpu: str, memory: str, retries: int = 2,
         "MLFLOW_TRACKING_USERNAME": "MLFLOW_TRACKING_USERNAME",
         "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD"})
     return task
+
+
+def _as_deployer(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    """The step talks to Kubernetes as titans-deployer (its token mounted), not as the run's shared account."""
+    kubernetes.use_secret_as_volume(task, secret_name=DEPLOYER_TOKEN_SECRET, mount_path=DEPLOYER_TOKEN_DIR)
+    return task.set_env_variable(ENV_TOKEN_DIR, DEPLOYER_TOKEN_DIR)
 
 
 @dsl.pipeline(
@@ -98,10 +109,10 @@ def training_pipeline(
         summaries=gate.outputs["Output"], titans_home=titans_home, mlflow_tracking_uri=mlflow_tracking_uri,
         canary_percent=canary_percent, namespace=namespace,
     ).set_display_name("deploy")
-    _on_cluster(deploy, "250m", "1Gi", retries=0)
+    _as_deployer(_on_cluster(deploy, "250m", "1Gi", retries=0))
     with dsl.If(prometheus_url != "", name="canary-evidence-configured"):
         for task in tasks.all_tasks():
             canary = canary_analysis(model_name=task.registered_name, prometheus_url=prometheus_url,
                                      window_seconds=canary_window_seconds, namespace=namespace,
                                      mlflow_tracking_uri=mlflow_tracking_uri).after(deploy)
-            _on_cluster(canary.set_display_name(f"canary {task.name}"), "250m", "512Mi", retries=0)
+            _as_deployer(_on_cluster(canary.set_display_name(f"canary {task.name}"), "250m", "512Mi", retries=0))

@@ -54,6 +54,9 @@ ENV_MODEL_VERSION = "TITANS_MODEL_VERSION"
 ANNOTATION_MODEL_VERSION = "titans.finance/model-version"
 ANNOTATION_STABLE_VERSION = "titans.finance/stable-model-version"
 ANNOTATION_STABLE_URI = "titans.finance/stable-storage-uri"
+# Where the pipeline's deploy and canary steps find the chart's titans-deployer token (a ServiceAccount token
+# Secret mounted as files: token, ca.crt), so they act as that account and not as the run's shared one.
+ENV_TOKEN_DIR = "TITANS_KUBE_TOKEN_DIR"
 
 _NAME_RE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -245,7 +248,8 @@ def update_patch(manifest: dict[str, Any]) -> dict[str, Any]:
 def kube_api(kubeconfig: str = "") -> Any | None:
     """A ``CustomObjectsApi`` if Kubernetes credentials are configured, else None.
 
-    Order: an explicit kubeconfig file, in-cluster service account (the pipeline step),
+    Order: an explicit kubeconfig file, a mounted ServiceAccount token (``$TITANS_KUBE_TOKEN_DIR``: the
+    pipeline's deploy and canary steps, as the chart's ``titans-deployer``), the pod's own service account,
     ``$KUBECONFIG``, ``~/.kube/config``. An explicit path that does not exist is a user error,
     not a silent fallback to writing manifests.
     """
@@ -255,6 +259,9 @@ def kube_api(kubeconfig: str = "") -> Any | None:
         if not Path(kubeconfig).is_file():
             raise UserError(f"kubeconfig {kubeconfig} does not exist")
         return client.CustomObjectsApi(config.new_client_from_config(config_file=kubeconfig, persist_config=False))
+    token_dir = os.environ.get(ENV_TOKEN_DIR, "")
+    if token_dir:
+        return client.CustomObjectsApi(client.ApiClient(token_configuration(Path(token_dir))))
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
         configuration = client.Configuration()
         config.load_incluster_config(client_configuration=configuration)
@@ -265,6 +272,27 @@ def kube_api(kubeconfig: str = "") -> Any | None:
         if Path(candidate).is_file():
             return client.CustomObjectsApi(config.new_client_from_config(config_file=candidate, persist_config=False))
     return None
+
+
+def token_configuration(token_dir: Path) -> Any:
+    """A client configuration for the in-cluster API server with the token and CA in ``token_dir``.
+
+    The files are what a ``kubernetes.io/service-account-token`` Secret holds; the address is the one
+    Kubernetes gives every pod. A folder without them is one clear error naming what is missing.
+    """
+    from kubernetes import client
+
+    token_file, ca_file = token_dir / "token", token_dir / "ca.crt"
+    missing = [p.name for p in (token_file, ca_file) if not p.is_file()]
+    host, port = os.environ.get("KUBERNETES_SERVICE_HOST", ""), os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+    if missing or not host:
+        what = f"{', '.join(missing)} missing in {token_dir}" if missing else "KUBERNETES_SERVICE_HOST is not set"
+        raise KubernetesError(f"cannot use the deployer token ({ENV_TOKEN_DIR}): {what}")
+    configuration = client.Configuration()
+    configuration.host = f"https://{host}:{port}" if ":" not in host else f"https://[{host}]:{port}"
+    configuration.api_key = {"authorization": "Bearer " + token_file.read_text().strip()}
+    configuration.ssl_ca_cert = str(ca_file)
+    return configuration
 
 
 def get_inference_service(api: Any, namespace: str, name: str) -> dict[str, Any] | None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from kube_api_double import KubeApiDouble
+from kube_api_double import KubeApiDouble, self_signed_certificate
 
 from titans import deploy, tasks
 from titans.errors import UserError
@@ -291,3 +291,33 @@ def test_analysis_of_a_freshly_created_service_holds_without_patching(kube_doubl
     summary = analyze_canary("titans-amount", "http://127.0.0.1:9", kubeconfig=kubeconfig, use_registry=False)
     assert summary["action"] == "hold" and "no canary in progress" in summary["reasons"][0]
     assert summary["patches"] == [] and kube_double.patches("titans-amount") == []
+
+
+def test_the_pipeline_step_acts_as_the_mounted_deployer_over_verified_tls(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With TITANS_KUBE_TOKEN_DIR (the chart's titans-deployer token, as the compiled pipeline mounts it) every
+    call carries that token, to the pod's API server address, verified against the Secret's CA; a server the
+    CA did not sign, or a folder without the token, is one clear error."""
+    cert, key = self_signed_certificate(tmp_path / "server")
+    double = KubeApiDouble(tls=(cert, key)).start()
+    try:
+        token_dir = tmp_path / "deployer"
+        token_dir.mkdir()
+        (token_dir / "token").write_text("deployer-token\n")
+        (token_dir / "ca.crt").write_bytes(cert.read_bytes())
+        monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+        monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(double.port))
+        monkeypatch.setenv(deploy.ENV_TOKEN_DIR, str(token_dir))
+        summary = deploy.deploy("titans-category", "1", poll_seconds=0.05, timeout_seconds=10)
+        assert summary["action"] == "created" and double.requests
+        assert {r.authorization for r in double.requests} == {"Bearer deployer-token"}
+
+        other, _ = self_signed_certificate(tmp_path / "other")
+        (token_dir / "ca.crt").write_bytes(other.read_bytes())
+        with pytest.raises(deploy.KubernetesError, match="cannot reach the Kubernetes API"):
+            deploy.deploy("titans-category", "2", poll_seconds=0.05, timeout_seconds=10)
+        (token_dir / "token").unlink()
+        with pytest.raises(deploy.KubernetesError, match="token missing in"):
+            deploy.deploy("titans-category", "2", poll_seconds=0.05, timeout_seconds=10)
+    finally:
+        double.stop()

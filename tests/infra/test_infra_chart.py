@@ -22,6 +22,7 @@ from infra_helpers import (
     DATA,
     MODELS,
     NAMESPACE,
+    REPO,
     Manifest,
     by_kind,
     find,
@@ -242,9 +243,12 @@ def test_every_pod_is_hardened(rendered: tuple[list[Manifest], str]) -> None:
 
 
 def test_no_secret_is_created_or_inlined(rendered: tuple[list[Manifest], str]) -> None:
-    """Secrets are referenced by name only: none rendered, and secret-looking env vars come from secretKeyRef."""
+    """Secrets are referenced by name only: none rendered with content (the deployer's ServiceAccount token
+    Secret is filled by Kubernetes), and secret-looking env vars come from secretKeyRef."""
     objs, _ = rendered
-    assert by_kind(objs, "Secret") == []
+    for secret in by_kind(objs, "Secret"):
+        assert secret["type"] == "kubernetes.io/service-account-token", key(secret)
+        assert not set(secret) & {"data", "stringData"}, f"{key(secret)} carries content"
     containers = [c for _, spec in pod_specs(objs) for c in spec["containers"]]
     for container in containers:
         for env in container.get("env", []):
@@ -259,8 +263,8 @@ def test_no_secret_is_created_or_inlined(rendered: tuple[list[Manifest], str]) -
 
 # --- RBAC ----------------------------------------------------------------------------------------------
 
-def test_pipeline_runner_rbac_is_least_privilege(rendered: tuple[list[Manifest], str]) -> None:
-    """get/patch on the four named InferenceServices in this namespace; no cluster-wide grant at all."""
+def test_pipeline_deployer_rbac_is_least_privilege(rendered: tuple[list[Manifest], str]) -> None:
+    """get/patch on the five named InferenceServices in this namespace; no cluster-wide grant at all."""
     objs, _ = rendered
     assert by_kind(objs, "ClusterRole") == [] and by_kind(objs, "ClusterRoleBinding") == []
     (role,) = by_kind(objs, "Role")
@@ -275,7 +279,37 @@ def test_pipeline_runner_rbac_is_least_privilege(rendered: tuple[list[Manifest],
     assert binding["metadata"]["namespace"] == NAMESPACE
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "pipeline-runner", "namespace": "kubeflow"}]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "titans-deployer", "namespace": "kubeflow"}]
+
+
+def test_only_deploy_and_canary_act_as_the_deployer(default_render: tuple[list[Manifest], str]) -> None:
+    """The compiled pipeline mounts the deployer's token in exactly the deploy and canary steps; the Secret it
+    names is the chart's token for the account the RoleBinding grants, in the namespace the pods run in; and
+    the verbs granted are the ones those steps' code calls on a chart-made InferenceService."""
+    objs, _ = default_render
+    (binding,) = by_kind(objs, "RoleBinding")
+    (subject,) = binding["subjects"]
+    account = find(objs, "ServiceAccount", subject["name"])
+    assert account["metadata"]["namespace"] == subject["namespace"]
+    _, platform = yaml.safe_load_all((REPO / "pipelines" / "compiled" / "training_pipeline.yaml").read_text())
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    mounting = {name: [m for m in spec.get("secretAsVolume", [])] for name, spec in executors.items()}
+    mounting = {name: mounts for name, mounts in mounting.items() if mounts}
+    assert {re.sub(r"-\d+$", "", name) for name in mounting} == {"exec-deploy-models", "exec-canary-analysis"}
+    assert len(mounting) == 1 + len(MODELS), sorted(mounting)  # deploy, and one canary analysis per model
+    for mounts in mounting.values():
+        (mount,) = mounts
+        token = find(objs, "Secret", mount["secretName"])
+        assert token["metadata"]["namespace"] == subject["namespace"]
+        assert token["metadata"]["annotations"]["kubernetes.io/service-account.name"] == subject["name"]
+        assert mount["optional"] is False  # without its token a step would act as the run's shared account
+    called = set()
+    for path in (REPO / "titans" / "deploy.py", *sorted((REPO / "titans" / "canary").glob("*.py"))):
+        called |= set(re.findall(r"api\.(\w+)_namespaced_custom_object", path.read_text()))
+    (role,) = by_kind(objs, "Role")
+    granted = set(role["rules"][0]["verbs"])
+    # create is `titans deploy`'s path on a cluster without the chart; with it, the chart creates them all.
+    assert granted <= called and called - granted == {"create"}, (called, granted)
 
 
 # --- network policy, Istio, monitoring -----------------------------------------------------------------

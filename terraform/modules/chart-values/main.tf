@@ -67,7 +67,7 @@ locals {
       }
     }
     pipelineRunner = {
-      serviceAccount = { name = "pipeline-runner", namespace = var.pipeline_namespace }
+      namespace = var.pipeline_namespace
     }
     networkPolicy = {
       inferenceFromNamespaces = var.inference_from_namespaces
