@@ -336,6 +336,12 @@ def model_health() -> None:
     st.subheader("This export against the training data (PSI)")
     _table(health.export_drift(results.transactions, models_dir), "export-drift",
            "No training reference readable here (the models are served from an endpoint).")
+    st.subheader("Estimated accuracy (no labels needed)")
+    _table(health.estimated_accuracy(results.transactions, models_dir, results.summary.get("models", {})),
+           "estimated-accuracy", "No category confidence in these results.")
+    st.caption("The mean of the served (calibrated) confidence estimates accuracy while the data looks like "
+               "training; new kinds of rows lower it. It cannot see a category whose meaning changed: the "
+               "delayed labels below can.")
     st.subheader("Live performance (delayed labels)")
     _table(health.live_performance(load_settings().home), "live-performance",
            "No labels yet: `titans monitor labels EXPORT` grades the served versions once they arrive.")

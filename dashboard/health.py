@@ -1,4 +1,4 @@
-"""The Model health page's tables: served versions with their gate decisions, drift, live performance.
+"""The Model health page's tables: served versions, drift, estimated accuracy, live performance.
 
 Why these three: a person deciding whether to trust today's flags asks which model answered (and why it
 was promoted), whether this export looks like what the model was trained on, and how the model did
@@ -22,6 +22,9 @@ from titans.monitoring.reference import FeatureBins, load_reference
 
 # PSI above which the chart's drift alert fires (monitoring.drift.threshold): the table says DRIFT there.
 DRIFT_PSI = 0.25
+# How far the estimated accuracy may sit below holdout before the chart's alert fires
+# (monitoring.estimatedAccuracy.margin): the table says DROP there.
+ESTIMATE_MARGIN = 0.05
 
 
 def served_models(models_dir: Path | None, scored: dict[str, Any]) -> pd.DataFrame:
@@ -70,6 +73,35 @@ def export_drift(transactions: pd.DataFrame, models_dir: Path | None, threshold:
                 continue
             rows.append({"model": name, "feature": bins.name, **_drift(bins, values, threshold)})
     return pd.DataFrame(rows, columns=columns)
+
+
+def estimated_accuracy(transactions: pd.DataFrame, models_dir: Path | None, scored: dict[str, Any],
+                       margin: float = ESTIMATE_MARGIN) -> pd.DataFrame:
+    """The category model's accuracy on this export as estimated from its calibrated confidence, beside the
+    version's holdout accuracy and, where the export states categories, how often the model agreed with them.
+
+    The estimate (the mean served top-class probability) needs no label; the agreement is the same check
+    against the books' own categories, which may themselves be wrong (docs/monitoring.md).
+    """
+    columns = ["model", "version", "rows", "estimated", "holdout", "agrees_with_export", "status"]
+    if "category_confidence" not in transactions:
+        return pd.DataFrame(columns=columns)
+    confidence = pd.to_numeric(transactions["category_confidence"], errors="coerce")
+    if not confidence.notna().any():
+        return pd.DataFrame(columns=columns)
+    model = scored.get("category", {})
+    holdout = (_metadata_by_name(models_dir).get(str(model.get("name")), {}).get("metrics") or {}).get("accuracy")
+    given = transactions.get("category_given", pd.Series(dtype=object))
+    stated = given.notna() & (given.astype(str) != "") & confidence.notna()
+    agrees = (float((transactions.loc[stated, "category_predicted"] == given[stated]).mean())
+              if stated.any() else None)
+    estimate = float(confidence.mean())
+    status = "" if holdout is None else ("DROP" if float(holdout) - estimate > margin else "ok")
+    return pd.DataFrame([{"model": model.get("name", "titans-category"), "version": model.get("version"),
+                          "rows": int(confidence.notna().sum()), "estimated": round(estimate, 4),
+                          "holdout": None if holdout is None else round(float(holdout), 4),
+                          "agrees_with_export": None if agrees is None else round(agrees, 4), "status": status}],
+                        columns=columns)
 
 
 def live_performance(home: Path) -> pd.DataFrame:

@@ -100,7 +100,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help=f"no second run within this many seconds of a submission (default {DEFAULT_COOLDOWN})")
     cmd.add_argument("--alert", action="append", metavar="ALERTNAME",
                      help="alertname that retrains (repeatable; default TitansFeatureDrift, "
-                          "TitansPredictionShift, TitansLivePerformanceDecay)")
+                          "TitansPredictionShift, TitansLivePerformanceDecay, TitansEstimatedAccuracyDrop)")
     cmd.add_argument("--state-file", metavar="PATH", help="JSON state kept across restarts "
                                           "(default $TITANS_HOME/retrain-trigger/state.json)")
     cmd.add_argument("--experiment", default="titans", metavar="NAME", help="KFP experiment (default titans)")

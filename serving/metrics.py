@@ -16,7 +16,7 @@ from collections import Counter as _Tally
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import HistogramMetricFamily, Metric, SummaryMetricFamily
 
 MODEL_LABELS = ("model_name", "model_version")
@@ -122,6 +122,11 @@ class BatchSummary:
             entry[0] += values.size
             entry[1] += float(values.sum())
 
+    def touch(self, labels: Sequence[str]) -> None:
+        """Create the series at zero so a fresh revision exports it before its first request."""
+        with self._lock:
+            self._series.setdefault(tuple(labels), [0.0, 0.0])
+
     def observe_columns(self, labels: Sequence[str], columns: Mapping[str, np.ndarray]) -> None:
         """Count and sum of each column's finite values under ``(*labels, column name)``, one lock.
 
@@ -196,7 +201,17 @@ class TitansMetrics:
             "titans_input_feature", "Numeric input and enrichment features (count, sum) for drift.",
             [*labels, "feature"],
         )
-        for collector in (self.anomaly_score, self.predicted_amount, self.input_feature):
+        # Over a window, sum / count of the served top-class probability estimates the live accuracy of a
+        # calibrated classifier before any label arrives (docs/monitoring.md, TitansEstimatedAccuracyDrop).
+        self.top_confidence = BatchSummary(
+            "titans_top_confidence", "Served top-class probability (count, sum): the estimate of live accuracy.",
+            labels,
+        )
+        self.holdout_accuracy = Gauge(
+            "titans_holdout_accuracy", "Holdout accuracy of the served version (the estimate's reference).", labels,
+            registry=registry,
+        )
+        for collector in (self.anomaly_score, self.predicted_amount, self.input_feature, self.top_confidence):
             registry.register(collector)
 
     def for_model(self, model_name: str, model_version: str) -> ModelMetrics:
@@ -234,6 +249,9 @@ class ModelMetrics:
 
     def predicted_amounts(self, values: np.ndarray) -> None:
         self._metrics.predicted_amount.observe_many(self.labels, values)
+
+    def confidences(self, values: np.ndarray) -> None:
+        self._metrics.top_confidence.observe_many(self.labels, values)
 
     def input_feature(self, feature: str, values: np.ndarray) -> None:
         self._metrics.input_feature.observe_many((*self.labels, feature), values)

@@ -223,6 +223,9 @@ class TitansModel(Model):
         for series, _ in self.declared.serving.observed if self.declared else ():
             if series in _TOUCHED:
                 getattr(titans_metrics(), _TOUCHED[series]).touch(self.metrics.labels)
+            accuracy = (self.metadata.get("metrics") or {}).get("accuracy")
+            if series == "confidence" and isinstance(accuracy, int | float):
+                titans_metrics().holdout_accuracy.labels(*self.metrics.labels).set(float(accuracy))
 
     def input_rules(self, metadata: Mapping[str, Any]) -> InputRules:
         """Closed vocabularies, ranges and date inputs: the contract's, the model's metadata, its task's rules.
@@ -387,8 +390,8 @@ async def off_loop(fn: Callable[..., Any], *args: Any) -> Any:
 # Declared series (``Task.serving.observed``) -> the ``ModelMetrics`` method that records them, and the
 # histograms created at zero when a model loads.
 _SERIES = {"classes": "predicted_classes", "amounts": "predicted_amounts", "anomaly_scores": "anomaly_scores",
-           "risk_levels": "risk_levels"}
-_TOUCHED = {"amounts": "predicted_amount", "anomaly_scores": "anomaly_score"}
+           "risk_levels": "risk_levels", "confidence": "confidences"}
+_TOUCHED = {"amounts": "predicted_amount", "anomaly_scores": "anomaly_score", "confidence": "top_confidence"}
 
 
 def feature_service(metadata: Mapping[str, Any], task: str) -> str:

@@ -71,6 +71,8 @@ class GateConfig:
     tolerance: float = 0.02
     require_beat_baseline: bool = True
     champion_after_canary: bool = False
+    # Above this holdout expected calibration error, training recalibrates the served probabilities.
+    calibration_ece_max: float = 0.03
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> GateConfig:
@@ -83,7 +85,8 @@ class GateConfig:
         except (OSError, json.JSONDecodeError) as exc:
             raise UserError(f"gate config {path}: {exc}") from exc
         base = cls()
-        unknown = set(raw) - {"minimum", "maximum", "tolerance", "require_beat_baseline", "champion_after_canary"}
+        unknown = set(raw) - {"minimum", "maximum", "tolerance", "require_beat_baseline", "champion_after_canary",
+                              "calibration_ece_max"}
         if unknown:
             raise UserError(f"gate config {path}: unknown key(s) {sorted(unknown)}")
         return cls(
@@ -92,6 +95,7 @@ class GateConfig:
             tolerance=float(raw.get("tolerance", base.tolerance)),
             require_beat_baseline=bool(raw.get("require_beat_baseline", base.require_beat_baseline)),
             champion_after_canary=bool(raw.get("champion_after_canary", base.champion_after_canary)),
+            calibration_ece_max=float(raw.get("calibration_ece_max", base.calibration_ece_max)),
         )
 
     def as_dict(self) -> dict[str, Any]:

@@ -79,6 +79,7 @@ def train_task(task: str, clean: pd.DataFrame, client: Any, cfg: TrainConfig,
     cap = min(filter(None, (cfg.max_train_rows, cfg.task_max_rows.get(task, spec.max_train_rows))), default=0)
     # A task the data cannot support is skipped with its reason; the run goes on with the others.
     reason = readiness.unmet(spec.requirements, clean)
+    cfg = replace(cfg, calibration_ece_max=registry.GateConfig.load(cfg.gate_config).calibration_ece_max)
     if reason is None:
         try:
             ts = spec.training_frame(clean, client, cap, cfg.test_fraction)

@@ -82,3 +82,17 @@ def test_export_drift_uses_the_training_bins_and_names_the_moved_one(scored: Res
     assert len(payment) and (payment["status"] == "DRIFT").all() and (payment["moved_bin"] == "paypal").all()
     assert (payment["export_share"] == 1.0).all()
     assert (moved[moved["feature"] != "payment_method"]["status"] == "ok").all()
+
+
+def test_estimated_accuracy_sits_beside_holdout_and_the_exports_own_categories(scored: Results,
+                                                                               dashboard: Dashboard) -> None:
+    """On the export the model learned from, the estimate is not below holdout; a less sure model's is a DROP."""
+    models = dashboard.home / "models"
+    served = scored.summary["models"]
+    table = health.estimated_accuracy(scored.transactions, models, served)
+    (row,) = table.to_dict("records")
+    assert row["model"] == "titans-category" and row["rows"] == scored.transactions["category_confidence"].notna().sum()
+    assert row["status"] == "ok" and 0.5 < row["estimated"] <= 1 and 0.5 < row["agrees_with_export"] <= 1
+    unsure = scored.transactions.assign(category_confidence=scored.transactions["category_confidence"] * 0.7)
+    (dropped,) = health.estimated_accuracy(unsure, models, served).to_dict("records")
+    assert dropped["status"] == "DROP" and dropped["estimated"] < row["estimated"]

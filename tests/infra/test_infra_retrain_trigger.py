@@ -17,7 +17,7 @@ import yaml
 from infra_helpers import NAMESPACE, REPO, Manifest, by_kind, find, render_chart, run, selects, tool
 
 NAME = "titans-retrain-trigger"
-ALERTS = ("TitansFeatureDrift", "TitansPredictionShift", "TitansLivePerformanceDecay")
+ALERTS = ("TitansFeatureDrift", "TitansPredictionShift", "TitansLivePerformanceDecay", "TitansEstimatedAccuracyDrop")
 
 
 @pytest.fixture

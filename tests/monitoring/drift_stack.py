@@ -41,6 +41,8 @@ DRIFT_VALUES = {"enabled": True, "window": "15s", "for": "2s", "psiThreshold": 0
 # Delays measured by the loop's tests, printed in the session summary (tests/monitoring/conftest.py).
 TIMINGS: dict[str, float] = {}
 LIVE_VALUES = {"margin": 0.05, "minLabelledRows": 50, "for": "1s"}
+# Fewer rows and a shorter `for` than drift's: on traffic that drifts too, the estimate's alert comes first.
+ESTIMATE_VALUES = {"margin": 0.05, "minRows": 100, "for": "1s"}
 
 
 def binary(name: str) -> str:
@@ -58,7 +60,7 @@ def train_home(home: Path) -> Path:
 def rendered_rules(path: Path) -> Path:
     """The chart's PrometheusRule ``titans-drift`` rendered with the test-sized values, as a rule file."""
     monitoring = load_values(CHART / "values.yaml")["monitoring"]
-    monitoring |= {"drift": DRIFT_VALUES, "livePerformance": LIVE_VALUES}
+    monitoring |= {"drift": DRIFT_VALUES, "livePerformance": LIVE_VALUES, "estimatedAccuracy": ESTIMATE_VALUES}
     objects, _ = render_chart({"monitoring": monitoring})
     path.write_text(yaml.safe_dump(find(objects, "PrometheusRule", "titans-drift")["spec"], sort_keys=False))
     return path
@@ -177,6 +179,15 @@ def firing(prometheus: str) -> list[dict[str, str]]:
     with urllib.request.urlopen(f"{prometheus}/api/v1/alerts", timeout=5) as response:
         alerts = json.loads(response.read())["data"]["alerts"]
     return [a["labels"] for a in alerts if a["state"] == "firing"]
+
+
+def garbled(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows the category model cannot read well: letters swapped in every description, merchants never seen."""
+    def swap(text: str) -> str:
+        return " ".join(w[1] + w[0] + w[2:] if len(w) > 2 else w for w in str(text).split())
+
+    return rows.assign(description=[swap(d) for d in rows["description"]],
+                       merchant=[f"Unheard Of Trader {i % 97}" for i in range(len(rows))])
 
 
 def shifted(rows: pd.DataFrame) -> pd.DataFrame:

@@ -1,13 +1,14 @@
 """The whole health loop on real parts: served traffic -> drift counters -> Prometheus rules -> Alertmanager
--> retraining trigger -> a Kubeflow run (recorded by the KFP double), and delayed labels -> Pushgateway ->
-the decay alert -> the trigger.
+-> retraining trigger -> a Kubeflow run (recorded by the KFP double); served confidence -> the estimated
+accuracy -> its alert -> the trigger, with no label at all; and delayed labels -> Pushgateway -> the decay
+alert -> the trigger.
 
 Set-up (module scope, in the order a cluster would have them): a small home with trained category and
 anomaly models (each with its drift reference), the real model server on it writing its score log,
 Debian's Prometheus with the chart's own rendered drift rules (test-sized window and durations, see
 ``drift_stack.DRIFT_VALUES``), Debian's Pushgateway and Alertmanager, and ``titans retrain-trigger`` in
 front of the recording KFP double. The tests run in file order: unshifted traffic first, then shifted,
-then delayed labels.
+then the unreadable category traffic, then delayed labels.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ import pandas as pd
 import pytest
 from drift_stack import (
     DRIFT_VALUES,
+    ESTIMATE_VALUES,
     TIMINGS,
     expense_rows,
     firing,
+    garbled,
     infer_request,
     query,
     send,
@@ -42,7 +45,8 @@ from drift_stack import (
 from kfp_api_double import kfp_api_double
 from monitoring_servers import TriggerServer, start_alertmanager, start_trigger, wait_until
 
-RETRAIN_ALERTS = {"TitansFeatureDrift", "TitansPredictionShift", "TitansLivePerformanceDecay"}
+RETRAIN_ALERTS = {"TitansFeatureDrift", "TitansPredictionShift", "TitansLivePerformanceDecay",
+                  "TitansEstimatedAccuracyDrop"}
 ANOMALY_INPUTS = ["description", "merchant", "category", "payment_method", "date", "account_id", "amount"]
 CATEGORY_INPUTS = ["description", "merchant", "amount", "date", "payment_method", "account_id"]
 COOLDOWN_SECONDS = 25.0
@@ -181,6 +185,28 @@ def test_shifted_traffic_fires_drift_and_submits_exactly_one_run(loop: Loop) -> 
     assert {"amount", "payment_method"} <= drifted, report.stdout
 
 
+def test_an_estimated_accuracy_drop_without_any_label_submits_one_run(loop: Loop) -> None:
+    """Descriptions the model cannot read and merchants it never saw: no label exists, yet the served confidence
+    falls, TitansEstimatedAccuracyDrop fires and the trigger submits exactly one run for it."""
+    assert query(loop.prometheus, 'titans_live_metric{model_name="titans-category"}') == []  # no labels at all
+    before = len(loop.runs())
+    for run_id in (f"run-{i + 1}" for i in range(before)):
+        loop.run_states[run_id] = "SUCCEEDED"
+    if before:  # the previous run's cooldown must be over, or the trigger would rightly hold this one
+        time.sleep(max(0.0, loop.runs()[-1]["time"] + COOLDOWN_SECONDS + 1 - time.time()))
+    onset = time.time()
+    with Pump(loop, "titans-category", CATEGORY_INPUTS, transform=garbled, seed=3):
+        wait_until(lambda: len(loop.runs()) > before, 90, "a run submitted after the estimated drop", interval=0.1)
+        estimate = query(loop.prometheus, 'titans:estimated_accuracy{model_name="titans-category"}')
+        holdout = query(loop.prometheus, 'titans_holdout_accuracy{model_name="titans-category"}')
+        time.sleep(3)
+    loop.timings["estimated drop onset -> run submitted (s)"] = loop.runs()[before]["time"] - onset
+    assert estimate and holdout and holdout[0][1] - estimate[0][1] > ESTIMATE_VALUES["margin"], (estimate, holdout)
+    reason = loop.runs()[before]["body"]["runtime_config"]["parameters"]["retrain_reason"]
+    assert "TitansEstimatedAccuracyDrop" in reason and "titans-category" in reason, reason
+    assert len(loop.runs()) == before + 1, loop.runs()[before:]
+
+
 def _labels_export(loop: Loop, scored: pd.DataFrame, path: Path) -> Path:
     """The generator's own raw rows for the scored days, half of the scored rows' categories corrected."""
     raw = pd.read_csv(loop.home / "raw" / "transactions.csv", dtype=str, keep_default_na=False)
@@ -208,9 +234,9 @@ def test_delayed_labels_showing_decay_submit_one_run(loop: Loop) -> None:
     export = _labels_export(loop, scored, loop.root / "later-export.csv")
     # The previous run's cooldown must be over (or the trigger would rightly hold this one too), and the
     # category rows must have left the drift window, so that only the decay can ask for this run.
-    first_run = loop.runs()[0]["time"] if before else 0.0
+    last_run = loop.runs()[-1]["time"] if before else 0.0
     window = float(DRIFT_VALUES["window"].rstrip("s"))
-    time.sleep(max(0.0, first_run + COOLDOWN_SECONDS + 1 - time.time(), sent + window + 4 - time.time()))
+    time.sleep(max(0.0, last_run + COOLDOWN_SECONDS + 1 - time.time(), sent + window + 4 - time.time()))
     pushed = time.time()
     labels = subprocess.run(
         [sys.executable, "-m", "titans.cli", "monitor", "labels", str(export), "--scores", str(loop.root / "scores"),

@@ -69,7 +69,8 @@ def test_grade_compares_live_with_the_versions_holdout(tmp_path: Path) -> None:
                            "description": ["d1", "d2", "d3", "d4"], "amount": [-1.0, -2.0, -3.0, -4.0]})
     keys = frame_keys(scored)
     scores = pd.DataFrame({"key": keys, "model_name": "titans-category", "model_version": "5",
-                           "category": ["fuel", "fuel", "software", "meals"]})
+                           "category": ["fuel", "fuel", "software", "meals"],
+                           "probability": [0.9, 0.6, 0.6, 0.1]})
     labels = pd.DataFrame({"key": keys[:3] + ["unscored"], "category": ["fuel", "software", "software", "fuel"],
                            "is_fraud": [0, 0, 0, 0]})
     (tmp_path / "category").mkdir()
@@ -78,3 +79,5 @@ def test_grade_compares_live_with_the_versions_holdout(tmp_path: Path) -> None:
     (result,) = lp.grade(scores, labels, lp.holdout_metrics(tmp_path))
     assert (result.metric, result.labelled_rows) == ("accuracy", 3)
     assert result.live == pytest.approx(2 / 3) and result.decay == pytest.approx(0.9 - 2 / 3)
+    # What the server estimated for the same three rows before their labels came: their mean confidence.
+    assert result.estimated == pytest.approx(0.7)

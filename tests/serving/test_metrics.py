@@ -13,6 +13,7 @@ from serving_payloads import ROWS, json_body, replace_input
 OUR_FAMILIES = (
     "titans_predictions", "titans_request_errors", "titans_request_latency_seconds", "titans_predicted_class",
     "titans_risk_level", "titans_anomaly_score", "titans_predicted_amount", "titans_input_feature",
+    "titans_top_confidence", "titans_holdout_accuracy",
 )
 
 
@@ -31,9 +32,12 @@ def test_series_carry_model_version_and_count_what_happened(server: ServerProces
         for task in ("category", "amount", "anomaly", "cashflow")
     }
     before = scrape(server)
+    answers = {}
     for model in MODEL_NAMES:
         body = json_body(model, 1 if model == "titans-cashflow" else 3)
-        assert httpx.post(f"{server.http_url}/v2/models/{model}/infer", json=body, timeout=30).status_code == 200
+        response = httpx.post(f"{server.http_url}/v2/models/{model}/infer", json=body, timeout=30)
+        assert response.status_code == 200
+        answers[model] = {o["name"]: o["data"] for o in response.json()["outputs"]}
     bad = replace_input(json_body("titans-category"), "payment_method", data=["cash", "gold", "cash"])
     assert httpx.post(f"{server.http_url}/v2/models/titans-category/infer", json=bad).status_code == 400
     garbage = httpx.post(f"{server.http_url}/v2/models/titans-category/infer", content=b"{not json",
@@ -55,6 +59,12 @@ def test_series_carry_model_version_and_count_what_happened(server: ServerProces
     assert delta("titans_request_errors", "titans_request_errors_total", reason="unknown_category", **category) == 1
     assert delta("titans_request_errors", "titans_request_errors_total", reason="malformed_request", **category) == 1
     assert delta("titans_predicted_class", "titans_predicted_class_total", **category) == 3
+    # The served top-class probabilities, added up for the estimated accuracy, beside the holdout accuracy.
+    assert delta("titans_top_confidence", "titans_top_confidence_count", **category) == 3
+    assert delta("titans_top_confidence", "titans_top_confidence_sum", **category) == pytest.approx(
+        sum(answers["titans-category"]["probability"]))
+    holdout = json.loads((trained_models / "category" / "metadata.json").read_text())["metrics"]["accuracy"]
+    assert value(after["titans_holdout_accuracy"], "titans_holdout_accuracy", **category) == pytest.approx(holdout)
     assert delta("titans_request_latency_seconds", "titans_request_latency_seconds_count", **category) == 1
     assert delta("titans_input_feature", "titans_input_feature_count", feature="amount", **category) == 3
     assert delta("titans_input_feature", "titans_input_feature_sum", feature="amount", **category) == pytest.approx(

@@ -39,7 +39,8 @@ def _labels(args: argparse.Namespace) -> int:
         Path(args.models or settings.models_dir), labels_dir, pushgateway=args.pushgateway or None,
         tracking_uri=args.mlflow_tracking_uri or None, namespace=args.namespace)
     summary["live"] = [{"model": r.model_name, "version": r.model_version, "metric": r.metric,
-                        "live": r.live, "holdout": r.holdout, "decay": r.decay, "labelled_rows": r.labelled_rows}
+                        "live": r.live, "holdout": r.holdout, "decay": r.decay, "labelled_rows": r.labelled_rows,
+                        "estimated": r.estimated}
                        for r in results]
     print_json(summary)
     return 0

@@ -41,7 +41,7 @@ from titans.errors import UserError
 from titans.features import spec
 from titans.features.keys import merchant_keys
 from titans.features.transaction import amount_arrays, calendar_arrays, epoch_days
-from titans.models import evaluation
+from titans.models import calibration, evaluation
 from titans.models.arrays import BLOCK_TEXTS, TEXT_CACHE_SIZE, TfidfRows, Unsupported, distinct, positions, stored_text
 from titans.models.common import (
     CATEGORY_INPUTS,
@@ -237,6 +237,8 @@ class CategoryModel:
     chosen: str = ""
     pipeline: Pipeline | None = None
     classes: list[str] = field(default_factory=list)
+    # Temperature of the served probabilities (titans.models.calibration); 1.0: as the classifier gives them.
+    temperature: float = 1.0
 
     inputs = CATEGORY_INPUTS
     outputs = ("category", "probability", "top_k_categories", "top_k_probabilities")
@@ -309,8 +311,13 @@ class CategoryModel:
         if self.pipeline is None:
             raise UserError("category model is not fitted")
         req = request_frame(frame, self.inputs)
-        proba = self.pipeline.predict_proba(_design(req))
+        proba = calibration.apply_temperature(self.pipeline.predict_proba(_design(req)), self.served_temperature)
         return pd.DataFrame(proba, columns=self.classes)
+
+    @property
+    def served_temperature(self) -> float:
+        """The temperature applied to every served probability (1.0 for models saved before calibration)."""
+        return float(getattr(self, "temperature", 1.0))
 
     def predict(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         """V2 outputs: best category, its probability, and the top three with probabilities."""
@@ -327,6 +334,7 @@ class CategoryModel:
             "cv_macro_f1": self.cv_scores,
             "cv_rows": self.cv_rows,
             "classes": self.classes,
+            "temperature": self.served_temperature,
             "history_defaults": "stored merchant features absent from the request take the feature "
             "catalogue's unseen-merchant defaults (count 0, dominant category 'none')",
         }
@@ -357,8 +365,17 @@ def train(ts: pd.DataFrame, cfg: TrainConfig, plot_dir: Path) -> Trained:
     # The holdout model and the final refit on all rows (no second competition), side by side.
     model, final = run_all([partial(fitted, winner(), train_rows, train_rows["category"]),
                             partial(fitted, winner(), ts, ts["category"])])
-    pred = model.predict(test)["category"]
+    # Calibration on the holdout (held-out halves, titans.models.calibration); the final model serves the same T.
+    proba = model.predict_proba(test).to_numpy()
+    position = {name: i for i, name in enumerate(model.classes)}
+    truth = np.array([position.get(str(c), -1) for c in test["category"]], dtype=np.intp)
+    fitted_t = calibration.calibrate(proba, truth, cfg.calibration_ece_max, cfg.seed)
+    model.temperature = final.temperature = fitted_t["temperature"]
+    pred = model.predict(test)["category"]  # the same classes: a temperature keeps every row's order
     result = evaluation.category_metrics(test["category"].to_numpy(), pred, train_rows["category"].to_numpy())
+    served = fitted_t["after"] if fitted_t["calibrated"] else fitted_t["before"]
+    result["metrics"] |= {"ece": served["ece"], "brier": served["brier"], "mean_confidence": served["mean_confidence"]}
+    result["calibration"] = fitted_t
     result["model"] = model.describe()
     ceiling = label_ceiling(cfg.data_dir)
     if ceiling:
@@ -367,7 +384,8 @@ def train(ts: pd.DataFrame, cfg: TrainConfig, plot_dir: Path) -> Trained:
     labels = sorted(set(test["category"].astype(str)) | set(np.asarray(pred, dtype=str)))
     matrix = confusion_matrix(test["category"].astype(str), np.asarray(pred, dtype=str), labels=labels)
     result["confusion_matrix"] = {"labels": labels, "matrix": matrix.tolist()}
-    figs = {"confusion matrix": plots.confusion(test["category"], pred, plot_dir / "category_confusion.png")}
+    figs = {"confusion matrix": plots.confusion(test["category"], pred, plot_dir / "category_confusion.png"),
+            "reliability": plots.reliability(fitted_t, plot_dir / "category_reliability.png")}
     return Trained(final, result, request_example(test, model.inputs), figs)
 
 
@@ -488,6 +506,7 @@ class CategoryFast:
 
 
         self.model = model
+        self.temperature = model.served_temperature
         pipeline = model.pipeline
         features, self.clf = pipeline.named_steps["features"], pipeline.named_steps["clf"]
         if not features.sparse_output_:
@@ -585,7 +604,10 @@ class CategoryFast:
         return sp.hstack(parts, format="csr")
 
     def proba(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Class probabilities, classes in ``model.classes`` order."""
+        """Class probabilities (calibrated as the model serves them), classes in ``model.classes`` order."""
+        return calibration.apply_temperature(self._raw_proba(columns), self.temperature)
+
+    def _raw_proba(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
         if not self.linear:
             return self._xgb_proba(self.matrix(self.design(columns)))
         design = self.design(columns, text=False)

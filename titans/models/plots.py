@@ -94,3 +94,22 @@ def residuals(y: np.ndarray, pred: np.ndarray, path: Path, title: str) -> Path:
     b.set_xlabel("actual - predicted")
     fig.suptitle(title)
     return _save(fig, path)
+
+
+def reliability(calibration: dict, path: Path) -> Path:
+    """Reliability diagram: accuracy against top-class confidence per bin, before and as served (held-out)."""
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot([0, 1], [0, 1], color="grey", ls=":", label="perfectly calibrated")
+    for key, name in (("reliability_before", "before"), ("reliability_served", "served")):
+        points = calibration[key]
+        if points and (key == "reliability_before" or calibration["calibrated"]):
+            ax.plot([p["confidence"] for p in points], [p["accuracy"] for p in points], marker="o",
+                    label=f"{name} (ECE {calibration['before' if name == 'before' else 'after']['ece']:.3f})")
+    ax.set_xlabel("top-class confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    title = f"T = {calibration['temperature']:.2f}" if calibration["calibrated"] else "not recalibrated"
+    ax.set_title(f"Category: reliability on the holdout ({title})")
+    ax.legend(loc="upper left", fontsize=8)
+    return _save(fig, path)

@@ -49,6 +49,9 @@ class TrainConfig:
     # Where a baseline rule beats the learned model on the holdout (amount, cash flow), serve the rule as
     # the task's model; False keeps the learned model (and the gate then judges it as it is).
     serve_baselines: bool = True
+    # Recalibrate served class probabilities when the holdout's expected calibration error is above this
+    # (titans.models.calibration; the gate config's ``calibration_ece_max``).
+    calibration_ece_max: float = 0.03
 
 
 class Trained(NamedTuple):

@@ -64,6 +64,8 @@ def section(task: str, result: dict[str, Any], plots: dict[str, str], gated: Seq
         g = result["gate"]
         lines += ["", f"Gate: **{g['decision']}** ({'; '.join(g['reasons'])})"]
     lines.append("")
+    if result.get("calibration"):
+        lines += calibration_lines(result["calibration"])
     for label, rel in plots.items():
         lines += [f"![{label}]({rel})", ""]
     per_class = result.get("per_class")
@@ -74,6 +76,20 @@ def section(task: str, result: dict[str, Any], plots: dict[str, str], gated: Seq
             lines.append(f"| {lab} | {s['precision']:.2f} | {s['recall']:.2f} | {s['f1']:.2f} | {s['support']} |")
         lines += ["", "</details>", ""]
     return "\n".join(lines)
+
+
+def calibration_lines(cal: dict[str, Any]) -> list[str]:
+    """The calibration table: ECE, Brier, mean confidence against accuracy, before and held-out after."""
+    verdict = (f"recalibrated with temperature {cal['temperature']:.3f}" if cal["calibrated"]
+               else "served as the classifier gives them")
+    lines = [f"Calibration (threshold ECE {_fmt(cal['ece_max'])}): {verdict}; {cal['reason']}.", "",
+             "| | ECE | Brier | mean confidence | accuracy |", "|---|---|---|---|---|"]
+    for name in ("before", "after"):
+        f = cal[name]
+        label = "before" if name == "before" else "after (held-out halves)"
+        lines.append(f"| {label} | {_fmt(f['ece'])} | {_fmt(f['brier'])} | {_fmt(f['mean_confidence'])} | "
+                     f"{_fmt(f['accuracy'])} |")
+    return [*lines, ""]
 
 
 def write(path: Path, title: str, context: dict[str, Any], sections: list[str]) -> Path:

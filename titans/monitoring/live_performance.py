@@ -7,7 +7,8 @@ label per scoring key in ``$TITANS_HOME/labels/labels.parquet`` (a later export 
 earlier one: a chargeback turns a clean row into fraud), joins the labels with the score logs
 the model servers wrote (``serving.score_log``), and computes per model version:
 
-- category: accuracy of the served class against the corrected category;
+- category: accuracy of the served class against the corrected category, beside the accuracy the server
+  estimated for the same rows from its calibrated confidence (so the estimate is checked when labels come);
 - anomaly: precision and recall of the served risk level, a row counting as flagged when the
   server said ``high`` or ``critical`` (``FLAGGED_RISK_LEVELS``), the same rule training uses
   for the holdout figures ``precision_at_risk`` / ``recall_at_risk``.
@@ -59,6 +60,9 @@ class LivePerformance:
     live: float
     holdout: float | None
     labelled_rows: int
+    # What the server estimated for these same rows before their labels came (accuracy: the mean served
+    # top-class probability); None where the task serves no confidence.
+    estimated: float | None = None
 
     @property
     def decay(self) -> float | None:
@@ -159,10 +163,15 @@ def grade(scores: pd.DataFrame, labels: pd.DataFrame,
     results = []
     for (name, version), rows in joined.groupby(["model_name", "model_version"], sort=True):
         figures: dict[str, tuple[float, int]] = {}
+        estimates: dict[str, float] = {}
         if "category" in rows and rows["category"].notna().any():
             graded = rows[rows["category"].notna() & rows["label_category"].notna()]
             if len(graded):
                 figures["accuracy"] = (float((graded["category"] == graded["label_category"]).mean()), len(graded))
+                confidence = pd.to_numeric(graded["probability"], errors="coerce") if "probability" in graded \
+                    else pd.Series(dtype=float)
+                if confidence.notna().any():
+                    estimates["accuracy"] = float(confidence.mean())
         if "risk_level" in rows and rows["risk_level"].notna().any():
             graded = rows[rows["risk_level"].notna() & rows["is_fraud"].notna()]
             if len(graded):
@@ -173,7 +182,7 @@ def grade(scores: pd.DataFrame, labels: pd.DataFrame,
         for metric, (value, count) in figures.items():
             base = reference.get(HOLDOUT_METRIC[metric])
             results.append(LivePerformance(str(name), str(version), metric, value,
-                                           float(base) if base is not None else None, count))
+                                           float(base) if base is not None else None, count, estimates.get(metric)))
     return results
 
 

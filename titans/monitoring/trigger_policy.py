@@ -22,7 +22,8 @@ from titans.errors import UserError
 
 # The closed set of decisions (the label values of titans_retrain_triggers_total).
 DECISIONS = ("submitted", "duplicate", "cooldown", "in_flight", "ignored", "failed", "rejected")
-DEFAULT_ALERTS = ("TitansFeatureDrift", "TitansPredictionShift", "TitansLivePerformanceDecay")
+DEFAULT_ALERTS = ("TitansFeatureDrift", "TitansPredictionShift", "TitansLivePerformanceDecay",
+                  "TitansEstimatedAccuracyDrop")
 WEBHOOK_VERSION = "4"
 STATUSES = ("firing", "resolved")
 # Fingerprints kept in the state file; the oldest go first. An alert older than this many newer ones is

@@ -22,7 +22,9 @@ TASK = Task(
     drift_output="category",
     prediction_kind="categorical",
     distribution="class",
-    serving=Serving(observed=(("classes", "category"),), graded_outputs=("category",)),
+    # confidence: the served (calibrated) top-class probability, summed for the estimated live accuracy.
+    serving=Serving(observed=(("classes", "category"), ("confidence", "probability")),
+                    graded_outputs=("category", "probability")),
     batch=BatchScoring("row", {"category": "category_predicted", "probability": "category_confidence"},
                        fills={"category": "category"}),
     max_train_rows=50_000,  # bench/results/learning-curve.md: the holdout metric is flat beyond it

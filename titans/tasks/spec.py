@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 # Prometheus series a served task's outputs feed (serving.metrics.ModelMetrics methods).
-OBSERVED_SERIES = frozenset({"classes", "amounts", "anomaly_scores", "risk_levels"})
+OBSERVED_SERIES = frozenset({"classes", "amounts", "anomaly_scores", "risk_levels", "confidence"})
 # How the canary analysis reads a task's prediction distribution.
 DISTRIBUTIONS = frozenset({"class", "histogram", "none"})
 
