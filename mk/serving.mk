@@ -33,3 +33,7 @@ bench-soak: install ## 5-minute soak of titans serve on $(TITANS_HOME)/models wi
 .PHONY: bench-drift
 bench-drift: install ## cost of drift counters and the score log per request, on $(TITANS_HOME)/models (bench/results/drift.*)
 	$(PY) bench/bench_drift.py
+
+.PHONY: bench-explain
+bench-explain: install ## explanation cost on the real models: single-row p50 plain vs explained, 1000-row batches (bench/results/explain.*)
+	$(PY) bench/bench_explain.py --home $(TITANS_HOME) --out-dir bench/results

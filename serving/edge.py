@@ -250,7 +250,8 @@ class RateLimit:
 
 
 def _limited(path: str) -> bool:
-    return path.startswith("/v2/models/") and path.rstrip("/").endswith(("/infer", "/explain"))
+    return (path.startswith("/v2/models/") and path.rstrip("/").endswith(("/infer", "/explain"))) or (
+        path.startswith("/v1/models/") and path.endswith(":explain"))
 
 
 def identity(scope: Scope) -> str:

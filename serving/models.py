@@ -36,6 +36,7 @@ from kserve.errors import InvalidInput, ModelNotReady
 from kserve.model import InferenceVerb
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
+from serving import explanations
 from serving.config import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_TEXT_CHARS, METADATA_FILE, EnrichmentMode
 from serving.drift import drift_counters
 from serving.enrich import Enricher, EnrichmentError, feature_specs
@@ -271,7 +272,12 @@ class TitansModel(Model):
             self.metrics.error("model_not_ready", 0)
             raise ModelNotReady(self.name, self.load_error)
         try:
-            result = await super().__call__(body, headers, verb)
+            if verb == InferenceVerb.EXPLAIN:  # KServe's V1 :explain route: the same path, explanations asked
+                body = explanations.request_from_instances(body, self.name, self.request_inputs)
+                response, response_headers = await super().__call__(body, headers, InferenceVerb.PREDICT)
+                result = (explanations.explain_body(response), response_headers)
+            else:
+                result = await super().__call__(body, headers, verb)
         except RequestRejected as exc:
             self.metrics.error(exc.code, _rows_of(body))
             logger.info("model %s refused a request: %s", self.name, exc.reason)
@@ -311,12 +317,13 @@ class TitansModel(Model):
     ) -> InferResponse:
         request = payload.request
         wanted = frozenset(o.name for o in request.request_outputs) if request.request_outputs else None
+        explain = explanations.wants_explanation(request)
         if _rows(payload.columns) > OFF_LOOP_ROWS:
-            result = await off_loop(self.predict_columns, payload.columns, wanted, payload.frame)
+            result = await off_loop(self.answer, payload.columns, wanted, payload.frame, explain)
         else:
-            result = self.predict_columns(payload.columns, wanted, payload.frame)
+            result = self.answer(payload.columns, wanted, payload.frame, explain)
         specs = self.outputs if wanted is None else [s for s in self.outputs if s.name in wanted or s.name in result]
-        outputs = infer_outputs(specs, result)
+        outputs = infer_outputs([*specs, explanations.SPEC] if explain else specs, result)
         self.observe(payload.columns, {o.name: o.data for o in outputs})
         if request.from_grpc:
             # kserve 0.21's InferResponse.to_grpc tests ``output.data`` for truth when the request
@@ -332,6 +339,23 @@ class TitansModel(Model):
             use_binary_outputs=request.use_binary_outputs,
             requested_outputs=request.request_outputs,
         )
+
+    def explains(self) -> bool:
+        """Whether this model gives explanations (its own ``explain``, or the factors it reports)."""
+        target = self.fast if self.fast is not None else getattr(self.model_dir, "model", None)
+        return hasattr(target, "explain") or any(spec.name == "top_factors" for spec in self.outputs)
+
+    def answer(self, columns: Mapping[str, np.ndarray], wanted: frozenset[str] | None, frame: pd.DataFrame | None,
+               explain: bool) -> dict[str, Any]:
+        """The outputs of a request, with each row's explanation when asked (``serving.explanations``)."""
+        result = self.predict_columns(columns, None if explain else wanted, frame)
+        if explain:
+            target = self.fast if self.fast is not None else self.model_dir.model
+            reference_frame = None if self.fast is not None else (
+                frame if frame is not None else pd.DataFrame(columns, copy=False))
+            result = {**result, explanations.SPEC.name: explanations.explanation_column(
+                target, columns, result, reference_frame, self.name)}
+        return result
 
     def enrich(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Validated request columns plus the task's stored features (unchanged when this model reads none)."""

@@ -52,6 +52,8 @@ def register(subparsers: Any) -> None:
                         "store's latest values, what a V2 server answers today")
     parser.add_argument("--workers", type=int, default=None,
                         help="worker processes (default TITANS_DATA_WORKERS, else the CPUs this process may use)")
+    parser.add_argument("--explain", action="store_true",
+                        help="add <task>_explanation columns: why each row got its answer (models that explain)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(handler=_score)
 
@@ -86,7 +88,7 @@ def _score(args: argparse.Namespace) -> int:
     summary = score_export(args.input, args.out, models_dir=models, registry=args.registry, layout=layout,
                            feature_repo=args.feature_repo, n_workers=args.workers,
                            features="online" if args.endpoint else args.features, endpoint=args.endpoint, token=token,
-                           token_file=token_file, max_batch_rows=args.max_batch_rows)
+                           token_file=token_file, max_batch_rows=args.max_batch_rows, explain=args.explain)
     if args.json:
         print_json(summary)
         return 0

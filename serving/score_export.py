@@ -126,7 +126,7 @@ def score_export(inputs: Sequence[Path | str], out_dir: Path | str, *, models_di
                  n_workers: int | None = None, chunk_rows: int = CHUNK_ROWS,
                  features: str = "point-in-time", endpoint: str | None = None,
                  token: str | None = None, token_file: str | None = None,
-                 max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS) -> dict[str, Any]:
+                 max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS, explain: bool = False) -> dict[str, Any]:
     """Score the export files ``inputs`` into ``out_dir`` (module docstring); the summary (also ``summary.json``).
 
     The exports are read by ingest into a work folder of the run: its quarantine is part of this output.
@@ -141,8 +141,12 @@ def score_export(inputs: Sequence[Path | str], out_dir: Path | str, *, models_di
                       "rows_quarantined": int(report["rows_quarantined"]),
                       "ingest": {key: report.get(key) for key in ("rows_clean", "reasons", "date_range")}}
 
+    if explain and endpoint:
+        raise UserError("--explain scores with model folders (--models or --registry); served models explain "
+                        "per request with the V2 parameter 'explain'")
     model_set = RemoteModelSet(endpoint, token, token_file, max_batch_rows) if endpoint else None
-    return _scored(out_dir, read, models_dir, registry, feature_repo, n_workers, chunk_rows, features, model_set)
+    return _scored(out_dir, read, models_dir, registry, feature_repo, n_workers, chunk_rows, features, model_set,
+                   explain)
 
 
 def score_clean(data_dir: Path | str, out_dir: Path | str, *, models_dir: Path | None = None, registry: bool = False,
@@ -166,7 +170,7 @@ def score_clean(data_dir: Path | str, out_dir: Path | str, *, models_dir: Path |
 
 def _scored(out_dir: Path | str, read: Callable[[Path], tuple[Path, dict[str, Any]]], models_dir: Path | None,
             registry: bool, feature_repo: Path | None, n_workers: int | None, chunk_rows: int,
-            features: str, remote: RemoteModelSet | None = None) -> dict[str, Any]:
+            features: str, remote: RemoteModelSet | None = None, explain: bool = False) -> dict[str, Any]:
     if features not in FEATURE_MODES:
         raise UserError(f"features {features!r}: expected one of {', '.join(FEATURE_MODES)}")
     started = time.perf_counter()
@@ -187,7 +191,7 @@ def _scored(out_dir: Path | str, read: Callable[[Path], tuple[Path, dict[str, An
         folders, absent = model_folders(models_dir, registry)
         if not folders:
             raise UserError("no models to score with: " + "; ".join(f"{t}: {why}" for t, why in absent.items()))
-        model_set = ModelSet(tuple(folders), feature_repo, features=features)
+        model_set = ModelSet(tuple(folders), feature_repo, features=features, explain=explain)
     n_workers = workers.data_workers() if n_workers is None else n_workers
     staging = Path(tempfile.mkdtemp(prefix=".score-", dir=out))
     try:

@@ -22,11 +22,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from serving.config import EnrichmentMode, ServeConfig
+from serving.explanations import SPEC as EXPLANATION_SPEC
 from serving.models import TitansModel, task_of
 from serving.score_remote import RemoteModelSet
 from serving.server import build_models
@@ -55,6 +57,7 @@ class ModelSet:
     feature_repo: Path | None
     enrichment: EnrichmentMode = EnrichmentMode.FEAST
     features: str = "point-in-time"  # FEATURE_MODES: each row's history as of its date, or the store's latest
+    explain: bool = False  # add each row's explanation (``<task>_explanation``) where the model gives one
 
     def load(self, per: str) -> dict[str, TitansModel]:
         """The models of tasks scored ``per`` row or account, by task (loaded or not: ``ready`` says)."""
@@ -76,19 +79,19 @@ class ChunkResult:
 
 
 _WORKER_MODELS: dict[str, TitansModel] = {}
-_WORKER_FEATURES: list[str] = ["point-in-time"]
+_WORKER_SETTINGS: dict[str, Any] = {"features": "point-in-time", "explain": False}
 
 
 def init_worker(model_set: ModelSet | RemoteModelSet) -> None:
     """Load the row models into this process (``titans.workers.ordered_map``'s initializer)."""
     _WORKER_MODELS.clear()
     _WORKER_MODELS.update(model_set.load("row"))
-    _WORKER_FEATURES[0] = model_set.features
+    _WORKER_SETTINGS.update(features=model_set.features, explain=getattr(model_set, "explain", False))
 
 
 def score_chunk(frame: pd.DataFrame) -> ChunkResult:
     """``score_rows`` with this process's models (``init_worker``)."""
-    return score_rows(_WORKER_MODELS, frame, _WORKER_FEATURES[0])
+    return score_rows(_WORKER_MODELS, frame, _WORKER_SETTINGS["features"], _WORKER_SETTINGS["explain"])
 
 
 def row_tasks(models: Mapping[str, TitansModel]) -> list[Task]:
@@ -103,13 +106,14 @@ def output_specs(model: TitansModel, task: Task) -> list[tuple[TensorSpec, str]]
     return [(spec, task.batch.columns[spec.name]) for spec in model.outputs if spec.name in task.batch.columns]
 
 
-def score_rows(models: Mapping[str, TitansModel], frame: pd.DataFrame, features: str = "point-in-time"
-               ) -> ChunkResult:
+def score_rows(models: Mapping[str, TitansModel], frame: pd.DataFrame, features: str = "point-in-time",
+               explain: bool = False) -> ChunkResult:
     """Every row of a chunk of the clean table with the row models' outputs; refused rows apart, with reasons.
 
     ``features``: ``point-in-time`` gives each row the stored features as of its own date (the history
     before its day, from the offline store, as training did); ``online`` gives every row the store's
-    latest values, which is what a V2 server answers today (``FEATURE_MODES``).
+    latest values, which is what a V2 server answers today (``FEATURE_MODES``). ``explain``: a
+    ``<task>_explanation`` column (the JSON a server's ``explain`` parameter returns) for models that explain.
     """
     out = frame.loc[:, list(BASE_COLUMNS)].reset_index(drop=True)
     given = frame["category"].to_numpy(dtype=object)
@@ -135,9 +139,13 @@ def score_rows(models: Mapping[str, TitansModel], frame: pd.DataFrame, features:
         if alive.any():
             enriched = (with_history_as_of_row_dates(model, columns) if features == "point-in-time"
                         else model.enrich(columns))
-            result = model.predict_columns(enriched, wanted)
+            explained = explain and _explains(model)
+            result = model.answer(enriched, wanted, None, True) if explained else model.predict_columns(enriched,
+                                                                                                       wanted)
         else:
-            result = {}
+            result, explained = {}, explain and _explains(model)
+        if explained:
+            specs = [*specs, (EXPLANATION_SPEC, f"{task.name}_explanation")]
         for spec, column in specs:
             full = _empty(spec, len(out))
             if alive.any():
@@ -230,6 +238,11 @@ def score_account(model: TitansModel, task: Task, account: str) -> pd.DataFrame:
     frame = pd.DataFrame(table)
     frame.insert(0, "account_id", account)
     return frame
+
+
+def _explains(model: Any) -> bool:
+    """Whether a loaded model gives explanations (a remote one is asked without: ``titans score`` refuses both)."""
+    return bool(getattr(model, "explains", lambda: False)())
 
 
 def _empty(spec: TensorSpec, n: int) -> np.ndarray:

@@ -248,8 +248,9 @@ def update_patch(manifest: dict[str, Any]) -> dict[str, Any]:
 def kube_api(kubeconfig: str = "") -> Any | None:
     """A ``CustomObjectsApi`` if Kubernetes credentials are configured, else None.
 
-    Order: an explicit kubeconfig file, a mounted ServiceAccount token (``$TITANS_KUBE_TOKEN_DIR``: the
-    pipeline's deploy and canary steps, as the chart's ``titans-deployer``), the pod's own service account,
+    Order: an explicit kubeconfig file, a mounted ServiceAccount token (the folder ``$TITANS_KUBE_TOKEN_DIR``
+    names, when it exists: the pipeline's deploy and canary steps on a cluster, as the chart's
+    ``titans-deployer``), the pod's own service account,
     ``$KUBECONFIG``, ``~/.kube/config``. An explicit path that does not exist is a user error,
     not a silent fallback to writing manifests.
     """
@@ -259,8 +260,10 @@ def kube_api(kubeconfig: str = "") -> Any | None:
         if not Path(kubeconfig).is_file():
             raise UserError(f"kubeconfig {kubeconfig} does not exist")
         return client.CustomObjectsApi(config.new_client_from_config(config_file=kubeconfig, persist_config=False))
+    # The compiled pipeline sets the variable on the deploy and canary steps everywhere, but only a cluster mounts
+    # the Secret there (kfp.local runs the same step on a laptop, where no folder exists and nothing is deployed).
     token_dir = os.environ.get(ENV_TOKEN_DIR, "")
-    if token_dir:
+    if token_dir and Path(token_dir).is_dir():
         return client.CustomObjectsApi(client.ApiClient(token_configuration(Path(token_dir))))
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
         configuration = client.Configuration()

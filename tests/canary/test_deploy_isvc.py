@@ -319,5 +319,9 @@ def test_the_pipeline_step_acts_as_the_mounted_deployer_over_verified_tls(
         (token_dir / "token").unlink()
         with pytest.raises(deploy.KubernetesError, match="token missing in"):
             deploy.deploy("titans-category", "2", poll_seconds=0.05, timeout_seconds=10)
+        # Where no Secret is mounted (kfp.local runs the same step on a laptop), the variable is not in the way.
+        monkeypatch.setenv(deploy.ENV_TOKEN_DIR, str(tmp_path / "not-mounted"))
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
+        assert deploy.kube_api() is None
     finally:
         double.stop()

@@ -58,7 +58,8 @@ def scored(serving_home: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple
     out = root / "out"
     with serving_home.activated():
         # The server's semantics (the store's latest values), so its answers can be compared with the batch's.
-        summary = score_export([export], out, models_dir=models, n_workers=2, chunk_rows=400, features="online")
+        summary = score_export([export], out, models_dir=models, n_workers=2, chunk_rows=400, features="online",
+                               explain=True)
     return summary, out, export
 
 
@@ -181,10 +182,19 @@ def test_batch_answers_equal_the_v2_server_on_whole_days(scored: tuple[dict, Pat
                            {"anomaly_score": "anomaly_score"}),
     }
     for model, (inputs, equal, close) in checks.items():
-        response = httpx.post(f"{server.http_url}/v2/models/{model}/infer", json=_v2_body(request, inputs),
-                              timeout=120)
+        body = {**_v2_body(request, inputs), "parameters": {"explain": True}}
+        response = httpx.post(f"{server.http_url}/v2/models/{model}/infer", json=body, timeout=120)
         assert response.status_code == 200, response.text
         outputs = {o["name"]: o["data"] for o in response.json()["outputs"]}
+        # `titans score --explain` wrote each row's explanation: the server's, for the same rows.
+        column = f"{model.removeprefix('titans-')}_explanation"
+        for mine, theirs in zip(map(json.loads, sample[column]), map(json.loads, outputs["explanation"]),
+                                strict=True):
+            if model == "titans-anomaly":  # its reported factors, rounded as served
+                assert mine == theirs
+            else:
+                assert [f["factor"] for f in mine["factors"]] == [f["factor"] for f in theirs["factors"]], model
+                assert mine["score"] == pytest.approx(theirs["score"], abs=1e-9), model
         for output, column in equal.items():
             got, want = outputs[output], sample[column].tolist()
             if output == "top_factors":
@@ -226,8 +236,10 @@ def test_scoring_through_the_v2_endpoint_gives_the_same_outputs(scored: tuple[di
     assert {t: m["version"] for t, m in remote["models"].items()} == {
         t: m["version"] for t, m in summary["models"].items()}
     for table in ("transactions", "forecast"):
-        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "remote" / f"{table}.parquet"),
-                                      pd.read_parquet(out / f"{table}.parquet"), check_exact=False, rtol=0, atol=1e-9)
+        local = pd.read_parquet(out / f"{table}.parquet")
+        local = local.drop(columns=[c for c in local if c.endswith("_explanation")])  # scored with --explain
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "remote" / f"{table}.parquet"), local,
+                                      check_exact=False, rtol=0, atol=1e-9)
     refused = pd.read_parquet(tmp_path / "remote" / "quarantine.parquet")
     reason = " ".join(refused["reason"])
     assert "crypto_wallet" in reason and "payment_method" in reason

@@ -35,7 +35,7 @@ from sklearn.pipeline import FeatureUnion
 from titans.errors import UserError
 from titans.features.keys import merchant_keys
 from titans.features.transaction import calendar_arrays, epoch_days
-from titans.models import evaluation
+from titans.models import amount_explain, evaluation
 from titans.models.amount_baseline import CategoryMedianAmount
 from titans.models.arrays import TEXT_CACHE_SIZE, TfidfRows, Unsupported, distinct, one_hot, stored_numeric
 from titans.models.common import (
@@ -49,6 +49,7 @@ from titans.models.common import (
 )
 from titans.models.parallel import run_all
 from titans.models.recipe import TrainConfig, Trained, expense_training_set, fitted, request_example
+from titans.models.tree_shap import TreeShap
 
 log = logging.getLogger(__name__)
 
@@ -369,6 +370,17 @@ class AmountModel:
         """The serving array path over this fitted model (``AmountFast``, below; raises ``Unsupported``)."""
         return AmountFast(self)
 
+    def explain(self, frame: pd.DataFrame, outputs: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
+        """Why each row's expected amount (titans.models.amount_explain), through XGBoost's own TreeSHAP."""
+        req = request_frame(frame, self.inputs)
+        priors = self.prior.predict(req)
+        if not self.blend_weight:
+            return amount_explain.explanations(self.feature_names, 0.0, priors[1], None, None)
+        matrix = _booster_features(req, priors)[self.feature_names].to_numpy(dtype=np.float64)
+        contributions, boosted = amount_explain.xgboost_contributions(self.booster.get_booster(), matrix, priors[1],
+                                                                      self.feature_names)
+        return amount_explain.explanations(self.feature_names, self.blend_weight, priors[1], contributions, boosted)
+
     def describe(self) -> dict[str, Any]:
         return {
             "blend_weight": self.blend_weight,
@@ -442,6 +454,7 @@ class AmountFast:
         self._priors: dict[tuple[str, str], tuple[float, float, float]] = {}
         self.payments = PAYMENTS
         self.service = SERVICE
+        self._shap: TreeShap | None = None  # explanation tables, built at the first explained request
 
     def priors(self, columns: Mapping[str, np.ndarray]) -> tuple[np.ndarray, ...]:
         """``PriorModel.predict``: category prior, text-neighbour prior, support, best similarity."""
@@ -509,3 +522,16 @@ class AmountFast:
                 self.booster_matrix(columns, priors), base_margin=text_prior, validate_features=False)
             center = text_prior + model.blend_weight * (boosted - text_prior)
         return model.outputs_from_log(center)
+
+    def explain(self, columns: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
+        """Why each row's expected amount, through this project's TreeShap tables (built at the first call)."""
+        model = self.model
+        priors = self.priors(columns)
+        if not model.blend_weight:
+            return amount_explain.explanations(model.feature_names, 0.0, priors[1], None, None)
+        if self._shap is None:
+            self._shap = TreeShap(model.booster.get_booster())
+        matrix = self.booster_matrix(columns, priors)
+        boosted = model.booster.get_booster().inplace_predict(matrix, base_margin=priors[1], validate_features=False)
+        return amount_explain.explanations(model.feature_names, model.blend_weight, priors[1], self._shap(matrix),
+                                           boosted)

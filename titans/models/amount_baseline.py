@@ -54,6 +54,20 @@ class CategoryMedianAmount:
     def array_predictor(self) -> MedianArrays:
         return MedianArrays(self)
 
+    def explain_arrays(self, categories: Sequence[Any]) -> list[dict[str, Any]]:
+        """One factor, exactly the answer: the category's (or, unseen, every row's) median, on the log scale."""
+        out = []
+        for category in categories:
+            known = str(category) in self.by_category
+            median = (self.by_category.get(str(category)) or self.overall)[0]
+            name = f"typical amount in {category}" if known else "typical amount overall (category unseen)"
+            score = float(np.log1p(median))
+            out.append({"score": score, "base": 0.0, "factors": [{"factor": name, "value": score}], "other": 0.0})
+        return out
+
+    def explain(self, frame: pd.DataFrame, outputs: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
+        return self.explain_arrays(frame["category"].tolist())
+
     def describe(self) -> dict[str, Any]:
         return {"kind": "baseline: category median",
                 "predicts": "the median training spend of the row's category (all spend for an unseen one)",
@@ -70,3 +84,6 @@ class MedianArrays:
     def predict(self, columns: Mapping[str, np.ndarray], wanted: frozenset[str] | None = None
                 ) -> dict[str, np.ndarray]:
         return self.model.predict_arrays(columns["category"])
+
+    def explain(self, columns: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
+        return self.model.explain_arrays(columns["category"])

@@ -43,6 +43,7 @@ from titans.features.keys import merchant_keys
 from titans.features.transaction import amount_arrays, calendar_arrays, epoch_days
 from titans.models import calibration, evaluation
 from titans.models.arrays import BLOCK_TEXTS, TEXT_CACHE_SIZE, TfidfRows, Unsupported, distinct, positions, stored_text
+from titans.models.category_explain import CategoryExplainer
 from titans.models.common import (
     CATEGORY_INPUTS,
     history_features,
@@ -202,6 +203,12 @@ def top_indices(proba: np.ndarray, k: int) -> np.ndarray:
     return order
 
 
+def chosen_indices(class_names: list[str], served: np.ndarray) -> np.ndarray:
+    """Each row's served category as its column in ``class_names``."""
+    position = {name: i for i, name in enumerate(class_names)}
+    return np.array([position[str(c)] for c in served], dtype=np.intp)
+
+
 def top_k_outputs(proba: np.ndarray, class_names: list[str]) -> dict[str, np.ndarray]:
     """V2 outputs from class probabilities: best class, its probability, the top three of each row.
 
@@ -326,6 +333,17 @@ class CategoryModel:
     def array_predictor(self) -> CategoryFast:
         """The serving array path over this fitted model (``CategoryFast``, below; raises ``Unsupported``)."""
         return CategoryFast(self)
+
+    def explainer(self) -> CategoryExplainer:
+        """Exact contributions to the chosen class's raw score (titans.models.category_explain)."""
+        steps = self.pipeline.named_steps
+        return CategoryExplainer(steps["features"], steps["clf"])
+
+    def explain(self, frame: pd.DataFrame, outputs: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
+        """Why each row got its served category (``outputs["category"]``), in the reference path."""
+        req = request_frame(frame, self.inputs)
+        matrix = self.pipeline.named_steps["features"].transform(_design(req))
+        return self.explainer().explain(matrix, chosen_indices(self.classes, outputs["category"]))
 
     def describe(self) -> dict[str, Any]:
         """What went into this model, for metadata.json."""
@@ -507,6 +525,7 @@ class CategoryFast:
 
         self.model = model
         self.temperature = model.served_temperature
+        self._explainer: CategoryExplainer | None = None  # built at the first explained request
         pipeline = model.pipeline
         features, self.clf = pipeline.named_steps["features"], pipeline.named_steps["clf"]
         if not features.sparse_output_:
@@ -642,3 +661,10 @@ class CategoryFast:
     def predict(self, columns: Mapping[str, np.ndarray], wanted: frozenset[str] | None = None
                 ) -> dict[str, np.ndarray]:
         return top_k_outputs(self.proba(columns), self.model.classes)
+
+    def explain(self, columns: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
+        """Why each row got its served category, from the same design matrix the array path builds."""
+        if self._explainer is None:
+            self._explainer = self.model.explainer()
+        return self._explainer.explain(self.matrix(self.design(columns)),
+                                       chosen_indices(self.model.classes, outputs["category"]))
