@@ -663,8 +663,37 @@ class CategoryFast:
         return top_k_outputs(self.proba(columns), self.model.classes)
 
     def explain(self, columns: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
-        """Why each row got its served category, from the same design matrix the array path builds."""
+        """Why each row got its served category, from the design the array path builds (its nonzero entries
+        for the linear model: no sparse matrix per request)."""
         if self._explainer is None:
             self._explainer = self.model.explainer()
-        return self._explainer.explain(self.matrix(self.design(columns)),
-                                       chosen_indices(self.model.classes, outputs["category"]))
+        chosen = chosen_indices(self.model.classes, outputs["category"])
+        design = self.design(columns)
+        if not self.linear:
+            return self._explainer.explain(self.matrix(design), chosen)
+        return self._explainer.explain_entries(len(chosen), *self.entries(design), chosen)
+
+    def entries(self, design: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The nonzero (row, column, value) entries of ``matrix(design)``, block by block, without building it."""
+        n = len(design["desc"])
+        rows, cols, vals = [], [], []
+        for kind, column, extra, weight, where, _ in self.blocks:
+            if kind == "text":
+                tfidf = extra.rows if isinstance(extra, _LinearText) else extra
+                found = [tfidf.row(text) for text in design[column]]
+                rows.append(np.repeat(np.arange(n), [len(f[0]) for f in found]))
+                cols.append(where.start + np.concatenate([f[0] for f in found]).astype(np.intp))
+                vals.append(weight * np.concatenate([f[1] for f in found]))
+            elif kind == "onehot":
+                pos = positions(extra, design[column])
+                known = np.flatnonzero(pos >= 0)
+                rows.append(known)
+                cols.append(where.start + pos[known])
+                vals.append(np.full(len(known), weight))
+            else:
+                values = self._scaled(design, extra) * weight
+                r, c = np.nonzero(values)
+                rows.append(r)
+                cols.append(where.start + c)
+                vals.append(values[r, c])
+        return np.concatenate(rows), np.concatenate(cols).astype(np.intp), np.concatenate(vals)

@@ -30,6 +30,7 @@ class FactorGroups:
 
     def __init__(self, names: Sequence[str]):
         self.names, index = np.unique(np.asarray(names, dtype=object).astype(str), return_inverse=True)
+        self.index = index.astype(np.int64)  # column -> its factor
         self.matrix = sp.csr_matrix((np.ones(len(index)), (np.arange(len(index)), index)),
                                     shape=(len(index), len(self.names)))
 
@@ -37,6 +38,20 @@ class FactorGroups:
         """(rows x columns) contributions, sparse or dense -> (rows x factors) dense sums."""
         summed = contributions @ self.matrix
         return np.asarray(summed.todense() if sp.issparse(summed) else summed, dtype=np.float64)
+
+
+def row(base: float, factors: np.ndarray, values: np.ndarray, names: np.ndarray, top: int = TOP_FACTORS
+        ) -> dict[str, Any]:
+    """One row's explanation from its factors' indices and contributions (the ones not listed are 0)."""
+    order = np.argsort(-np.abs(values), kind="stable")[:top]
+    order = order[values[order] != 0]
+    total = float(values.sum())
+    return {
+        "score": float(base) + total,
+        "base": float(base),
+        "factors": [{"factor": str(names[factors[j]]), "value": float(values[j])} for j in order],
+        "other": total - float(values[order].sum()),
+    }
 
 
 def rows(base: np.ndarray, by_factor: np.ndarray, names: np.ndarray, top: int = TOP_FACTORS,
