@@ -32,7 +32,7 @@ from sklearn.ensemble import IsolationForest
 from titans.errors import UserError
 from titans.features.keys import merchant_keys
 from titans.features.transaction import amount_arrays, calendar_arrays, epoch_days
-from titans.models import evaluation
+from titans.models import calibration, evaluation
 from titans.models.arrays import FlatForest, dense_predictor, one_hot, stored_numeric
 from titans.models.common import ANOMALY_INPUTS, history_features, request_features, request_frame, time_split
 from titans.models.evaluation import FLAGGED_RISK_LEVELS, flagged_metrics
@@ -387,6 +387,14 @@ def train(ts: pd.DataFrame, cfg: TrainConfig, plot_dir: Path) -> Trained:
         result["metrics"] |= flagged_metrics(y.astype(int).to_numpy(), out["risk_level"])
         # The served score's ROC curve, for KFP's ROC viewer (the pipeline logs it on ClassificationMetrics).
         result["roc_curve"] = evaluation.roc_points(y.astype(int).to_numpy(), out["anomaly_score"])
+        # Calibration measured, never corrected: risk levels are thresholds on this score, and a recalibrated
+        # score would move every one of them (titans.models.calibration; docs/monitoring.md).
+        score = np.asarray(out["anomaly_score"], dtype=np.float64)
+        measured = calibration.calibrate(np.column_stack([1.0 - score, score]), y.astype(int).to_numpy(),
+                                         ece_max=1.0, seed=cfg.seed)  # an ECE is never above 1: measured only
+        measured |= {"ece_max": None, "reason": "measured only: risk levels are thresholds on this score"}
+        result["calibration"] = measured
+        result["metrics"] |= {"ece": measured["before"]["ece"], "brier": measured["before"]["brier"]}
     else:  # no fraud labels (one business's export): judged on anomalies injected into the holdout
         result = unlabelled_metrics(model, test, out["risk_level"], cfg.seed)
     result["model"] = model.describe()
@@ -396,6 +404,8 @@ def train(ts: pd.DataFrame, cfg: TrainConfig, plot_dir: Path) -> Trained:
                   "amount vs merchant": zscore}
         figs["precision-recall"] = plots.precision_recall(y.astype(int).to_numpy(), curves,
                                                           plot_dir / "anomaly_pr.png")
+        figs["reliability"] = plots.reliability(result["calibration"], plot_dir / "anomaly_reliability.png",
+                                                "Anomaly")
     return Trained(final, result, request_example(test, model.inputs), figs)
 
 

@@ -96,7 +96,7 @@ def residuals(y: np.ndarray, pred: np.ndarray, path: Path, title: str) -> Path:
     return _save(fig, path)
 
 
-def reliability(calibration: dict, path: Path) -> Path:
+def reliability(calibration: dict, path: Path, model: str = "Category") -> Path:
     """Reliability diagram: accuracy against top-class confidence per bin, before and as served (held-out)."""
     fig, ax = plt.subplots(figsize=(5.5, 5))
     ax.plot([0, 1], [0, 1], color="grey", ls=":", label="perfectly calibrated")
@@ -110,6 +110,6 @@ def reliability(calibration: dict, path: Path) -> Path:
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     title = f"T = {calibration['temperature']:.2f}" if calibration["calibrated"] else "not recalibrated"
-    ax.set_title(f"Category: reliability on the holdout ({title})")
+    ax.set_title(f"{model}: reliability on the holdout ({title})")
     ax.legend(loc="upper left", fontsize=8)
     return _save(fig, path)

@@ -81,8 +81,9 @@ def section(task: str, result: dict[str, Any], plots: dict[str, str], gated: Seq
 def calibration_lines(cal: dict[str, Any]) -> list[str]:
     """The calibration table: ECE, Brier, mean confidence against accuracy, before and held-out after."""
     verdict = (f"recalibrated with temperature {cal['temperature']:.3f}" if cal["calibrated"]
-               else "served as the classifier gives them")
-    lines = [f"Calibration (threshold ECE {_fmt(cal['ece_max'])}): {verdict}; {cal['reason']}.", "",
+               else "served as the model gives them")
+    threshold = f"threshold ECE {_fmt(cal['ece_max'])}" if cal["ece_max"] is not None else "no threshold"
+    lines = [f"Calibration ({threshold}): {verdict}; {cal['reason']}.", "",
              "| | ECE | Brier | mean confidence | accuracy |", "|---|---|---|---|---|"]
     for name in ("before", "after"):
         f = cal[name]
