@@ -104,3 +104,22 @@ def test_amount_contributions_add_up_to_the_served_log_amount(holdout: tuple) ->
     for mine, theirs in zip(fast, reference, strict=True):  # TreeShap tables against XGBoost's own TreeSHAP
         assert {f["factor"]: pytest.approx(f["value"], abs=1e-5) for f in mine["factors"]} == {
             f["factor"]: f["value"] for f in theirs["factors"]}
+
+
+def test_each_forecast_day_is_split_over_its_lags_and_calendar(holdout: tuple) -> None:
+    """A day's base plus contributions is its forecast (to XGBoost's float32 rounding); the array path's TreeShap
+    and XGBoost's own TreeSHAP split the same recorded days alike."""
+    from titans import model_dir
+
+    _, _, summary = holdout
+    model = model_dir.load(summary["tasks"]["cashflow"]["model_dir"]).model
+    columns = {"account_id": np.array(model.accounts[:2], dtype=object), "horizon_days": np.array([9, 4])}
+    fast = model.array_predictor()
+    served = fast.predict(columns)
+    arrays, reference = fast.explain(columns, served), model.explain(pd.DataFrame(columns), served)
+    assert len(arrays) == len(served["net_amount"]) == 13
+    np.testing.assert_allclose(total(arrays), served["net_amount"], rtol=1e-6, atol=1e-3)
+    np.testing.assert_allclose([e["score"] for e in arrays], [e["score"] for e in reference], rtol=1e-6, atol=1e-3)
+    named = {f["factor"] for e in arrays for f in e["factors"]}
+    assert named & {"yesterday's net", "same weekday last week", "day of week", "last 7 days' average net",
+                    "yesterday's money in", "yesterday's money out"}, named

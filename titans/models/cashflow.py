@@ -27,11 +27,12 @@ import pandas as pd
 
 from titans.errors import UserError
 from titans.features.transaction import calendar_arrays, calendar_features
-from titans.models import evaluation
+from titans.models import cashflow_explain, evaluation
 from titans.models.arrays import dense_predictor
 from titans.models.common import CASHFLOW_INPUTS, _as_text
 from titans.models.forecast_baselines import BaselineForecaster, error_quantiles
 from titans.models.recipe import TrainConfig, Trained, training_set
+from titans.models.tree_shap import TreeShap
 
 log = logging.getLogger(__name__)
 
@@ -301,6 +302,14 @@ class CashflowModel:
             "upper_95": (predicted + q["q975"]).astype(float),
         }
 
+    def explain(self, frame: pd.DataFrame, outputs: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
+        """Why each forecast day's net amount (titans.models.cashflow_explain), through XGBoost's own TreeSHAP."""
+        columns = {"account_id": list(_as_text(frame["account_id"])),
+                   "horizon_days": pd.to_numeric(frame["horizon_days"], errors="coerce").to_numpy()}
+        rows = cashflow_explain.recorded_rows(self, columns, None, len(FEATURES))
+        contributions, base = cashflow_explain.xgboost_split(self.booster.get_booster(), rows)
+        return cashflow_explain.explanations(FEATURES, contributions, base)
+
     def array_predictor(self) -> CashflowFast:
         """The serving array path over this fitted model (``CashflowFast``, below; raises ``Unsupported``)."""
         return CashflowFast(self)
@@ -485,7 +494,17 @@ class CashflowFast:
     def __init__(self, model: Any):
         self.model = model
         self.step = dense_predictor(model.booster.get_booster())
+        self._shap: tuple[TreeShap, float] | None = None  # explanation tables and base, at the first explanation
 
     def predict(self, columns: Mapping[str, np.ndarray], wanted: frozenset[str] | None = None
                 ) -> dict[str, np.ndarray]:
         return self.model.predict_arrays(columns["account_id"], columns["horizon_days"], predict=self.step)
+
+    def explain(self, columns: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
+        """Why each forecast day's net amount, through this project's TreeShap tables."""
+        rows = cashflow_explain.recorded_rows(self.model, columns, self.step, len(FEATURES))
+        if self._shap is None:
+            booster = self.model.booster.get_booster()
+            self._shap = (TreeShap(booster), cashflow_explain.xgboost_split(booster, rows[:1])[1])
+        shap, base = self._shap
+        return cashflow_explain.explanations(FEATURES, shap(rows), base)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from titans.errors import UserError
+from titans.models.cashflow_explain import baseline_explanations
 from titans.models.common import CASHFLOW_INPUTS, _as_text
 
 KINDS = {"mean": "the mean daily net of the account's whole history",
@@ -114,6 +115,10 @@ class BaselineForecaster:
             raise UserError("horizon_days must be an integer")
         return self.predict_arrays(list(_as_text(frame["account_id"])), horizons.astype(int).tolist())
 
+    def explain(self, frame: pd.DataFrame, outputs: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
+        """The forecast is the rule (titans.models.cashflow_explain.baseline_explanations)."""
+        return baseline_explanations(self.kind, KINDS.get(self.kind, ""), outputs["net_amount"])
+
     def array_predictor(self) -> BaselineArrays:
         return BaselineArrays(self)
 
@@ -138,3 +143,6 @@ class BaselineArrays:
     def predict(self, columns: Mapping[str, np.ndarray], wanted: frozenset[str] | None = None
                 ) -> dict[str, np.ndarray]:
         return self.model.predict_arrays(columns["account_id"], columns["horizon_days"])
+
+    def explain(self, columns: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
+        return self.model.explain(pd.DataFrame(), outputs)
