@@ -76,8 +76,14 @@ def request_from_instances(body: Any, model_name: str, inputs: Sequence[TensorSp
         if missing:
             raise RequestRejected("missing_input", f"input '{name}' missing in instance {missing[0]}")
         spec = by_name[name]
-        tensors.append(InferInput(name, [len(instances)], _DATATYPE_OF.get(spec.datatype, spec.datatype),
-                                  [row[name] for row in instances]))
+        values = [row[name] for row in instances]
+        shape = [len(instances)]
+        if -1 not in spec.shape:  # one value for the whole request (the recommender's k): every row says it
+            if any(v != values[0] for v in values):
+                raise RequestRejected("bad_value", f"input '{name}' is one value per request; every instance "
+                                      "must give the same")
+            values, shape = values[:1], list(spec.shape)
+        tensors.append(InferInput(name, shape, _DATATYPE_OF.get(spec.datatype, spec.datatype), values))
     return InferRequest(model_name=model_name, infer_inputs=tensors, parameters={PARAMETER: True})
 
 

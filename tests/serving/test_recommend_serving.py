@@ -171,3 +171,26 @@ def test_tritonclient_round_trip(served: tuple[ServerProcess, Path], protocol: s
     merchants = np.asarray(report["outputs"]["merchants"], dtype=object)
     scores = np.asarray(report["outputs"]["scores"], dtype=float)
     assert merchants.shape == scores.shape == (3, 5) and all(m for m in merchants.ravel())
+
+
+def test_each_suggestion_explains_its_log_odds_and_the_explain_route_agrees(served: tuple[ServerProcess, Path]
+                                                                             ) -> None:
+    """Per account, one entry per suggested merchant: base plus factors is the ranker's log-odds of the served
+    score; a similarity factor names the account's own merchants behind it; :explain answers the same."""
+    server, _ = served
+    plain = outputs(infer(server, json_body(MODEL, 3)))
+    response = infer(server, {**json_body(MODEL, 3), "parameters": {"explain": True}})
+    assert response.status_code == 200, response.text
+    (explained,) = [[json.loads(v) for v in o["data"]] for o in response.json()["outputs"]
+                    if o["name"] == "explanation"]
+    for row, entries in enumerate(explained):
+        assert [e["merchant"] for e in entries] == [m for m in plain["merchants"][row].tolist() if m]
+        for column, entry in enumerate(entries):
+            log_odds = entry["base"] + sum(f["value"] for f in entry["factors"]) + entry["other"]
+            assert 1 / (1 + np.exp(-log_odds)) == pytest.approx(plain["scores"][row][column], abs=1e-9)
+    similar = [f["factor"] for e in explained[0] for f in e["factors"] if f["factor"].startswith("similar to")]
+    assert all("(" in name for name in similar)
+    route = httpx.post(f"{server.http_url}/v1/models/{MODEL}:explain", timeout=30, json={"instances": [
+        {"account_id": a, "k": 5} for a in RECOMMEND_ACCOUNTS]})
+    assert route.status_code == 200, route.text
+    assert route.json()["explanations"] == explained

@@ -39,6 +39,7 @@ from titans.errors import UserError
 from titans.features import spec
 from titans.features.history import fraud_ids
 from titans.features.transaction import epoch_days
+from titans.models import recommend_explain
 from titans.models.common import _as_text, expenses, time_split
 from titans.models.recipe import training_set
 
@@ -339,6 +340,11 @@ class RecommendModel:
         """The serving array path: ``predict_arrays`` on the request columns, no DataFrame per request."""
         return RecommendArrays(self)
 
+    def explain(self, frame: pd.DataFrame, outputs: Mapping[str, np.ndarray]) -> list[list[dict[str, Any]]]:
+        """Why each suggested merchant, per account (titans.models.recommend_explain)."""
+        return recommend_explain.explanations(self, [str(a) for a in _as_text(frame["account_id"])],
+                                              outputs["merchants"], PAIR_FEATURES)
+
     def describe(self) -> dict[str, Any]:
         return {
             "method": "logistic ranker over own recency/amount-weighted history, item-item cosine and "
@@ -397,3 +403,8 @@ class RecommendArrays:
     def predict(self, columns: Mapping[str, np.ndarray], wanted: frozenset[str] | None = None
                 ) -> dict[str, np.ndarray]:
         return self.model.predict_arrays(columns["account_id"], columns["k"], columns.get("exclude_recent_days"))
+
+    def explain(self, columns: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]
+                ) -> list[list[dict[str, Any]]]:
+        return recommend_explain.explanations(self.model, [str(a) for a in columns["account_id"]],
+                                              outputs["merchants"], PAIR_FEATURES)
