@@ -47,12 +47,12 @@ def explanation_column(target: Any, columns: Mapping[str, np.ndarray], outputs: 
     A model that reports its own factors (the anomaly model's ``top_factors``) is explained by them; a model
     with neither is a 400 naming it, never a silent empty column.
     """
-    if hasattr(target, "explain"):
-        explained = target.explain(columns if frame is None else frame, outputs)
-    elif "top_factors" in outputs:
+    if "top_factors" in outputs:  # first: the anomaly model's own ``explain`` is its factor helper, not this
         scores = np.asarray(outputs.get("anomaly_score", np.full(len(outputs["top_factors"]), np.nan)), dtype=float)
         explained = [{"score": float(s), "factors": json.loads(f) if isinstance(f, str) else list(f)}
                      for s, f in zip(scores, outputs["top_factors"], strict=True)]
+    elif hasattr(target, "explain"):
+        explained = target.explain(columns if frame is None else frame, outputs)
     else:
         raise RequestRejected("bad_value", f"{name} gives no explanations yet; ask without '{PARAMETER}'")
     return np.array([json.dumps(e, separators=(",", ":")) for e in explained], dtype=object)

@@ -153,6 +153,8 @@ class AnomalyModel:
     median: np.ndarray | None = None
     scale: np.ndarray | None = None
     fraud_rate: float | None = None
+    # Temperature on the served score's log-odds (``served_score``); 1.0: served as mixed.
+    score_temperature: float = 1.0
 
     inputs = ANOMALY_INPUTS
     outputs = ("anomaly_score", "risk_level", "top_factors")
@@ -256,6 +258,18 @@ class AnomalyModel:
         w = self.unsupervised_weight
         return (1.0 - w) * parts["classifier"] + w * parts["isolation_forest"]
 
+    def served_score(self, score: np.ndarray) -> np.ndarray:
+        """The score as served: recalibrated by a temperature on its log-odds where training found it needed.
+
+        A monotone map, so every row keeps its rank; risk levels are read from the score before it
+        (``risk_level``), so the calibrated probability changes no level (titans.models.calibration).
+        """
+        temperature = float(getattr(self, "score_temperature", 1.0))
+        if temperature == 1.0:
+            return score
+        clipped = np.clip(np.asarray(score, dtype=np.float64), calibration.FLOOR, 1.0 - calibration.FLOOR)
+        return 1.0 / (1.0 + np.exp(-np.log(clipped / (1.0 - clipped)) / temperature))
+
     def risk_level(self, score: np.ndarray) -> np.ndarray:
         return np.asarray(RISK_LEVELS, dtype=object)[np.searchsorted(self.risk_cutoffs, score, side="right")]
 
@@ -330,7 +344,7 @@ class AnomalyModel:
         score = self._mix(parts)
         factors = self._factors(parts["matrix"], score)
         return {
-            "anomaly_score": np.clip(score, 0.0, 1.0),
+            "anomaly_score": np.clip(self.served_score(score), 0.0, 1.0),
             "risk_level": self.risk_level(score),
             "top_factors": np.asarray([json.dumps(f) for f in factors], dtype=object),
         }
@@ -343,6 +357,7 @@ class AnomalyModel:
         return {
             "supervised": self.supervised,
             "training_fraud_rate": self.fraud_rate,
+            "score_temperature": float(getattr(self, "score_temperature", 1.0)),
             "score": "(1-w) * classifier probability + w * isolation-forest percentile"
             if self.supervised
             else "isolation-forest percentile among training rows; critical where a behavioural feature "
@@ -389,12 +404,15 @@ def train(ts: pd.DataFrame, cfg: TrainConfig, plot_dir: Path) -> Trained:
         result["roc_curve"] = evaluation.roc_points(y.astype(int).to_numpy(), out["anomaly_score"])
         # Calibration measured, never corrected: risk levels are thresholds on this score, and a recalibrated
         # score would move every one of them (titans.models.calibration; docs/monitoring.md).
+        # Calibration of the served score as a fraud probability: a temperature on its log-odds where the
+        # holdout's error is above the threshold (titans.models.calibration); risk levels stay the raw score's.
         score = np.asarray(out["anomaly_score"], dtype=np.float64)
-        measured = calibration.calibrate(np.column_stack([1.0 - score, score]), y.astype(int).to_numpy(),
-                                         ece_max=1.0, seed=cfg.seed)  # an ECE is never above 1: measured only
-        measured |= {"ece_max": None, "reason": "measured only: risk levels are thresholds on this score"}
-        result["calibration"] = measured
-        result["metrics"] |= {"ece": measured["before"]["ece"], "brier": measured["before"]["brier"]}
+        fitted_t = calibration.calibrate(np.column_stack([1.0 - score, score]), y.astype(int).to_numpy(),
+                                         ece_max=cfg.calibration_ece_max, seed=cfg.seed)
+        model.score_temperature = final.score_temperature = fitted_t["temperature"]
+        result["calibration"] = fitted_t
+        served = fitted_t["after"] if fitted_t["calibrated"] else fitted_t["before"]
+        result["metrics"] |= {"ece": served["ece"], "brier": served["brier"]}
     else:  # no fraud labels (one business's export): judged on anomalies injected into the holdout
         result = unlabelled_metrics(model, test, out["risk_level"], cfg.seed)
     result["model"] = model.describe()
@@ -532,7 +550,7 @@ class AnomalyFast:
         elif model.behaviour_max is not None:
             parts["beyond_training"] = model.beyond_training(values)
         score = model._mix(parts)
-        out = {"anomaly_score": np.clip(score, 0.0, 1.0), "risk_level": model.risk_level(score)}
+        out = {"anomaly_score": np.clip(model.served_score(score), 0.0, 1.0), "risk_level": model.risk_level(score)}
         if wanted is None or "top_factors" in wanted:
             out["top_factors"] = np.asarray([json.dumps(f) if f else "[]" for f in self.factors(values, score)],
                                             dtype=object)

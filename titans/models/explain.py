@@ -9,7 +9,7 @@ one factor where they describe one thing (every character n-gram of a merchant's
 
 Exactness: contributions are computed in float64 from the model's own parameters (a linear model's
 coefficients times its inputs; TreeSHAP for boosted trees), so ``base + sum(factors) + other == score``
-to rounding, and ``score`` equals the model's raw output (tests/models/test_explanations.py).
+to rounding, and ``score`` equals the model's raw output (tests/models/test_model_explanations.py).
 """
 
 from __future__ import annotations
