@@ -93,14 +93,27 @@ class _StepLog(io.TextIOBase):
             return step, None
         try:
             run_dir = max(self.root.glob("titans-training-*"), key=lambda p: p.stat().st_mtime)
-            waiting = [p for p in _training_steps(run_dir) if p not in self._reported]
-            done = min(waiting, key=lambda p: (p / "executor_output.json").stat().st_mtime)
-            took = (done / "executor_output.json").stat().st_mtime - done.parent.stat().st_mtime
-            label = f"{step} ({step_output(done)['task']})"
-            self._reported.add(done)
-            return label, took
-        except (ValueError, OSError, KeyError, TypeError):
+        except (ValueError, OSError):
             return step, None
+        # Only outputs that read whole: the other iteration may be writing its own at this moment (its finish
+        # line comes later), and taking its half-written file dropped this step's task from the line.
+        finished: list[tuple[float, Path, str]] = []
+        for folder in _training_steps(run_dir):
+            if folder in self._reported:
+                continue
+            try:
+                finished.append(((folder / "executor_output.json").stat().st_mtime, folder,
+                                 str(step_output(folder)["task"])))
+            except (ValueError, OSError, KeyError, TypeError):
+                continue
+        if not finished:
+            return step, None
+        mtime, done, task = min(finished)
+        self._reported.add(done)
+        try:
+            return f"{step} ({task})", mtime - done.parent.stat().st_mtime
+        except OSError:
+            return f"{step} ({task})", None
 
     def flush(self) -> None:
         with self._lock:

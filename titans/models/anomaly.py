@@ -261,8 +261,8 @@ class AnomalyModel:
     def served_score(self, score: np.ndarray) -> np.ndarray:
         """The score as served: recalibrated by a temperature on its log-odds where training found it needed.
 
-        A monotone map, so every row keeps its rank; risk levels are read from the score before it
-        (``risk_level``), so the calibrated probability changes no level (titans.models.calibration).
+        A monotone map, so every row keeps its rank and its risk level: the cutoffs are mapped alike
+        (``served_cutoffs``), and those are the ones the model describes (titans.models.calibration).
         """
         temperature = float(getattr(self, "score_temperature", 1.0))
         if temperature == 1.0:
@@ -270,8 +270,14 @@ class AnomalyModel:
         clipped = np.clip(np.asarray(score, dtype=np.float64), calibration.FLOOR, 1.0 - calibration.FLOOR)
         return 1.0 / (1.0 + np.exp(-np.log(clipped / (1.0 - clipped)) / temperature))
 
+    def served_cutoffs(self) -> tuple[float, ...]:
+        """The risk cutoffs on the served score's scale (the described ones: a client can check a level)."""
+        return tuple(float(c) for c in self.served_score(np.asarray(self.risk_cutoffs, dtype=np.float64)))
+
     def risk_level(self, score: np.ndarray) -> np.ndarray:
-        return np.asarray(RISK_LEVELS, dtype=object)[np.searchsorted(self.risk_cutoffs, score, side="right")]
+        """Levels of raw (mixed) scores, read on the served scale so they match the described cutoffs exactly."""
+        served = np.clip(self.served_score(np.asarray(score, dtype=np.float64)), 0.0, 1.0)
+        return np.asarray(RISK_LEVELS, dtype=object)[np.searchsorted(self.served_cutoffs(), served, side="right")]
 
     def _factors(self, X: pd.DataFrame, score: np.ndarray) -> list[list[dict[str, Any]]]:
         return self.explain(X.to_numpy(float), score, self.contributions)
@@ -363,9 +369,9 @@ class AnomalyModel:
             else "isolation-forest percentile among training rows; critical where a behavioural feature "
             f"({', '.join(BEHAVIOUR_FEATURES)}*) goes more than {BEYOND_MARGIN} robust units past every training row",
             "unsupervised_weight": self.unsupervised_weight,
-            "risk_levels": dict(zip(RISK_LEVELS[1:], self.risk_cutoffs, strict=True)) | {"low": "below medium"},
+            "risk_levels": dict(zip(RISK_LEVELS[1:], self.served_cutoffs(), strict=True)) | {"low": "below medium"},
             "top_factors": ("classifier TreeSHAP (log-odds)" if self.supervised else "robust z-score vs training")
-            + f"; rows scoring at least {self.risk_cutoffs[0]} (medium risk or above), [] for low-risk rows",
+            + f"; rows scoring at least {self.served_cutoffs()[0]} (medium risk or above), [] for low-risk rows",
             "batch_context": "same_day_merchant_rows / same_day_exact_repeats count rows of the same "
             "request on the same day; score a day's transactions together to use them",
             "history_defaults": "stored history absent from the request takes the feature catalogue's "
@@ -402,10 +408,8 @@ def train(ts: pd.DataFrame, cfg: TrainConfig, plot_dir: Path) -> Trained:
         result["metrics"] |= flagged_metrics(y.astype(int).to_numpy(), out["risk_level"])
         # The served score's ROC curve, for KFP's ROC viewer (the pipeline logs it on ClassificationMetrics).
         result["roc_curve"] = evaluation.roc_points(y.astype(int).to_numpy(), out["anomaly_score"])
-        # Calibration measured, never corrected: risk levels are thresholds on this score, and a recalibrated
-        # score would move every one of them (titans.models.calibration; docs/monitoring.md).
         # Calibration of the served score as a fraud probability: a temperature on its log-odds where the
-        # holdout's error is above the threshold (titans.models.calibration); risk levels stay the raw score's.
+        # holdout's error is above the threshold (titans.models.calibration); the risk cutoffs move with it.
         score = np.asarray(out["anomaly_score"], dtype=np.float64)
         fitted_t = calibration.calibrate(np.column_stack([1.0 - score, score]), y.astype(int).to_numpy(),
                                          ece_max=cfg.calibration_ece_max, seed=cfg.seed)
@@ -487,7 +491,7 @@ def unlabelled_metrics(model: AnomalyModel, holdout: pd.DataFrame, risk: np.ndar
 
 def reference_scores(model: AnomalyModel, frame: pd.DataFrame) -> np.ndarray:
     """Scores of the latest training rows for the drift reference, without the per-row factors (the costly part)."""
-    return np.clip(model._mix(model.component_scores(frame)), 0.0, 1.0)
+    return np.clip(model.served_score(model._mix(model.component_scores(frame))), 0.0, 1.0)
 
 
 # ------------------------------------------------------------------------------ array path (serving)
