@@ -35,6 +35,8 @@ _FAILED_TASK = re.compile(r"Inner task failed: \W*(?:\[\d+m)?'?([\w-]+)")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _TASK_DONE = re.compile(r"Task '?([\w-]+)'? finished with status (\w+)")
 _TASK_START = re.compile(r"Executing task '?([\w-]+)'?")
+# The line of kfp.local's "outputs:" record holding a training step's JSON return value.
+_TRAIN_OUTPUT = re.compile(r"^\s+Output: '(\{\"task\": .*)'\s*$")
 RUNNERS = ("subprocess", "docker")
 # Where the project image mounts the data volume (pipelines/training.py mounts the PVC there on a cluster).
 CONTAINER_HOME = "/var/titans"
@@ -47,14 +49,15 @@ class _StepLog(io.TextIOBase):
     executor JSON is for when a step fails, and then its path is printed.
     """
 
-    def __init__(self, log: Any, terminal: Any, root: Path | None = None) -> None:
+    def __init__(self, log: Any, terminal: Any) -> None:
         self.log = log
         self.terminal = terminal
-        self.root = root
         self.lines: list[str] = []
         self._partial = ""
         self._started: dict[str, float] = {}
-        self._reported: set[Path] = set()  # training iterations whose finish line is printed
+        # Training iterations share one step name and run two at a time: a finished one waits here for the
+        # outputs line kfp logs right after its finish line, which names the task and its own duration.
+        self._training: list[str] = []
         # The loop's iterations log from their own threads through their own handlers (each with its own
         # lock), so two writes can interleave here: unguarded, a finish line was lost and its step not shown.
         self._lock = threading.RLock()
@@ -75,45 +78,25 @@ class _StepLog(io.TextIOBase):
         elif end := _TASK_DONE.search(line):
             task, status = end.groups()
             seconds = time.time() - self._started.get(task, time.time())
-            label, iteration_seconds = self._iteration(task)
-            seconds = iteration_seconds if iteration_seconds is not None else seconds
-            self.terminal.write(f"  {label:<28} {status:<8} {seconds:7.1f} s\n")
-            self.terminal.flush()
+            if task.startswith("train-model") and status == "SUCCESS":
+                self._training.append(task)  # named by its outputs, logged right after (``_training_output``)
+            else:
+                self._print(task, status, seconds)
+        elif self._training and (output := _TRAIN_OUTPUT.match(line)):
+            step = self._training.pop(0)
+            task, seconds = _task_and_seconds(output.group(1))
+            self._print(f"{step} ({task})" if task else step, "SUCCESS", seconds)
 
-    def _iteration(self, step: str) -> tuple[str, float | None]:
-        """``train-model (anomaly)`` and its own duration: every task trains in one component, in a loop.
+    def _print(self, label: str, status: str, seconds: float | None) -> None:
+        shown = f"{seconds:7.1f} s" if seconds is not None else "      ? s"
+        self.terminal.write(f"  {label:<28} {status:<8} {shown}\n")
+        self.terminal.flush()
 
-        The iterations share one step name (and run two at a time), so the log's start line cannot say
-        whose finish this is; the iteration's folder can: finish lines come in the order the steps
-        finished, so this one is the earliest-finished ``executor_output.json`` not reported yet (two that
-        finish together are then both reported, each once), and its iteration folder was created when
-        the step started.
-        """
-        if not step.startswith("train-model") or self.root is None:
-            return step, None
-        try:
-            run_dir = max(self.root.glob("titans-training-*"), key=lambda p: p.stat().st_mtime)
-        except (ValueError, OSError):
-            return step, None
-        # Only outputs that read whole: the other iteration may be writing its own at this moment (its finish
-        # line comes later), and taking its half-written file dropped this step's task from the line.
-        finished: list[tuple[float, Path, str]] = []
-        for folder in _training_steps(run_dir):
-            if folder in self._reported:
-                continue
-            try:
-                finished.append(((folder / "executor_output.json").stat().st_mtime, folder,
-                                 str(step_output(folder)["task"])))
-            except (ValueError, OSError, KeyError, TypeError):
-                continue
-        if not finished:
-            return step, None
-        mtime, done, task = min(finished)
-        self._reported.add(done)
-        try:
-            return f"{step} ({task})", mtime - done.parent.stat().st_mtime
-        except OSError:
-            return f"{step} ({task})", None
+    def close_steps(self) -> None:
+        """Print any training step whose outputs never came (the run stopped in between)."""
+        with self._lock:
+            while self._training:
+                self._print(self._training.pop(0), "SUCCESS", None)
 
     def flush(self) -> None:
         with self._lock:
@@ -150,18 +133,21 @@ def _step_error(lines: list[str], message: str) -> str:
     return f"pipeline step '{task.group(1) if task else '?'}' failed: {detail}"
 
 
-def run_with_step_log(run: Callable[[], Any], root: Path, log_path: Path) -> None:
+def run_with_step_log(run: Callable[[], Any], log_path: Path) -> None:
     """Call ``run`` (a pipeline through kfp.local) with its output in ``log_path`` and one line per step here.
 
     A failed step becomes a ``UserError`` naming the step and its error line, with the log's path.
     """
     with log_path.open("w") as log:
-        steps = _StepLog(log, sys.stdout, root)
+        steps = _StepLog(log, sys.stdout)
         original_out, original_err = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = steps
         try:
             with _runner_output_to(steps):
-                run()
+                try:
+                    run()
+                finally:
+                    steps.close_steps()
         except RuntimeError as exc:
             raise UserError(f"{_step_error(steps.lines, str(exc))} (full output: {log_path})") from None
         finally:
@@ -184,6 +170,13 @@ def step_output(step_dir: Path) -> Any:
     """A step's JSON return value, from the executor output kfp.local wrote in its folder."""
     executor = json.loads((step_dir / "executor_output.json").read_text())
     return json.loads(executor["parameterValues"]["Output"])
+
+
+def _task_and_seconds(output: str) -> tuple[str | None, float | None]:
+    """The task and its own duration from a training step's logged return value (a JSON text in a repr)."""
+    task = re.search(r'"task": "([\w-]+)"', output)
+    seconds = re.search(r'"seconds": ([0-9.]+)', output)
+    return (task.group(1) if task else None), (float(seconds.group(1)) if seconds else None)
 
 
 def _training_steps(run_dir: Path) -> list[Path]:
@@ -269,7 +262,7 @@ def run_local(data: list[str] | None = None, rows: int = 20000, accounts: int = 
     log_path = home / "logs" / f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     print(f"pipeline run ({runner} runner); the runner's full output: {log_path}", flush=True)
-    run_with_step_log(lambda: training_pipeline(**params), root, log_path)
+    run_with_step_log(lambda: training_pipeline(**params), log_path)
     run_dir = _latest_run(root, started)
     summaries = _task_output(run_dir, "gate-report")
     deployed = _task_output(run_dir, "deploy-models")

@@ -41,7 +41,7 @@ def run_scoring_local(data: list[str], use_registry: bool = False, layout: str =
     print(f"scoring pipeline run; the runner's full output: {log_path}", flush=True)
     run_with_step_log(lambda: scoring_pipeline(source_uri=",".join(sources), layout=layout, titans_home=str(home),
                                                mlflow_tracking_uri=settings.mlflow_tracking_uri,
-                                               use_registry=use_registry), root, log_path)
+                                               use_registry=use_registry), log_path)
     runs = [p for p in root.glob("titans-scoring-*") if p.is_dir() and p.stat().st_mtime >= started - 1]
     if not runs:
         raise UserError(f"no scoring run found under {root}")

@@ -25,6 +25,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 SERVING_TESTS = REPO / "tests" / "serving"
 INFRA_TESTS = REPO / "tests" / "infra"
+PRODUCTION_TESTS = REPO / "tests" / "production"  # its real servers (Redis) stand in for the cluster's
 PIPELINE_IMAGE = os.environ.get("TITANS_PIPELINE_IMAGE", "ghcr.io/titans-finance/titans:0.1.0")
 SERVING_IMAGE = os.environ.get("TITANS_SERVING_IMAGE", "ghcr.io/titans-finance/titans-serving:0.1.0")
 # The engine `make engine-up` (and .ci/run) starts, used when DOCKER_HOST is not set.
@@ -35,7 +36,7 @@ MODELS = ("category", "amount", "anomaly", "cashflow")
 NO_FEAST_VALUES: dict[str, Any] = {"feast": {"enabled": False}}
 READY_TIMEOUT = 90.0
 
-for _folder in (SERVING_TESTS, INFRA_TESTS):
+for _folder in (SERVING_TESTS, INFRA_TESTS, PRODUCTION_TESTS):
     if str(_folder) not in sys.path:
         sys.path.insert(0, str(_folder))
 
@@ -78,6 +79,18 @@ def serving_runtime_container(values: dict[str, Any]) -> dict[str, Any]:
     (runtime,) = by_kind(objs, "ServingRuntime")
     (container,) = runtime["spec"]["containers"]
     return container
+
+
+def container_env(container: dict[str, Any], secrets: dict[str, dict[str, str]]) -> dict[str, str]:
+    """The container's env as the kubelet resolves it: values, and secretKeyRefs read from ``secrets``."""
+    env = {}
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        else:
+            ref = item["valueFrom"]["secretKeyRef"]
+            env[item["name"]] = secrets[ref["name"]][ref["key"]]  # a missing Secret would stop the pod too
+    return env
 
 
 def pod_run_args(container: dict[str, Any], isvc_name: str, model_dir: Path) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from images_helpers import PIPELINE_IMAGE, http_status, require_image
+from images_helpers import PIPELINE_IMAGE, container_env, http_status, require_image
 from infra_helpers import CHART, NAMESPACE, find, load_values, render_chart
 
 STARTUP_S = 120.0
@@ -28,18 +28,6 @@ STARTUP_S = 120.0
 def _status(path: str, host: str, user: tuple[str, str] | None = None) -> int | None:
     headers = {"Authorization": "Basic " + base64.b64encode(":".join(user).encode()).decode()} if user else {}
     return http_status(f"http://127.0.0.1:5000{path}", host, timeout=5, headers=headers)
-
-
-def container_env(container: dict[str, Any], secrets: dict[str, dict[str, str]]) -> dict[str, str]:
-    """The container's env as the kubelet resolves it: values, and secretKeyRefs read from ``secrets``."""
-    env = {}
-    for item in container.get("env", []):
-        if "value" in item:
-            env[item["name"]] = item["value"]
-        else:
-            ref = item["valueFrom"]["secretKeyRef"]
-            env[item["name"]] = secrets[ref["name"]][ref["key"]]  # a missing Secret would stop the pod too
-    return env
 
 
 def test_mlflow_starts_as_its_pod_and_answers_through_its_service_name(engine: Any, tmp_path: Path) -> None:

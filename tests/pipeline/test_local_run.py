@@ -132,3 +132,28 @@ def test_failing_step_names_itself_and_changes_nothing(first_run: dict[str, Any]
         run_local(data=[str(empty)], n_estimators=20, cv_folds=2)
     assert _tree_digest(home / "models") == before_models
     assert _aliases(first_run["mlflow_tracking_uri"]) == before_aliases
+
+
+def test_interleaved_training_iterations_each_get_their_own_line() -> None:
+    """Two iterations of the training loop finish together (their log records interleave between threads): each
+    finish line is printed once, named by the outputs record kfp logs after it, with the step's own duration."""
+    from pipelines.local_run import _StepLog
+
+    terminal = io.StringIO()
+    steps = _StepLog(io.StringIO(), terminal)
+    for task in ("train-model", "train-model", "deploy-models"):
+        steps.write(f"00:00:01.000 - INFO - Executing task '{task}'\n")
+    steps.write("00:00:09.000 - INFO - Task 'train-model' finished with status SUCCESS\n")
+    steps.write("00:00:09.001 - INFO - Task 'train-model' finished with status ")  # a record written in parts
+    steps.write("SUCCESS\n00:00:09.002 - INFO - Task 'train-model' outputs:\n")
+    steps.write("""    Output: '{"task": "recommend", "seconds": 7.5, "reason": "it\\'s fine"}'\n""")
+    steps.write("00:00:09.003 - INFO - Task 'train-model' outputs:\n")
+    steps.write("""    Output: '{"task": "amount", "seconds": 8.25}'\n""")
+    steps.write("00:00:09.004 - INFO - Task 'deploy-models' finished with status FAILURE\n")
+    lines = [line.split() for line in terminal.getvalue().splitlines()]
+    assert [line[:-2] for line in lines] == [["train-model", "(recommend)", "SUCCESS"],
+                                             ["train-model", "(amount)", "SUCCESS"], ["deploy-models", "FAILURE"]]
+    assert [line[-2] for line in lines[:2]] == ["7.5", "8.2"]
+    steps.write("00:00:10.000 - INFO - Task 'train-model' finished with status SUCCESS\n")
+    steps.close_steps()  # the run ended before its outputs record: still one line, unnamed
+    assert terminal.getvalue().splitlines()[-1].split()[:2] == ["train-model", "SUCCESS"]

@@ -198,9 +198,10 @@ class Redis:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_redis(binary: str, root: Path) -> Redis:
+def start_redis(binary: str, root: Path, port: int | None = None) -> Redis:
+    """``port``: a fixed one (the chart's Redis port, where a rendered config names it), else a free one."""
     root.mkdir(parents=True, exist_ok=True)
-    port, password, log = free_port(), secrets.token_urlsafe(18), root / "redis.log"
+    port, password, log = port or free_port(), secrets.token_urlsafe(18), root / "redis.log"
     conf = root / "redis.conf"
     # The password goes in a 0600 config file, not on the command line where `ps` would show it.
     conf.write_text(f"bind 127.0.0.1\nport {port}\nprotected-mode yes\nsave \"\"\nappendonly no\n"

@@ -1,0 +1,235 @@
+"""The predictors started from the chart's default render, Feast on: its ConfigMap's store, filled by a step.
+
+Why: the chart ships `feast.enabled: true`, so a predictor reads the `titans-feast` ConfigMap (mounted
+read-only at /etc/titans/feature_repo): the registry object `s3://titans-feast/registry.db` and the in-chart
+Redis with its password from the `titans-redis` Secret. The other image tests run without Feast; this one
+starts what the chart installs. The cluster's servers are stood in for by real ones: Debian's redis-server
+on the port the config names (reached under the Service's DNS name through the container's hosts file), and
+for the object store, which cannot be installed here, an S3-compatible server from PyPI (moto). The store is
+filled the way a pipeline step fills it: `titans features build` in the project image, with the same rendered
+config. Each predictor must become ready and answer real rows exactly as the same model answers them from the
+pipeline run's own embedded store (same data, so the same stored features); the anomaly model without any
+stored features answers otherwise, so the equality says the features came through.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from images_helpers import (
+    PIPELINE_IMAGE,
+    REPO,
+    SERVING_IMAGE,
+    container_env,
+    pod_run_args,
+    require_image,
+    run_as_pod,
+)
+from infra_helpers import NAMESPACE, by_kind, find, render_chart
+
+# Feature-enriched models: their answers depend on what the store holds.
+ENRICHED = ("category", "amount", "anomaly")
+ROWS = 40
+STAND_IN_KEYS = {"AWS_ACCESS_KEY_ID": "titans-test-key", "AWS_SECRET_ACCESS_KEY": "titans-test-secret"}
+FEAST_MOUNT = "/etc/titans/feature_repo"
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+@contextlib.contextmanager
+def _object_store() -> Iterator[str]:
+    """moto's S3-compatible server on loopback: the stand-in for the cluster's object store."""
+    from moto.server import ThreadedMotoServer
+    from production_servers import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(engine: Any, subprocess_run: tuple[Path, dict[str, Any]],
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The default render (object store pointed at the stand-in), its servers, and the store filled by a step."""
+    import boto3
+    from production_servers import redis_server_bin, start_redis
+
+    require_image(engine, PIPELINE_IMAGE)
+    require_image(engine, SERVING_IMAGE)
+    redis_bin = redis_server_bin()
+    if redis_bin is None:
+        pytest.skip("redis-server not found (apt-get install redis-server; .ci/run does)")
+    root = tmp_path_factory.mktemp("feast-pods")
+    with _object_store() as endpoint:
+        # The values a cluster with its own S3-compatible store sets (ci/kind-values.yaml does it for MinIO).
+        objs, _ = render_chart({"objectStore": {"endpoint": endpoint, "existingSecret": "titans-object-store"}})
+        config = find(objs, "ConfigMap", "titans-feast")
+        store_yaml = config["data"]["feature_store.yaml"]
+        redis_host = f"titans-redis.{NAMESPACE}.svc.cluster.local"
+        assert f"{redis_host}:6379" in store_yaml and "s3://titans-feast/registry.db" in store_yaml
+        if not _port_free(6379):
+            pytest.skip("port 6379 is in use on 127.0.0.1: the rendered config names the chart's Redis port")
+        redis = start_redis(redis_bin, root / "redis", port=6379)
+        try:
+            # The bucket the registry lives in, made before the first run (docs/deploying.md's step).
+            s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **{
+                k.lower(): v for k, v in STAND_IN_KEYS.items()})
+            s3.create_bucket(Bucket="titans-feast")
+            folder = root / "feast-config"  # the ConfigMap as the kubelet projects it
+            folder.mkdir()
+            for name, text in config["data"].items():
+                (folder / name).write_text(text)
+            secrets = {"titans-redis": {"redis-password": redis.password}, "titans-object-store": STAND_IN_KEYS}
+            yield {"objs": objs, "config": folder, "secrets": secrets, "hosts": {redis_host: "127.0.0.1"},
+                   "s3": s3, "redis": redis, "fill": _fill(engine, objs, folder, secrets, redis_host,
+                                                          subprocess_run[0], root)}
+        finally:
+            redis.stop()
+
+
+def _fill(engine: Any, objs: list[dict[str, Any]], config: Path, secrets: dict[str, dict[str, str]],
+          redis_host: str, home: Path, root: Path) -> dict[str, Any]:
+    """`titans features build` in the project image with the rendered store config: what a pipeline step runs."""
+    (runtime,) = by_kind(objs, "ServingRuntime")
+    (predictor,) = runtime["spec"]["containers"]
+    # The step's env for the store: the same Secrets and object-store settings the predictor gets.
+    env = {k: v for k, v in container_env(predictor, secrets).items()
+           if k.startswith(("AWS_", "FEAST_", "REDIS_"))}
+    data = root / "volume"  # the data volume: the run's clean table, owned by the step's user
+    shutil.copytree(_clean_data(home), data / "data")
+    if os.geteuid() == 0:
+        for path in [data, *data.rglob("*")]:
+            os.chown(path, 10001, 10001)
+    env |= {"TITANS_HOME": "/var/titans", "TITANS_FEATURE_STORE_YAML": f"{FEAST_MOUNT}/feature_store.yaml",
+            "HOME": "/tmp"}
+    output = engine.containers.run(
+        PIPELINE_IMAGE, ["titans", "features", "build", "--data", "/var/titans/data", "--json"], environment=env,
+        network_mode="host", extra_hosts={redis_host: "127.0.0.1"}, user="10001:10001", read_only=True,
+        tmpfs={"/tmp": ""}, cap_drop=["ALL"], security_opt=["no-new-privileges"], remove=True,
+        volumes={str(data): {"bind": "/var/titans", "mode": "rw"}, str(config): {"bind": FEAST_MOUNT, "mode": "ro"}},
+        stdout=True, stderr=False)
+    text = output.decode()
+    return json.loads(text[text.index("{"):])
+
+
+def _clean_data(home: Path) -> Path:
+    """The pipeline run's ingest output (its clean table), where the build-features step read it."""
+    (found,) = home.glob("pipeline_root/titans-training-*/ingest-data/clean_data")
+    return found
+
+
+def _rows(home: Path) -> pd.DataFrame:
+    """The run's latest expense rows: their merchants have history, so their stored features are not defaults."""
+    clean = pd.read_parquet(_clean_data(home) / "clean")
+    expenses = clean[clean["type"] == "Expense"].sort_values("date")
+    return expenses.tail(ROWS).reset_index(drop=True)
+
+
+def _v2_request(inputs: list[dict[str, Any]], rows: pd.DataFrame) -> dict[str, Any]:
+    from serving.score_rows import request_columns
+
+    columns = request_columns(rows)
+    tensors = []
+    for spec in inputs:
+        if spec["name"] not in columns:
+            continue
+        values = columns[spec["name"]]
+        data = [float(v) for v in values] if spec["datatype"].startswith("FP") else [str(v) for v in values]
+        tensors.append({"name": spec["name"], "datatype": spec["datatype"], "shape": [len(values)], "data": data})
+    return {"inputs": tensors}
+
+
+def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def _get(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def _in_process(folder: Path, home: Path, enrichment: str, columns: dict[str, np.ndarray],
+                monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The same model folder answered here, from the run's embedded store (or with no stored features)."""
+    from serving.config import EnrichmentMode, ServeConfig
+    from serving.server import build_models
+
+    monkeypatch.setenv("TITANS_HOME", str(home))
+    for name in ("TITANS_FEATURE_STORE_YAML", "TITANS_FEATURE_REPO", "TITANS_ENRICHMENT"):
+        monkeypatch.delenv(name, raising=False)
+    (model,) = build_models(ServeConfig(models=[(f"titans-{folder.name}", str(folder))],
+                                        enrichment=EnrichmentMode(enrichment), feature_repo=REPO / "feature_repo"))
+    assert model.ready, model.load_error
+    return model.predict_columns(model.enrich(columns), None)
+
+
+def test_the_step_fills_the_charts_store(cluster: dict[str, Any]) -> None:
+    """The registry object lands in the stand-in bucket and the online rows in Redis, under the chart's project."""
+    fill = cluster["fill"]
+    assert (fill["project"], fill["registry"], fill["online_store"]) == ("titans", "s3://titans-feast/registry.db",
+                                                                         "redis"), fill
+    assert fill["registry_changes"]["applied"], fill
+    listed = cluster["s3"].list_objects_v2(Bucket="titans-feast")
+    assert [o["Key"] for o in listed.get("Contents", [])] == ["registry.db"]
+    assert cluster["redis"].client().dbsize() > 0
+
+
+@pytest.mark.parametrize("task", ENRICHED)
+def test_predictor_from_the_default_render_answers_with_the_stored_features(
+        task: str, engine: Any, cluster: dict[str, Any], subprocess_run: tuple[Path, dict[str, Any]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    home, _ = subprocess_run
+    folder = home / "models" / task
+    (runtime,) = by_kind(cluster["objs"], "ServingRuntime")
+    (container,) = runtime["spec"]["containers"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in runtime["spec"]["volumes"]}
+    assert mounts["feast-config"] == FEAST_MOUNT and volumes["feast-config"]["configMap"]["name"] == "titans-feast"
+    name = f"titans-{task}"
+    args = pod_run_args(container, name, folder)
+    args["environment"] = container_env(container, cluster["secrets"])
+    assert args["environment"]["TITANS_ENRICHMENT"] == "feast"
+    args["volumes"][str(cluster["config"])] = {"bind": FEAST_MOUNT, "mode": "ro"}
+    args["extra_hosts"] = cluster["hosts"]
+    rows = _rows(home)
+    with run_as_pod(engine, SERVING_IMAGE, args) as pod:
+        assert pod.ready_seconds is not None, f"{name} never became ready:\n{pod.logs()[-3000:]}"
+        metadata = _get(f"http://127.0.0.1:8080/v2/models/{name}")
+        answer = _post(f"http://127.0.0.1:8080/v2/models/{name}/infer", _v2_request(metadata["inputs"], rows))
+        logs = pod.logs()
+    assert "Traceback" not in logs, logs[-3000:]
+    served = {out["name"]: out["data"] for out in answer["outputs"]}
+    from serving.score_rows import request_columns
+
+    columns = {spec["name"]: request_columns(rows)[spec["name"]] for spec in metadata["inputs"]
+               if spec["name"] in request_columns(rows)}
+    local = _in_process(folder, home, "feast", columns, monkeypatch)
+    for output, values in served.items():
+        expected = np.asarray(local[output]).ravel().tolist()
+        if isinstance(values[0], str):
+            assert values == [str(v) for v in expected], output
+        else:
+            np.testing.assert_allclose(values, expected, rtol=1e-9, atol=1e-9, err_msg=output)
+    if task == "anomaly":  # the stored features matter to this model's answer: without them it differs
+        bare = _in_process(folder, home, "none", columns, monkeypatch)
+        assert not np.allclose(bare["anomaly_score"], served["anomaly_score"])
