@@ -9,7 +9,8 @@ for the object store, which cannot be installed here, an S3-compatible server fr
 filled the way a pipeline step fills it: `titans features build` in the project image, with the same rendered
 config. Each predictor must become ready and answer real rows exactly as the same model answers them from the
 pipeline run's own embedded store (same data, so the same stored features); the anomaly model without any
-stored features answers otherwise, so the equality says the features came through.
+stored features answers otherwise, so the equality says the features came through. The chart's Feast server,
+started from its Deployment the same way, serves the same values over its HTTP API.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 import os
 import shutil
 import socket
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +34,7 @@ from images_helpers import (
     REPO,
     SERVING_IMAGE,
     container_env,
+    http_status,
     pod_run_args,
     require_image,
     run_as_pod,
@@ -233,3 +236,52 @@ def test_predictor_from_the_default_render_answers_with_the_stored_features(
     if task == "anomaly":  # the stored features matter to this model's answer: without them it differs
         bare = _in_process(folder, home, "none", columns, monkeypatch)
         assert not np.allclose(bare["anomaly_score"], served["anomaly_score"])
+
+
+def test_feast_server_from_the_default_render_serves_what_the_step_materialized(
+        engine: Any, cluster: dict[str, Any], subprocess_run: tuple[Path, dict[str, Any]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chart's Feast server Deployment, started as its pod, reads the same registry and Redis: a merchant's
+    90-day history over its HTTP API equals what the pipeline run's own store holds for that merchant."""
+    from titans.features import spec
+    from titans.features.store import FeatureClient
+
+    home, _ = subprocess_run
+    deployment = find(cluster["objs"], "Deployment", "titans-feast")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    security = container["securityContext"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == "titans-feast"
+    port = next(p["containerPort"] for p in container["ports"] if p["name"] == "http")
+    if not _port_free(port):
+        pytest.fail(f"port {port} is in use on 127.0.0.1; the chart fixes it, so free it first")
+    started = engine.containers.run(
+        PIPELINE_IMAGE, command=container["command"], environment=container_env(container, cluster["secrets"]),
+        detach=True, read_only=True, tmpfs={mounts["tmp"]: ""}, cap_drop=["ALL"], security_opt=["no-new-privileges"],
+        user=f"{security['runAsUser']}:{security['runAsGroup']}", network_mode="host",
+        extra_hosts=cluster["hosts"], volumes={str(cluster["config"]): {"bind": mounts["config"], "mode": "ro"}})
+    merchants = sorted(_rows(home)["merchant"].unique())[:5]
+    features = [f"merchant_history:{c.name}" for c in spec.MERCHANT_HISTORY.columns]
+    try:
+        deadline = time.monotonic() + 90
+        while http_status(f"http://127.0.0.1:{port}/health") != 200:
+            started.reload()
+            assert started.status != "exited" and time.monotonic() < deadline, started.logs().decode()[-3000:]
+            time.sleep(1)
+        served = _post(f"http://127.0.0.1:{port}/get-online-features",
+                       {"features": features, "entities": {spec.MERCHANT_KEY: merchants}})
+    finally:
+        started.remove(force=True)
+    names = served["metadata"]["feature_names"]
+    by_name = {name: result["values"] for name, result in zip(names, served["results"], strict=True)}
+    monkeypatch.setenv("TITANS_HOME", str(home))
+    for name in ("TITANS_FEATURE_STORE_YAML", "TITANS_FEATURE_REPO"):
+        monkeypatch.delenv(name, raising=False)
+    own = FeatureClient(REPO / "feature_repo").store.get_online_features(
+        features=features, entity_rows=[{spec.MERCHANT_KEY: m} for m in merchants]).to_dict()
+    assert by_name[spec.MERCHANT_KEY] == merchants
+    for column in spec.MERCHANT_HISTORY.columns:
+        assert by_name[column.name] == own[column.name], column.name
+    assert any(v not in (None, 0, 0.0) for v in by_name[spec.MERCHANT_HISTORY.columns[0].name])
