@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 SERVING_TESTS = REPO / "tests" / "serving"
 INFRA_TESTS = REPO / "tests" / "infra"
 PRODUCTION_TESTS = REPO / "tests" / "production"  # its real servers (Redis) stand in for the cluster's
+PIPELINE_TESTS = REPO / "tests" / "pipeline"  # the recording KFP API double
 PIPELINE_IMAGE = os.environ.get("TITANS_PIPELINE_IMAGE", "ghcr.io/titans-finance/titans:0.1.0")
 SERVING_IMAGE = os.environ.get("TITANS_SERVING_IMAGE", "ghcr.io/titans-finance/titans-serving:0.1.0")
 # The engine `make engine-up` (and .ci/run) starts, used when DOCKER_HOST is not set.
@@ -36,7 +37,7 @@ MODELS = ("category", "amount", "anomaly", "cashflow")
 NO_FEAST_VALUES: dict[str, Any] = {"feast": {"enabled": False}}
 READY_TIMEOUT = 90.0
 
-for _folder in (SERVING_TESTS, INFRA_TESTS, PRODUCTION_TESTS):
+for _folder in (SERVING_TESTS, INFRA_TESTS, PRODUCTION_TESTS, PIPELINE_TESTS):
     if str(_folder) not in sys.path:
         sys.path.insert(0, str(_folder))
 

@@ -24,12 +24,14 @@ RESPONSES = {
 
 
 @contextmanager
-def kfp_api_double(run_states: dict[str, str] | None = None) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+def kfp_api_double(run_states: dict[str, str] | None = None,
+                   port: int = 0) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """Yield (host URL, recorded requests); each request is method, path, parsed JSON body, headers
     (lower-case names) and arrival time.
 
     ``run_states`` (run id -> KFP runtime state, e.g. "SUCCEEDED") is read at every GET of a run, so a
-    test can finish a run while a client is polling it.
+    test can finish a run while a client is polling it. ``port``: a fixed one (KFP's own, where a rendered
+    manifest names it), else a free one.
     """
     recorded: list[dict[str, Any]] = []
     states = run_states if run_states is not None else {}
@@ -71,7 +73,7 @@ def kfp_api_double(run_states: dict[str, str] | None = None) -> Iterator[tuple[s
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
