@@ -94,6 +94,21 @@ def container_env(container: dict[str, Any], secrets: dict[str, dict[str, str]])
     return env
 
 
+def docker_quotas(resources: dict[str, Any]) -> dict[str, int]:
+    """A container's resource limits as docker's quotas: memory (swap none beyond it) and CPU."""
+    limits = resources["limits"]
+
+    def quantity(limit: str) -> int:
+        for suffix, factor in (("Ki", 1 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30)):
+            if limit.endswith(suffix):
+                return int(float(limit[:-2]) * factor)
+        return int(limit)
+
+    cpus = float(limits["cpu"][:-1]) / 1000 if str(limits["cpu"]).endswith("m") else float(limits["cpu"])
+    memory = quantity(str(limits["memory"]))
+    return {"mem_limit": memory, "memswap_limit": memory, "nano_cpus": int(cpus * 1_000_000_000)}
+
+
 def pod_run_args(container: dict[str, Any], isvc_name: str, model_dir: Path) -> dict[str, Any]:
     """docker-py ``containers.run`` arguments that reproduce the pod KServe would start.
 

@@ -4,7 +4,8 @@ Why: the chart ships `feast.enabled: true`, so a predictor reads the `titans-fea
 read-only at /etc/titans/feature_repo): the registry object `s3://titans-feast/registry.db` and the in-chart
 Redis with its password from the `titans-redis` Secret. The other image tests run without Feast; this one
 starts what the chart installs. The cluster's servers are stood in for by real ones: Debian's redis-server
-on the port the config names (reached under the Service's DNS name through the container's hosts file), and
+with the in-chart Redis Deployment's own args (reached under the Service's DNS name through the container's
+hosts file), and
 for the object store, which cannot be installed here, an S3-compatible server from PyPI (moto). The store is
 filled the way a pipeline step fills it: `titans features build` in the project image, with the same rendered
 config. Each predictor must become ready and answer real rows exactly as the same model answers them from the
@@ -18,8 +19,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import secrets
 import shutil
 import socket
+import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -34,6 +38,7 @@ from images_helpers import (
     REPO,
     SERVING_IMAGE,
     container_env,
+    docker_quotas,
     http_status,
     pod_run_args,
     require_image,
@@ -42,7 +47,9 @@ from images_helpers import (
 from infra_helpers import NAMESPACE, by_kind, find, render_chart
 
 # Feature-enriched models: their answers depend on what the store holds.
-ENRICHED = ("category", "amount", "anomaly")
+# Every served task: the feature-enriched ones (their answers depend on what the store holds) and the account
+# tasks, which read their own state but start with the same Feast settings.
+TASKS = ("category", "amount", "anomaly", "cashflow", "recommend")
 ROWS = 40
 STAND_IN_KEYS = {"AWS_ACCESS_KEY_ID": "titans-test-key", "AWS_SECRET_ACCESS_KEY": "titans-test-secret"}
 FEAST_MOUNT = "/etc/titans/feature_repo"
@@ -73,7 +80,7 @@ def cluster(engine: Any, subprocess_run: tuple[Path, dict[str, Any]],
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The default render (object store pointed at the stand-in), its servers, and the store filled by a step."""
     import boto3
-    from production_servers import redis_server_bin, start_redis
+    from production_servers import redis_server_bin
 
     require_image(engine, PIPELINE_IMAGE)
     require_image(engine, SERVING_IMAGE)
@@ -90,7 +97,7 @@ def cluster(engine: Any, subprocess_run: tuple[Path, dict[str, Any]],
         assert f"{redis_host}:6379" in store_yaml and "s3://titans-feast/registry.db" in store_yaml
         if not _port_free(6379):
             pytest.skip("port 6379 is in use on 127.0.0.1: the rendered config names the chart's Redis port")
-        redis = start_redis(redis_bin, root / "redis", port=6379)
+        redis = _redis_as_rendered(objs, redis_bin, root / "redis")
         try:
             # The bucket the registry lives in, made before the first run (docs/deploying.md's step).
             s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **{
@@ -100,12 +107,40 @@ def cluster(engine: Any, subprocess_run: tuple[Path, dict[str, Any]],
             folder.mkdir()
             for name, text in config["data"].items():
                 (folder / name).write_text(text)
-            secrets = {"titans-redis": {"redis-password": redis.password}, "titans-object-store": STAND_IN_KEYS}
-            yield {"objs": objs, "config": folder, "secrets": secrets, "hosts": {redis_host: "127.0.0.1"},
-                   "s3": s3, "redis": redis, "fill": _fill(engine, objs, folder, secrets, redis_host,
+            keys = {"titans-redis": {"redis-password": redis.password}, "titans-object-store": STAND_IN_KEYS}
+            yield {"objs": objs, "config": folder, "secrets": keys, "hosts": {redis_host: "127.0.0.1"},
+                   "s3": s3, "redis": redis, "fill": _fill(engine, objs, folder, keys, redis_host,
                                                           subprocess_run[0], root)}
         finally:
             redis.stop()
+
+
+def _redis_as_rendered(objs: list[dict[str, Any]], binary: str, root: Path) -> Any:
+    """The in-chart Redis Deployment's command and args (``$(REDIS_PASSWORD)`` expanded from its Secret, as the
+    kubelet does) on Debian's redis-server in place of the image; its emptyDir a folder here. One change, for this
+    machine: it binds to loopback only (in the pod the network policy does the fencing)."""
+    from production_servers import Redis, _wait
+
+    (container,) = find(objs, "Deployment", "titans-redis")["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["redis-server"]
+    password = secrets.token_urlsafe(18)
+    env = container_env(container, {"titans-redis": {"redis-password": password}})
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    root.mkdir(parents=True)
+    args = [str(root) if a == mounts["data"] else re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], a)
+            for a in container["args"]]
+    port = container["ports"][0]["containerPort"]
+    log = root / "redis.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([binary, *args, "--port", str(port), "--bind", "127.0.0.1"], stdout=out,
+                                stderr=subprocess.STDOUT, cwd=root)
+    server = Redis(port=port, password=password, root=root, proc=proc)
+    try:
+        _wait(lambda: server.client().ping(), proc, log, "redis-server")
+    except BaseException:
+        server.stop()
+        raise
+    return server
 
 
 def _fill(engine: Any, objs: list[dict[str, Any]], config: Path, secrets: dict[str, dict[str, str]],
@@ -146,16 +181,33 @@ def _rows(home: Path) -> pd.DataFrame:
     return expenses.tail(ROWS).reset_index(drop=True)
 
 
-def _v2_request(inputs: list[dict[str, Any]], rows: pd.DataFrame) -> dict[str, Any]:
+def _request_columns(inputs: list[dict[str, Any]], rows: pd.DataFrame) -> dict[str, np.ndarray]:
+    """A request to a model with these V2 inputs: the rows' own fields; an account task's batch parameters."""
     from serving.score_rows import request_columns
 
     columns = request_columns(rows)
+    accounts = np.array(sorted(set(columns["account_id"])), dtype=object)
+    batch = {"horizon_days": np.array([14], dtype=np.int32), "k": np.array([5], dtype=np.int32)}
+    per_account = any(spec["name"] in batch for spec in inputs)
+    chosen = {}
+    for spec in inputs:
+        if spec["name"] in batch:
+            chosen[spec["name"]] = batch[spec["name"]]
+        elif spec["name"] == "account_id" and per_account:
+            chosen[spec["name"]] = accounts[:1] if "horizon_days" in {s["name"] for s in inputs} else accounts
+        elif spec["name"] in columns:
+            chosen[spec["name"]] = columns[spec["name"]]
+    return chosen
+
+
+def _v2_request(inputs: list[dict[str, Any]], columns: dict[str, np.ndarray]) -> dict[str, Any]:
     tensors = []
     for spec in inputs:
         if spec["name"] not in columns:
             continue
         values = columns[spec["name"]]
-        data = [float(v) for v in values] if spec["datatype"].startswith("FP") else [str(v) for v in values]
+        data = ([str(v) for v in values] if spec["datatype"] == "BYTES" else
+                [float(v) for v in values] if spec["datatype"].startswith("FP") else [int(v) for v in values])
         tensors.append({"name": spec["name"], "datatype": spec["datatype"], "shape": [len(values)], "data": data})
     return {"inputs": tensors}
 
@@ -197,7 +249,7 @@ def test_the_step_fills_the_charts_store(cluster: dict[str, Any]) -> None:
     assert cluster["redis"].client().dbsize() > 0
 
 
-@pytest.mark.parametrize("task", ENRICHED)
+@pytest.mark.parametrize("task", TASKS)
 def test_predictor_from_the_default_render_answers_with_the_stored_features(
         task: str, engine: Any, cluster: dict[str, Any], subprocess_run: tuple[Path, dict[str, Any]],
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -210,7 +262,10 @@ def test_predictor_from_the_default_render_answers_with_the_stored_features(
     assert mounts["feast-config"] == FEAST_MOUNT and volumes["feast-config"]["configMap"]["name"] == "titans-feast"
     name = f"titans-{task}"
     args = pod_run_args(container, name, folder)
-    args["environment"] = container_env(container, cluster["secrets"])
+    # KServe merges the InferenceService's model env and resources into the runtime's container.
+    model = find(cluster["objs"], "InferenceService", name)["spec"]["predictor"]["model"]
+    args["environment"] = container_env({"env": container["env"] + model.get("env", [])}, cluster["secrets"])
+    args |= docker_quotas(model.get("resources") or container["resources"])
     assert args["environment"]["TITANS_ENRICHMENT"] == "feast"
     args["volumes"][str(cluster["config"])] = {"bind": FEAST_MOUNT, "mode": "ro"}
     args["extra_hosts"] = cluster["hosts"]
@@ -218,18 +273,15 @@ def test_predictor_from_the_default_render_answers_with_the_stored_features(
     with run_as_pod(engine, SERVING_IMAGE, args) as pod:
         assert pod.ready_seconds is not None, f"{name} never became ready:\n{pod.logs()[-3000:]}"
         metadata = _get(f"http://127.0.0.1:8080/v2/models/{name}")
-        answer = _post(f"http://127.0.0.1:8080/v2/models/{name}/infer", _v2_request(metadata["inputs"], rows))
+        columns = _request_columns(metadata["inputs"], rows)
+        answer = _post(f"http://127.0.0.1:8080/v2/models/{name}/infer", _v2_request(metadata["inputs"], columns))
         logs = pod.logs()
     assert "Traceback" not in logs, logs[-3000:]
     served = {out["name"]: out["data"] for out in answer["outputs"]}
-    from serving.score_rows import request_columns
-
-    columns = {spec["name"]: request_columns(rows)[spec["name"]] for spec in metadata["inputs"]
-               if spec["name"] in request_columns(rows)}
     local = _in_process(folder, home, "feast", columns, monkeypatch)
     for output, values in served.items():
         expected = np.asarray(local[output]).ravel().tolist()
-        if isinstance(values[0], str):
+        if values and isinstance(values[0], str):
             assert values == [str(v) for v in expected], output
         else:
             np.testing.assert_allclose(values, expected, rtol=1e-9, atol=1e-9, err_msg=output)

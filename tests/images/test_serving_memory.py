@@ -18,7 +18,15 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from images_helpers import NO_FEAST_VALUES, SERVING_IMAGE, http_status, pod_run_args, require_image, run_as_pod
+from images_helpers import (
+    NO_FEAST_VALUES,
+    SERVING_IMAGE,
+    docker_quotas,
+    http_status,
+    pod_run_args,
+    require_image,
+    run_as_pod,
+)
 from images_helpers import serving_runtime_container as runtime_container
 
 from serving.config import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_TEXT_CHARS
@@ -38,26 +46,13 @@ def _largest_request() -> bytes:
         for name, values in columns.items()]}).encode()
 
 
-def _quantity(limit: str) -> int:
-    for suffix, factor in (("Ki", 1 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30)):
-        if limit.endswith(suffix):
-            return int(float(limit[:-2]) * factor)
-    return int(limit)
-
-
-def _cpus(limit: str) -> int:
-    return int((float(limit[:-1]) / 1000 if limit.endswith("m") else float(limit)) * 1_000_000_000)
-
-
 def test_concurrent_largest_requests_stay_inside_the_pod_memory_limit(
         engine: Any, subprocess_run: tuple[Path, dict[str, Any]]) -> None:
     require_image(engine, SERVING_IMAGE)
     home, _ = subprocess_run
     container = runtime_container(NO_FEAST_VALUES)  # as test_serving_image: no feature server here
-    limits = container["resources"]["limits"]
     args = pod_run_args(container, "titans-category", home / "models" / "category")
-    args |= {"mem_limit": _quantity(limits["memory"]), "memswap_limit": _quantity(limits["memory"]),
-             "nano_cpus": _cpus(limits["cpu"])}
+    args |= docker_quotas(container["resources"])
     body = _largest_request()
     url = "http://127.0.0.1:8080/v2/models/titans-category/infer"
     statuses: list[int] = []
@@ -88,7 +83,8 @@ def test_concurrent_largest_requests_stay_inside_the_pod_memory_limit(
         pod.container.reload()
         state = pod.container.attrs["State"]
         logs = pod.logs()[-3000:]
-    print(f"{CONCURRENT} x {len(body) / 1e6:.1f} MB requests under {limits['memory']}: statuses {statuses}, "
+    limit = container["resources"]["limits"]["memory"]
+    print(f"{CONCURRENT} x {len(body) / 1e6:.1f} MB requests under {limit}: statuses {statuses}, "
           f"readiness max {max(readiness):.2f} s over {len(readiness)} probes")
     assert not state.get("OOMKilled") and state.get("Status") == "running", f"{state}\n{logs}"
     assert statuses == [200] * CONCURRENT, f"{statuses}\n{logs}"
