@@ -23,7 +23,6 @@ import re
 import secrets
 import shutil
 import socket
-import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -115,11 +114,11 @@ def cluster(engine: Any, subprocess_run: tuple[Path, dict[str, Any]],
             redis.stop()
 
 
-def _redis_as_rendered(objs: list[dict[str, Any]], binary: str, root: Path) -> Any:
+def _redis_as_rendered(objs: list[dict[str, Any]], binary: str, root: Path) -> Any:  # production_servers.Redis
     """The in-chart Redis Deployment's command and args (``$(REDIS_PASSWORD)`` expanded from its Secret, as the
     kubelet does) on Debian's redis-server in place of the image; its emptyDir a folder here. One change, for this
     machine: it binds to loopback only (in the pod the network policy does the fencing)."""
-    from production_servers import Redis, _wait
+    from production_servers import launch_redis
 
     (container,) = find(objs, "Deployment", "titans-redis")["spec"]["template"]["spec"]["containers"]
     assert container["command"] == ["redis-server"]
@@ -130,17 +129,7 @@ def _redis_as_rendered(objs: list[dict[str, Any]], binary: str, root: Path) -> A
     args = [str(root) if a == mounts["data"] else re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], a)
             for a in container["args"]]
     port = container["ports"][0]["containerPort"]
-    log = root / "redis.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([binary, *args, "--port", str(port), "--bind", "127.0.0.1"], stdout=out,
-                                stderr=subprocess.STDOUT, cwd=root)
-    server = Redis(port=port, password=password, root=root, proc=proc)
-    try:
-        _wait(lambda: server.client().ping(), proc, log, "redis-server")
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    return launch_redis([binary, *args, "--port", str(port), "--bind", "127.0.0.1"], port, password, root)
 
 
 def _fill(engine: Any, objs: list[dict[str, Any]], config: Path, secrets: dict[str, dict[str, str]],

@@ -198,17 +198,22 @@ class Redis:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_redis(binary: str, root: Path, port: int | None = None) -> Redis:
-    """``port``: a fixed one (the chart's Redis port, where a rendered config names it), else a free one."""
+def start_redis(binary: str, root: Path) -> Redis:
     root.mkdir(parents=True, exist_ok=True)
-    port, password, log = port or free_port(), secrets.token_urlsafe(18), root / "redis.log"
+    port, password = free_port(), secrets.token_urlsafe(18)
     conf = root / "redis.conf"
     # The password goes in a 0600 config file, not on the command line where `ps` would show it.
     conf.write_text(f"bind 127.0.0.1\nport {port}\nprotected-mode yes\nsave \"\"\nappendonly no\n"
                     f"dir {root}\nrequirepass {password}\n")
     conf.chmod(0o600)
+    return launch_redis([binary, str(conf)], port, password, root)
+
+
+def launch_redis(argv: list[str], port: int, password: str, root: Path) -> Redis:
+    """redis-server started with ``argv`` (in ``root``, its log there), once it answers a ping."""
+    log = root / "redis.log"
     with log.open("w") as out:
-        proc = subprocess.Popen([binary, str(conf)], stdout=out, stderr=subprocess.STDOUT, cwd=root)
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=root)
     server = Redis(port=port, password=password, root=root, proc=proc)
     try:
         _wait(lambda: server.client().ping(), proc, log, "redis-server")
