@@ -59,6 +59,10 @@ def feature_specs(service: str) -> tuple[TensorSpec, ...]:
     )
 
 
+class StoreUnavailable(RuntimeError):
+    """The feature store a model enriches from cannot be read (its registry or its feature service)."""
+
+
 class FeastEnricher:
     """In-process enrichment of one model's requests (``--enrichment feast``)."""
 
@@ -67,6 +71,13 @@ class FeastEnricher:
             from titans.features.store import FeatureClient  # here: Feast takes seconds to load, and only this needs it
 
             client = FeatureClient(repo_path)
+        try:
+            # The registry read now, not at the first request: a store nothing filled (a missing registry object,
+            # a service never applied) is a model that never becomes ready, named by its config file.
+            client.service(service)
+        except Exception as exc:
+            where = getattr(client, "yaml_path", None) or "the feature store"
+            raise StoreUnavailable(f"{where}: {type(exc).__name__}: {exc}") from None
         self.client = client
         self.features = CachedStoredFeatures(StoredFeatures(service, client.store))
         self.service = service

@@ -326,3 +326,26 @@ def test_feast_server_from_the_default_render_serves_what_the_step_materialized(
     for column in spec.MERCHANT_HISTORY.columns:
         assert by_name[column.name] == own[column.name], column.name
     assert any(v not in (None, 0, 0.0) for v in by_name[spec.MERCHANT_HISTORY.columns[0].name])
+
+
+def test_a_store_that_cannot_be_opened_is_one_error_line_and_no_readiness(
+        engine: Any, cluster: dict[str, Any], subprocess_run: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    """The same pod with its registry object missing (a bucket nothing filled): one ERROR line naming the store
+    config and why, no traceback, never ready."""
+    home, _ = subprocess_run
+    (runtime,) = by_kind(cluster["objs"], "ServingRuntime")
+    (container,) = runtime["spec"]["containers"]
+    config = tmp_path / "feast-config"
+    config.mkdir()
+    text = (cluster["config"] / "feature_store.yaml").read_text()
+    (config / "feature_store.yaml").write_text(text.replace("s3://titans-feast/", "s3://titans-feast/nothing-here/"))
+    args = pod_run_args(container, "titans-amount", home / "models" / "amount")
+    args["environment"] = container_env(container, cluster["secrets"])
+    args["volumes"][str(config)] = {"bind": FEAST_MOUNT, "mode": "ro"}
+    args["extra_hosts"] = cluster["hosts"]
+    with run_as_pod(engine, SERVING_IMAGE, args, timeout=20, wait_ready=False) as pod:
+        logs = pod.logs()
+    assert pod.ready_seconds is None, logs[-3000:]
+    errors = [line for line in logs.splitlines() if "ERROR" in line]
+    assert "Traceback" not in logs, logs[-3000:]
+    assert errors and f"{FEAST_MOUNT}/feature_store.yaml" in errors[0], logs[-3000:]
