@@ -18,6 +18,8 @@ import itertools
 import math
 import multiprocessing
 import os
+import pickle
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
@@ -92,10 +94,18 @@ def _context(fn: Callable[..., Any]) -> multiprocessing.context.BaseContext:
     return context
 
 
-def _start_worker(environ: dict[str, str], initializer: Callable[..., Any] | None, initargs: tuple) -> None:
-    """A worker's start: the caller's environment, then the caller's initializer."""
+def _start_worker(environ: dict[str, str], packed: bytes) -> None:
+    """A worker's start: the caller's environment, no command line, then the caller's initializer.
+
+    Why the initializer travels pickled inside bytes: unpickling it imports its module, and a worker is handed
+    the caller's ``sys.argv``; a module that parses the command line when imported (kserve's model server does)
+    would read the caller's flags (a dashboard's ``--work`` taken for kserve's ``--workers`` killed the pool).
+    So the command line is cleared first, then the initializer and its arguments are unpickled and run.
+    """
     os.environ.clear()
     os.environ.update(environ)
+    sys.argv = sys.argv[:1]
+    initializer, initargs = pickle.loads(packed)
     if initializer is not None:
         initializer(*initargs)
 
@@ -131,7 +141,7 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int,
     # The fork server keeps the environment it started with; a long-lived caller (a test run, a dashboard) may
     # have changed TITANS_HOME or the store since, so each worker takes the caller's environment of now.
     pool = ProcessPoolExecutor(workers, mp_context=_context(fn), initializer=_start_worker,
-                               initargs=(dict(os.environ), initializer, initargs))
+                               initargs=(dict(os.environ), pickle.dumps((initializer, initargs))))
     try:
         for item in items:
             pending.append(pool.submit(fn, item))

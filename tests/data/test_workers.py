@@ -23,3 +23,16 @@ def test_workers_answer_in_order_with_the_callers_current_environment(monkeypatc
         monkeypatch.setenv("TITANS_HOME", home)
         results = list(ordered_map(_home_and_square, range(40), workers=2, in_flight=3))
         assert results == [(home, i * i) for i in range(40)]
+
+
+def _argv_seen_by_a_module_imported_here(value: int) -> list[str]:
+    import argv_on_import  # here, in the worker: the import itself is what is tested
+
+    return argv_on_import.SEEN
+
+
+def test_a_module_imported_in_a_worker_never_reads_the_callers_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kserve parses sys.argv when first imported; a worker importing it under a dashboard's ``--work DIR`` died."""
+    monkeypatch.setattr("sys.argv", ["app.py", "--work", "/tmp/somewhere"])
+    seen = list(ordered_map(_argv_seen_by_a_module_imported_here, range(6), workers=2, in_flight=2))
+    assert all("--work" not in argv for argv in seen), seen
