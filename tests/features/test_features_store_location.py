@@ -60,3 +60,38 @@ def test_feast_cli_in_a_fresh_clone_before_any_build(tmp_path: Path) -> None:
     listed = _feast(["feature-views", "list"], cwd=clone / "feature_repo")
     assert listed.returncode == 0, listed.stderr[-2000:]
     assert "Traceback" not in listed.stderr and "NAME" in listed.stdout
+
+
+def test_a_registry_that_cannot_be_opened_is_one_line_before_any_work(tmp_path: Path) -> None:
+    """The chart's kind of store (an S3 registry) with its object store unreachable: `titans features build` says
+    which config and why in one line, exit 2, and writes no offline table (it used to write them all first and
+    end in a traceback from Feast)."""
+    import socket
+
+    with socket.socket() as sock:  # a loopback port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = tmp_path / "config" / "feature_store.yaml"
+    config.parent.mkdir()
+    config.write_text("project: titans\nprovider: local\nregistry:\n  registry_type: file\n"
+                      "  path: s3://titans-feast/registry.db\nonline_store:\n  type: sqlite\n"
+                      f"  path: {tmp_path / 'online.db'}\noffline_store:\n  type: duckdb\n"
+                      "entity_key_serialization_version: 3\n")
+    data = tmp_path / "data"
+    subprocess.run([sys.executable, "-m", "titans.cli", "data", "generate", "--rows", "300", "--accounts", "1",
+                    "--small-accounts", "0", "--out", str(tmp_path / "export.csv")], check=True, env=_bare_env(),
+                   capture_output=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "titans.cli", "data", "ingest", "--input", str(tmp_path / "export.csv"),
+                    "--out", str(data)], check=True, env={**_bare_env(), "TITANS_HOME": str(tmp_path / "home")},
+                   capture_output=True, timeout=120)
+    env = {**_bare_env(), "TITANS_HOME": str(tmp_path / "home"), "TITANS_FEATURE_STORE_YAML": str(config),
+           "FEAST_S3_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{port}",
+           "AWS_ACCESS_KEY_ID": "unused", "AWS_SECRET_ACCESS_KEY": "unused", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_MAX_ATTEMPTS": "1"}
+    result = subprocess.run([sys.executable, "-m", "titans.cli", "features", "build", "--data", str(data)],
+                            env=env, capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert result.returncode == 2, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("titans: error:")]
+    assert len(errors) == 1 and f"{config}: cannot open the feature registry" in errors[0], result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "home" / "features" / "offline").exists()

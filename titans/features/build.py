@@ -107,6 +107,7 @@ def build_from_clean(
     if clean is None or len(clean) == 0:
         raise UserError("the clean table is empty: nothing to build features from (run `titans data ingest`)")
     client = FeatureClient(repo)  # checks the repository and its yaml before any work
+    client.open_registry()  # and that its registry opens: an unreachable store fails here, in one line
     record_uri = f"{client.offline_uri}/{BUILD_RECORD}"
     # No record while the build runs: a build that fails halfway is never taken for a complete one.
     _delete(record_uri)

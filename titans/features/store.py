@@ -133,6 +133,15 @@ class FeatureClient:
                 ) from exc
         return self._services[name]
 
+    def open_registry(self) -> None:
+        """Read the registry now: a store that cannot be opened (its module missing, its object store unreachable,
+        access refused) is one line naming its config, before any work is done for it."""
+        try:
+            self.store.registry  # noqa: B018 - Feast opens (or creates) the registry on first access
+        except Exception as exc:
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+            raise UserError(f"{self.yaml_path}: cannot open the feature registry: {reason}") from None
+
     def apply(self) -> dict[str, list[str]]:
         """Register the repository's objects (idempotent; removes objects no longer defined).
 
