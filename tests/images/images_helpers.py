@@ -148,6 +148,14 @@ def http_status(url: str, host: str | None = None, timeout: float = 2,
         return None
 
 
+def json_request(url: str, body: dict[str, Any] | None = None, timeout: float = 30) -> tuple[int, Any]:
+    """(status, parsed JSON) of a GET, or of a POST of ``body`` as JSON; an HTTP error status raises."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return response.status, json.loads(response.read())
+
+
 @dataclass
 class Started:
     """A container started as a pod, and how long it took to become ready (None: never)."""

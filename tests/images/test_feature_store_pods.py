@@ -24,7 +24,6 @@ import secrets
 import shutil
 import socket
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from images_helpers import (
     container_env,
     docker_quotas,
     http_status,
+    json_request,
     pod_run_args,
     require_image,
     run_as_pod,
@@ -201,17 +201,6 @@ def _v2_request(inputs: list[dict[str, Any]], columns: dict[str, np.ndarray]) ->
     return {"inputs": tensors}
 
 
-def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
-
-
-def _get(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.loads(response.read())
-
-
 def _in_process(folder: Path, home: Path, enrichment: str, columns: dict[str, np.ndarray],
                 monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """The same model folder answered here, from the run's embedded store (or with no stored features)."""
@@ -261,9 +250,10 @@ def test_predictor_from_the_default_render_answers_with_the_stored_features(
     rows = _rows(home)
     with run_as_pod(engine, SERVING_IMAGE, args) as pod:
         assert pod.ready_seconds is not None, f"{name} never became ready:\n{pod.logs()[-3000:]}"
-        metadata = _get(f"http://127.0.0.1:8080/v2/models/{name}")
+        _, metadata = json_request(f"http://127.0.0.1:8080/v2/models/{name}")
         columns = _request_columns(metadata["inputs"], rows)
-        answer = _post(f"http://127.0.0.1:8080/v2/models/{name}/infer", _v2_request(metadata["inputs"], columns))
+        _, answer = json_request(f"http://127.0.0.1:8080/v2/models/{name}/infer",
+                                 _v2_request(metadata["inputs"], columns))
         logs = pod.logs()
     assert "Traceback" not in logs, logs[-3000:]
     served = {out["name"]: out["data"] for out in answer["outputs"]}
@@ -311,8 +301,8 @@ def test_feast_server_from_the_default_render_serves_what_the_step_materialized(
             started.reload()
             assert started.status != "exited" and time.monotonic() < deadline, started.logs().decode()[-3000:]
             time.sleep(1)
-        served = _post(f"http://127.0.0.1:{port}/get-online-features",
-                       {"features": features, "entities": {spec.MERCHANT_KEY: merchants}})
+        _, served = json_request(f"http://127.0.0.1:{port}/get-online-features",
+                                 {"features": features, "entities": {spec.MERCHANT_KEY: merchants}})
     finally:
         started.remove(force=True)
     names = served["metadata"]["feature_names"]

@@ -20,17 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from images_helpers import PIPELINE_IMAGE, container_env, http_status, require_image
+from images_helpers import PIPELINE_IMAGE, container_env, http_status, json_request, require_image
 from infra_helpers import find, render_chart
 from kfp_api_double import kfp_api_double
 
 STARTUP_S = 90.0
-
-
-def _post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return response.status, json.loads(response.read())
 
 
 def test_trigger_starts_as_its_pod_and_submits_one_run_per_alert(engine: Any, tmp_path: Path) -> None:
@@ -75,7 +69,7 @@ def test_trigger_starts_as_its_pod_and_submits_one_run_per_alert(engine: Any, tm
             alert = {"status": "firing", "labels": {"alertname": "TitansFeatureDrift", "model_name": "titans-amount",
                                                     "model_version": "1", "feature": "amount"},
                      "annotations": {}, "fingerprint": "0f1e2d3c4b5a6978", "startsAt": "2026-12-07T12:00:00Z"}
-            status, body = _post(f"{base}/webhook", {"version": "4", "status": "firing", "alerts": [alert]})
+            status, body = json_request(f"{base}/webhook", {"version": "4", "status": "firing", "alerts": [alert]})
             logs = started.logs().decode()
         finally:
             started.remove(force=True)

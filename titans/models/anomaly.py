@@ -270,13 +270,16 @@ class AnomalyModel:
         clipped = np.clip(np.asarray(score, dtype=np.float64), calibration.FLOOR, 1.0 - calibration.FLOOR)
         return 1.0 / (1.0 + np.exp(-np.log(clipped / (1.0 - clipped)) / temperature))
 
+    def served(self, score: np.ndarray) -> np.ndarray:
+        """The ``anomaly_score`` output: the served score of raw (mixed) scores, within [0, 1]."""
+        return np.clip(self.served_score(score), 0.0, 1.0)
+
     def served_cutoffs(self) -> tuple[float, ...]:
         """The risk cutoffs on the served score's scale (the described ones: a client can check a level)."""
         return tuple(float(c) for c in self.served_score(np.asarray(self.risk_cutoffs, dtype=np.float64)))
 
-    def risk_level(self, score: np.ndarray) -> np.ndarray:
-        """Levels of raw (mixed) scores, read on the served scale so they match the described cutoffs exactly."""
-        served = np.clip(self.served_score(np.asarray(score, dtype=np.float64)), 0.0, 1.0)
+    def risk_level(self, served: np.ndarray) -> np.ndarray:
+        """Levels of served scores (``served``), against the described cutoffs: a client can check each one."""
         return np.asarray(RISK_LEVELS, dtype=object)[np.searchsorted(self.served_cutoffs(), served, side="right")]
 
     def _factors(self, X: pd.DataFrame, score: np.ndarray) -> list[list[dict[str, Any]]]:
@@ -349,9 +352,10 @@ class AnomalyModel:
         parts = self.component_scores(frame)
         score = self._mix(parts)
         factors = self._factors(parts["matrix"], score)
+        served = self.served(score)
         return {
-            "anomaly_score": np.clip(self.served_score(score), 0.0, 1.0),
-            "risk_level": self.risk_level(score),
+            "anomaly_score": served,
+            "risk_level": self.risk_level(served),
             "top_factors": np.asarray([json.dumps(f) for f in factors], dtype=object),
         }
 
@@ -472,7 +476,7 @@ def unlabelled_metrics(model: AnomalyModel, holdout: pd.DataFrame, risk: np.ndar
     caught, rule, injected = {}, {}, 0
     for kind, rows in injected_anomalies(holdout, seed).items():
         # The served risk level without the per-row factors, which the rate does not need (the costly part).
-        levels = model.risk_level(model._mix(model.component_scores(rows)))
+        levels = model.risk_level(model.served(model._mix(model.component_scores(rows))))
         caught[kind] = float(np.isin(levels, FLAGGED_RISK_LEVELS).mean())
         rule[kind] = float((amount_zscore(rows) > threshold).mean())
         injected += len(rows)
@@ -491,7 +495,7 @@ def unlabelled_metrics(model: AnomalyModel, holdout: pd.DataFrame, risk: np.ndar
 
 def reference_scores(model: AnomalyModel, frame: pd.DataFrame) -> np.ndarray:
     """Scores of the latest training rows for the drift reference, without the per-row factors (the costly part)."""
-    return np.clip(model.served_score(model._mix(model.component_scores(frame))), 0.0, 1.0)
+    return model.served(model._mix(model.component_scores(frame)))
 
 
 # ------------------------------------------------------------------------------ array path (serving)
@@ -554,7 +558,8 @@ class AnomalyFast:
         elif model.behaviour_max is not None:
             parts["beyond_training"] = model.beyond_training(values)
         score = model._mix(parts)
-        out = {"anomaly_score": np.clip(model.served_score(score), 0.0, 1.0), "risk_level": model.risk_level(score)}
+        served = model.served(score)
+        out = {"anomaly_score": served, "risk_level": model.risk_level(served)}
         if wanted is None or "top_factors" in wanted:
             out["top_factors"] = np.asarray([json.dumps(f) if f else "[]" for f in self.factors(values, score)],
                                             dtype=object)
