@@ -36,7 +36,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _TASK_DONE = re.compile(r"Task '?([\w-]+)'? finished with status (\w+)")
 _TASK_START = re.compile(r"Executing task '?([\w-]+)'?")
 # The line of kfp.local's "outputs:" record holding a training step's JSON return value.
-_TRAIN_OUTPUT = re.compile(r"^\s+Output: '(\{\"task\": .*)'\s*$")
+_TRAIN_OUTPUT = re.compile(r"\bOutput: '(\{\"task\": .*)'\s*$")
 RUNNERS = ("subprocess", "docker")
 # Where the project image mounts the data volume (pipelines/training.py mounts the PVC there on a cluster).
 CONTAINER_HOME = "/var/titans"
@@ -53,7 +53,9 @@ class _StepLog(io.TextIOBase):
         self.log = log
         self.terminal = terminal
         self.lines: list[str] = []
-        self._partial = ""
+        # Each thread's unfinished line, kept apart: ``print`` writes its text and its newline in two calls,
+        # and another iteration's record landing in between glued the two and hid an outputs line.
+        self._partial: dict[int, str] = {}
         self._started: dict[str, float] = {}
         # Training iterations share one step name and run two at a time: a finished one waits here for the
         # outputs line kfp logs right after its finish line, which names the task and its own duration.
@@ -65,8 +67,8 @@ class _StepLog(io.TextIOBase):
     def write(self, text: str) -> int:
         with self._lock:
             self.log.write(text)
-            self._partial += text
-            *done, self._partial = self._partial.split("\n")
+            thread = threading.get_ident()
+            *done, self._partial[thread] = (self._partial.get(thread, "") + text).split("\n")
             for line in done:
                 self._step_line(_ANSI.sub("", line))
             self.lines.extend(done)
@@ -82,7 +84,7 @@ class _StepLog(io.TextIOBase):
                 self._training.append(task)  # named by its outputs, logged right after (``_training_output``)
             else:
                 self._print(task, status, seconds)
-        elif self._training and (output := _TRAIN_OUTPUT.match(line)):
+        elif self._training and (output := _TRAIN_OUTPUT.search(line)):
             step = self._training.pop(0)
             task, seconds = _task_and_seconds(output.group(1))
             self._print(f"{step} ({task})" if task else step, "SUCCESS", seconds)

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import io
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -157,3 +158,26 @@ def test_interleaved_training_iterations_each_get_their_own_line() -> None:
     steps.write("00:00:10.000 - INFO - Task 'train-model' finished with status SUCCESS\n")
     steps.close_steps()  # the run ended before its outputs record: still one line, unnamed
     assert terminal.getvalue().splitlines()[-1].split()[:2] == ["train-model", "SUCCESS"]
+
+
+def test_a_line_printed_in_parts_by_one_iteration_does_not_hide_anothers_outputs() -> None:
+    """``print`` writes a line's text and its newline in two calls; another iteration's thread logging its
+    outputs record in between must still name its training line."""
+    from pipelines.local_run import _StepLog
+
+    terminal = io.StringIO()
+    steps = _StepLog(io.StringIO(), terminal)
+    steps.write("00:00:01.000 - INFO - Executing task 'train-model'\n")
+    steps.write("00:00:09.000 - INFO - Task 'train-model' finished with status SUCCESS\n")
+
+    def other_iteration_prints(text: str) -> None:
+        thread = threading.Thread(target=steps.write, args=(text,))
+        thread.start()
+        thread.join()
+
+    steps.write("00:00:09.002 - INFO - Task 'train-model' outputs:\n")
+    other_iteration_prints("ValueError: bad fold")  # its newline comes later
+    steps.write("""    Output: '{"task": "recommend", "seconds": 3.0}'\n""")
+    other_iteration_prints("\n")
+    assert terminal.getvalue().split()[:3] == ["train-model", "(recommend)", "SUCCESS"]
+    assert "ValueError: bad fold" in steps.lines  # kept whole, where a failed step's error line is looked for
