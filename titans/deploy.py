@@ -46,6 +46,11 @@ RUNTIME = "titans-runtime"
 MODEL_FORMAT = {"name": "titans", "version": "1"}
 STORAGE_BASE = "s3://titans-models"
 DEPLOYMENT_MODE = "Serverless"
+# What the chart gives every predictor: its ServiceAccount (the object store's endpoint and credentials for the
+# storage initializer) and the labels its titans-inference PodMonitor selects. RELEASE is the Helm release the
+# docs and `make deploy` install (app.kubernetes.io/instance).
+SERVICE_ACCOUNT = "titans-inference"
+RELEASE = "titans"
 
 ANNOTATION_DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
 ANNOTATION_TAG_ROUTING = "serving.kserve.io/enable-tag-routing"
@@ -127,6 +132,27 @@ def model_spec(model_name: str, model_version: str, storage_uri: str = "", runti
     }
 
 
+def versioned_env(live: dict[str, Any] | None, model_version: str) -> list[dict[str, Any]]:
+    """The live predictor's model env with only the version changed.
+
+    Why: a JSON merge patch replaces a list whole, so a patch carrying just the version dropped what the
+    chart put beside it (``TITANS_SCORE_LOG_DIR``, where live scores are logged for grading).
+    """
+    model = (((live or {}).get("spec") or {}).get("predictor") or {}).get("model") or {}
+    kept = [dict(e) for e in model.get("env") or [] if e.get("name") != ENV_MODEL_VERSION]
+    return [{"name": ENV_MODEL_VERSION, "value": str(model_version)}, *kept]
+
+
+def predictor_labels(model_name: str, release: str = RELEASE) -> dict[str, str]:
+    """The pod labels the chart's Services, NetworkPolicies and PodMonitor select a model server by."""
+    return {
+        "app.kubernetes.io/name": "titans-finance",
+        "app.kubernetes.io/instance": release,
+        "app.kubernetes.io/component": "inference",
+        "titans.finance/model": task_of(model_name),
+    }
+
+
 def render_inference_service(
     model_name: str,
     model_version: str,
@@ -162,7 +188,9 @@ def render_inference_service(
         annotations[ANNOTATION_STABLE_VERSION] = str(stable_version)
         annotations[ANNOTATION_STABLE_URI] = stable_storage_uri or storage_uri_for(model_name, stable_version)
     predictor: dict[str, Any] = {
+        "serviceAccountName": SERVICE_ACCOUNT,
         "minReplicas": 1,
+        "labels": predictor_labels(model_name),
         "model": model_spec(model_name, model_version, storage_uri, runtime),
     }
     if canary_traffic_percent is not None:
@@ -202,12 +230,14 @@ def full_promotion_patch() -> dict[str, Any]:
     return {"spec": {"predictor": {"canaryTrafficPercent": None}}}
 
 
-def rollback_patches(stable_version: str, stable_storage_uri: str) -> list[dict[str, Any]]:
+def rollback_patches(stable_version: str, stable_storage_uri: str,
+                     live: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Two steps: pin traffic to the previous revision at once, then restore its model.
 
     The second patch keeps ``canaryTrafficPercent: 0``: dropping it would route 100% to the
     latest *ready* revision, which is the bad canary until the restored model's revision is
-    ready. The next ``titans deploy apply`` sets a new split anyway.
+    ready. The next ``titans deploy apply`` sets a new split anyway. ``live`` (the InferenceService as read)
+    keeps the rest of the model's env.
     """
     return [
         traffic_patch(0),
@@ -218,7 +248,7 @@ def rollback_patches(stable_version: str, stable_storage_uri: str) -> list[dict[
                     "canaryTrafficPercent": 0,
                     "model": {
                         "storageUri": stable_storage_uri,
-                        "env": [{"name": ENV_MODEL_VERSION, "value": str(stable_version)}],
+                        "env": versioned_env(live, stable_version),
                     },
                 }
             },
@@ -226,17 +256,19 @@ def rollback_patches(stable_version: str, stable_storage_uri: str) -> list[dict[
     ]
 
 
-def update_patch(manifest: dict[str, Any]) -> dict[str, Any]:
-    """The merge patch that rolls ``manifest``'s model into an existing InferenceService.
+def update_patch(manifest: dict[str, Any], live: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The merge patch that rolls ``manifest``'s model into an existing InferenceService (``live``, as read).
 
-    Only what the deploy step owns is sent: the model (a merge patch replaces the ``env``
-    list whole, which holds only the version), the canary share and our annotations. Sizing,
-    service account and labels stay as the Helm chart set them. The deployment-mode annotation
-    is left out: KServe's webhook rejects any spelling other than the one recorded.
+    Only what the deploy step owns is sent: the model (a merge patch replaces the ``env`` list
+    whole, so it carries the live entries with the version changed), the canary share and our
+    annotations. Sizing, service account and labels stay as the Helm chart set them. The
+    deployment-mode annotation is left out: KServe's webhook rejects any spelling other than the
+    one recorded.
     """
     annotations = {k: v for k, v in manifest["metadata"]["annotations"].items() if k != ANNOTATION_DEPLOYMENT_MODE}
     predictor = manifest["spec"]["predictor"]
     body: dict[str, Any] = {"model": copy.deepcopy(predictor["model"])}
+    body["model"]["env"] = versioned_env(live, manifest["metadata"]["annotations"][ANNOTATION_MODEL_VERSION])
     if "canaryTrafficPercent" in predictor:
         body["canaryTrafficPercent"] = predictor["canaryTrafficPercent"]
     return {"metadata": {"annotations": annotations}, "spec": {"predictor": body}}
@@ -395,6 +427,7 @@ def deploy(
     out_dir: str = "",
     stable_version: str = "",
     stable_storage_uri: str = "",
+    create_missing: bool = True,
 ) -> dict[str, Any]:
     """Roll ``model_version`` out as a canary (or create the service); returns a summary.
 
@@ -404,6 +437,8 @@ def deploy(
     cluster the stable version and its location are read from the live service; the
     ``stable_*`` arguments only feed the manifest written without one (where rollback will
     look for the stable model, so pass its real location when it is not the contract's).
+    ``create_missing`` False (the pipeline's deploy step): a missing service is an error naming the
+    install step, never a create, which the step's ServiceAccount may not do.
     """
     validate_names(model_name, model_version, namespace)
     _check_percent(canary_traffic_percent)
@@ -428,7 +463,8 @@ def deploy(
             "manifest": manifest,
         }
     return apply_inference_service(
-        api, model_name, model_version, uri, namespace, canary_traffic_percent, wait, timeout_seconds, poll_seconds
+        api, model_name, model_version, uri, namespace, canary_traffic_percent, wait, timeout_seconds, poll_seconds,
+        create_missing=create_missing,
     )
 
 
@@ -442,9 +478,17 @@ def apply_inference_service(
     wait: bool,
     timeout_seconds: float,
     poll_seconds: float,
+    create_missing: bool = True,
 ) -> dict[str, Any]:
     """Create or patch through the Kubernetes API, then (optionally) wait for readiness."""
     existing = get_inference_service(api, namespace, model_name)
+    if existing is None and not create_missing:
+        # RBAC cannot limit create to names, so the pipeline's deployer is not granted it: the chart creates
+        # the five services and the pipeline only moves versions and traffic.
+        raise KubernetesError(
+            f"InferenceService {namespace}/{model_name} does not exist: install the chart first (make deploy); "
+            "the pipeline's deployer may only get and patch it"
+        )
     if existing is None:
         manifest = render_inference_service(model_name, model_version, namespace=namespace, storage_uri=storage_uri)
         _kube(
@@ -472,7 +516,7 @@ def apply_inference_service(
             stable_version=stable_version,
             stable_storage_uri=stable_uri,
         )
-        body = update_patch(manifest)
+        body = update_patch(manifest, existing)
         patch_inference_service(api, namespace, model_name, body)
         summary = {"action": "patched", "body": body, "stable_version": stable_version}
     summary.update(model_name=model_name, model_version=str(model_version), namespace=namespace)

@@ -137,7 +137,7 @@ def deploy_promoted(summaries: dict[str, dict[str, Any]], model_paths: dict[str,
         outcome = deploy.deploy(
             name, str(summary["version"]), canary_traffic_percent=canary_percent,
             namespace=namespace, storage_uri=mlflow_storage_uri(summary.get("model_uri"), problem),
-            out_dir=manifests_dir, stable_version=stable,
+            out_dir=manifests_dir, stable_version=stable, create_missing=False,
             stable_storage_uri=mlflow_storage_uri(f"models:/{name}/{stable}", problem) if stable else "",
         )
         outcome.pop("manifest", None)

@@ -77,7 +77,14 @@ def test_render_canary_manifest_is_exact() -> None:
         },
         "spec": {
             "predictor": {
+                "serviceAccountName": "titans-inference",
                 "minReplicas": 1,
+                "labels": {
+                    "app.kubernetes.io/name": "titans-finance",
+                    "app.kubernetes.io/instance": "titans",
+                    "app.kubernetes.io/component": "inference",
+                    "titans.finance/model": "category",
+                },
                 "canaryTrafficPercent": 10,
                 "model": {
                     "modelFormat": {"name": "titans", "version": "1"},
@@ -245,16 +252,30 @@ def test_patching_a_chart_made_service_keeps_the_charts_fields(kube_double: Kube
     chart_made = deploy.render_inference_service("titans-category", "1")
     del chart_made["metadata"]["annotations"]["titans.finance/model-version"]
     chart_made["spec"]["predictor"].update(minReplicas=2, maxReplicas=5, serviceAccountName="titans-inference")
+    score_log = {"name": "TITANS_SCORE_LOG_DIR", "value": "/var/titans-monitoring/scores"}
+    chart_made["spec"]["predictor"]["model"]["env"].append(score_log)
     api = deploy.kube_api(kubeconfig)
     api.create_namespaced_custom_object("serving.kserve.io", "v1beta1", "titans", "inferenceservices", chart_made)
 
-    summary = deploy.deploy("titans-category", "2", kubeconfig=kubeconfig, poll_seconds=0.05)
+    summary = deploy.deploy("titans-category", "2", kubeconfig=kubeconfig, poll_seconds=0.05, create_missing=False)
     assert summary["stable_version"] == "1"  # read from the chart's TITANS_MODEL_VERSION
-    predictor = kube_double.objects[("titans", "titans-category")]["spec"]["predictor"]
+    live = kube_double.objects[("titans", "titans-category")]
+    predictor = live["spec"]["predictor"]
     sizing = (predictor["minReplicas"], predictor["maxReplicas"], predictor["serviceAccountName"])
     assert sizing == (2, 5, "titans-inference")
-    assert predictor["model"]["env"] == [{"name": "TITANS_MODEL_VERSION", "value": "2"}]
+    # A merge patch replaces the env list whole: what the chart set beside the version survives it.
+    assert predictor["model"]["env"] == [{"name": "TITANS_MODEL_VERSION", "value": "2"}, score_log]
     assert predictor["canaryTrafficPercent"] == 10
+    rollback = deploy.rollback_patches("1", "s3://titans-models/category/1", live)[1]
+    assert rollback["spec"]["predictor"]["model"]["env"] == [{"name": "TITANS_MODEL_VERSION", "value": "1"}, score_log]
+
+
+def test_the_pipelines_deploy_never_creates_a_service(kube_double: KubeApiDouble, kubeconfig: str) -> None:
+    """Its ServiceAccount may get and patch the chart's services only (RBAC cannot limit create to names)."""
+    with pytest.raises(deploy.KubernetesError, match="install the chart first"):
+        deploy.deploy("titans-category", "1", kubeconfig=kubeconfig, create_missing=False)
+    assert {r.method for r in kube_double.requests} == {"GET"}
+    assert ("titans", "titans-category") not in kube_double.objects
 
 
 def test_unreachable_kubernetes_api_is_one_clear_error(tmp_path: Path) -> None:

@@ -113,7 +113,8 @@ def pods(objs: list[Manifest]) -> dict[str, Endpoint]:
 
 DNS = Endpoint.pod({"k8s-app": "kube-dns"}, "kube-system")
 KFP_API = Endpoint.pod({"app": "ml-pipeline"}, "kubeflow")
-MINIO = Endpoint.pod({"app": "minio"}, "kubeflow")
+# KFP's object store: SeaweedFS since KFP 2.15, still behind the Service minio-service:9000 (-> pod port 8333).
+KFP_OBJECT_STORE = Endpoint.pod({"app": "seaweedfs"}, "kubeflow")
 ISTIOD = Endpoint.pod({"app": "istiod"}, "istio-system")
 PUSHGATEWAY = Endpoint.pod({"app.kubernetes.io/name": "prometheus-pushgateway"}, "monitoring")
 
@@ -176,7 +177,8 @@ def test_production_connections(everything_on: list[Manifest]) -> None:
 def test_kind_reaches_its_object_store_only(kind_render: tuple[list[Manifest], str]) -> None:
     objs, _ = kind_render
     at = pods(objs)
-    assert connects(objs, at["inference/category"], MINIO, 9000) and connects(objs, at["mlflow"], MINIO, 9000)
+    assert connects(objs, at["inference/category"], KFP_OBJECT_STORE, 8333)
+    assert connects(objs, at["mlflow"], KFP_OBJECT_STORE, 8333)
     assert not connects(objs, at["mlflow"], Endpoint(ip=S3), 443)
     assert not connects(objs, at["inference/category"], ISTIOD, 15012)  # no mesh on kind
     assert find(objs, "NetworkPolicy", "titans-default-deny-egress")["spec"]["policyTypes"] == ["Egress"]

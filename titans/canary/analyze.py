@@ -81,13 +81,14 @@ def resolve_rollout(
     return Rollout(canary_version, stable_version, stable_storage_uri, int(current_percent), "arguments")
 
 
-def planned_patches(decision: Decision, rollout: Rollout, model_name: str) -> list[dict[str, Any]]:
-    """The merge-patch bodies that carry out ``decision`` (none for hold)."""
+def planned_patches(decision: Decision, rollout: Rollout, model_name: str,
+                    live: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The merge-patch bodies that carry out ``decision`` (none for hold); ``live``: the service as read."""
     if decision.action == PROMOTE:
         return [isvc.full_promotion_patch() if decision.full_promotion else isvc.traffic_patch(decision.target_percent)]
     if decision.action == ROLLBACK:
         uri = rollout.stable_storage_uri or isvc.storage_uri_for(model_name, rollout.stable_version)
-        return isvc.rollback_patches(rollout.stable_version, uri)
+        return isvc.rollback_patches(rollout.stable_version, uri, live)
     return []
 
 
@@ -205,7 +206,7 @@ def analyze_canary(
     )
     decision = decide(evidence, rollout.current_percent, rules)
 
-    patches = planned_patches(decision, rollout, model_name)
+    patches = planned_patches(decision, rollout, model_name, live)
     patch_log, patch_error = _send_patches(api, namespace, model_name, patches, apply)
 
     # Aliases follow the cluster: without every planned patch applied, none of them moves.

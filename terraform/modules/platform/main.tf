@@ -2,7 +2,7 @@
 #   1. cert-manager          (KServe's webhook certificates)
 #   2. Istio                 (only when ingress = "istio")
 #   3. Knative Operator, then KnativeServing (with Kourier or Istio as its ingress)
-#   4. KServe CRDs, then the KServe controller (Serverless mode by default: canaries need Knative)
+#   4. KServe CRDs, then the KServe controller (Knative mode: canaries need Knative)
 #   5. kube-prometheus-stack (the ServiceMonitor/PodMonitor/PrometheusRule CRDs the chart uses)
 #   6. Kubeflow Pipelines    (standalone; no Helm chart exists, so kubectl apply -k of the release)
 # The app (our chart) comes last, from modules/app.
@@ -118,7 +118,7 @@ resource "helm_release" "kserve_crd" {
 resource "helm_release" "kserve" {
   name       = "kserve"
   repository = "oci://ghcr.io/kserve/charts"
-  chart      = "kserve"
+  chart      = "kserve-resources"
   version    = var.versions.kserve
   namespace  = "kserve"
   atomic     = true
@@ -127,8 +127,9 @@ resource "helm_release" "kserve" {
   values = [yamlencode({
     kserve = {
       controller = {
-        # Serverless (Knative) is what makes canaryTrafficPercent work; the chart also sets it per service.
-        deploymentMode = "Serverless"
+        # Knative mode (called Serverless before v0.17) is what makes canaryTrafficPercent work; the chart
+        # also sets it per service.
+        deploymentMode = "Knative"
         gateway = {
           ingressGateway = {
             className = var.ingress == "istio" ? "istio" : "kourier"

@@ -21,14 +21,18 @@ variable "ingress_node_port" {
 }
 
 variable "versions" {
-  description = "Pinned versions of every platform component. Change them together: the KServe chart expects a matching Knative and cert-manager (docs/adr/0003-terraform-layout-and-offline-validation.md)."
+  description = "Pinned versions of every platform component, stated here only (tests/infra/test_infra_platform_versions.py holds the SDKs in uv.lock to them). Change them together: KServe lists the cert-manager, Istio and Knative it is tested with, Knative sets the oldest Kubernetes it runs on (docs/adr/0003-terraform-layout-and-offline-validation.md)."
   type = object({
-    cert_manager          = optional(string, "v1.16.2")
-    istio                 = optional(string, "1.24.2")
-    knative_operator      = optional(string, "v1.16.0")
-    knative_serving       = optional(string, "1.16")
-    kserve                = optional(string, "v0.15.2")
-    kubeflow_pipelines    = optional(string, "2.5.0")
+    cert_manager = optional(string, "v1.17.0")
+    istio        = optional(string, "1.27.1")
+    # Knative 1.20 is the newest whose minimum Kubernetes (1.32) the kind node image runs; 1.21 needs 1.33.
+    knative_operator = optional(string, "v1.20.0")
+    knative_serving  = optional(string, "1.20")
+    # The server the kserve package in uv.lock (0.21) is written for; its charts are kserve-crd and kserve-resources.
+    kserve = optional(string, "v0.21.0")
+    # The backend the kfp SDK in uv.lock (2.17) compiles for: the compiled IR's platform spec uses `optional`
+    # Secrets, which drivers before 2.15 reject.
+    kubeflow_pipelines    = optional(string, "2.17.0")
     kube_prometheus_stack = optional(string, "66.3.1")
   })
   default = {}
