@@ -67,10 +67,16 @@ kind-up: ## kind cluster and platform services, in dependency order (Terraform, 
 RANDOM_SECRET = od -An -N24 -tx1 /dev/urandom | tr -d ' \n'
 kind-secrets: ## the Secrets the kind values name: object store (KFP's MinIO), Redis password, MLflow's admin (never committed)
 	$(KUBECTL) create namespace $(NAMESPACE) --dry-run=client -o yaml | $(KUBECTL) apply -f -
-	$(KUBECTL) -n $(NAMESPACE) create secret generic titans-object-store --dry-run=client -o yaml \
+	# KFP's SeaweedFS admits its S3 port only from its own namespace and from namespaces labelled as
+	# Kubeflow profiles: the label lets the predictors, MLflow and Feast reach the object store.
+	$(KUBECTL) label namespace $(NAMESPACE) app.kubernetes.io/part-of=kubeflow-profile --overwrite
+	# The object store's keys, where the chart's pods read them and where the pipeline's steps run.
+	for ns in $(NAMESPACE) kubeflow; do \
+		$(KUBECTL) -n $$ns create secret generic titans-object-store --dry-run=client -o yaml \
 		--from-literal=AWS_ACCESS_KEY_ID="$$($(KUBECTL) -n kubeflow get secret mlpipeline-minio-artifact -o jsonpath='{.data.accesskey}' | base64 -d)" \
 		--from-literal=AWS_SECRET_ACCESS_KEY="$$($(KUBECTL) -n kubeflow get secret mlpipeline-minio-artifact -o jsonpath='{.data.secretkey}' | base64 -d)" \
-		| $(KUBECTL) apply -f -
+		| $(KUBECTL) apply -f - || exit 1; \
+	done
 	$(KUBECTL) -n $(NAMESPACE) get secret titans-redis >/dev/null 2>&1 || $(KUBECTL) -n $(NAMESPACE) create secret generic \
 		titans-redis --from-literal=redis-password="$$($(RANDOM_SECRET))"
 	$(KUBECTL) -n $(NAMESPACE) get secret titans-mlflow-auth >/dev/null 2>&1 || $(KUBECTL) -n $(NAMESPACE) create secret generic \

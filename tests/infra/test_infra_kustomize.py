@@ -85,12 +85,16 @@ def test_overlay_equals_the_chart_with_the_same_values(overlay: str, built: dict
 
 
 def test_overlays_differ_where_they_should(built: dict[str, list[Manifest]]) -> None:
-    """kind: no Istio, MinIO object store; production: JWT auth, PostgreSQL MLflow (no volume claim), canary."""
+    """kind: no Istio, KFP's object store; production: JWT auth, PostgreSQL MLflow (no volume claim), canary."""
     kind, production = built["kind"], built["production"]
     assert not [o for o in kind if o["apiVersion"].startswith("security.istio.io")]
     assert {o["kind"] for o in production if o["apiVersion"].startswith("security.istio.io")} == {
         "RequestAuthentication", "AuthorizationPolicy"}
-    assert by_kind(kind, "PersistentVolumeClaim") and not by_kind(production, "PersistentVolumeClaim")
+    # MLflow's sqlite claim on kind only; the steps' data claim (in KFP's namespace) and, in production, the
+    # live-labels claim everywhere they are used.
+    claims = {name: {o["metadata"]["name"] for o in objs if o["kind"] == "PersistentVolumeClaim"}
+              for name, objs in (("kind", kind), ("production", production))}
+    assert claims == {"kind": {"titans-mlflow", "titans-data"}, "production": {"titans-data", "titans-monitoring"}}
     canary = {o["metadata"]["name"]: o["spec"]["predictor"].get("canaryTrafficPercent")
               for o in by_kind(production, "InferenceService")}
     assert canary["titans-category"] == 10
@@ -101,7 +105,8 @@ def test_overlays_differ_where_they_should(built: dict[str, list[Manifest]]) -> 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_everything_lands_in_the_contract_namespace(overlay: str, built: dict[str, list[Manifest]]) -> None:
     """One namespace (docs/contracts.md), created by the base with Pod Security labels; only the pipeline
-    deployer's account and its token live where the pipeline's pods run (KFP's namespace, which KFP creates)."""
+    deployer's account, its token and the steps' data claim live where the pipeline's pods run (KFP's namespace,
+    which KFP creates)."""
     objs = built[overlay]
     (namespace,) = by_kind(objs, "Namespace")
     assert namespace["metadata"]["name"] == NAMESPACE
@@ -109,7 +114,8 @@ def test_everything_lands_in_the_contract_namespace(overlay: str, built: dict[st
     outside = {(o["kind"], o["metadata"]["name"], o["metadata"].get("namespace")) for o in objs
                if o["kind"] != "Namespace" and o["metadata"].get("namespace") != NAMESPACE}
     assert outside == {("ServiceAccount", "titans-deployer", "kubeflow"),
-                       ("Secret", "titans-deployer-token", "kubeflow")}
+                       ("Secret", "titans-deployer-token", "kubeflow"),
+                       ("PersistentVolumeClaim", "titans-data", "kubeflow")}
 
 
 def test_overlays_do_not_reach_outside_their_root() -> None:

@@ -57,12 +57,13 @@ def test_every_component_is_pinned_in_the_one_place() -> None:
     pins = {"KServe": versions["kserve"].lstrip("v"), "KFP": versions["kubeflow_pipelines"].lstrip("v")}
     for doc in [REPO / "README.md", *(REPO / "docs").rglob("*.md")]:
         for server, release in re.findall(r"\b(KServe|KFP) v?(\d+\.\d+\.\d+)", doc.read_text()):
-            assert release == pins[server], f"{doc.relative_to(REPO)} names {server} {release}, not the pin {pins[server]}"
+            assert release == pins[server], f"{doc.relative_to(REPO)} names {server} {release}, not {pins[server]}"
 
 
 def test_the_installed_servers_are_the_ones_the_locked_sdks_are_written_for() -> None:
     versions = platform_versions()
-    assert minor(versions["kubeflow_pipelines"]) == minor(locked("kfp")), (versions["kubeflow_pipelines"], locked("kfp"))
+    kfp = versions["kubeflow_pipelines"]
+    assert minor(kfp) == minor(locked("kfp")), (kfp, locked("kfp"))
     assert minor(versions["kserve"]) == minor(locked("kserve")), (versions["kserve"], locked("kserve"))
     assert minor(versions["knative_operator"]) == minor(versions["knative_serving"])
 
