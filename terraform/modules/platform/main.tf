@@ -97,6 +97,8 @@ resource "helm_release" "knative_serving" {
     ingress         = var.ingress
     ingressClass    = local.knative_ingress_class
     ingressNodePort = var.ingress_node_port
+    # Knative's default skips kind.local, ko.local and dev.local; a list given here replaces it.
+    registriesSkippingTagResolving = length(var.local_image_registries) == 0 ? [] : distinct(concat(["kind.local", "ko.local", "dev.local"], var.local_image_registries))
   })]
 
   depends_on = [helm_release.knative_operator, helm_release.istiod]

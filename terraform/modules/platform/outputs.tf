@@ -6,8 +6,10 @@ output "ingress" {
 output "namespaces" {
   description = "Namespaces the platform runs in, for the chart's NetworkPolicy values."
   value = {
-    knative    = helm_release.knative_serving.namespace
-    ingress    = var.ingress == "istio" ? "istio-system" : "kourier-system"
+    knative = helm_release.knative_serving.namespace
+    # The Knative Operator installs Kourier in the KnativeServing's own namespace (kourier-system is where
+    # Kourier's standalone YAML puts it, which this module does not use).
+    ingress    = var.ingress == "istio" ? "istio-system" : helm_release.knative_serving.namespace
     kserve     = helm_release.kserve.namespace
     monitoring = helm_release.kube_prometheus_stack.namespace
     pipelines  = "kubeflow"

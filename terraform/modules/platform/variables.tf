@@ -82,3 +82,9 @@ variable "timeout_seconds" {
     error_message = "timeout_seconds must be between 60 and 3600."
   }
 }
+
+variable "local_image_registries" {
+  description = "Registries of images loaded straight into the nodes (kind load docker-image): Knative must not resolve their tags at a registry that does not have them."
+  type        = list(string)
+  default     = []
+}

@@ -56,8 +56,11 @@ run "postgres_irsa_and_jwt_for_production" {
   command = plan
 
   variables {
-    postgres_secrets          = { mlflow = "titans-mlflow-db", feast_registry = "titans-feast-registry" }
-    service_account_role_arns = { inference = "arn:aws:iam::123456789012:role/titans-inference" }
+    postgres_secrets = { mlflow = "titans-mlflow-db", feast_registry = "titans-feast-registry" }
+    service_account_role_arns = {
+      inference = "arn:aws:iam::123456789012:role/titans-inference"
+      pipeline  = "arn:aws:iam::123456789012:role/titans-pipeline"
+    }
     jwt                       = { issuer = "https://auth.example.com/", jwks_uri = "https://auth.example.com/jwks.json" }
     inference_from_namespaces = ["knative-serving", "istio-system"]
   }
@@ -75,6 +78,11 @@ run "postgres_irsa_and_jwt_for_production" {
   assert {
     condition     = output.values.serving.serviceAccount.annotations["eks.amazonaws.com/role-arn"] == "arn:aws:iam::123456789012:role/titans-inference"
     error_message = "The inference ServiceAccount must carry its IRSA role."
+  }
+
+  assert {
+    condition     = output.pipeline_runner_annotations == { "eks.amazonaws.com/role-arn" = "arn:aws:iam::123456789012:role/titans-pipeline" }
+    error_message = "The AWS module's pipeline role is accepted and handed back for KFP's pipeline-runner account."
   }
 
   assert {
