@@ -13,6 +13,8 @@ def deploy_models(
     mlflow_tracking_uri: str,
     canary_percent: int,
     namespace: str,
+    model_store: str,
+    object_store_endpoint: str,
     manifests: Output[Artifact],
 ) -> str:
     """Roll promoted versions out; leave everything else exactly as it was.
@@ -21,18 +23,23 @@ def deploy_models(
     InferenceService is created or patched with ``canaryTrafficPercent``; without them the
     manifest is written (the artifact) and the model directory is published to
     ``$TITANS_HOME/models/<task>`` for ``titans serve``, from the training step's Model artifact
-    (``model_artifact`` in its summary: a path every local step shares).
+    (``model_artifact`` in its summary: a path every local step shares). ``model_store``
+    (``s3://titans-models``): each deployed folder is copied there, where KServe's storage initializer
+    fetches it; ``object_store_endpoint``: the S3 endpoint when it is not AWS (KFP's store on kind).
     """
     import json
     import os
 
     if titans_home:
         os.environ["TITANS_HOME"] = titans_home
+    if object_store_endpoint:
+        os.environ["AWS_ENDPOINT_URL_S3"] = object_store_endpoint
+        os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     from titans import registry
     from titans.publish import deploy_promoted
 
     registry.configure(mlflow_tracking_uri or None)
     parsed = json.loads(summaries)
     models = {task: str(summary.get("model_artifact") or "") for task, summary in parsed.items()}
-    result = deploy_promoted(parsed, models, canary_percent, namespace, manifests.path)
+    result = deploy_promoted(parsed, models, canary_percent, namespace, manifests.path, model_store=model_store)
     return json.dumps(result, default=str)

@@ -38,8 +38,11 @@ RUN_NAME ?=
 # What a run on the cluster needs beyond the defaults: the Prometheus the platform module installs (canary
 # evidence) and the chart's MLflow, and the gate deferring the champion alias to the canary's promotion.
 KIND_TRAIN_PARAMS ?= --param prometheus_url=http://kube-prometheus-stack-prometheus.monitoring.svc.cluster.local:9090 \
+	--param model_store=s3://titans-models --param object_store_endpoint=http://$(KFP_OBJECT_STORE) \
 	--param mlflow_tracking_uri=http://titans-mlflow.$(NAMESPACE).svc.cluster.local:5000 \
 	--param gate_config='{"champion_after_canary": true}'
+# KFP's object store as the kind values name it (objectStore.endpoint, without the scheme).
+KFP_OBJECT_STORE ?= minio-service.kubeflow.svc.cluster.local:9000
 # The buckets the chart's values name (models for the storage initializer, MLflow's artifacts, Feast's registry).
 BUCKETS ?= titans-models titans-mlflow titans-feast
 
@@ -94,6 +97,11 @@ kind-secrets: ## the Secrets the kind values name: object store (KFP's MinIO), R
 		--from-literal=AWS_SECRET_ACCESS_KEY="$$($(KUBECTL) -n kubeflow get secret mlpipeline-minio-artifact -o jsonpath='{.data.secretkey}' | base64 -d)" \
 		| $(KUBECTL) apply -f - || exit 1; \
 	done
+	# KServe's storage initializer reads the endpoint from the annotations of the Secret the inference
+	# ServiceAccount lists (the ServiceAccount's own s3-* annotations count only with an IRSA role).
+	$(KUBECTL) -n $(NAMESPACE) annotate secret titans-object-store --overwrite \
+		serving.kserve.io/s3-endpoint=$(KFP_OBJECT_STORE) serving.kserve.io/s3-usehttps=0 \
+		serving.kserve.io/s3-region=us-east-1
 	$(KUBECTL) -n $(NAMESPACE) get secret titans-redis >/dev/null 2>&1 || $(KUBECTL) -n $(NAMESPACE) create secret generic \
 		titans-redis --from-literal=redis-password="$$($(RANDOM_SECRET))"
 	$(KUBECTL) -n $(NAMESPACE) get secret titans-mlflow-auth >/dev/null 2>&1 || $(KUBECTL) -n $(NAMESPACE) create secret generic \

@@ -38,7 +38,8 @@ def _run(args: argparse.Namespace) -> int:
                             small_accounts=args.small_accounts, seed=args.seed,
                             n_estimators=args.n_estimators, cv_folds=args.cv_folds, gate_config=gate,
                             canary_percent=args.canary_percent, runner=args.runner,
-                            retrain_reason=args.retrain_reason, layout=layout)
+                            retrain_reason=args.retrain_reason, layout=layout, model_store=args.model_store,
+                            object_store_endpoint=args.object_store_endpoint)
     if args.json:
         print_json(summary)
     else:
@@ -96,6 +97,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="training (default) or scoring: the exports given with --data scored by the deployed models")
     run.add_argument("--registry", action="store_true",
                      help="with --pipeline scoring: MLflow's champion versions instead of $TITANS_HOME/models")
+    run.add_argument("--model-store", default="", metavar="URI",
+                     help="copy each deployed model to URI/<task>/<version> and name that in its InferenceService "
+                          "(s3://titans-models on a cluster; default: the local models folder only)")
+    run.add_argument("--object-store-endpoint", default="", metavar="URL",
+                     help="the S3 endpoint of --model-store when it is not AWS's (an S3-compatible store)")
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
     run.set_defaults(handler=_run)
 

@@ -38,6 +38,8 @@ _TASK_START = re.compile(r"Executing task '?([\w-]+)'?")
 # The line of kfp.local's "outputs:" record holding a training step's JSON return value.
 _TRAIN_OUTPUT = re.compile(r"\bOutput: '(\{\"task\": .*)'\s*$")
 RUNNERS = ("subprocess", "docker")
+# What a step needs to reach the object store (the deploy step's model store), passed into step containers.
+OBJECT_STORE_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION")
 # Where the project image mounts the data volume (pipelines/training.py mounts the PVC there on a cluster).
 CONTAINER_HOME = "/var/titans"
 
@@ -204,6 +206,8 @@ def _docker_runner(home: Path) -> Any:
         raise UserError(f"--runner docker: no Docker engine answers ({exc}); `make engine-up` starts one") from None
     stat = home.stat()
     environment = {"TITANS_HOME": CONTAINER_HOME, "HOME": "/tmp"}
+    # The object store's credentials, as a cluster's step gets them from the titans-object-store Secret.
+    environment |= {name: os.environ[name] for name in OBJECT_STORE_ENV if os.environ.get(name)}
     if os.environ.get(home_lock.OWNER_ENV):
         # This process holds the home's lock; the steps see it under the volume's path and must not wait for it.
         environment[home_lock.OWNER_ENV] = home_lock.owner_token(f"{CONTAINER_HOME}/{home_lock.LOCK_NAME}")
@@ -215,7 +219,8 @@ def _docker_runner(home: Path) -> Any:
 def run_local(data: list[str] | None = None, rows: int = 20000, accounts: int = 3, seed: int = 7,
               fraud_rate: float = 0.02, n_estimators: int = 200, cv_folds: int = 3, gate_config: str = "{}",
               canary_percent: int = 10, runner: str = "subprocess", retrain_reason: str = "",
-              small_accounts: int = 200, layout: str = "") -> dict[str, Any]:
+              small_accounts: int = 200, layout: str = "", model_store: str = "",
+              object_store_endpoint: str = "") -> dict[str, Any]:
     """Run the whole pipeline locally; return the closing summary (raises ``UserError`` on a failed step).
 
     ``runner``: ``subprocess`` (steps in this environment, ``make run``) or ``docker`` (each step in the
@@ -259,7 +264,8 @@ def run_local(data: list[str] | None = None, rows: int = 20000, accounts: int = 
                   seed=seed, fraud_rate=fraud_rate,
                   titans_home=step_home, mlflow_tracking_uri=mlflow_uri,
                   gate_config=gate_config, n_estimators=n_estimators, cv_folds=cv_folds,
-                  canary_percent=canary_percent, retrain_reason=retrain_reason, layout=layout)
+                  canary_percent=canary_percent, retrain_reason=retrain_reason, layout=layout,
+                  model_store=model_store, object_store_endpoint=object_store_endpoint)
     started = time.time()
     log_path = home / "logs" / f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)

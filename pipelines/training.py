@@ -82,11 +82,15 @@ def training_pipeline(
     canary_window_seconds: int = 600,
     retrain_reason: str = "",
     layout: str = "",
+    model_store: str = "",
+    object_store_endpoint: str = "",
 ) -> None:
     """Parameters: data location (empty = generate), thresholds (gate JSON), canary percent, MLflow URI.
 
     ``retrain_reason``: why this run retrains (the alert, from ``titans retrain-trigger``); empty for a
-    scheduled or manual run. It is recorded in every model's lineage and MLflow tags.
+    scheduled or manual run. It is recorded in every model's lineage and MLflow tags. ``model_store``
+    (``s3://titans-models`` on a cluster) is where the deploy step copies each model for KServe to fetch;
+    ``object_store_endpoint`` the S3 endpoint when it is not AWS's.
     """
     ingest = ingest_data(source_uri=source_uri, rows=rows, accounts=accounts, seed=seed, fraud_rate=fraud_rate,
                          small_accounts=small_accounts,
@@ -107,7 +111,8 @@ def training_pipeline(
     _on_cluster(gate, "250m", "512Mi", cacheable=True)  # a pure function of the summaries it collects
     deploy = deploy_models(
         summaries=gate.outputs["Output"], titans_home=titans_home, mlflow_tracking_uri=mlflow_tracking_uri,
-        canary_percent=canary_percent, namespace=namespace,
+        canary_percent=canary_percent, namespace=namespace, model_store=model_store,
+        object_store_endpoint=object_store_endpoint,
     ).set_display_name("deploy")
     _as_deployer(_on_cluster(deploy, "250m", "1Gi", retries=0))
     with dsl.If(prometheus_url != "", name="canary-evidence-configured"):

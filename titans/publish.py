@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from titans import deploy, registry
+from titans import model_store as model_store_lib
 from titans.settings import load_settings
 
 log = logging.getLogger(__name__)
@@ -118,8 +119,13 @@ def mlflow_storage_uri(model_uri: str | None, problem: str | None = None) -> str
 
 
 def deploy_promoted(summaries: dict[str, dict[str, Any]], model_paths: dict[str, str], canary_percent: int,
-                    namespace: str, manifests_dir: str) -> dict[str, Any]:
-    """Deploy each task whose new version passed the gate; report what happened to every task."""
+                    namespace: str, manifests_dir: str, model_store: str = "") -> dict[str, Any]:
+    """Deploy each task whose new version passed the gate; report what happened to every task.
+
+    ``model_store`` (``s3://titans-models`` on a cluster): each model folder is copied to
+    ``<store>/<task>/<version>`` and the InferenceService names that, where KServe's storage initializer
+    fetches it; empty: the registered version's location in MLflow's artifact store.
+    """
     results: dict[str, Any] = {}
     problem: str | None = None
     probed = False  # the registry is probed once, when the first task needs it
@@ -134,11 +140,16 @@ def deploy_promoted(summaries: dict[str, dict[str, Any]], model_paths: dict[str,
         name = summary["registered_name"]
         if not probed:
             problem, probed = registry_problem(), True
+        if model_store:
+            uri = model_store_lib.upload_model_dir(source, model_store, task, str(summary["version"]))
+            stable_uri = model_store_lib.version_uri(model_store, task, stable) if stable else ""
+        else:
+            uri = mlflow_storage_uri(summary.get("model_uri"), problem)
+            stable_uri = mlflow_storage_uri(f"models:/{name}/{stable}", problem) if stable else ""
         outcome = deploy.deploy(
             name, str(summary["version"]), canary_traffic_percent=canary_percent,
-            namespace=namespace, storage_uri=mlflow_storage_uri(summary.get("model_uri"), problem),
-            out_dir=manifests_dir, stable_version=stable, create_missing=False,
-            stable_storage_uri=mlflow_storage_uri(f"models:/{name}/{stable}", problem) if stable else "",
+            namespace=namespace, storage_uri=uri, out_dir=manifests_dir, stable_version=stable,
+            create_missing=False, stable_storage_uri=stable_uri,
         )
         outcome.pop("manifest", None)
         # Only once the deploy went through, and only on a laptop (no cluster): the folder

@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from images_helpers import PIPELINE_IMAGE, REPO, docker_client, docker_env, require_image
+from images_helpers import PIPELINE_IMAGE, REPO, STAND_IN_KEYS, docker_client, docker_env, require_image
 
 RUN_ARGS = ["--rows", "4000", "--accounts", "3", "--seed", "11", "--n-estimators", "40", "--cv-folds", "2"]
 TITANS = REPO / ".venv" / "bin" / "titans"
@@ -21,9 +22,13 @@ TITANS = REPO / ".venv" / "bin" / "titans"
 IMAGE_USER = (10001, 10001)
 
 
-def run_pipeline(home: Path, *extra: str) -> dict[str, Any]:
+# The buckets the chart's values name, made before anything writes them (as `make kind-secrets` does).
+BUCKETS = ("titans-models", "titans-feast")
+
+
+def run_pipeline(home: Path, *extra: str, env_extra: dict[str, str] | None = None) -> dict[str, Any]:
     """``titans pipeline run --local --json`` in a fresh TITANS_HOME; the parsed summary."""
-    env = docker_env()
+    env = docker_env() | (env_extra or {})
     env["TITANS_HOME"] = str(home)
     env.pop("MLFLOW_TRACKING_URI", None)
     result = subprocess.run([str(TITANS), "pipeline", "run", "--local", "--json", *RUN_ARGS, *extra],
@@ -46,8 +51,34 @@ def subprocess_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict
 
 
 @pytest.fixture(scope="session")
-def docker_run(engine: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    """The pipeline with every step in the project image, TITANS_HOME mounted as the data volume.
+def stand_in_store() -> Iterator[dict[str, Any]]:
+    """moto's S3-compatible server on loopback, the named stand-in for the cluster's object store (none can be
+    installed here), with the chart's buckets made; shared by the run that writes models and the pods that
+    read them."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+    from production_servers import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                          **{k.lower(): v for k, v in STAND_IN_KEYS.items()})
+        for bucket in BUCKETS:
+            s3.create_bucket(Bucket=bucket)
+        yield {"endpoint": endpoint, "s3": s3}
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def docker_run(engine: Any, stand_in_store: dict[str, Any],
+               tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """The pipeline with every step in the project image, TITANS_HOME mounted as the data volume, deploying
+    to the object store as on a cluster (``--model-store s3://titans-models``, the stand-in's endpoint, its
+    keys in the steps' env as the titans-object-store Secret gives them).
 
     The home belongs to the image's own user, so the steps run as uid 10001 the way the image declares.
     """
@@ -55,4 +86,6 @@ def docker_run(engine: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
     home = tmp_path_factory.mktemp("docker-home")
     if os.geteuid() == 0:
         os.chown(home, *IMAGE_USER)
-    return home, run_pipeline(home, "--runner", "docker")
+    return home, run_pipeline(home, "--runner", "docker", "--model-store", "s3://titans-models",
+                              "--object-store-endpoint", stand_in_store["endpoint"],
+                              env_extra=STAND_IN_KEYS | {"AWS_DEFAULT_REGION": "us-east-1"})

@@ -28,6 +28,8 @@ INFRA_TESTS = REPO / "tests" / "infra"
 PRODUCTION_TESTS = REPO / "tests" / "production"  # its real servers (Redis) stand in for the cluster's
 PIPELINE_TESTS = REPO / "tests" / "pipeline"  # the recording KFP API double
 PIPELINE_IMAGE = os.environ.get("TITANS_PIPELINE_IMAGE", "ghcr.io/titans-finance/titans:0.1.0")
+# Credentials of the stand-in object store (moto accepts any): what the titans-object-store Secret holds.
+STAND_IN_KEYS = {"AWS_ACCESS_KEY_ID": "titans-test-key", "AWS_SECRET_ACCESS_KEY": "titans-test-secret"}
 SERVING_IMAGE = os.environ.get("TITANS_SERVING_IMAGE", "ghcr.io/titans-finance/titans-serving:0.1.0")
 # The engine `make engine-up` (and .ci/run) starts, used when DOCKER_HOST is not set.
 ENGINE_SOCKET = Path(os.environ.get("ENGINE_DIR", "/tmp/titans-docker")) / "docker.sock"

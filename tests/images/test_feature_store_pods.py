@@ -16,7 +16,6 @@ started from its Deployment the same way, serves the same values over its HTTP A
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -31,10 +30,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from images_helpers import (
     PIPELINE_IMAGE,
     REPO,
     SERVING_IMAGE,
+    STAND_IN_KEYS,
     container_env,
     docker_quotas,
     http_status,
@@ -50,7 +51,6 @@ from infra_helpers import NAMESPACE, by_kind, find, render_chart
 # tasks, which read their own state but start with the same Feast settings.
 TASKS = ("category", "amount", "anomaly", "cashflow", "recommend")
 ROWS = 40
-STAND_IN_KEYS = {"AWS_ACCESS_KEY_ID": "titans-test-key", "AWS_SECRET_ACCESS_KEY": "titans-test-secret"}
 FEAST_MOUNT = "/etc/titans/feature_repo"
 
 
@@ -59,26 +59,10 @@ def _port_free(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
-@contextlib.contextmanager
-def _object_store() -> Iterator[str]:
-    """moto's S3-compatible server on loopback: the stand-in for the cluster's object store."""
-    from moto.server import ThreadedMotoServer
-    from production_servers import free_port
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
 @pytest.fixture(scope="module")
-def cluster(engine: Any, subprocess_run: tuple[Path, dict[str, Any]],
+def cluster(engine: Any, subprocess_run: tuple[Path, dict[str, Any]], stand_in_store: dict[str, Any],
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The default render (object store pointed at the stand-in), its servers, and the store filled by a step."""
-    import boto3
     from production_servers import redis_server_bin
 
     require_image(engine, PIPELINE_IMAGE)
@@ -87,31 +71,27 @@ def cluster(engine: Any, subprocess_run: tuple[Path, dict[str, Any]],
     if redis_bin is None:
         pytest.skip("redis-server not found (apt-get install redis-server; .ci/run does)")
     root = tmp_path_factory.mktemp("feast-pods")
-    with _object_store() as endpoint:
-        # The values a cluster with its own S3-compatible store sets (ci/kind-values.yaml does it for MinIO).
-        objs, _ = render_chart({"objectStore": {"endpoint": endpoint, "existingSecret": "titans-object-store"}})
-        config = find(objs, "ConfigMap", "titans-feast")
-        store_yaml = config["data"]["feature_store.yaml"]
-        redis_host = f"titans-redis.{NAMESPACE}.svc.cluster.local"
-        assert f"{redis_host}:6379" in store_yaml and "s3://titans-feast/registry.db" in store_yaml
-        if not _port_free(6379):
-            pytest.skip("port 6379 is in use on 127.0.0.1: the rendered config names the chart's Redis port")
-        redis = _redis_as_rendered(objs, redis_bin, root / "redis")
-        try:
-            # The bucket the registry lives in, made before the first run (docs/deploying.md's step).
-            s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **{
-                k.lower(): v for k, v in STAND_IN_KEYS.items()})
-            s3.create_bucket(Bucket="titans-feast")
-            folder = root / "feast-config"  # the ConfigMap as the kubelet projects it
-            folder.mkdir()
-            for name, text in config["data"].items():
-                (folder / name).write_text(text)
-            keys = {"titans-redis": {"redis-password": redis.password}, "titans-object-store": STAND_IN_KEYS}
-            yield {"objs": objs, "config": folder, "secrets": keys, "hosts": {redis_host: "127.0.0.1"},
-                   "s3": s3, "redis": redis, "fill": _fill(engine, objs, folder, keys, redis_host,
-                                                          subprocess_run[0], root)}
-        finally:
-            redis.stop()
+    endpoint = stand_in_store["endpoint"]
+    # The values a cluster with its own S3-compatible store sets (ci/kind-values.yaml does it for KFP's).
+    objs, _ = render_chart({"objectStore": {"endpoint": endpoint, "existingSecret": "titans-object-store"}})
+    config = find(objs, "ConfigMap", "titans-feast")
+    store_yaml = config["data"]["feature_store.yaml"]
+    redis_host = f"titans-redis.{NAMESPACE}.svc.cluster.local"
+    assert f"{redis_host}:6379" in store_yaml and "s3://titans-feast/registry.db" in store_yaml
+    if not _port_free(6379):
+        pytest.skip("port 6379 is in use on 127.0.0.1: the rendered config names the chart's Redis port")
+    redis = _redis_as_rendered(objs, redis_bin, root / "redis")
+    try:
+        folder = root / "feast-config"  # the ConfigMap as the kubelet projects it
+        folder.mkdir()
+        for name, text in config["data"].items():
+            (folder / name).write_text(text)
+        keys = {"titans-redis": {"redis-password": redis.password}, "titans-object-store": STAND_IN_KEYS}
+        yield {"objs": objs, "config": folder, "secrets": keys, "hosts": {redis_host: "127.0.0.1"},
+               "s3": stand_in_store["s3"], "redis": redis, "fill": _fill(engine, objs, folder, keys, redis_host,
+                                                                        subprocess_run[0], root)}
+    finally:
+        redis.stop()
 
 
 def _redis_as_rendered(objs: list[dict[str, Any]], binary: str, root: Path) -> Any:  # production_servers.Redis
@@ -232,7 +212,46 @@ def test_predictor_from_the_default_render_answers_with_the_stored_features(
         task: str, engine: Any, cluster: dict[str, Any], subprocess_run: tuple[Path, dict[str, Any]],
         monkeypatch: pytest.MonkeyPatch) -> None:
     home, _ = subprocess_run
-    folder = home / "models" / task
+    _assert_served_as_in_process(task, home / "models" / task, home, engine, cluster, monkeypatch)
+
+
+def test_a_model_travels_from_the_pipeline_through_the_object_store_to_a_served_answer(
+        engine: Any, cluster: dict[str, Any], docker_run: tuple[Path, dict[str, Any]],
+        subprocess_run: tuple[Path, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run with its steps in the project image deployed to the object store (--model-store, as on a
+    cluster): each InferenceService it wrote names s3://titans-models/<task>/<version>, which holds the model
+    folder; fetched from there as KServe's storage initializer does (every object under the URI into
+    /mnt/models), the feature-enriched anomaly model answers from the default render with the chart's store."""
+    _, summary = docker_run
+    deployed = {task: d for task, d in summary["deployments"].items() if d.get("manifest_path")}
+    assert "anomaly" in deployed, summary["deployments"]
+    s3 = cluster["s3"]
+    for task, outcome in deployed.items():
+        manifest = yaml.safe_load(Path(outcome["manifest_path"]).read_text())
+        uri = manifest["spec"]["predictor"]["model"]["storageUri"]
+        assert uri == f"s3://titans-models/{task}/{summary['models'][task]['version']}", uri
+        listed = s3.list_objects_v2(Bucket="titans-models", Prefix=uri.removeprefix("s3://titans-models/") + "/")
+        assert any(o["Key"].endswith("/metadata.json") for o in listed.get("Contents", [])), (task, listed)
+    uri = yaml.safe_load(Path(deployed["anomaly"]["manifest_path"]).read_text())[
+        "spec"]["predictor"]["model"]["storageUri"]
+    prefix = uri.removeprefix("s3://titans-models/") + "/"
+    fetched = tmp_path / "mnt-models"
+    for item in s3.list_objects_v2(Bucket="titans-models", Prefix=prefix)["Contents"]:
+        target = fetched / item["Key"].removeprefix(prefix)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file("titans-models", item["Key"], str(target))
+    if os.geteuid() == 0:  # the initializer's files are readable by the server's user
+        for path in [fetched, *fetched.rglob("*")]:
+            os.chown(path, 10001, 10001)
+    home, _ = subprocess_run  # the store the step filled holds the same generated data's features
+    _assert_served_as_in_process("anomaly", fetched, home, engine, cluster, monkeypatch)
+
+
+def _assert_served_as_in_process(task: str, folder: Path, home: Path, engine: Any, cluster: dict[str, Any],
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The predictor of ``task`` from the default render (ServingRuntime args, the InferenceService's env and
+    resources as docker quotas, the Feast ConfigMap mounted) on ``folder`` answers what the model does in
+    process with the same store."""
     (runtime,) = by_kind(cluster["objs"], "ServingRuntime")
     (container,) = runtime["spec"]["containers"]
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}

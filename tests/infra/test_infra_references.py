@@ -251,3 +251,20 @@ def test_a_service_the_deploy_step_writes_is_served_and_monitored_like_the_chart
         assert created(objs, "ServiceAccount", NAMESPACE, written["serviceAccountName"], set())
         assert selects(podmonitor["spec"]["selector"], written["labels"]), (which, written["labels"])
         assert written["labels"] == isvc["spec"]["predictor"]["labels"], which
+
+
+def test_the_storage_initializer_finds_the_kind_object_store_where_kserve_reads_it(
+        kind_render: tuple[list[Manifest], str]) -> None:
+    """KServe takes the S3 endpoint from the annotations of the Secret the predictor's ServiceAccount lists:
+    `make kind-secrets` annotates that Secret with the endpoint the kind values name."""
+    objs, _ = kind_render
+    account = find(objs, "ServiceAccount", deploy.SERVICE_ACCOUNT)
+    listed = [s["name"] for s in account.get("secrets", [])]
+    assert listed == ["titans-object-store"] and (NAMESPACE, "titans-object-store") in kind_secrets()
+    text = MAKEFILE.read_text()
+    endpoint = re.search(r"^KFP_OBJECT_STORE \?= (\S+)$", text, re.MULTILINE).group(1)
+    values = yaml.safe_load((REPO / "helm" / "titans-finance" / "ci" / "kind-values.yaml").read_text())
+    assert values["objectStore"]["endpoint"] == f"http://{endpoint}"
+    recipe = text[text.index("\nkind-secrets:"):]
+    assert re.search(r"annotate secret titans-object-store --overwrite \\\s+serving\.kserve\.io/s3-endpoint="
+                     r"\$\(KFP_OBJECT_STORE\) serving\.kserve\.io/s3-usehttps=0", recipe), recipe[:2000]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from titans import publish
+from titans.errors import UserError
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -128,3 +129,50 @@ def test_deploy_with_a_dead_registry_goes_on_without_artifact_uris(
     assert probes == [dead]
     unreachable = [r for r in caplog.records if f"registry {dead} unreachable" in r.getMessage()]
     assert len(unreachable) == 2, caplog.text  # each task's stable version, the one lookup it needed
+
+
+@pytest.fixture
+def object_store(monkeypatch: pytest.MonkeyPatch) -> dict:
+    """moto's S3-compatible server on loopback (the stand-in for the cluster's store), boto3 pointed at it."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    for name, value in {"AWS_ENDPOINT_URL_S3": endpoint, "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="titans-models")
+    yield {"s3": s3}
+    server.stop()
+
+
+def test_with_a_model_store_the_service_names_the_copy_the_storage_initializer_fetches(
+        served: tuple[Path, Path], object_store: dict, tmp_path: Path) -> None:
+    """Each deployed folder is copied to <store>/<task>/<version>/ and the InferenceService names exactly that;
+    the stable version's URI follows the same layout (where a rollback finds it)."""
+    _, artifact = served
+    (artifact / "category" / "model" / "weights.bin").parent.mkdir()
+    (artifact / "category" / "model" / "weights.bin").write_bytes(b"\x00\x01")
+    result = publish.deploy_promoted(_summary(True), {"category": str(artifact)}, 10, "titans", str(tmp_path / "m"),
+                                     model_store="s3://titans-models")
+    manifest = Path(result["category"]["manifest_path"]).read_text()
+    assert "storageUri: s3://titans-models/category/2" in manifest
+    assert "titans.finance/stable-storage-uri: s3://titans-models/category/1" in manifest
+    listed = object_store["s3"].list_objects_v2(Bucket="titans-models", Prefix="category/2/")
+    assert sorted(o["Key"] for o in listed["Contents"]) == ["category/2/metadata.json", "category/2/model/weights.bin"]
+    body = object_store["s3"].get_object(Bucket="titans-models", Key="category/2/model/weights.bin")["Body"].read()
+    assert body == b"\x00\x01"
+
+
+def test_a_store_without_its_bucket_is_one_error_naming_the_object(
+        served: tuple[Path, Path], object_store: dict, tmp_path: Path) -> None:
+    current, artifact = served
+    before = _digest(current)
+    with pytest.raises(UserError, match=r"cannot upload metadata.json to s3://no-such-bucket/category/2/metadata.json"):
+        publish.deploy_promoted(_summary(True), {"category": str(artifact)}, 10, "titans", str(tmp_path / "m"),
+                                model_store="s3://no-such-bucket")
+    assert _digest(current) == before  # nothing deployed, the served folder as it was
