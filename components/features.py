@@ -14,6 +14,9 @@ def build_features(clean_data: Input[Dataset], titans_home: str, feature_summary
 
     if titans_home:
         os.environ["TITANS_HOME"] = titans_home
+    from titans.features.paths import use_mounted_store
+
+    use_mounted_store()  # on a cluster: the chart's store (mounted by the compiled pipeline), not the embedded one
     from titans.features.build import build_features as build
 
     summary = build(clean_data.path)

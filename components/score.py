@@ -31,6 +31,9 @@ def score_export(
 
     if titans_home:
         os.environ["TITANS_HOME"] = titans_home
+    from titans.features.paths import use_mounted_store
+
+    use_mounted_store()  # on a cluster: the chart's store (mounted by the compiled pipeline), not the embedded one
     if mlflow_tracking_uri:
         os.environ["MLFLOW_TRACKING_URI"] = mlflow_tracking_uri
     from serving.kserve_import import import_kserve_quietly

@@ -45,6 +45,9 @@ def train_model(
 
     if titans_home:
         os.environ["TITANS_HOME"] = titans_home
+    from titans.features.paths import use_mounted_store
+
+    use_mounted_store()  # on a cluster: the chart's store (mounted by the compiled pipeline), not the embedded one
     if mlflow_tracking_uri:
         os.environ["MLFLOW_TRACKING_URI"] = mlflow_tracking_uri
     from titans.data.ingest import read_clean

@@ -104,6 +104,10 @@ kind-secrets: ## the Secrets the kind values name: object store (KFP's MinIO), R
 		serving.kserve.io/s3-region=us-east-1
 	$(KUBECTL) -n $(NAMESPACE) get secret titans-redis >/dev/null 2>&1 || $(KUBECTL) -n $(NAMESPACE) create secret generic \
 		titans-redis --from-literal=redis-password="$$($(RANDOM_SECRET))"
+	# The same password for the pipeline's steps, which write the online features into that Redis.
+	$(KUBECTL) -n kubeflow create secret generic titans-redis --dry-run=client -o yaml \
+		--from-literal=redis-password="$$($(KUBECTL) -n $(NAMESPACE) get secret titans-redis -o jsonpath='{.data.redis-password}' | base64 -d)" \
+		| $(KUBECTL) apply -f -
 	$(KUBECTL) -n $(NAMESPACE) get secret titans-mlflow-auth >/dev/null 2>&1 || $(KUBECTL) -n $(NAMESPACE) create secret generic \
 		titans-mlflow-auth --from-literal=username=titans-admin --from-literal=password="$$($(RANDOM_SECRET))" \
 		--from-literal=flask-secret-key="$$($(RANDOM_SECRET))"

@@ -21,6 +21,7 @@ from components.ingest import ingest_data
 from components.train import train_model
 from titans import tasks
 from titans.deploy import ENV_TOKEN_DIR
+from titans.features.paths import CLUSTER_STORE_DIR
 
 DATA_PVC = "titans-data"
 DATA_MOUNT = "/var/titans"
@@ -31,6 +32,16 @@ OBJECT_STORE_SECRET = "titans-object-store"
 # patch the InferenceServices (helm/titans-finance/templates/pipeline-rbac.yaml). Only deploy and canary mount it.
 DEPLOYER_TOKEN_SECRET = "titans-deployer-token"
 DEPLOYER_TOKEN_DIR = "/var/run/secrets/titans-deployer"
+# The chart's feature-store configuration and object-store settings, rendered into the pipeline namespace too,
+# so the steps materialize where the predictors read (titans.features.paths.use_mounted_store). Optional: an
+# install without Feast keeps the image's embedded store, and kfp.local (a laptop) ignores all of this.
+FEAST_CONFIG_MAP = "titans-feast"
+FEAST_MOUNT = str(CLUSTER_STORE_DIR)
+PIPELINE_ENV_CONFIG_MAP = "titans-pipeline-env"
+PIPELINE_ENV = ("AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL_S3", "FEAST_S3_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL")
+REDIS_SECRET, REDIS_PASSWORD_KEY = "titans-redis", "redis-password"
+# The SQL registry's URL where the chart uses one (production values).
+FEAST_REGISTRY_SECRET, FEAST_REGISTRY_KEY = "titans-feast-registry", "registry-url"
 
 
 def _on_cluster(task: dsl.PipelineTask, cpu: str, memory: str, retries: int = 2,
@@ -50,6 +61,13 @@ def _on_cluster(task: dsl.PipelineTask, cpu: str, memory: str, retries: int = 2,
     kubernetes.use_secret_as_env(task, secret_name=MLFLOW_SECRET, optional=True, secret_key_to_env={
         "MLFLOW_TRACKING_USERNAME": "MLFLOW_TRACKING_USERNAME",
         "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD"})
+    kubernetes.use_config_map_as_volume(task, config_map_name=FEAST_CONFIG_MAP, mount_path=FEAST_MOUNT, optional=True)
+    kubernetes.use_config_map_as_env(task, config_map_name=PIPELINE_ENV_CONFIG_MAP, optional=True,
+                                     config_map_key_to_env={name: name for name in PIPELINE_ENV})
+    kubernetes.use_secret_as_env(task, secret_name=REDIS_SECRET, optional=True,
+                                 secret_key_to_env={REDIS_PASSWORD_KEY: "REDIS_PASSWORD"})
+    kubernetes.use_secret_as_env(task, secret_name=FEAST_REGISTRY_SECRET, optional=True,
+                                 secret_key_to_env={FEAST_REGISTRY_KEY: "FEAST_REGISTRY_URL"})
     return task
 
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from titans.features import built_store, spec
@@ -95,3 +96,22 @@ def test_a_registry_that_cannot_be_opened_is_one_line_before_any_work(tmp_path: 
     assert len(errors) == 1 and f"{config}: cannot open the feature registry" in errors[0], result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "home" / "features" / "offline").exists()
+
+
+def test_a_step_uses_the_charts_store_only_where_a_cluster_mounted_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled pipeline mounts the chart's feature_store.yaml (optional) where the serving pods read it: a
+    step then writes to that store; with nothing mounted (kfp.local) the embedded store stays; an explicit
+    TITANS_FEATURE_STORE_YAML is never overridden."""
+    from titans.features.paths import STORE_YAML_ENV, store_yaml, use_mounted_store
+
+    monkeypatch.delenv(STORE_YAML_ENV, raising=False)
+    mount = tmp_path / "etc-titans-feature_repo"
+    assert use_mounted_store(mount) is None and STORE_YAML_ENV not in os.environ
+    assert store_yaml(tmp_path / "repo") == tmp_path / "repo" / "feature_store.yaml"
+    mount.mkdir()
+    (mount / "feature_store.yaml").write_text("project: titans\n")
+    assert use_mounted_store(mount) == mount / "feature_store.yaml"
+    assert store_yaml(tmp_path / "repo") == mount / "feature_store.yaml"
+    monkeypatch.setenv(STORE_YAML_ENV, "feature_store.production.yaml")
+    assert use_mounted_store(mount) is None and os.environ[STORE_YAML_ENV] == "feature_store.production.yaml"

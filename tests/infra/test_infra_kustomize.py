@@ -105,8 +105,8 @@ def test_overlays_differ_where_they_should(built: dict[str, list[Manifest]]) -> 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_everything_lands_in_the_contract_namespace(overlay: str, built: dict[str, list[Manifest]]) -> None:
     """One namespace (docs/contracts.md), created by the base with Pod Security labels; only the pipeline
-    deployer's account, its token and the steps' data claim live where the pipeline's pods run (KFP's namespace,
-    which KFP creates)."""
+    deployer's account, its token, the steps' data claim and their store settings live where the pipeline's pods
+    run (KFP's namespace, which KFP creates)."""
     objs = built[overlay]
     (namespace,) = by_kind(objs, "Namespace")
     assert namespace["metadata"]["name"] == NAMESPACE
@@ -115,7 +115,8 @@ def test_everything_lands_in_the_contract_namespace(overlay: str, built: dict[st
                if o["kind"] != "Namespace" and o["metadata"].get("namespace") != NAMESPACE}
     assert outside == {("ServiceAccount", "titans-deployer", "kubeflow"),
                        ("Secret", "titans-deployer-token", "kubeflow"),
-                       ("PersistentVolumeClaim", "titans-data", "kubeflow")}
+                       ("PersistentVolumeClaim", "titans-data", "kubeflow"),
+                       ("ConfigMap", "titans-feast", "kubeflow"), ("ConfigMap", "titans-pipeline-env", "kubeflow")}
 
 
 def test_overlays_do_not_reach_outside_their_root() -> None:

@@ -132,13 +132,24 @@ def created(objs: list[Manifest], kind: str, namespace: str, name: str, extra: s
                and o["metadata"].get("namespace", NAMESPACE) == namespace for o in objs)
 
 
-def out_of_band(render: str) -> set[tuple[str, str]]:
+def out_of_band(render: str, runner_ns: str = "kubeflow") -> set[tuple[str, str]]:
     """Secrets the install's own steps create: `make kind-secrets` for kind and the defaults; production's
-    are the ones docs/deploying.md tells the operator to create (their names appear there)."""
+    are the ones docs/deploying.md's step 1 tells the operator to create, in the pipeline namespace those
+    it names after "in the pipeline namespace"."""
     if render != "production_render":
         return kind_secrets()
     docs = (REPO / "docs" / "deploying.md").read_text()
-    return {(NAMESPACE, name) for name in re.findall(r"`(titans-[\w-]+)`", docs)} | kind_secrets()
+    step = docs[docs.index("1. Create the databases and Secrets"):docs.index("`make kind-secrets`", docs.index(
+        "1. Create the databases and Secrets"))]
+    chart_ns, pipeline_ns = " ".join(step.split()).split("in the pipeline namespace", 1)
+    return ({(NAMESPACE, n) for n in re.findall(r"`(titans-[\w-]+)`", chart_ns)}
+            | {(runner_ns, n) for n in re.findall(r"`(titans-[\w-]+)`", pipeline_ns)})
+
+
+def used_by_the_charts_pods(objs: list[Manifest]) -> set[str]:
+    """Secrets the chart's own pods name: an optional step Secret of the same name carries what they share
+    (the object store's keys, Redis' password, the SQL registry), so the steps need it too."""
+    return {name for _, _, pod in _pods(objs) for kind, name in references(pod) if kind == "Secret"}
 
 
 def test_what_a_production_install_brings_itself_is_in_its_steps() -> None:
@@ -185,17 +196,18 @@ def test_the_pipeline_steps_find_their_claim_and_secrets_in_kfps_namespace(
     which, objs = render
     runner_ns = next(o for o in objs if o["kind"] == "ServiceAccount"
                      and o["metadata"]["name"] == "titans-deployer")["metadata"]["namespace"]
-    extra = out_of_band(which)
+    extra = out_of_band(which, runner_ns)
+    shared = used_by_the_charts_pods(objs)
     for path in sorted(COMPILED.glob("*.yaml")):
         documents = [d for d in yaml.safe_load_all(path.read_text()) if d]
         executors = documents[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
         for executor, spec in executors.items():
             names = [("PersistentVolumeClaim", m["constant"]) for m in spec.get("pvcMount", [])]
-            # Production gives the steps object-store access by IRSA role, not keys: the IR marks that Secret
-            # optional, and only the kind quick start (make kind-secrets) must create it.
+            # An optional Secret is needed where the chart's pods use one of that name (production reaches the
+            # object store by IRSA role, with no keys: none is named there).
             secrets = [*spec.get("secretAsEnv", []), *spec.get("secretAsVolume", [])]
             names += [("Secret", s["secretName"]) for s in secrets
-                      if not (s.get("optional") and which == "production_render")]
+                      if not s.get("optional") or s["secretName"] in shared]
             names += [("ConfigMap", c["configMapName"])
                       for c in [*spec.get("configMapAsEnv", []), *spec.get("configMapAsVolume", [])]]
             missing = [f"{kind}/{name}" for kind, name in names if not created(objs, kind, runner_ns, name, extra)]

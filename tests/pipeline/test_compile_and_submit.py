@@ -50,8 +50,11 @@ def test_committed_ir_is_fresh_and_a_pipeline_spec(fresh: Path) -> None:
     assert loop_tasks["train-model"].retry_policy.max_retry_count == 0
     executor = platform_doc["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train-model"]
     assert executor["pvcMount"][0]["mountPath"] == "/var/titans"
-    assert {s["secretName"] for s in executor["secretAsEnv"]} == {"titans-mlflow-credentials",
-                                                                  "titans-object-store"}
+    assert {s["secretName"] for s in executor["secretAsEnv"]} == {
+        "titans-mlflow-credentials", "titans-object-store", "titans-redis", "titans-feast-registry"}
+    # The chart's store configuration where the serving pods mount it (the steps use it when it is there).
+    assert [(c["configMapName"], c["mountPath"], c["optional"]) for c in executor["configMapAsVolume"]] == [
+        ("titans-feast", "/etc/titans/feature_repo", True)]
 
 
 def test_committed_scoring_ir_is_fresh_ingest_then_score(compiled: dict[str, Path]) -> None:

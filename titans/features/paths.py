@@ -195,6 +195,26 @@ def repo_path(repo: str | Path | None = None) -> Path:
     return Path(repo).expanduser().resolve() if repo else load_settings().feature_repo
 
 
+# Where a cluster mounts the chart's rendered store configuration (the titans-feast ConfigMap): the serving
+# pods and, through the compiled pipeline, the steps that build and read features.
+CLUSTER_STORE_DIR = Path("/etc/titans/feature_repo")
+
+
+def use_mounted_store(mount: Path = CLUSTER_STORE_DIR) -> Path | None:
+    """Select the chart's store configuration when it is mounted here (a pipeline step on a cluster).
+
+    Why: the steps must write where the predictors and the Feast server read (the registry in the object
+    store, the in-chart Redis), not into the image's embedded sqlite store. The compiled pipeline mounts
+    the ConfigMap as optional, so a laptop run (kfp.local, nothing mounted) and an install without Feast
+    keep the embedded store. An explicit ``TITANS_FEATURE_STORE_YAML`` wins.
+    """
+    config = mount / DEFAULT_STORE_YAML
+    if os.environ.get(STORE_YAML_ENV) or not config.is_file():
+        return None
+    os.environ[STORE_YAML_ENV] = str(config)
+    return config
+
+
 def store_yaml(repo: Path) -> Path:
     """The ``feature_store*.yaml`` selected by ``TITANS_FEATURE_STORE_YAML`` (default embedded)."""
     name = os.environ.get(STORE_YAML_ENV) or DEFAULT_STORE_YAML
