@@ -134,8 +134,12 @@ def by_kind(objs: list[Manifest], kind: str) -> list[Manifest]:
     return [o for o in objs if o["kind"] == kind]
 
 
-def find(objs: list[Manifest], kind: str, name: str) -> Manifest:
+def find(objs: list[Manifest], kind: str, name: str, namespace: str | None = None) -> Manifest:
+    """The one object of that kind and name; where the chart makes it in two namespaces (the release's and
+    KFP's), the one in ``namespace`` (default: the release's)."""
     matches = [o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name]
+    if len(matches) > 1 or namespace:
+        matches = [o for o in matches if o["metadata"].get("namespace", NAMESPACE) == (namespace or NAMESPACE)]
     assert len(matches) == 1, f"expected one {kind}/{name}, found {len(matches)}"
     return matches[0]
 
