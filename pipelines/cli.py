@@ -39,12 +39,24 @@ def _run(args: argparse.Namespace) -> int:
                             n_estimators=args.n_estimators, cv_folds=args.cv_folds, gate_config=gate,
                             canary_percent=args.canary_percent, runner=args.runner,
                             retrain_reason=args.retrain_reason, layout=layout, model_store=args.model_store,
-                            object_store_endpoint=args.object_store_endpoint)
+                            object_store_endpoint=args.object_store_endpoint,
+                            store_config=args.feature_store_config or "", hosts=_hosts(args.add_host))
     if args.json:
         print_json(summary)
     else:
         print_summary(summary)
     return 0
+
+
+def _hosts(pairs: list[str]) -> dict[str, str]:
+    """``NAME=IP`` pairs (``--add-host``) as a mapping; a malformed one is a usage error naming it."""
+    hosts = {}
+    for pair in pairs:
+        name, sep, address = pair.partition("=")
+        if not sep or not name or not address:
+            raise UserError(f"--add-host {pair!r}: expected NAME=IP")
+        hosts[name] = address
+    return hosts
 
 
 def _compile(args: argparse.Namespace) -> int:
@@ -102,6 +114,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           "(s3://titans-models on a cluster; default: the local models folder only)")
     run.add_argument("--object-store-endpoint", default="", metavar="URL",
                      help="the S3 endpoint of --model-store when it is not AWS's (an S3-compatible store)")
+    run.add_argument("--feature-store-config", metavar="DIR",
+                     help="with --runner docker: a folder with a cluster's feature_store.yaml (the chart's "
+                          "titans-feast ConfigMap), mounted where the compiled pipeline mounts it: the steps fill "
+                          "that store")
+    run.add_argument("--add-host", action="append", default=[], metavar="NAME=IP",
+                     help="with --runner docker: resolve NAME to IP in the step containers (repeatable)")
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
     run.set_defaults(handler=_run)
 

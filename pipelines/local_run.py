@@ -28,6 +28,7 @@ from typing import Any
 
 from titans import home_lock
 from titans.errors import UserError
+from titans.features.paths import CLUSTER_STORE_DIR
 from titans.settings import load_settings
 
 _ERROR_LINE = re.compile(r"^\s*((?:[\w.]+\.)?(?:\w*Error|\w*Exception)): (.+)$")
@@ -38,8 +39,11 @@ _TASK_START = re.compile(r"Executing task '?([\w-]+)'?")
 # The line of kfp.local's "outputs:" record holding a training step's JSON return value.
 _TRAIN_OUTPUT = re.compile(r"\bOutput: '(\{\"task\": .*)'\s*$")
 RUNNERS = ("subprocess", "docker")
-# What a step needs to reach the object store (the deploy step's model store), passed into step containers.
-OBJECT_STORE_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION")
+# What a step needs to reach a cluster's stores, passed into step containers when set here: what the compiled
+# pipeline gives a step from the object-store Secret, the titans-pipeline-env ConfigMap and Redis' Secret.
+OBJECT_STORE_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION",
+                    "AWS_ENDPOINT_URL_S3", "FEAST_S3_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL", "REDIS_PASSWORD",
+                    "FEAST_REGISTRY_URL")
 # Where the project image mounts the data volume (pipelines/training.py mounts the PVC there on a cluster).
 CONTAINER_HOME = "/var/titans"
 
@@ -188,11 +192,14 @@ def _training_steps(run_dir: Path) -> list[Path]:
     return sorted(p.parent for p in run_dir.glob("**/train-model*/executor_output.json"))
 
 
-def _docker_runner(home: Path) -> Any:
+def _docker_runner(home: Path, store_config: Path | None = None, hosts: dict[str, str] | None = None) -> Any:
     """A DockerRunner that runs every step in the project image the way a pod would see its volume.
 
     TITANS_HOME is bind-mounted at ``/var/titans`` (the PVC's path on a cluster); kfp mounts the pipeline
     root itself. Steps run as the owner of TITANS_HOME so that what they write stays the owner's.
+    ``store_config``: a folder holding a cluster's ``feature_store.yaml`` (the chart's ConfigMap), mounted
+    read-only where the compiled pipeline mounts it, so the steps fill that store; ``hosts``: names it uses
+    that this machine resolves otherwise (``--add-host``).
     """
     try:  # here: only --runner docker needs docker-py, and kfp takes a second to import
         import docker
@@ -211,16 +218,22 @@ def _docker_runner(home: Path) -> Any:
     if os.environ.get(home_lock.OWNER_ENV):
         # This process holds the home's lock; the steps see it under the volume's path and must not wait for it.
         environment[home_lock.OWNER_ENV] = home_lock.owner_token(f"{CONTAINER_HOME}/{home_lock.LOCK_NAME}")
-    return local.DockerRunner(network_mode="host", user=f"{stat.st_uid}:{stat.st_gid}",
-                              mounts=[Mount(target=CONTAINER_HOME, source=str(home), type="bind")],
-                              environment=environment)
+    mounts = [Mount(target=CONTAINER_HOME, source=str(home), type="bind")]
+    if store_config is not None:
+        if not (store_config / "feature_store.yaml").is_file():
+            raise UserError(f"--feature-store-config {store_config}: no feature_store.yaml there")
+        mounts.append(Mount(target=str(CLUSTER_STORE_DIR), source=str(store_config.resolve()), type="bind",
+                            read_only=True))
+    return local.DockerRunner(network_mode="host", user=f"{stat.st_uid}:{stat.st_gid}", mounts=mounts,
+                              environment=environment, extra_hosts=hosts or {})
 
 
 def run_local(data: list[str] | None = None, rows: int = 20000, accounts: int = 3, seed: int = 7,
               fraud_rate: float = 0.02, n_estimators: int = 200, cv_folds: int = 3, gate_config: str = "{}",
               canary_percent: int = 10, runner: str = "subprocess", retrain_reason: str = "",
               small_accounts: int = 200, layout: str = "", model_store: str = "",
-              object_store_endpoint: str = "") -> dict[str, Any]:
+              object_store_endpoint: str = "", store_config: str = "",
+              hosts: dict[str, str] | None = None) -> dict[str, Any]:
     """Run the whole pipeline locally; return the closing summary (raises ``UserError`` on a failed step).
 
     ``runner``: ``subprocess`` (steps in this environment, ``make run``) or ``docker`` (each step in the
@@ -258,7 +271,10 @@ def run_local(data: list[str] | None = None, rows: int = 20000, accounts: int = 
     if runner == "docker" and os.geteuid() == 0:
         # The steps (as the home's owner) create each run's folder in here; kfp only mounts it.
         os.chown(root, home.stat().st_uid, home.stat().st_gid)
-    chosen = _docker_runner(home) if runner == "docker" else local.SubprocessRunner(use_venv=False)
+    if (store_config or hosts) and runner != "docker":
+        raise UserError("--feature-store-config and --add-host mount into step containers: use --runner docker")
+    chosen = (_docker_runner(home, Path(store_config) if store_config else None, hosts) if runner == "docker"
+              else local.SubprocessRunner(use_venv=False))
     local.init(runner=chosen, pipeline_root=str(root), raise_on_error=True)
     params = dict(source_uri=",".join(sources), rows=rows, accounts=accounts, small_accounts=small_accounts,
                   seed=seed, fraud_rate=fraud_rate,

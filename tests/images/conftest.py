@@ -14,7 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from images_helpers import PIPELINE_IMAGE, REPO, STAND_IN_KEYS, docker_client, docker_env, require_image
+from images_helpers import (
+    PIPELINE_IMAGE,
+    REPO,
+    STAND_IN_KEYS,
+    docker_client,
+    docker_env,
+    redis_as_rendered,
+    require_image,
+)
+from infra_helpers import NAMESPACE, find, render_chart
 
 RUN_ARGS = ["--rows", "4000", "--accounts", "3", "--seed", "11", "--n-estimators", "40", "--cv-folds", "2"]
 TITANS = REPO / ".venv" / "bin" / "titans"
@@ -74,11 +83,47 @@ def stand_in_store() -> Iterator[dict[str, Any]]:
 
 
 @pytest.fixture(scope="session")
-def docker_run(engine: Any, stand_in_store: dict[str, Any],
+def chart_stores(stand_in_store: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The default render (object store pointed at the stand-in) and the stores it names: the in-chart Redis
+    from its Deployment's args on Debian's redis-server, the titans-feast ConfigMap as the kubelet projects it.
+    What a cluster's pipeline steps and serving pods share."""
+    import socket
+
+    from production_servers import redis_server_bin
+
+    redis_bin = redis_server_bin()
+    if redis_bin is None:
+        pytest.skip("redis-server not found (apt-get install redis-server; .ci/run does)")
+    endpoint = stand_in_store["endpoint"]
+    # The values a cluster with its own S3-compatible store sets (ci/kind-values.yaml does it for KFP's).
+    objs, _ = render_chart({"objectStore": {"endpoint": endpoint, "existingSecret": "titans-object-store"}})
+    config = find(objs, "ConfigMap", "titans-feast")
+    redis_host = f"titans-redis.{NAMESPACE}.svc.cluster.local"
+    assert f"{redis_host}:6379" in config["data"]["feature_store.yaml"]
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 6379)) == 0:
+            pytest.skip("port 6379 is in use on 127.0.0.1: the rendered config names the chart's Redis port")
+    root = tmp_path_factory.mktemp("chart-stores")
+    redis = redis_as_rendered(objs, redis_bin, root / "redis")
+    try:
+        folder = root / "feast-config"
+        folder.mkdir()
+        for name, text in config["data"].items():
+            (folder / name).write_text(text)
+        keys = {"titans-redis": {"redis-password": redis.password}, "titans-object-store": STAND_IN_KEYS}
+        yield {"objs": objs, "config": folder, "secrets": keys, "hosts": {redis_host: "127.0.0.1"},
+               "s3": stand_in_store["s3"], "redis": redis}
+    finally:
+        redis.stop()
+
+
+@pytest.fixture(scope="session")
+def docker_run(engine: Any, stand_in_store: dict[str, Any], chart_stores: dict[str, Any],
                tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    """The pipeline with every step in the project image, TITANS_HOME mounted as the data volume, deploying
-    to the object store as on a cluster (``--model-store s3://titans-models``, the stand-in's endpoint, its
-    keys in the steps' env as the titans-object-store Secret gives them).
+    """The pipeline with every step in the project image, TITANS_HOME mounted as the data volume, and the
+    cluster's stores as the compiled pipeline gives them to a step: the chart's feature_store.yaml mounted
+    where the serving pods read it, the rendered titans-pipeline-env ConfigMap and the Secrets' keys as env;
+    models deployed to the object store (``--model-store s3://titans-models``).
 
     The home belongs to the image's own user, so the steps run as uid 10001 the way the image declares.
     """
@@ -86,6 +131,9 @@ def docker_run(engine: Any, stand_in_store: dict[str, Any],
     home = tmp_path_factory.mktemp("docker-home")
     if os.geteuid() == 0:
         os.chown(home, *IMAGE_USER)
+    step_env = find(chart_stores["objs"], "ConfigMap", "titans-pipeline-env", namespace="kubeflow")["data"]
+    step_env |= STAND_IN_KEYS | {"REDIS_PASSWORD": chart_stores["secrets"]["titans-redis"]["redis-password"]}
+    hosts = [f"--add-host={name}={ip}" for name, ip in chart_stores["hosts"].items()]
     return home, run_pipeline(home, "--runner", "docker", "--model-store", "s3://titans-models",
                               "--object-store-endpoint", stand_in_store["endpoint"],
-                              env_extra=STAND_IN_KEYS | {"AWS_DEFAULT_REGION": "us-east-1"})
+                              "--feature-store-config", str(chart_stores["config"]), *hosts, env_extra=step_env)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import subprocess
 import sys
 import time
@@ -210,3 +212,22 @@ def triton_round_trip(protocol: str, url: str, model: str) -> dict[str, Any]:
                             capture_output=True, text=True, timeout=120, cwd=SERVING_TESTS)
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout)[model]
+
+
+def redis_as_rendered(objs: list[dict[str, Any]], binary: str, root: Path) -> Any:  # production_servers.Redis
+    """The in-chart Redis Deployment's command and args (``$(REDIS_PASSWORD)`` expanded from its Secret, as the
+    kubelet does) on Debian's redis-server in place of the image; its emptyDir a folder here. One change, for this
+    machine: it binds to loopback only (in the pod the network policy does the fencing)."""
+    from infra_helpers import find  # here, as above: the folders are on sys.path only once this module ran
+    from production_servers import launch_redis
+
+    (container,) = find(objs, "Deployment", "titans-redis")["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["redis-server"]
+    password = secrets.token_urlsafe(18)
+    env = container_env(container, {"titans-redis": {"redis-password": password}})
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    root.mkdir(parents=True)
+    args = [str(root) if a == mounts["data"] else re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], a)
+            for a in container["args"]]
+    port = container["ports"][0]["containerPort"]
+    return launch_redis([binary, *args, "--port", str(port), "--bind", "127.0.0.1"], port, password, root)

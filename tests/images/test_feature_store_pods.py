@@ -18,12 +18,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import secrets
-import shutil
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +31,14 @@ from images_helpers import (
     PIPELINE_IMAGE,
     REPO,
     SERVING_IMAGE,
-    STAND_IN_KEYS,
     container_env,
     docker_quotas,
     http_status,
     json_request,
     pod_run_args,
-    require_image,
     run_as_pod,
 )
-from infra_helpers import NAMESPACE, by_kind, find, render_chart
+from infra_helpers import by_kind, find
 
 # Feature-enriched models: their answers depend on what the store holds.
 # Every served task: the feature-enriched ones (their answers depend on what the store holds) and the account
@@ -60,81 +54,13 @@ def _port_free(port: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def cluster(engine: Any, subprocess_run: tuple[Path, dict[str, Any]], stand_in_store: dict[str, Any],
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """The default render (object store pointed at the stand-in), its servers, and the store filled by a step."""
-    from production_servers import redis_server_bin
-
-    require_image(engine, PIPELINE_IMAGE)
-    require_image(engine, SERVING_IMAGE)
-    redis_bin = redis_server_bin()
-    if redis_bin is None:
-        pytest.skip("redis-server not found (apt-get install redis-server; .ci/run does)")
-    root = tmp_path_factory.mktemp("feast-pods")
-    endpoint = stand_in_store["endpoint"]
-    # The values a cluster with its own S3-compatible store sets (ci/kind-values.yaml does it for KFP's).
-    objs, _ = render_chart({"objectStore": {"endpoint": endpoint, "existingSecret": "titans-object-store"}})
-    config = find(objs, "ConfigMap", "titans-feast")
-    store_yaml = config["data"]["feature_store.yaml"]
-    redis_host = f"titans-redis.{NAMESPACE}.svc.cluster.local"
-    assert f"{redis_host}:6379" in store_yaml and "s3://titans-feast/registry.db" in store_yaml
-    if not _port_free(6379):
-        pytest.skip("port 6379 is in use on 127.0.0.1: the rendered config names the chart's Redis port")
-    redis = _redis_as_rendered(objs, redis_bin, root / "redis")
-    try:
-        folder = root / "feast-config"  # the ConfigMap as the kubelet projects it
-        folder.mkdir()
-        for name, text in config["data"].items():
-            (folder / name).write_text(text)
-        keys = {"titans-redis": {"redis-password": redis.password}, "titans-object-store": STAND_IN_KEYS}
-        yield {"objs": objs, "config": folder, "secrets": keys, "hosts": {redis_host: "127.0.0.1"},
-               "s3": stand_in_store["s3"], "redis": redis, "fill": _fill(engine, objs, folder, keys, redis_host,
-                                                                        subprocess_run[0], root)}
-    finally:
-        redis.stop()
-
-
-def _redis_as_rendered(objs: list[dict[str, Any]], binary: str, root: Path) -> Any:  # production_servers.Redis
-    """The in-chart Redis Deployment's command and args (``$(REDIS_PASSWORD)`` expanded from its Secret, as the
-    kubelet does) on Debian's redis-server in place of the image; its emptyDir a folder here. One change, for this
-    machine: it binds to loopback only (in the pod the network policy does the fencing)."""
-    from production_servers import launch_redis
-
-    (container,) = find(objs, "Deployment", "titans-redis")["spec"]["template"]["spec"]["containers"]
-    assert container["command"] == ["redis-server"]
-    password = secrets.token_urlsafe(18)
-    env = container_env(container, {"titans-redis": {"redis-password": password}})
-    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    root.mkdir(parents=True)
-    args = [str(root) if a == mounts["data"] else re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], a)
-            for a in container["args"]]
-    port = container["ports"][0]["containerPort"]
-    return launch_redis([binary, *args, "--port", str(port), "--bind", "127.0.0.1"], port, password, root)
-
-
-def _fill(engine: Any, objs: list[dict[str, Any]], config: Path, secrets: dict[str, dict[str, str]],
-          redis_host: str, home: Path, root: Path) -> dict[str, Any]:
-    """`titans features build` in the project image with the rendered store config: what a pipeline step runs."""
-    (runtime,) = by_kind(objs, "ServingRuntime")
-    (predictor,) = runtime["spec"]["containers"]
-    # The step's env for the store: the same Secrets and object-store settings the predictor gets.
-    env = {k: v for k, v in container_env(predictor, secrets).items()
-           if k.startswith(("AWS_", "FEAST_", "REDIS_"))}
-    data = root / "volume"  # the data volume: the run's clean table, owned by the step's user
-    shutil.copytree(_clean_data(home), data / "data")
-    if os.geteuid() == 0:
-        for path in [data, *data.rglob("*")]:
-            os.chown(path, 10001, 10001)
-    env |= {"TITANS_HOME": "/var/titans", "TITANS_FEATURE_STORE_YAML": f"{FEAST_MOUNT}/feature_store.yaml",
-            "HOME": "/tmp"}
-    output = engine.containers.run(
-        PIPELINE_IMAGE, ["titans", "features", "build", "--data", "/var/titans/data", "--json"], environment=env,
-        network_mode="host", extra_hosts={redis_host: "127.0.0.1"}, user="10001:10001", read_only=True,
-        tmpfs={"/tmp": ""}, cap_drop=["ALL"], security_opt=["no-new-privileges"], remove=True,
-        volumes={str(data): {"bind": "/var/titans", "mode": "rw"}, str(config): {"bind": FEAST_MOUNT, "mode": "ro"}},
-        stdout=True, stderr=False)
-    text = output.decode()
-    return json.loads(text[text.index("{"):])
+def cluster(chart_stores: dict[str, Any], docker_run: tuple[Path, dict[str, Any]]) -> dict[str, Any]:
+    """The default render's stores (the stand-in object store, the in-chart Redis), filled by the pipeline run
+    whose steps ran in the project image with the rendered store config mounted, as the compiled pipeline
+    mounts it on a cluster."""
+    home, _ = docker_run
+    (summary,) = home.glob("pipeline_root/titans-training-*/build-features/feature_summary")
+    return chart_stores | {"fill": json.loads(summary.read_text())}
 
 
 def _clean_data(home: Path) -> Path:
