@@ -215,7 +215,8 @@ def test_the_pipeline_steps_find_their_claim_and_secrets_in_kfps_namespace(
 
 
 def _deploy_step_calls() -> set[str]:
-    """The verbs the pipeline's deploy step sends for a chart-made service: get (read, wait) and patch."""
+    """The verbs the pipeline's deploy and canary steps send for a chart-made service: get (read, wait) and
+    patch (a new version, a traffic move, a rollback)."""
 
     class Recorder:
         def __init__(self) -> None:
@@ -236,13 +237,19 @@ def _deploy_step_calls() -> set[str]:
             self.verbs.add("create")
             return self.live
 
+    from titans.canary.analyze import _send_patches  # the canary step's own patch sequence
+
     api = Recorder()
     deploy.apply_inference_service(api, "titans-category", "2", "s3://titans-models/category/2", NAMESPACE, 10,
                                    wait=True, timeout_seconds=1, poll_seconds=0.01, create_missing=False)
+    _, error = _send_patches(api, NAMESPACE, "titans-category",
+                             deploy.rollback_patches("1", "s3://titans-models/category/1", api.live), True)
+    assert error is None, error
     return api.verbs
 
 
-def test_the_deployers_role_grants_every_call_the_deploy_step_makes(render: tuple[str, list[Manifest]]) -> None:
+def test_the_deployers_role_grants_every_call_the_deploy_and_canary_steps_make(
+        render: tuple[str, list[Manifest]]) -> None:
     which, objs = render
     role = find(objs, "Role", "titans-pipeline-deployer")
     rule = next(r for r in role["rules"] if "inferenceservices" in r["resources"])
