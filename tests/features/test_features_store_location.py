@@ -105,7 +105,10 @@ def test_a_step_uses_the_charts_store_only_where_a_cluster_mounted_it(
     TITANS_FEATURE_STORE_YAML is never overridden."""
     from titans.features.paths import STORE_YAML_ENV, store_yaml, use_mounted_store
 
-    monkeypatch.delenv(STORE_YAML_ENV, raising=False)
+    # Set, then removed, through monkeypatch: the selection below writes os.environ itself, and only a variable
+    # monkeypatch has recorded is put back as it was (a leak made every later run in this worker use it).
+    monkeypatch.setenv(STORE_YAML_ENV, "recorded")
+    monkeypatch.delenv(STORE_YAML_ENV)
     mount = tmp_path / "etc-titans-feature_repo"
     assert use_mounted_store(mount) is None and STORE_YAML_ENV not in os.environ
     assert store_yaml(tmp_path / "repo") == tmp_path / "repo" / "feature_store.yaml"

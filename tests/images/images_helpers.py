@@ -86,12 +86,17 @@ def serving_runtime_container(values: dict[str, Any]) -> dict[str, Any]:
     return container
 
 
-def container_env(container: dict[str, Any], secrets: dict[str, dict[str, str]]) -> dict[str, str]:
-    """The container's env as the kubelet resolves it: values, and secretKeyRefs read from ``secrets``."""
+def container_env(container: dict[str, Any], secrets: dict[str, dict[str, str]],
+                  namespace: str = "titans") -> dict[str, str]:
+    """The container's env as the kubelet resolves it: values, secretKeyRefs read from ``secrets``, and the
+    pod's namespace where the downward API is asked for it."""
     env = {}
     for item in container.get("env", []):
         if "value" in item:
             env[item["name"]] = item["value"]
+        elif "fieldRef" in item["valueFrom"]:
+            assert item["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace", item
+            env[item["name"]] = namespace
         else:
             ref = item["valueFrom"]["secretKeyRef"]
             env[item["name"]] = secrets[ref["name"]][ref["key"]]  # a missing Secret would stop the pod too
