@@ -186,7 +186,7 @@ def with_history_as_of_row_dates(model: TitansModel, columns: dict[str, np.ndarr
     entity = pd.DataFrame({name: columns[name] for name in feature_spec.service_inputs(service) if name in columns})
     entity["date"] = pd.to_datetime(columns["date"])
     entity[feature_spec.EVENT_TIMESTAMP] = entity["date"]
-    joined = model.enricher.client.stored_history(service, entity)
+    joined = model.enricher.client.stored_history_in_memory(service, entity)  # Feast's join, tables read once
     stored: dict[str, np.ndarray] = {}
     for view in stored_views(service):
         for col in view.columns:
