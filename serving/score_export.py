@@ -174,8 +174,13 @@ def _scored(out_dir: Path | str, read: Callable[[Path], tuple[Path, dict[str, An
     if features not in FEATURE_MODES:
         raise UserError(f"features {features!r}: expected one of {', '.join(FEATURE_MODES)}")
     started = time.perf_counter()
-    # Before ingest starts the fork server: its scoring workers then start with kserve and the serving code imported.
-    workers.preload("titans.data.ingest", "serving.score_rows")
+    # The fork server imports the serving code and Feast once (each scoring worker took ~4 s of CPU to import
+    # Feast), in the background while this process reads the export's first chunk; its workers fork from it.
+    worker_modules = ("titans.data.ingest", "serving.score_rows", *(("feast",) if remote is None else ()))
+    if (workers.data_workers() if n_workers is None else n_workers) > 1:
+        workers.start_early(*worker_modules)
+    else:
+        workers.preload(*worker_modules)
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
