@@ -41,7 +41,8 @@ class ViewTable:
     keys: tuple[str, ...]
     columns: tuple[str, ...]
     ttl_ns: int | None  # None: the view has no TTL (every earlier snapshot qualifies)
-    frame: pd.DataFrame
+    frame: pd.DataFrame  # keys as codes into ``levels`` (8 bytes a row, not a Python string each)
+    levels: dict[str, pd.Index]
 
     @classmethod
     def read(cls, feature_view: Any, keys: Sequence[str], columns: Sequence[str]) -> ViewTable | None:
@@ -61,17 +62,21 @@ class ViewTable:
             return None
         nanos = pc.cast(pc.cast(stamps, pa.timestamp("ns", tz=stamps.type.tz)), pa.int64())
         frame = table.drop_columns([timestamp]).to_pandas()
+        levels: dict[str, pd.Index] = {}
         for key in keys:
-            frame[key] = frame[key].astype(str).astype(object)
+            codes, levels[key] = pd.factorize(frame[key].astype(str), sort=True)
+            frame[key] = codes.astype(np.int64)
         frame[_TS] = nanos.to_numpy()
         frame = frame.sort_values(_TS, kind="stable").reset_index(drop=True)
         ttl = feature_view.ttl
         ttl_ns = int(ttl.total_seconds() * 1e9) if ttl else None
-        return cls(feature_view.name, tuple(keys), tuple(columns), ttl_ns, frame)
+        return cls(feature_view.name, tuple(keys), tuple(columns), ttl_ns, frame, levels)
 
     def join(self, entity_keys: Mapping[str, Sequence[str]], stamps_ns: np.ndarray) -> pd.DataFrame:
         """The view's columns for each entity row (keys as text, UTC timestamps in ns), in the rows' order."""
-        query = pd.DataFrame({key: np.asarray(entity_keys[key], dtype=object) for key in self.keys})
+        # A key the table never saw gets the code -1, which no snapshot carries: no match, as in Feast's join.
+        query = pd.DataFrame({key: self.levels[key].get_indexer(np.asarray(entity_keys[key], dtype=object))
+                              .astype(np.int64) for key in self.keys})
         query[_TS] = np.asarray(stamps_ns, dtype=np.int64)
         query[_POS] = np.arange(len(query), dtype=np.int64)
         query = query.sort_values(_TS, kind="stable")
