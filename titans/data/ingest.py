@@ -120,8 +120,10 @@ def _first_reason(checks: list[tuple[pd.Series, Message]], index: pd.Index) -> p
     built only for the rows that fail.
     """
     reason = pd.Series(None, index=index, dtype=object)
+    # Rows without a reason yet, kept as a mask: ``reason.isna()`` per check scanned every row's object each time.
+    open_rows = np.ones(len(index), dtype=bool)
     for failed, message in checks:
-        pick = failed & reason.isna()
+        pick = failed & open_rows
         if pick.any():
             if callable(message):
                 reason[pick] = message(pick)
@@ -129,6 +131,7 @@ def _first_reason(checks: list[tuple[pd.Series, Message]], index: pd.Index) -> p
                 reason[pick] = message[pick]
             else:
                 reason[pick] = message
+            open_rows[pick.to_numpy()] = reason[pick].isna().to_numpy()
     return reason
 
 
