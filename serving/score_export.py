@@ -44,6 +44,7 @@ from titans import tasks, workers
 from titans.data.ingest import ingest
 from titans.data.layout import Layout
 from titans.errors import UserError
+from titans.free_memory import release_free_memory
 from titans.models.evaluation import FLAGGED_RISK_LEVELS
 
 log = logging.getLogger("titans.score")
@@ -202,6 +203,7 @@ def _scored(out_dir: Path | str, read: Callable[[Path], tuple[Path, dict[str, An
     try:
         phase = time.perf_counter()
         data, source = read(staging)
+        release_free_memory()  # what ingest freed in this process, before the scoring phase's peak
         summary = _score(data, source, out, staging, model_set, absent, n_workers, chunk_rows,
                          {"ingest": round(time.perf_counter() - phase, 2)})
         summary["seconds"] = round(time.perf_counter() - started, 2)
@@ -230,6 +232,8 @@ def _score(data: Path, source: dict[str, Any], out: Path, staging: Path, model_s
             totals.not_ready.update(result.not_ready)
             totals.models.update(result.models)
             _take(result, writer, totals, refused, accounts)
+            del result
+            release_free_memory()
     finally:
         writer.close()
     timings["rows"] = round(time.perf_counter() - phase, 2)
