@@ -279,21 +279,29 @@ def _take(result: ChunkResult, writer: _TransactionsWriter, totals: _Totals, ref
 def day_chunks(clean_dir: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
     """The clean table in date order, in chunks of whole days of at most ``chunk_rows`` (one larger day whole).
 
-    Read one month partition at a time: memory holds a month, never the table.
+    Read one month partition at a time, kept as Arrow: memory holds a month's Arrow table (compact text) and
+    one chunk as pandas, never the table, nor a month as pandas (Python strings: several times its size, a
+    few hundred MB a month at 10M rows). A chunk is the month's rows ``begin:end`` with that index, as before.
     """
     for month in sorted(p for p in clean_dir.glob("month=*") if p.is_dir()):
         table = pq.read_table(month).sort_by([("date", "ascending"), ("transaction_id", "ascending")])
-        frame = table.to_pandas()
-        days = frame["date"].to_numpy()
+        days = table.column("date").to_numpy()
         starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]])
-        ends = np.r_[starts[1:], len(frame)]
+        ends = np.r_[starts[1:], len(days)]
         begin = 0
         for start, end in zip(starts, ends, strict=True):
             if end - begin > chunk_rows and start > begin:
-                yield frame.iloc[begin:start]
+                yield _rows(table, begin, start)
                 begin = start
-        if begin < len(frame):
-            yield frame.iloc[begin:]
+        if begin < len(days):
+            yield _rows(table, begin, len(days))
+
+
+def _rows(table: pa.Table, begin: int, end: int) -> pd.DataFrame:
+    """Rows ``begin:end`` of a month's table as pandas, indexed by their position in the month."""
+    frame = table.slice(begin, end - begin).to_pandas()
+    frame.index = pd.RangeIndex(begin, end)
+    return frame
 
 
 def _score_accounts(model_set: ModelSet | RemoteModelSet, accounts: list[str], staging: Path
