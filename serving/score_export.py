@@ -44,6 +44,7 @@ from titans import tasks, workers
 from titans.data.ingest import ingest
 from titans.data.layout import Layout
 from titans.errors import UserError
+from titans.free_memory import release_free_memory
 from titans.models.evaluation import FLAGGED_RISK_LEVELS
 
 log = logging.getLogger("titans.score")
@@ -174,8 +175,13 @@ def _scored(out_dir: Path | str, read: Callable[[Path], tuple[Path, dict[str, An
     if features not in FEATURE_MODES:
         raise UserError(f"features {features!r}: expected one of {', '.join(FEATURE_MODES)}")
     started = time.perf_counter()
-    # Before ingest starts the fork server: its scoring workers then start with kserve and the serving code imported.
-    workers.preload("titans.data.ingest", "serving.score_rows")
+    # The fork server imports the serving code and Feast once (each scoring worker took ~4 s of CPU to import
+    # Feast), in the background while this process reads the export's first chunk; its workers fork from it.
+    worker_modules = ("titans.data.ingest", "serving.score_rows", *(("feast",) if remote is None else ()))
+    if (workers.data_workers() if n_workers is None else n_workers) > 1:
+        workers.start_early(*worker_modules)
+    else:
+        workers.preload(*worker_modules)
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -197,6 +203,7 @@ def _scored(out_dir: Path | str, read: Callable[[Path], tuple[Path, dict[str, An
     try:
         phase = time.perf_counter()
         data, source = read(staging)
+        release_free_memory()  # what ingest freed in this process, before the scoring phase's peak
         summary = _score(data, source, out, staging, model_set, absent, n_workers, chunk_rows,
                          {"ingest": round(time.perf_counter() - phase, 2)})
         summary["seconds"] = round(time.perf_counter() - started, 2)
@@ -225,6 +232,8 @@ def _score(data: Path, source: dict[str, Any], out: Path, staging: Path, model_s
             totals.not_ready.update(result.not_ready)
             totals.models.update(result.models)
             _take(result, writer, totals, refused, accounts)
+            del result
+            release_free_memory()
     finally:
         writer.close()
     timings["rows"] = round(time.perf_counter() - phase, 2)
@@ -270,21 +279,29 @@ def _take(result: ChunkResult, writer: _TransactionsWriter, totals: _Totals, ref
 def day_chunks(clean_dir: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
     """The clean table in date order, in chunks of whole days of at most ``chunk_rows`` (one larger day whole).
 
-    Read one month partition at a time: memory holds a month, never the table.
+    Read one month partition at a time, kept as Arrow: memory holds a month's Arrow table (compact text) and
+    one chunk as pandas, never the table, nor a month as pandas (Python strings: several times its size, a
+    few hundred MB a month at 10M rows). A chunk is the month's rows ``begin:end`` with that index, as before.
     """
     for month in sorted(p for p in clean_dir.glob("month=*") if p.is_dir()):
         table = pq.read_table(month).sort_by([("date", "ascending"), ("transaction_id", "ascending")])
-        frame = table.to_pandas()
-        days = frame["date"].to_numpy()
+        days = table.column("date").to_numpy()
         starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]])
-        ends = np.r_[starts[1:], len(frame)]
+        ends = np.r_[starts[1:], len(days)]
         begin = 0
         for start, end in zip(starts, ends, strict=True):
             if end - begin > chunk_rows and start > begin:
-                yield frame.iloc[begin:start]
+                yield _rows(table, begin, start)
                 begin = start
-        if begin < len(frame):
-            yield frame.iloc[begin:]
+        if begin < len(days):
+            yield _rows(table, begin, len(days))
+
+
+def _rows(table: pa.Table, begin: int, end: int) -> pd.DataFrame:
+    """Rows ``begin:end`` of a month's table as pandas, indexed by their position in the month."""
+    frame = table.slice(begin, end - begin).to_pandas()
+    frame.index = pd.RangeIndex(begin, end)
+    return frame
 
 
 def _score_accounts(model_set: ModelSet | RemoteModelSet, accounts: list[str], staging: Path

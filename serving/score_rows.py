@@ -37,6 +37,7 @@ from serving.tensors import TensorSpec, output_array
 from serving.validation import RequestRejected
 from titans import tasks
 from titans.features import spec as feature_spec
+from titans.free_memory import release_free_memory
 from titans.tasks.spec import Task
 
 # The clean table's fields kept beside the model outputs, and the fields a row request may read.
@@ -87,11 +88,14 @@ def init_worker(model_set: ModelSet | RemoteModelSet) -> None:
     _WORKER_MODELS.clear()
     _WORKER_MODELS.update(model_set.load("row"))
     _WORKER_SETTINGS.update(features=model_set.features, explain=getattr(model_set, "explain", False))
+    release_free_memory()  # what loading the models freed (unpickling buffers)
 
 
 def score_chunk(frame: pd.DataFrame) -> ChunkResult:
-    """``score_rows`` with this process's models (``init_worker``)."""
-    return score_rows(_WORKER_MODELS, frame, _WORKER_SETTINGS["features"], _WORKER_SETTINGS["explain"])
+    """``score_rows`` with this process's models (``init_worker``); the chunk's freed memory returned after it."""
+    result = score_rows(_WORKER_MODELS, frame, _WORKER_SETTINGS["features"], _WORKER_SETTINGS["explain"])
+    release_free_memory()  # the chunk's intermediates: workers peak together, and their resident sizes add up
+    return result
 
 
 def row_tasks(models: Mapping[str, TitansModel]) -> list[Task]:
@@ -186,7 +190,7 @@ def with_history_as_of_row_dates(model: TitansModel, columns: dict[str, np.ndarr
     entity = pd.DataFrame({name: columns[name] for name in feature_spec.service_inputs(service) if name in columns})
     entity["date"] = pd.to_datetime(columns["date"])
     entity[feature_spec.EVENT_TIMESTAMP] = entity["date"]
-    joined = model.enricher.client.stored_history(service, entity)
+    joined = model.enricher.client.stored_history_in_memory(service, entity)  # Feast's join, tables read once
     stored: dict[str, np.ndarray] = {}
     for view in stored_views(service):
         for col in view.columns:

@@ -17,6 +17,7 @@ import functools
 import itertools
 import math
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import pickle
 import sys
@@ -115,6 +116,20 @@ def preload(*modules: str) -> None:
     (``titans score``: ingest, then scoring) names them before the first, since the server starts once."""
     for module in modules:
         _PRELOAD.setdefault(module, None)
+
+
+def start_early(*modules: str) -> None:
+    """``preload(*modules)`` and start the fork server now, in the background, instead of at the first pool.
+
+    Why: the fork server imports its modules before it forks a worker, and the first pool's caller waits for
+    that; a caller with other work to do first (``titans score`` decides the export's conventions and
+    validates its first chunk before ingest's pool starts) overlaps the imports with that work. Only for
+    callers that will start a pool: on one CPU it would compete with the caller for nothing.
+    """
+    preload(*modules)
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(_PRELOAD))
+    multiprocessing.forkserver.ensure_running()
 
 
 def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int,

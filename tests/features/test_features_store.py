@@ -107,6 +107,22 @@ def test_stored_history_is_the_training_sets_stored_columns(hand_store: dict, ha
     pd.testing.assert_frame_equal(history, client.training_set(service, rows)[stored].reset_index(drop=True))
 
 
+@pytest.mark.parametrize("service", sorted(spec.SERVICES))
+def test_in_memory_as_of_join_equals_feasts(hand_store: dict, hand_clean: pd.DataFrame, service: str) -> None:
+    """The scorer's join over tables read once (``titans.features.as_of``) gives Feast's values, dtypes and order:
+    on the rows' own days, days later (snapshots up to the TTL old), past the TTL, and for unknown entities."""
+    client: FeatureClient = hand_store["client"]
+    rows = hand_clean[["transaction_id", "merchant", "account_id", "category", "amount", "date"]].copy()
+    later = [rows.assign(date=rows["date"] + pd.Timedelta(days=days)) for days in (1, 6, 7, 8, 30)]
+    rows = pd.concat([rows, *later, rows.assign(merchant="never_seen", account_id="acct_none", category="none")],
+                     ignore_index=True).sample(frac=1.0, random_state=5)
+    rows["event_timestamp"] = rows["date"]
+    feast = client.stored_history(service, rows)
+    for _ in range(2):  # the second call answers from the tables the first one read
+        pd.testing.assert_frame_equal(client.stored_history_in_memory(service, rows), feast)
+    assert feast.nunique().max() > 1  # the rows do not all get the same values
+
+
 def test_online_unknown_entities_get_documented_defaults(hand_store: dict) -> None:
     client: FeatureClient = hand_store["client"]
     rows = pd.DataFrame(

@@ -39,8 +39,9 @@ from titans import home_lock, workers
 from titans.data import conventions, output_lock, schema
 from titans.data.key_counts import KeyCounts
 from titans.data.layout import Layout
+from titans.data.line_blocks import Chunk, LineBlock, as_records
 from titans.data.report_text import markdown_text, shorten, snippet
-from titans.data.sources import Chunk, Source, decide_conventions, file_sha256, open_source
+from titans.data.sources import Source, decide_conventions, file_sha256, open_source
 from titans.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -119,8 +120,10 @@ def _first_reason(checks: list[tuple[pd.Series, Message]], index: pd.Index) -> p
     built only for the rows that fail.
     """
     reason = pd.Series(None, index=index, dtype=object)
+    # Rows without a reason yet, kept as a mask: ``reason.isna()`` per check scanned every row's object each time.
+    open_rows = np.ones(len(index), dtype=bool)
     for failed, message in checks:
-        pick = failed & reason.isna()
+        pick = failed & open_rows
         if pick.any():
             if callable(message):
                 reason[pick] = message(pick)
@@ -128,6 +131,7 @@ def _first_reason(checks: list[tuple[pd.Series, Message]], index: pd.Index) -> p
                 reason[pick] = message[pick]
             else:
                 reason[pick] = message
+            open_rows[pick.to_numpy()] = reason[pick].isna().to_numpy()
     return reason
 
 
@@ -430,13 +434,14 @@ def _run(sources: list[Source], hashes: list[str], run_id: str, out: Path, stagi
 Validated = tuple[int, pd.DataFrame, pd.DataFrame, _Stats, np.ndarray, np.ndarray, np.ndarray]
 
 
-def validate_and_key(src: Source, chunk: Chunk, latest: pd.Timestamp) -> Validated:
+def validate_and_key(src: Source, block: Chunk | LineBlock, latest: pd.Timestamp) -> Validated:
     """One chunk validated, its good rows keyed: (rows read, good, quarantine, stats, keys, occurrence, ids).
 
     The ids count identical rows within this chunk only; the caller corrects the few rows that
     repeat a row of an earlier chunk. Runs in a worker process, so it mutates nothing it was given
     except ``src``'s merchant decision, which the first chunk makes in the calling process.
     """
+    chunk = as_records(block)  # a block of lines is parsed here, in the worker (``titans.data.line_blocks``)
     part = _Stats()
     good, quarantine = _validate_chunk(src, chunk, part, latest)
     if not len(good):
@@ -463,7 +468,7 @@ def _validated_chunks(src: Source, latest: pd.Timestamp) -> Iterator[Validated]:
     yield from workers.ordered_map(partial(validate_and_key, shipped, latest=latest), chunks, workers.data_workers())
 
 
-def _no_reader() -> Iterator[Chunk]:
+def _no_reader() -> Iterator[Chunk | LineBlock]:
     raise RuntimeError("a shipped Source does not read its file again")
 
 

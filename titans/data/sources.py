@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from titans.data import conventions, schema
 from titans.data.layout import Layout, has_headers, map_header
+from titans.data.line_blocks import Chunk, LineBlock, as_records, line_blocks
 from titans.data.report_text import snippet
 from titans.errors import UserError
 
@@ -39,8 +40,6 @@ BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codec
         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 ENCODING_NAMES = {"utf-8-sig": "UTF-8", "utf-16": "UTF-16", "utf-16-le": "UTF-16LE", "utf-16-be": "UTF-16BE",
                   "utf-32": "UTF-32"}
-
-Chunk = list[tuple[int, list[str]]]
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
@@ -55,7 +54,7 @@ class Source:
     delimiter: str | None
     encoding: str | None  # Python codec of a CSV; None for parquet
     warnings: list[str]
-    read_chunks: Callable[[], Iterator[Chunk]]
+    read_chunks: Callable[[], Iterator[Chunk | LineBlock]]
     layout: Layout | None = None
     # Decided before the rows are read (``decide_conventions``): the whole column's decimal and date order.
     decimal: conventions.Decision = field(default_factory=lambda: conventions.Decision(None, "not decided"))
@@ -162,7 +161,21 @@ def _open_csv(path: Path, layout: Layout | None) -> Source:
     if encoding != "utf-8-sig":
         warnings.append(f"read as {label}")
 
-    def chunks() -> Iterator[Chunk]:
+    def chunks() -> Iterator[Chunk | LineBlock]:
+        """UTF-8 files in blocks of lines while they are free of quotes (``titans.data.line_blocks``), the rest
+        (or the whole file) through the ``csv`` module, read from the start again and past the records yielded."""
+        done = 0
+        if encoding == "utf-8-sig":
+            for block in line_blocks(path, delim, CHUNK_ROWS):
+                if block is None:
+                    break
+                done += block.rows
+                yield block
+            else:
+                return
+        yield from parsed(done)
+
+    def parsed(skip: int) -> Iterator[Chunk]:
         with path.open("r", encoding=encoding, errors="strict", newline="") as fh:
             reader = csv.reader(fh, delimiter=delim)
             chunk: Chunk = []
@@ -170,6 +183,9 @@ def _open_csv(path: Path, layout: Layout | None) -> Source:
                 next(reader, None)
                 for fields in reader:
                     if not fields:  # a blank line is not a record
+                        continue
+                    if skip:  # read already, as a block of lines
+                        skip -= 1
                         continue
                     chunk.append((reader.line_num, fields))
                     if len(chunk) >= CHUNK_ROWS:
@@ -255,7 +271,8 @@ def _arrow_csv_batches(src: Source, wanted: list[str]) -> Iterator[dict[str, con
 
 def _csv_module_batches(src: Source, wanted: list[str]) -> Iterator[dict[str, pd.Series]]:
     """The wanted columns through the ``csv`` reader ingest uses: for files pyarrow cannot read."""
-    for chunk in src.read_chunks():
+    for block in src.read_chunks():
+        chunk = as_records(block)
         yield {c: pd.Series([f[src.columns[c]] if len(f) > src.columns[c] else "" for _, f in chunk], dtype=object)
                for c in wanted}
 
