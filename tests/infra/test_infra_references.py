@@ -287,3 +287,24 @@ def test_the_storage_initializer_finds_the_kind_object_store_where_kserve_reads_
     recipe = text[text.index("\nkind-secrets:"):]
     assert re.search(r"annotate secret titans-object-store --overwrite \\\s+serving\.kserve\.io/s3-endpoint="
                      r"\$\(KFP_OBJECT_STORE\) serving\.kserve\.io/s3-usehttps=0", recipe), recipe[:2000]
+
+
+def test_kind_train_passes_parameters_the_pipeline_has_and_urls_that_resolve(
+        kind_render: tuple[list[Manifest], str]) -> None:
+    """`make kind-train` gives the run the cluster's Prometheus and MLflow (without them the canary analysis is
+    skipped and the registry is the step's own sqlite): each is a parameter of the compiled pipeline, each URL
+    reaches a Service that exists."""
+    objs, _ = kind_render
+    text = MAKEFILE.read_text()
+    block = text[text.index("KIND_TRAIN_PARAMS ?="):]
+    block = block[:block.index("\n#")]
+    variables = {"$(NAMESPACE)": NAMESPACE, "$(KFP_OBJECT_STORE)": re.search(
+        r"^KFP_OBJECT_STORE \?= (\S+)$", text, re.MULTILINE).group(1)}
+    for name, value in variables.items():
+        block = block.replace(name, value)
+    params = dict(re.findall(r"--param (\w+)=('[^']*'|\S+)", block))
+    spec = next(yaml.safe_load_all((COMPILED / "training_pipeline.yaml").read_text()))
+    assert set(params) <= set(spec["root"]["inputDefinitions"]["parameters"]), params
+    assert {"prometheus_url", "mlflow_tracking_uri", "model_store"} <= set(params)
+    for name in ("prometheus_url", "mlflow_tracking_uri", "object_store_endpoint"):
+        assert resolves(params[name], objs, "kubeflow"), (name, params[name])
