@@ -55,9 +55,13 @@ class _StepLog(io.TextIOBase):
     executor JSON is for when a step fails, and then its path is printed.
     """
 
-    def __init__(self, log: Any, terminal: Any) -> None:
+    def __init__(self, log: Any, terminal: Any, finished_training: Callable[[], list[Path]] | None = None) -> None:
         self.log = log
         self.terminal = terminal
+        # The run's finished training steps on disk (their folders): the record of a finish can be lost to
+        # kfp.local's logging (see ``_catch_up``), never the step's own output file.
+        self._finished_training = finished_training or list
+        self._shown_tasks: set[str] = set()
         self.lines: list[str] = []
         # Each thread's unfinished line, kept apart: ``print`` writes its text and its newline in two calls,
         # and another iteration's record landing in between glued the two and hid an outputs line.
@@ -82,6 +86,8 @@ class _StepLog(io.TextIOBase):
 
     def _step_line(self, line: str) -> None:
         if start := _TASK_START.search(line):
+            if not start.group(1).startswith("train-model"):
+                self._catch_up()  # the steps after the loop start once every iteration has finished
             self._started[start.group(1)] = time.time()
         elif end := _TASK_DONE.search(line):
             task, status = end.groups()
@@ -93,7 +99,29 @@ class _StepLog(io.TextIOBase):
         elif self._training and (output := _TRAIN_OUTPUT.search(line)):
             step = self._training.pop(0)
             task, seconds = _task_and_seconds(output.group(1))
-            self._print(f"{step} ({task})" if task else step, "SUCCESS", seconds)
+            if task not in self._shown_tasks:
+                self._shown_tasks.add(task or "")
+                self._print(f"{step} ({task})" if task else step, "SUCCESS", seconds)
+
+    def _catch_up(self) -> None:
+        """Print the finished training steps whose records never came, named from their own output files.
+
+        Why: kfp.local's iterations each clear the root logger's handlers and later restore the list they
+        found; an iteration that found it mid-swap restores a list that no longer leads here, and the finish
+        line and outputs record logged after that are lost (seen in CI: no line for one task). The output file
+        each step writes is never lost.
+        """
+        for folder in self._finished_training():
+            try:
+                output = step_output(folder)
+            except (OSError, ValueError, KeyError):
+                continue  # not written whole yet: its record, or the next catch-up, shows it
+            task = output.get("task") if isinstance(output, dict) else None
+            if task and task not in self._shown_tasks:
+                self._shown_tasks.add(task)
+                if self._training:
+                    self._training.pop(0)
+                self._print(f"{folder.name} ({task})", "SUCCESS", output.get("seconds"))
 
     def _print(self, label: str, status: str, seconds: float | None) -> None:
         shown = f"{seconds:7.1f} s" if seconds is not None else "      ? s"
@@ -103,6 +131,7 @@ class _StepLog(io.TextIOBase):
     def close_steps(self) -> None:
         """Print any training step whose outputs never came (the run stopped in between)."""
         with self._lock:
+            self._catch_up()
             while self._training:
                 self._print(self._training.pop(0), "SUCCESS", None)
 
@@ -141,13 +170,15 @@ def _step_error(lines: list[str], message: str) -> str:
     return f"pipeline step '{task.group(1) if task else '?'}' failed: {detail}"
 
 
-def run_with_step_log(run: Callable[[], Any], log_path: Path) -> None:
+def run_with_step_log(run: Callable[[], Any], log_path: Path,
+                      finished_training: Callable[[], list[Path]] | None = None) -> None:
     """Call ``run`` (a pipeline through kfp.local) with its output in ``log_path`` and one line per step here.
 
     A failed step becomes a ``UserError`` naming the step and its error line, with the log's path.
+    ``finished_training``: the run's finished training step folders, for lines whose records were lost.
     """
     with log_path.open("w") as log:
-        steps = _StepLog(log, sys.stdout)
+        steps = _StepLog(log, sys.stdout, finished_training)
         original_out, original_err = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = steps
         try:
@@ -185,6 +216,12 @@ def _task_and_seconds(output: str) -> tuple[str | None, float | None]:
     task = re.search(r'"task": "([\w-]+)"', output)
     seconds = re.search(r'"seconds": ([0-9.]+)', output)
     return (task.group(1) if task else None), (float(seconds.group(1)) if seconds else None)
+
+
+def _finished_training(root: Path, started: float) -> list[Path]:
+    """The training step folders this run has finished so far (each has its executor output)."""
+    outputs = root.glob("titans-training-*/**/train-model*/executor_output.json")
+    return [p.parent for p in sorted(outputs) if p.stat().st_mtime >= started - 1]
 
 
 def _training_steps(run_dir: Path) -> list[Path]:
@@ -286,7 +323,7 @@ def run_local(data: list[str] | None = None, rows: int = 20000, accounts: int = 
     log_path = home / "logs" / f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     print(f"pipeline run ({runner} runner); the runner's full output: {log_path}", flush=True)
-    run_with_step_log(lambda: training_pipeline(**params), log_path)
+    run_with_step_log(lambda: training_pipeline(**params), log_path, lambda: _finished_training(root, started))
     run_dir = _latest_run(root, started)
     summaries = _task_output(run_dir, "gate-report")
     deployed = _task_output(run_dir, "deploy-models")

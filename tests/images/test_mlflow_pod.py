@@ -26,8 +26,10 @@ STARTUP_S = 120.0
 
 
 def _status(path: str, host: str, user: tuple[str, str] | None = None) -> int | None:
+    # The first signed-in request makes the auth tables' admin (a few seconds on a busy 2-core machine, where a
+    # 5 s wait once ran out with no answer): a generous wait, so None means no answer, not a slow one.
     headers = {"Authorization": "Basic " + base64.b64encode(":".join(user).encode()).decode()} if user else {}
-    return http_status(f"http://127.0.0.1:5000{path}", host, timeout=5, headers=headers)
+    return http_status(f"http://127.0.0.1:5000{path}", host, timeout=30, headers=headers)
 
 
 def test_mlflow_starts_as_its_pod_and_answers_through_its_service_name(engine: Any, tmp_path: Path) -> None:

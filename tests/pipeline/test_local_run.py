@@ -181,3 +181,35 @@ def test_a_line_printed_in_parts_by_one_iteration_does_not_hide_anothers_outputs
     other_iteration_prints("\n")
     assert terminal.getvalue().split()[:3] == ["train-model", "(recommend)", "SUCCESS"]
     assert "ValueError: bad fold" in steps.lines  # kept whole, where a failed step's error line is looked for
+
+
+def test_a_training_step_whose_records_were_lost_is_named_from_its_output_file(tmp_path: Path) -> None:
+    """kfp.local's iterations swap the root logger's handlers: a finish line and outputs record can be lost
+    (seen in CI). When the next step starts, every finished iteration is shown, named from the output file it
+    wrote; a record arriving later does not show it twice."""
+    import json
+
+    from pipelines.local_run import _StepLog
+
+    folders = []
+    for i, (task, seconds) in enumerate((("category", 4.0), ("recommend", 2.5))):
+        folder = tmp_path / f"for-loop-2-iteration-{i}" / "train-model"
+        folder.mkdir(parents=True)
+        output = json.dumps({"task": task, "seconds": seconds})
+        (folder / "executor_output.json").write_text(json.dumps({"parameterValues": {"Output": output}}))
+        folders.append(folder)
+    terminal = io.StringIO()
+    steps = _StepLog(io.StringIO(), terminal, lambda: folders)
+    steps.write("00:00:01.000 - INFO - Executing task 'train-model'\n")
+    steps.write("00:00:01.001 - INFO - Executing task 'train-model'\n")
+    steps.write("00:00:05.000 - INFO - Task 'train-model' finished with status SUCCESS\n")
+    steps.write("00:00:05.001 - INFO - Task 'train-model' outputs:\n")
+    steps.write("""    Output: '{"task": "category", "seconds": 4.0}'\n""")
+    # recommend's finish line and outputs record never arrive
+    steps.write("00:00:09.000 - INFO - Executing task 'gate-report'\n")
+    steps.write("00:00:09.500 - INFO - Task 'gate-report' finished with status SUCCESS\n")
+    steps.close_steps()
+    lines = [line.split() for line in terminal.getvalue().splitlines()]
+    assert [line[:-2] for line in lines] == [["train-model", "(category)", "SUCCESS"],
+                                             ["train-model", "(recommend)", "SUCCESS"], ["gate-report", "SUCCESS"]]
+    assert lines[1][-2] == "2.5"
