@@ -170,15 +170,21 @@ def test_a_line_printed_in_parts_by_one_iteration_does_not_hide_anothers_outputs
     steps.write("00:00:01.000 - INFO - Executing task 'train-model'\n")
     steps.write("00:00:09.000 - INFO - Task 'train-model' finished with status SUCCESS\n")
 
-    def other_iteration_prints(text: str) -> None:
-        thread = threading.Thread(target=steps.write, args=(text,))
-        thread.start()
-        thread.join()
+    fragment_written, record_written = threading.Event(), threading.Event()
 
+    def other_iteration_prints() -> None:  # one print: its text, then (after the other record) its newline
+        steps.write("ValueError: bad fold")
+        fragment_written.set()
+        record_written.wait(5)
+        steps.write("\n")
+
+    other = threading.Thread(target=other_iteration_prints)
     steps.write("00:00:09.002 - INFO - Task 'train-model' outputs:\n")
-    other_iteration_prints("ValueError: bad fold")  # its newline comes later
+    other.start()
+    fragment_written.wait(5)
     steps.write("""    Output: '{"task": "recommend", "seconds": 3.0}'\n""")
-    other_iteration_prints("\n")
+    record_written.set()
+    other.join()
     assert terminal.getvalue().split()[:3] == ["train-model", "(recommend)", "SUCCESS"]
     assert "ValueError: bad fold" in steps.lines  # kept whole, where a failed step's error line is looked for
 
