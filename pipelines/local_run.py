@@ -99,8 +99,9 @@ class _StepLog(io.TextIOBase):
         elif self._training and (output := _TRAIN_OUTPUT.search(line)):
             step = self._training.pop(0)
             task, seconds = _task_and_seconds(output.group(1))
-            if task not in self._shown_tasks:
-                self._shown_tasks.add(task or "")
+            if task is None or task not in self._shown_tasks:
+                if task:
+                    self._shown_tasks.add(task)
                 self._print(f"{step} ({task})" if task else step, "SUCCESS", seconds)
 
     def _catch_up(self) -> None:
@@ -219,9 +220,9 @@ def _task_and_seconds(output: str) -> tuple[str | None, float | None]:
 
 
 def _finished_training(root: Path, started: float) -> list[Path]:
-    """The training step folders this run has finished so far (each has its executor output)."""
-    outputs = root.glob("titans-training-*/**/train-model*/executor_output.json")
-    return [p.parent for p in sorted(outputs) if p.stat().st_mtime >= started - 1]
+    """The training step folders this run has finished so far: those of the runs started since ``started``."""
+    runs = [p for p in root.glob("titans-training-*") if p.is_dir() and p.stat().st_mtime >= started - 1]
+    return [step for run in runs for step in _training_steps(run)]
 
 
 def _training_steps(run_dir: Path) -> list[Path]:
@@ -250,7 +251,7 @@ def _docker_runner(home: Path, store_config: Path | None = None, hosts: dict[str
         raise UserError(f"--runner docker: no Docker engine answers ({exc}); `make engine-up` starts one") from None
     stat = home.stat()
     environment = {"TITANS_HOME": CONTAINER_HOME, "HOME": "/tmp"}
-    # The object store's credentials, as a cluster's step gets them from the titans-object-store Secret.
+    # The stores' settings and keys, as a cluster's step gets them from the pipeline namespace's ConfigMap and Secrets.
     environment |= {name: os.environ[name] for name in OBJECT_STORE_ENV if os.environ.get(name)}
     if os.environ.get(home_lock.OWNER_ENV):
         # This process holds the home's lock; the steps see it under the volume's path and must not wait for it.
