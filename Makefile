@@ -13,7 +13,7 @@ install: $(VENV)/.installed ## create the venv from the lock (uv) and install th
 $(VENV)/.installed: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv>=0.5"
 	@# Byte-compile at install: CI sets PYTHONDONTWRITEBYTECODE, so every step and server would compile from source.
-	$(UV) sync --frozen --extra train --extra dev --extra dashboard --reinstall-package titans-finance --compile-bytecode
+	$(UV) sync --frozen --extra train --extra dev --extra dashboard --extra spark --reinstall-package titans-finance --compile-bytecode
 	@touch $@
 
 run: install ## the main job on embedded defaults: the training pipeline through kfp.local

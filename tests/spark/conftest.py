@@ -1,0 +1,38 @@
+"""One Spark session and one generated export for every ``--engine spark`` test.
+
+Why one folder: a session costs 8-15 s and a JVM; ``tests/conftest.py`` keeps a folder on one xdist
+worker, so every Spark test here shares this session instead of starting its own. The tests skip,
+saying why, where pyspark or a JRE is missing (``.ci/run`` installs both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from titans.data.generate import GenerateConfig, write_csv
+from titans.engines import spark_available, spark_session
+
+SPARK_MASTER = "local[2]"
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """A local[2] session for the whole folder, stopped at the end."""
+    missing = spark_available()
+    if missing:
+        pytest.skip(f"Spark cannot start here: {missing}")
+    session = spark_session(SPARK_MASTER, app_name="titans-tests")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def generated_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated export with several accounts (and small-business ones): what both engines read."""
+    out = tmp_path_factory.mktemp("spark-export") / "export.csv"
+    write_csv(GenerateConfig(rows=6000, accounts=4, small_accounts=6, seed=11), out)
+    return out
