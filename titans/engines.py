@@ -33,6 +33,8 @@ SPARK_MASTER_ENV = "TITANS_SPARK_MASTER"
 # Local sessions share the machine with the Python workers they start: a quarter of it for the JVM
 # keeps both inside a pod's limit; a cluster sets spark.driver.memory itself.
 LOCAL_DRIVER_MEMORY = "2g"
+# Set by spark-submit for the Python driver it launches: the session is the submission's, not ours to configure.
+SUBMITTED_ENV = "PYSPARK_GATEWAY_PORT"
 
 
 def engine_name(value: str | None = None) -> str:
@@ -68,12 +70,18 @@ def spark_session(master: str | None = None, app_name: str = "titans") -> Any:
         raise UserError(f"--engine spark: {missing}")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    chosen = spark_master(master)
-    if chosen.startswith("local"):
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # the JVM's own sockets on loopback too
     from pyspark.sql import SparkSession
 
-    builder = (SparkSession.builder.master(chosen).appName(app_name)
+    if SUBMITTED_ENV in os.environ:
+        # Started by spark-submit (a SparkApplication's driver): the master, memory and addresses are the
+        # submission's; only the table settings are ours.
+        chosen, builder = "", SparkSession.builder.appName(app_name)
+    else:
+        chosen = spark_master(master)
+        if chosen.startswith("local"):
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # the JVM's own sockets on loopback too
+        builder = SparkSession.builder.master(chosen).appName(app_name)
+    builder = (builder
                .config("spark.sql.session.timeZone", "UTC")
                .config("spark.sql.legacy.parquet.nanosAsLong", "true")
                .config("spark.sql.execution.arrow.pyspark.enabled", "true")
