@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import copy
 import io
 import json
 import logging
@@ -266,6 +267,22 @@ def _docker_runner(home: Path, store_config: Path | None = None, hosts: dict[str
                               environment=environment, extra_hosts=hosts or {})
 
 
+def without_retries(pipeline: Any) -> Any:
+    """A copy of a pipeline whose steps are not retried: what ``kfp.local`` runs on this machine.
+
+    Why: the compiled IR retries a failed step twice with 30 s and 60 s backoffs, for what happens on a
+    cluster (a preempted node, an API server that blinked). On a laptop a step fails for a reason that
+    holds on the next attempt too (a bad export, a full disk), and the retries only kept the person
+    waiting 90 s for the same error. The compiled pipeline keeps its retries.
+    """
+    local_copy = copy.deepcopy(pipeline)
+    spec = local_copy.component_spec.implementation.graph
+    for dag in [spec.root.dag, *(c.dag for c in spec.components.values() if c.HasField("dag"))]:
+        for task in dag.tasks.values():
+            task.ClearField("retry_policy")
+    return local_copy
+
+
 def run_local(data: list[str] | None = None, rows: int = 20000, accounts: int = 3, seed: int = 7,
               fraud_rate: float = 0.02, n_estimators: int = 200, cv_folds: int = 3, gate_config: str = "{}",
               canary_percent: int = 10, runner: str = "subprocess", retrain_reason: str = "",
@@ -324,7 +341,8 @@ def run_local(data: list[str] | None = None, rows: int = 20000, accounts: int = 
     log_path = home / "logs" / f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     print(f"pipeline run ({runner} runner); the runner's full output: {log_path}", flush=True)
-    run_with_step_log(lambda: training_pipeline(**params), log_path, lambda: _finished_training(root, started))
+    pipeline = without_retries(training_pipeline)
+    run_with_step_log(lambda: pipeline(**params), log_path, lambda: _finished_training(root, started))
     run_dir = _latest_run(root, started)
     summaries = _task_output(run_dir, "gate-report")
     deployed = _task_output(run_dir, "deploy-models")

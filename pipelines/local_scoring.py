@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipelines.local_run import run_with_step_log, step_output
+from pipelines.local_run import run_with_step_log, step_output, without_retries
 from titans.errors import UserError
 from titans.settings import load_settings
 
@@ -39,7 +39,8 @@ def run_scoring_local(data: list[str], use_registry: bool = False, layout: str =
     log_path = home / "logs" / f"scoring-{time.strftime('%Y%m%d-%H%M%S')}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     print(f"scoring pipeline run; the runner's full output: {log_path}", flush=True)
-    run_with_step_log(lambda: scoring_pipeline(source_uri=",".join(sources), layout=layout, titans_home=str(home),
+    pipeline = without_retries(scoring_pipeline)
+    run_with_step_log(lambda: pipeline(source_uri=",".join(sources), layout=layout, titans_home=str(home),
                                                mlflow_tracking_uri=settings.mlflow_tracking_uri,
                                                use_registry=use_registry), log_path)
     runs = [p for p in root.glob("titans-scoring-*") if p.is_dir() and p.stat().st_mtime >= started - 1]

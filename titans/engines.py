@@ -85,7 +85,8 @@ def spark_session(master: str | None = None, app_name: str = "titans") -> Any:
                .config("spark.sql.session.timeZone", "UTC")
                .config("spark.sql.legacy.parquet.nanosAsLong", "true")
                .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-               .config("spark.ui.enabled", "false"))
+               .config("spark.ui.enabled", "false")
+               .config("spark.ui.showConsoleProgress", "false"))
     if chosen.startswith("local"):
         # A local session listens on loopback only; on a cluster the executors must reach the driver.
         builder = (builder.config("spark.driver.memory", LOCAL_DRIVER_MEMORY)

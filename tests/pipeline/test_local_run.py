@@ -131,6 +131,9 @@ def test_failing_step_names_itself_and_changes_nothing(first_run: dict[str, Any]
     empty.write_text("")
     with pytest.raises(UserError, match=r"pipeline step 'ingest-data' failed: UserError: .*the file is empty"):
         run_local(data=[str(empty)], n_estimators=20, cv_folds=2)
+    # Once: on this machine a step is not retried (the compiled IR's retries are for a cluster's transient faults).
+    log = max((home / "logs").glob("pipeline-*.log"), key=lambda p: p.stat().st_mtime).read_text()
+    assert log.count("Executing task 'ingest-data'") == 1 and "Retrying" not in log
     assert _tree_digest(home / "models") == before_models
     assert _aliases(first_run["mlflow_tracking_uri"]) == before_aliases
 

@@ -31,6 +31,12 @@ def spark() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
+def spark_master() -> str:
+    """The master the shared session runs: what an engine call given a master should use too."""
+    return SPARK_MASTER
+
+
+@pytest.fixture(scope="session")
 def generated_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A generated export with several accounts (and small-business ones): what both engines read."""
     out = tmp_path_factory.mktemp("spark-export") / "export.csv"

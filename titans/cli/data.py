@@ -7,6 +7,7 @@ from pathlib import Path
 
 from titans.cli.output import print_json
 from titans.data.layout import load_layout
+from titans.engines import ENGINES, engine_name
 from titans.settings import load_settings
 
 
@@ -29,11 +30,19 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from titans.data.ingest import ingest  # here: pandas and pyarrow load only when ingest runs
-
     out = Path(args.out) if args.out else load_settings().data_dir
     layout = load_layout(args.layout) if args.layout else None
-    summary = ingest([Path(p) for p in args.input], out, layout=layout, future_tolerance_days=args.future_days)
+    inputs = [Path(p) for p in args.input]
+    # The imports are here: pandas and pyarrow load only when ingest runs, Spark's engine only when asked for.
+    if engine_name(args.engine) == "spark":
+        from titans.data.spark_ingest import ingest_spark
+
+        summary = ingest_spark(inputs, out, layout=layout, future_tolerance_days=args.future_days,
+                               master=args.spark_master)
+    else:
+        from titans.data.ingest import ingest
+
+        summary = ingest(inputs, out, layout=layout, future_tolerance_days=args.future_days)
     if args.json:
         print_json(summary)
     else:
@@ -79,5 +88,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           "separator, delimiter (see docs/layouts/); default: headers matched by name")
     ing.add_argument("--future-days", type=float, default=None, metavar="DAYS",
                      help="quarantine rows dated more than DAYS after now (default $TITANS_INGEST_FUTURE_DAYS or 7)")
+    ing.add_argument("--engine", choices=ENGINES, default=None,
+                     help="pandas in this process (default, $TITANS_ENGINE), or spark for exports one process "
+                          "cannot hold (the `spark` extra and a JRE)")
+    ing.add_argument("--spark-master", default=None, metavar="URL",
+                     help="Spark master with --engine spark (default $TITANS_SPARK_MASTER or local[*])")
     ing.add_argument("--json", action="store_true", help="print a JSON summary")
     ing.set_defaults(handler=_ingest)

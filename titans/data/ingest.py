@@ -64,7 +64,7 @@ Message = str | pd.Series | Callable[[pd.Series], pd.Series]
 
 
 @dataclass
-class _Stats:
+class Stats:
     rows_in: int = 0
     rows_clean: int = 0
     rows_quarantined: int = 0
@@ -155,7 +155,7 @@ def _amounts(src: Source, frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     return pd.Series(amount, index=frame.index, dtype="float64").where(reason.isna()), reason
 
 
-def _validate_chunk(src: Source, chunk: list[tuple[int, list[str]]], stats: _Stats, latest: pd.Timestamp
+def validate_chunk(src: Source, chunk: list[tuple[int, list[str]]], stats: Stats, latest: pd.Timestamp
                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split one chunk into normalized good rows and quarantined rows (verbatim, with reasons).
 
@@ -327,26 +327,39 @@ def ingest(inputs: Sequence[Path | str], out_dir: Path | str, layout: Layout | N
     paths = [Path(p) for p in inputs]
     if not paths:
         raise UserError("no input files given")
-    latest = pd.Timestamp.now(tz="UTC").tz_localize(None) + pd.Timedelta(days=future_days(future_tolerance_days))
-    out = Path(out_dir)
+    return ingest_with(_run, paths, Path(out_dir), layout, latest_day(future_tolerance_days), hold_home)
+
+
+def latest_day(future_tolerance_days: float | None = None) -> pd.Timestamp:
+    """The last moment a row may be dated: now (UTC) plus the future-date tolerance."""
+    return pd.Timestamp.now(tz="UTC").tz_localize(None) + pd.Timedelta(days=future_days(future_tolerance_days))
+
+
+# An engine's run over the opened inputs: (sources, hashes, run_id, out, staging, stats, latest, stale) -> summary.
+# Each writes the clean parts, the quarantine and the reports into ``staging``; ``ingest_with`` publishes.
+Runner = Callable[..., dict[str, object]]
+
+
+def ingest_with(run: Runner, paths: list[Path], out: Path, layout: Layout | None, latest: pd.Timestamp,
+                hold_home: bool = True) -> dict[str, object]:
+    """Open the inputs, take the locks, stage, run one engine (``_run`` here, Spark's in
+    ``titans.data.spark_ingest``) and publish: the rules around the rows are the same whichever engine
+    validates them."""
     command = home_lock.command_line()
     with home_lock.hold(command) if hold_home else contextlib.nullcontext():
         with _short_errors():
             sources = [open_source(p, layout) for p in paths]  # fail on unusable inputs before writing anything
         with output_lock.hold(out, command):
-            return _ingest_locked(sources, out, layout, latest)
+            return _ingest_locked(run, sources, out, layout, latest)
 
 
-def _ingest_locked(sources: list[Source], out: Path, layout: Layout | None, latest: pd.Timestamp
+def _ingest_locked(run: Runner, sources: list[Source], out: Path, layout: Layout | None, latest: pd.Timestamp
                    ) -> dict[str, object]:
     stale = output_lock.remove_stale_staging(out)
-    with _short_errors():
-        for src in sources:
-            decide_conventions(src)
     hashes = [file_sha256(s.path) for s in sources]
     # A layout reads the same bytes differently, so it is part of the run's identity.
     run_id = hashlib.sha256(("".join(hashes) + (layout.digest if layout else "")).encode()).hexdigest()[:16]
-    stats = _Stats()
+    stats = Stats()
     staging = out / f"{output_lock.STAGING_PREFIX}{run_id}-{os.getpid()}"
     try:
         staging.mkdir()
@@ -354,7 +367,7 @@ def _ingest_locked(sources: list[Source], out: Path, layout: Layout | None, late
         raise UserError(f"{out}: cannot write into the output folder ({exc.strerror or exc})") from None
     try:
         with _short_errors():
-            summary = _run(sources, hashes, run_id, out, staging, stats, latest, stale)
+            summary = run(sources, hashes, run_id, out, staging, stats, latest, stale)
         _publish(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -363,7 +376,10 @@ def _ingest_locked(sources: list[Source], out: Path, layout: Layout | None, late
 
 
 def _run(sources: list[Source], hashes: list[str], run_id: str, out: Path, staging: Path,
-         stats: _Stats, latest: pd.Timestamp, stale: list[str]) -> dict[str, object]:
+         stats: Stats, latest: pd.Timestamp, stale: list[str]) -> dict[str, object]:
+    with _short_errors():
+        for src in sources:
+            decide_conventions(src)
     seen = existing_ids(out / "clean")
     writer = _CleanWriter(staging / "clean", f"part-{run_id}.parquet")
     qpath = staging / "quarantine" / f"quarantine-{run_id}.parquet"
@@ -379,7 +395,7 @@ def _run(sources: list[Source], hashes: list[str], run_id: str, out: Path, stagi
             rows_before = stats.rows_in
             for chunk_rows, good, quarantine, part, keys, within, ids in _validated_chunks(src, latest):
                 stats.rows_in += chunk_rows
-                _merge_chunk_stats(stats, part)
+                merge_chunk_stats(stats, part)
                 if len(quarantine):
                     qwriter.write_table(pa.Table.from_pandas(quarantine, schema=QUARANTINE_SCHEMA,
                                                              preserve_index=False))
@@ -403,19 +419,30 @@ def _run(sources: list[Source], hashes: list[str], run_id: str, out: Path, stagi
                     seen.update(t for t, d in zip(ids, dup, strict=True) if not d)
                 if len(fresh):
                     writer.write(fresh)
-                    _accumulate(stats, fresh)
+                    accumulate(stats, fresh)
                 log.info("%s: %d rows read", src.path.name, stats.rows_in - rows_before)
-            inputs_report.append({"path": str(src.path), "sha256": digest, "rows_in": stats.rows_in - rows_before,
-                                  "delimiter": src.delimiter, "encoding": src.encoding,
-                                  "layout": src.layout.origin if src.layout else None,
-                                  "decimal": {"value": src.decimal.value, "note": src.decimal.note},
-                                  "date_order": {"value": src.date_order.value, "note": src.date_order.note},
-                                  "warnings": src.warnings,
-                                  "merchant_source": src.merchant_source, "merchant_reason": src.merchant_reason,
-                                  "producer": producer_notes(src.path)})
+            inputs_report.append(input_report(src, digest, stats.rows_in - rows_before))
     finally:
         writer.close()
         qwriter.close()
+    return finish(sources, stats, inputs_report, run_id, out, staging, qpath, latest, stale)
+
+
+def input_report(src: Source, digest: str, rows_in: int) -> dict[str, object]:
+    """What the data-quality report says about one input: how it was read and what was decided."""
+    return {"path": str(src.path), "sha256": digest, "rows_in": rows_in,
+            "delimiter": src.delimiter, "encoding": src.encoding,
+            "layout": src.layout.origin if src.layout else None,
+            "decimal": {"value": src.decimal.value, "note": src.decimal.note},
+            "date_order": {"value": src.date_order.value, "note": src.date_order.note},
+            "warnings": src.warnings,
+            "merchant_source": src.merchant_source, "merchant_reason": src.merchant_reason,
+            "producer": producer_notes(src.path)}
+
+
+def finish(sources: list[Source], stats: Stats, inputs_report: list[dict], run_id: str, out: Path, staging: Path,
+           qpath: Path, latest: pd.Timestamp, stale: list[str]) -> dict[str, object]:
+    """The run's totals checked and its reports written into ``staging`` (both engines end here)."""
     if stats.rows_in == 0:
         raise UserError(", ".join(str(s.path) for s in sources) + ": no data rows (only a header)")
     if stats.rows_quarantined == 0:
@@ -431,7 +458,7 @@ def _run(sources: list[Source], hashes: list[str], run_id: str, out: Path, stagi
     return summary
 
 
-Validated = tuple[int, pd.DataFrame, pd.DataFrame, _Stats, np.ndarray, np.ndarray, np.ndarray]
+Validated = tuple[int, pd.DataFrame, pd.DataFrame, Stats, np.ndarray, np.ndarray, np.ndarray]
 
 
 def validate_and_key(src: Source, block: Chunk | LineBlock, latest: pd.Timestamp) -> Validated:
@@ -442,8 +469,8 @@ def validate_and_key(src: Source, block: Chunk | LineBlock, latest: pd.Timestamp
     except ``src``'s merchant decision, which the first chunk makes in the calling process.
     """
     chunk = as_records(block)  # a block of lines is parsed here, in the worker (``titans.data.line_blocks``)
-    part = _Stats()
-    good, quarantine = _validate_chunk(src, chunk, part, latest)
+    part = Stats()
+    good, quarantine = validate_chunk(src, chunk, part, latest)
     if not len(good):
         empty = np.empty(0, dtype=np.int64)
         return len(chunk), good, quarantine, part, empty, empty, np.empty(0, dtype=object)
@@ -472,7 +499,7 @@ def _no_reader() -> Iterator[Chunk | LineBlock]:
     raise RuntimeError("a shipped Source does not read its file again")
 
 
-def _merge_chunk_stats(stats: _Stats, part: _Stats) -> None:
+def merge_chunk_stats(stats: Stats, part: Stats) -> None:
     """Add what validating one chunk counted (shapes, empty fields, repairs, reasons) to the run's stats."""
     stats.shaped_rows += part.shaped_rows
     stats.empty_fields.update(part.empty_fields)
@@ -511,7 +538,7 @@ def _ceiling(inputs: list[dict]) -> dict[str, object] | None:
     return {"accuracy": float(low["category_accuracy_ceiling"]), "note": str(low.get("ceiling_note", ""))}
 
 
-def _accumulate(stats: _Stats, fresh: pd.DataFrame) -> None:
+def accumulate(stats: Stats, fresh: pd.DataFrame) -> None:
     for counter, col in ((stats.categories, "category"), (stats.types, "type"),
                          (stats.payment_methods, "payment_method"), (stats.statuses, "status"),
                          (stats.accounts, "account_id")):
@@ -526,7 +553,19 @@ def _accumulate(stats: _Stats, fresh: pd.DataFrame) -> None:
     stats.amount_sum += float(fresh["amount"].sum())
 
 
-def _summary(stats: _Stats, inputs: list[dict], run_id: str, out: Path, has_quarantine: bool) -> dict[str, object]:
+def merge_accumulated(stats: Stats, part: Stats) -> None:
+    """Add what ``accumulate`` counted over some fresh rows (elsewhere, e.g. in a Spark task) to the run's stats."""
+    for name in ("categories", "types", "payment_methods", "statuses", "accounts", "fraud_labels"):
+        getattr(stats, name).update(getattr(part, name))
+    if part.date_min is not None:
+        stats.date_min = part.date_min if stats.date_min is None else min(stats.date_min, part.date_min)
+        stats.date_max = part.date_max if stats.date_max is None else max(stats.date_max, part.date_max)
+    stats.amount_min = min(stats.amount_min, part.amount_min)
+    stats.amount_max = max(stats.amount_max, part.amount_max)
+    stats.amount_sum += part.amount_sum
+
+
+def _summary(stats: Stats, inputs: list[dict], run_id: str, out: Path, has_quarantine: bool) -> dict[str, object]:
     shaped = max(stats.shaped_rows, 1)
     new = max(stats.rows_clean, 1)
     return {

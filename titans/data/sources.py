@@ -297,6 +297,12 @@ def decide_conventions(src: Source) -> None:
             dates, amounts = _count_classes(src, _arrow_csv_batches(src, wanted))
         except (pa.ArrowException, UnicodeError):  # the csv module reads what pyarrow cannot, and says where
             dates, amounts = _count_classes(src, _csv_module_batches(src, wanted))
+    decide_from_counts(src, dates, amounts)
+
+
+def decide_from_counts(src: Source, dates: Counter, amounts: Counter) -> None:
+    """Decide ``src.decimal`` and ``src.date_order`` from class counts summed over the whole input
+    (here, or by Spark's tasks over their ranges: ``titans.data.spark_ingest``)."""
     layout = src.layout
     src.decimal = conventions.decide_decimal(amounts, layout.decimal if layout else None)
     src.date_order = conventions.decide_date_order(dates, layout.date_format if layout else None)
