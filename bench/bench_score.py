@@ -15,12 +15,11 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
+from process_tree import measure
+
 RESULTS = Path(__file__).resolve().parent / "results"
-PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def main() -> None:
@@ -46,7 +45,7 @@ def main() -> None:
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             csv_mb = round(export.stat().st_size / 1e6, 1)
             out = Path(tmp) / "scored"
-            measured = _measure(titans + ["score", "--input", str(export), "--out", str(out), "--models", str(models),
+            measured = measure(titans + ["score", "--input", str(export), "--out", str(out), "--models", str(models),
                                           "--features", args.features, "--json"])
             summary = json.loads(measured.pop("stdout"))
         results[f"{rows}-{args.features}"] = {
@@ -80,57 +79,6 @@ def _load() -> dict:
         return json.loads((RESULTS / "score.json").read_text())
     except (OSError, ValueError):
         return {}
-
-
-def _measure(cmd: list[str]) -> dict:
-    """Wall time, stdout, and the peak resident memory of the command's process tree and of its main process."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    peaks = {"tree": 0, "main": 0}
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            sizes = _tree_rss(proc.pid)
-            peaks["tree"] = max(peaks["tree"], sum(sizes.values()))
-            peaks["main"] = max(peaks["main"], sizes.get(proc.pid, 0))
-            done.wait(0.1)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    stdout, _ = proc.communicate()
-    wall = time.perf_counter() - started
-    done.set()
-    sampler.join()
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}")
-    return {"wall_s": round(wall, 2), "stdout": stdout, "peak_tree_rss_mib": round(peaks["tree"] / 2**20, 1),
-            "peak_main_rss_mib": round(peaks["main"] / 2**20, 1)}
-
-
-def _tree_rss(root: int) -> dict[int, int]:
-    """Resident bytes of ``root`` and every descendant, from /proc (processes may end while read)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    tree, frontier = {root}, [root]
-    while frontier:
-        parent = frontier.pop()
-        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
-        tree.update(children)
-        frontier.extend(children)
-    sizes = {}
-    for pid in tree:
-        try:
-            sizes[pid] = int((Path("/proc") / str(pid) / "statm").read_text().split()[1]) * PAGE
-        except OSError:
-            continue
-    return sizes
 
 
 if __name__ == "__main__":

@@ -74,3 +74,23 @@ def test_a_file_that_is_not_utf8_fails_as_the_csv_reader_did(tmp_path: Path, mon
     with pytest.raises(UnicodeDecodeError), path.open("r", encoding="utf-8-sig", newline="") as fh:
         list(csv.reader(fh))
     assert str(path) in str(raised.value)
+
+
+@pytest.mark.parametrize("step", [1, 7, 64, 300, 10_000])
+def test_byte_ranges_read_every_record_once_with_its_line_number(tmp_path: Path, step: int) -> None:
+    """Cut at fixed offsets (Spark's ranges), each range owning the lines that begin in it: together they
+    give the csv module's records and line numbers, whatever the cuts hit (a line's middle, a line break,
+    the header, a blank line, a CRLF, a last line without a break)."""
+    path = tmp_path / "cut.csv"
+    rows = _rows(60)
+    rows[10] = ""  # a blank line: numbered, never a record
+    path.write_bytes(("\r\n".join([HEADER, *rows[:30]]) + "\r\n" + "\n".join(rows[30:])).encode())
+    size = path.stat().st_size
+    found, line = [], 2
+    for start in range(0, size, step):
+        first, last = line_blocks.owned_range(path, start, min(start + step, size))
+        if last > first:
+            for block in line_blocks.line_blocks(path, ",", 8, first, last, line):
+                found += as_records(block)
+            line += line_blocks.count_lines(path, first, last)
+    assert found == [record for chunk in _reference(path, 1000) for record in chunk]
