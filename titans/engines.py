@@ -60,6 +60,17 @@ def spark_available() -> str | None:
     return None
 
 
+def use_this_python() -> None:
+    """Make Spark's Python workers (and a driver it launches) run this interpreter, unless one is exported.
+
+    Why the environment: pyspark's driver hands its workers ``PYSPARK_PYTHON`` and nothing from the session's
+    configuration, so a session Feast starts from a store yaml's ``spark_conf`` needs it exported too; without
+    it the workers start the system Python, which has no pandas.
+    """
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+
+
 def spark_session(master: str | None = None, app_name: str = "titans") -> Any:
     """A Spark session for the data plane (the existing one when it is already running).
 
@@ -68,8 +79,7 @@ def spark_session(master: str | None = None, app_name: str = "titans") -> Any:
     missing = spark_available()
     if missing:
         raise UserError(f"--engine spark: {missing}")
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    use_this_python()
     from pyspark.sql import SparkSession
 
     if SUBMITTED_ENV in os.environ:

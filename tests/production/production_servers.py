@@ -47,7 +47,8 @@ POSTGRES_USER_WHEN_ROOT = "nobody"
 # Variables a developer may have exported that would redirect the stores these tests build.
 FOREIGN_ENV = ("TITANS_FEATURE_OFFLINE_URI", "TITANS_FEATURE_STORE_YAML", "TITANS_FEATURE_REPO",
                "TITANS_FEAST_REGISTRY_URL", "TITANS_FEAST_REDIS", "MLFLOW_TRACKING_URI", "TITANS_ENRICHMENT",
-               "TITANS_HTTP_HOST", "TITANS_GATE_CONFIG", "AWS_ENDPOINT_URL")
+               "TITANS_HTTP_HOST", "TITANS_GATE_CONFIG", "AWS_ENDPOINT_URL", "TITANS_FEATURE_STORE_PROFILE",
+               "TITANS_FEATURE_OFFLINE_STORE")
 
 
 def free_port() -> int:

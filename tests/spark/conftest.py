@@ -7,6 +7,7 @@ saying why, where pyspark or a JRE is missing (``.ci/run`` installs both).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,3 +43,13 @@ def generated_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("spark-export") / "export.csv"
     write_csv(GenerateConfig(rows=6000, accounts=4, small_accounts=6, seed=11), out)
     return out
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Stage timings of the feature-store comparison (duckdb vs Spark), when it ran in this process."""
+    module = sys.modules.get("test_spark_feature_store")
+    timings = getattr(module, "TIMINGS", None)
+    if timings:
+        terminalreporter.write_sep("-", "feature store: duckdb vs Spark")
+        for stage, seconds in timings.items():
+            terminalreporter.write_line(f"{stage:62s} {seconds:6.1f} s")

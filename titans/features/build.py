@@ -135,7 +135,7 @@ def build_from_clean(
     end = (as_of.tz_localize("UTC") + pd.Timedelta(seconds=1)).to_pydatetime()
     say(f"features: materializing {len(stored)} views into the online store up to {as_of.date()}")
     with contextlib.redirect_stdout(sys.stderr):  # Feast reports progress on stdout; keep --json clean
-        client.store.materialize(start_date=start, end_date=end, feature_views=stored)
+        client.materialize(start, end, stored)
     timings["materialize"] = time.perf_counter() - started
 
     views: dict[str, Any] = {}

@@ -10,9 +10,11 @@ path functions here serve processes that never open a store.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,16 @@ OFFLINE_URI_ENV = "TITANS_FEATURE_OFFLINE_URI"
 # (``feature_store.production.yaml``) or a path. Unset: ``feature_store.yaml``.
 STORE_YAML_ENV = "TITANS_FEATURE_STORE_YAML"
 DEFAULT_STORE_YAML = "feature_store.yaml"
+# An opt-in store profile: a yaml of the same folder (the repository, or the chart's mount) by a short name.
+# Unset: the default above, exactly as without profiles. ``spark``: Spark offline store and batch engine.
+STORE_PROFILE_ENV = "TITANS_FEATURE_STORE_PROFILE"
+SPARK_PROFILE = "spark"
+PROFILE_STORE_YAMLS = {SPARK_PROFILE: "feature_store.spark.yaml"}
+# The yamls whose relative sqlite registry and online store titans moves under $TITANS_HOME/features.
+EMBEDDED_STORE_YAMLS = (DEFAULT_STORE_YAML, *PROFILE_STORE_YAMLS.values())
+# Which offline store the definitions build their sources for. Set by titans around its import of the
+# definitions (``definitions_offline_store``); a person running the Feast CLI on a profile may set it too.
+DEFINITIONS_OFFLINE_STORE_ENV = "TITANS_FEATURE_OFFLINE_STORE"
 # Where the embedded yaml's relative store paths lead, from the repository folder: the clone's ``var/``,
 # the Makefile's TITANS_HOME, so the Feast CLI run in feature_repo/ finds what `make run` built.
 CLI_HOME_FROM_REPO = Path("..") / "var"
@@ -79,7 +91,7 @@ def is_embedded(yaml_path: Path) -> bool:
     sqlite files under ``$TITANS_HOME/features``, which a read-only pod cannot create: the predictor never
     started. A yaml with absolute, remote or non-sqlite stores is read as it is written.
     """
-    if yaml_path.name != DEFAULT_STORE_YAML:
+    if yaml_path.name not in EMBEDDED_STORE_YAMLS:
         return False
     try:
         raw = read_store_yaml(yaml_path)
@@ -139,6 +151,7 @@ def embedded_store_config(repo: Path, yaml_path: Path) -> Any:
     home = feature_home()
     registry["path"] = f"sqlite:///{home / Path(registry_path.removeprefix('sqlite:///')).name}"
     online["path"] = str(home / Path(str(online["path"])).name)
+    override_spark_master(raw)
     config = _repo_config(raw, yaml_path)
     config.repo_path = repo
     return config
@@ -161,8 +174,7 @@ def offline_store_available(raw: dict[str, Any], yaml_path: Path) -> dict[str, A
     from feast.errors import FeastModuleImportError
     from feast.repo_config import get_offline_config_from_type
 
-    offline = raw.get("offline_store") or {}
-    kind = offline.get("type", "dask") if isinstance(offline, dict) else str(offline)
+    kind = offline_store_type(raw)
     try:
         get_offline_config_from_type(kind)
     except FeastModuleImportError as exc:
@@ -170,6 +182,71 @@ def offline_store_available(raw: dict[str, Any], yaml_path: Path) -> dict[str, A
                        exc.__cause__ or exc)
         raw = {**raw, "offline_store": {"type": "file"}}
     return raw
+
+
+def offline_store_type(raw: dict[str, Any]) -> str:
+    """The ``offline_store`` type a parsed yaml names (Feast's default, ``dask``, when it names none)."""
+    offline = raw.get("offline_store") or {}
+    return str(offline.get("type", "dask") if isinstance(offline, dict) else offline)
+
+
+def override_spark_master(raw: dict[str, Any]) -> None:
+    """``TITANS_SPARK_MASTER``, when exported, as the master of a local profile's Spark sessions.
+
+    Why: the profile says ``local[*]``; the same variable that picks the data plane's master
+    (``titans.engines.spark_master``) picks this one, so one export moves both to ``local[2]`` or a cluster.
+    """
+    from titans.engines import SPARK_MASTER_ENV
+
+    master = os.environ.get(SPARK_MASTER_ENV)
+    if not master:
+        return
+    for section in ("offline_store", "batch_engine"):
+        block = raw.get(section)
+        if isinstance(block, dict) and block.get("type") in ("spark", "spark.engine"):
+            block["spark_conf"] = {**(block.get("spark_conf") or {}), "spark.master": master.strip()}
+
+
+def uses_spark(config: Any) -> bool:
+    """Whether a loaded store starts Spark sessions in this process (Spark offline store or ``spark.engine``)."""
+    engine = getattr(config, "batch_engine", None)
+    return (getattr(config.offline_store, "type", "") == "spark"
+            or getattr(engine, "type", "") == "spark.engine")
+
+
+@contextlib.contextmanager
+def definitions_offline_store(kind: str) -> Iterator[None]:
+    """Inside the block, the definitions build sources for the offline store ``kind`` (restored after).
+
+    Why scoped: the definitions are imported once per apply, by a client whose yaml names the store; a
+    process may hold clients of two profiles (the tests do), and the next import must not inherit this one.
+    """
+    before = os.environ.get(DEFINITIONS_OFFLINE_STORE_ENV)
+    os.environ[DEFINITIONS_OFFLINE_STORE_ENV] = kind
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(DEFINITIONS_OFFLINE_STORE_ENV, None)
+        else:
+            os.environ[DEFINITIONS_OFFLINE_STORE_ENV] = before
+
+
+def definitions_store_type(repo: Path) -> str:
+    """The offline store the definitions build sources for: the one titans is applying with, else the yaml
+    the selection names (``store_yaml``), as when the Feast CLI imports them."""
+    kind = os.environ.get(DEFINITIONS_OFFLINE_STORE_ENV)
+    if kind:
+        return kind
+    try:
+        return offline_store_type(read_store_yaml(store_yaml(repo)))
+    except UserError:
+        return "duckdb"  # no readable yaml: the reader that opens the store says what is wrong
+
+
+def spark_path(uri: str) -> str:
+    """A table URI as Spark's Hadoop filesystems name it: ``s3://`` is ``s3a://`` there; local paths unchanged."""
+    return "s3a://" + uri.removeprefix("s3://") if uri.startswith("s3://") else uri
 
 
 def feature_home() -> Path:
@@ -200,23 +277,41 @@ def repo_path(repo: str | Path | None = None) -> Path:
 CLUSTER_STORE_DIR = Path("/etc/titans/feature_repo")
 
 
+def profile_store_yaml() -> str:
+    """The yaml file name the store profile (``TITANS_FEATURE_STORE_PROFILE``) selects; unset: the default."""
+    profile = (os.environ.get(STORE_PROFILE_ENV) or "").strip().lower()
+    if not profile:
+        return DEFAULT_STORE_YAML
+    if profile not in PROFILE_STORE_YAMLS:
+        raise UserError(f"{STORE_PROFILE_ENV}={profile!r}: expected one of {sorted(PROFILE_STORE_YAMLS)} or unset")
+    return PROFILE_STORE_YAMLS[profile]
+
+
 def use_mounted_store(mount: Path = CLUSTER_STORE_DIR) -> Path | None:
     """Select the chart's store configuration when it is mounted here (a pipeline step on a cluster).
 
     Why: the steps must write where the predictors and the Feast server read (the registry in the object
     store, the in-chart Redis), not into the image's embedded sqlite store. The compiled pipeline mounts
     the ConfigMap as optional, so a laptop run (kfp.local, nothing mounted) and an install without Feast
-    keep the embedded store. An explicit ``TITANS_FEATURE_STORE_YAML`` wins.
+    keep the embedded store. An explicit ``TITANS_FEATURE_STORE_YAML`` wins. A store profile picks its own
+    file of the mount; a mount without it (the chart renders the Spark profile only when asked) is an error,
+    not a silent fall-back to the image's local profile.
     """
-    config = mount / DEFAULT_STORE_YAML
-    if os.environ.get(STORE_YAML_ENV) or not config.is_file():
+    config = mount / profile_store_yaml()
+    if os.environ.get(STORE_YAML_ENV):
+        return None
+    if not config.is_file():
+        if config.name != DEFAULT_STORE_YAML and (mount / DEFAULT_STORE_YAML).is_file():
+            raise UserError(f"{STORE_PROFILE_ENV}: {mount} has no {config.name}; the chart renders it only with "
+                            "feast.spark.enabled=true")
         return None
     os.environ[STORE_YAML_ENV] = str(config)
     return config
 
 
 def store_yaml(repo: Path) -> Path:
-    """The ``feature_store*.yaml`` selected by ``TITANS_FEATURE_STORE_YAML`` (default embedded)."""
-    name = os.environ.get(STORE_YAML_ENV) or DEFAULT_STORE_YAML
+    """The ``feature_store*.yaml`` selected by ``TITANS_FEATURE_STORE_YAML``, else by the store profile
+    (``TITANS_FEATURE_STORE_PROFILE``), else the embedded default."""
+    name = os.environ.get(STORE_YAML_ENV) or profile_store_yaml()
     path = Path(name).expanduser()
     return path if path.is_absolute() else repo / path

@@ -32,6 +32,7 @@ import pandas as pd
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from titans import engines
 from titans.errors import UserError
 from titans.features import paths, spec
 from titans.features.as_of import ViewTable
@@ -114,6 +115,8 @@ class FeatureClient:
         else:
             config = paths.yaml_store_config(self.repo_path, self.yaml_path)
             self.store = FeatureStore(repo_path=str(self.repo_path), config=config)
+        if paths.uses_spark(config):
+            engines.use_this_python()  # before Feast starts a session from the yaml's spark_conf
         # Resolved now, like the yaml: later calls do not depend on the environment.
         self.offline_uri = paths.offline_uri()
         self._services: dict[str, Any] = {}
@@ -153,7 +156,9 @@ class FeatureClient:
         from feast import Project
         from feast.repo_operations import extract_objects_for_apply_delete
 
-        contents = load_repo_contents(self.repo_path)
+        # The definitions pick each view's source class (FileSource, SparkSource) from this store's offline store.
+        with paths.definitions_offline_store(self.store.config.offline_store.type):
+            contents = load_repo_contents(self.repo_path)
         if not contents.projects:  # as `feast apply` does: the yaml names the project
             contents.projects.append(Project(name=self.store.project, description=""))
         registry = self.store.registry
@@ -168,6 +173,24 @@ class FeatureClient:
             "applied": sorted(getattr(o, "name", str(o)) for o in to_apply),
             "deleted": sorted(getattr(o, "name", str(o)) for o in to_delete),
         }
+
+    def materialize(self, start: datetime, end: datetime, views: list[str]) -> None:
+        """Feast's materialization of ``views`` between ``start`` and ``end`` into the online store.
+
+        Why not ``store.materialize`` alone: Feast 0.67's ``spark.engine`` hands its whole ``batch_engine`` block
+        (``type``, ``spark_conf``) to SparkConf, so its ``spark_conf`` never reaches the session (Spark logs
+        "Ignoring non-Spark config property: spark_conf"): an engine that starts the session would run without
+        the UTC time zone and the master the profile names. The session is started here from the offline
+        store's ``spark_conf`` instead, which the engine then reuses (an already active session is kept).
+        """
+        if getattr(self.store.config.offline_store, "type", "") == "spark":
+            # Imported here: Feast's Spark store imports pyspark, an optional extra a non-Spark store never loads.
+            from feast.infra.offline_stores.contrib.spark_offline_store.spark import (
+                get_spark_session_or_start_new_with_repoconfig,
+            )
+
+            get_spark_session_or_start_new_with_repoconfig(self.store.config.offline_store)
+        self.store.materialize(start_date=start, end_date=end, feature_views=views)
 
     # -- entity frames ----------------------------------------------------------------------
 
