@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from titans.cli.output import print_json
+from titans.engines import DEFAULT_ENGINE, DEFAULT_SPARK_MASTER, ENGINE_ENV, ENGINES, SPARK_MASTER_ENV
 from titans.settings import load_settings
 
 _PLURAL = {"merchant": "merchants", "category": "categories", "account_id": "accounts"}
@@ -19,7 +20,8 @@ def _build(args: argparse.Namespace) -> int:
     def progress(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    summary = build_features(data_dir, repo=args.repo, progress=progress)
+    summary = build_features(data_dir, repo=args.repo, progress=progress, engine=args.engine,
+                             spark_master=args.spark_master)
     if args.json:
         print_json(summary)
         return 0
@@ -54,4 +56,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--data", help="ingest output folder holding clean/ (default $TITANS_HOME/data)")
     build.add_argument("--repo", help="Feast repository (default $TITANS_FEATURE_REPO or feature_repo/)")
     build.add_argument("--json", action="store_true", help="print a JSON summary")
+    # choices: the names themselves; the default (None) lets TITANS_ENGINE decide (titans.engines.engine_name).
+    build.add_argument("--engine", choices=ENGINES, default=None,
+                       help=f"who computes the offline tables: pandas in this process, or Spark for tables one "
+                       f"process cannot hold (default ${ENGINE_ENV} or {DEFAULT_ENGINE})")
+    build.add_argument("--spark-master", default=None,
+                       help=f"Spark master for --engine spark (default ${SPARK_MASTER_ENV} or {DEFAULT_SPARK_MASTER})")
     build.set_defaults(handler=_build)

@@ -321,15 +321,26 @@ def merchant_frequency(tx: pd.DataFrame, as_of: pd.Timestamp | None = None) -> p
     )
 
 
-def category_frequency(tx: pd.DataFrame, as_of: pd.Timestamp | None = None) -> pd.DataFrame:
+def day_counts(tx: pd.DataFrame) -> pd.Series:
+    """Rows per day over the whole table (index ``day``): the category share's denominator."""
+    return tx.groupby("day").size().rename("n")
+
+
+def category_frequency(tx: pd.DataFrame, as_of: pd.Timestamp | None = None,
+                       totals: pd.Series | None = None) -> pd.DataFrame:
     """Count, share of all transactions, and mean/std of |amount| per category before t.
 
     The share's denominator grows on every active day of any category, so every category
     gets a snapshot the day after every active day (categories are few: this stays small).
+    ``totals`` is ``day_counts`` of the whole table (default: of ``tx``); it is a parameter so
+    an engine that hands this function one category's rows at a time still gets the shares
+    and snapshot days of the whole table.
     """
     as_of = as_of or as_of_day(tx)
+    totals = day_counts(tx) if totals is None else totals
     first = tx.groupby("category")["day"].min()
-    global_days = pd.DatetimeIndex(tx["day"].unique() + _DAY).append(pd.DatetimeIndex([as_of])).unique().sort_values()
+    global_days = (pd.DatetimeIndex(totals.index + _DAY).append(pd.DatetimeIndex([as_of])).unique()
+                   .sort_values())
     grid = pd.DataFrame(
         {
             "category": np.repeat(first.index.to_numpy(), len(global_days)),
@@ -344,7 +355,7 @@ def category_frequency(tx: pd.DataFrame, as_of: pd.Timestamp | None = None) -> p
 
     daily, shift = _shifted_daily(tx, "category")
     cum = _cumulative_before(daily, snaps, "category", ["n", "s1", "s2"])
-    everything = tx.groupby("day").size().rename("n").reset_index()
+    everything = totals.rename_axis("day").rename("n").reset_index()
     total = _cumulative_before(everything, snaps[["ts"]], None, ["n"])["n"].to_numpy()
     n = cum["n"].to_numpy()
     mean, std = _mean_std(n, cum["s1"].to_numpy(), cum["s2"].to_numpy(), snaps["category"].map(shift).to_numpy())

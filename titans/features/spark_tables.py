@@ -1,0 +1,389 @@
+"""The offline feature tables computed with Spark (``titans features build --engine spark``).
+
+Why this shape: the feature rules live once, in ``titans.features.history``. Spark does not get a
+second implementation of them; it partitions the clean table by the key each table is computed
+per and runs the pandas functions on one key's rows at a time (``groupBy(...).applyInPandas``):
+
+- merchant_history, merchant_frequency: per merchant;
+- category_frequency: per category;
+- the daily cash-flow series and account_cashflow (from that series): per account;
+- account_merchant: per account (its pairs never cross accounts).
+
+What the pandas functions would otherwise read from the whole table is computed in Spark first and
+passed in (``Globals``): ``as_of`` (the day after the last day), the daily series' end day, and the
+rows per day that category_frequency's share divides by and takes its snapshot days from. The
+labelled-fraud filter of account_merchant is per transaction id, and ids are unique in the clean
+table, so each account's group takes it from its own rows' ``is_fraud``. Within a group the rows
+are sorted the way ``history.prepare`` sorts the whole table (day, then id), because the functions
+call ``prepare`` on the group.
+
+Equal, not bitwise equal: the rolling means and standard deviations of the merchant windows are
+running sums over the rows in the order pandas visits them, so one merchant's values computed on
+its own group may differ from the whole-table values in the last bits (the parity test allows
+1e-9). Counts, keys, timestamps and category choices are exact.
+
+Skew: a group is one key's rows in one Python worker's memory. A very popular merchant, and every
+category (there are a few dozen, each holding a large share of all rows), is one task however many
+executors there are; at a billion rows the category groups are the bottleneck. The mitigation, not
+built here, is to split a hot key's rows by time range with the window's history attached
+(salting by day blocks: each block carries the previous 90 days, category totals as per-block
+partial sums combined in a second pass), or, for the cumulative tables, to compute the per-day
+partial sums in Spark and run only the snapshot expansion per key.
+
+Writing: each table is written by Spark, never collected to the driver, as the single parquet file
+the rest of the system reads (``paths.table_uri``: Feast's ``FileSource`` paths in
+``feature_repo/definitions.py``, ``as_of.ViewTable`` and the forecaster's series all open
+``<offline>/<view>.parquet`` as one file). One task writes it (``repartition(1)``: the pandas work
+before it stays parallel) into a staging folder, and the part file is moved into place; the
+folder-per-table layout Spark prefers would need every reader changed. Timestamps are written as
+microseconds (Spark's default INT96 and nanoseconds are read by neither duckdb's cast nor Spark),
+``event_timestamp`` as UTC instants and the daily series' ``date`` as a naive day, as the pandas
+writer does.
+
+This module imports pyspark at the top on purpose: only the Spark path imports it
+(``titans.features.build`` does so inside the spark branch), so a pandas run never loads pyspark.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F  # noqa: N812 (pyspark's own convention)
+from pyspark.sql import types as T  # noqa: N812
+
+from titans.data import schema as data_schema
+from titans.data.ingest import CLEAN_SCHEMA
+from titans.errors import UserError
+from titans.features import history, spec
+
+_NANOS_PER_DAY = 86_400 * 10**9
+_STRING_COLUMNS = ("transaction_id", "account_id", "category", "merchant", "status")
+_SPARK_TYPES = {"string": T.StringType(), "int64": T.LongType(), "float64": T.DoubleType()}
+_PANDAS_TYPES = {"string": object, "int64": "int64", "float64": "float64"}
+# Rows of the clean table per shuffle partition of the group stages (``_partitions``).
+ROWS_PER_PARTITION = 500_000
+
+
+@dataclass(frozen=True)
+class Globals:
+    """The whole-table values every group needs (module docstring)."""
+
+    as_of: pd.Timestamp  # naive midnight: the day after the last day in the data
+    end: pd.Timestamp  # the last day in the data (the daily series' end)
+    totals: pd.Series  # rows per day (index: naive midnight days), the category share's denominator
+
+
+@dataclass(frozen=True)
+class TableStats:
+    """What the build summary and the materialization need from a written table."""
+
+    rows: int
+    entities: int
+    start: pd.Timestamp | None  # earliest event_timestamp (UTC); None for the daily series
+
+
+@dataclass(frozen=True)
+class SparkBuild:
+    """The result of ``write_offline_tables``."""
+
+    as_of: pd.Timestamp
+    input_rows: int
+    data_hash: str
+    tables: dict[str, TableStats]
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def read_clean(spark: SparkSession, data_dir: str | Path) -> DataFrame:
+    """The clean table (``<data_dir>/clean``, hive partitions) as Spark reads it, ``date`` as ns since epoch.
+
+    The ingest writes ``date`` as a nanosecond timestamp, which Spark reads as a long with
+    ``spark.sql.legacy.parquet.nanosAsLong`` (``titans.engines.spark_session`` sets it); a table written
+    in micro- or milliseconds reads as a timestamp and is converted to the same long.
+    """
+    clean_dir = Path(data_dir) / "clean"
+    if not clean_dir.exists() or not any(clean_dir.rglob("*.parquet")):
+        raise UserError(f"{clean_dir}: no clean table; run `titans data ingest` first")
+    frame = spark.read.parquet(clean_dir.resolve().as_uri())
+    date_type = frame.schema["date"].dataType
+    if isinstance(date_type, T.TimestampType | T.TimestampNTZType):
+        frame = frame.withColumn("date", F.unix_micros(F.col("date").cast(T.TimestampType())) * 1000)
+    elif not isinstance(date_type, T.LongType):
+        raise UserError(f"{clean_dir}: column date is {date_type.simpleString()}, expected a timestamp")
+    return frame
+
+
+def _transactions(clean: DataFrame) -> DataFrame:
+    """The columns the rules read, keys never null (``prepare`` maps a missing key to "unknown" too).
+
+    The fill happens here, before grouping, so a missing merchant and a merchant named "unknown" are
+    one group, as they are one key in the pandas path.
+    """
+    columns = [F.coalesce(F.col(c), F.lit("unknown")).alias(c) if c in _STRING_COLUMNS else F.col(c)
+               for c in history.REQUIRED_COLUMNS]
+    fraud = F.col("is_fraud") if "is_fraud" in clean.columns else F.lit(None).cast(T.ByteType())
+    return clean.select(*columns, fraud.alias("is_fraud"))
+
+
+def table_globals(tx: DataFrame) -> tuple[int, Globals]:
+    """Row count and ``Globals`` in one pass over the table, checking what ``prepare`` checks."""
+    day = F.floor(F.col("date") / F.lit(_NANOS_PER_DAY))
+    checks = tx.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.count_if(F.col("date").isNull()).alias("no_date"),
+        F.count_if(F.col("amount").isNull() | F.isnan("amount")
+                   | (F.abs("amount") == F.lit(float("inf")))).alias("bad_amount"),
+    ).first()
+    if checks is None or checks["rows"] == 0:
+        raise UserError("the clean table is empty: nothing to build features from (run `titans data ingest`)")
+    if checks["no_date"]:
+        raise UserError("the clean table has rows without a date")
+    if checks["bad_amount"]:
+        raise UserError("the clean table has rows without a finite amount")
+    # One row per distinct day: a few thousand at most, small enough for the driver.
+    per_day = tx.groupBy(day.alias("epoch_day")).count().toPandas()
+    days = pd.to_datetime(per_day["epoch_day"].to_numpy("int64"), unit="D")
+    totals = pd.Series(per_day["count"].to_numpy("int64"), index=pd.DatetimeIndex(days, name="day"),
+                       name="n").sort_index()
+    end = pd.Timestamp(totals.index.max())
+    return int(checks["rows"]), Globals(as_of=end + pd.Timedelta(days=1), end=end, totals=totals)
+
+
+# -- the per-group functions (run in the Python workers) ---------------------------------------
+
+
+def _group_tx(pdf: pd.DataFrame) -> pd.DataFrame:
+    """One group's rows as ``prepare`` returns them for the whole table (same columns, same order)."""
+    rows = pdf.assign(date=pd.to_datetime(pdf["date"].to_numpy("int64"), unit="ns"))
+    return history.prepare(rows)
+
+
+def _merchant_history(g: Globals, pdf: pd.DataFrame) -> pd.DataFrame:
+    return history.merchant_history(_group_tx(pdf), g.as_of)
+
+
+def _merchant_frequency(g: Globals, pdf: pd.DataFrame) -> pd.DataFrame:
+    return history.merchant_frequency(_group_tx(pdf), g.as_of)
+
+
+def _category_frequency(g: Globals, pdf: pd.DataFrame) -> pd.DataFrame:
+    return history.category_frequency(_group_tx(pdf), g.as_of, g.totals)
+
+
+def _account_daily(g: Globals, pdf: pd.DataFrame) -> pd.DataFrame:
+    return history.account_daily_cashflow(_group_tx(pdf), g.end)
+
+
+def _account_cashflow(_: Globals, pdf: pd.DataFrame) -> pd.DataFrame:
+    return history.account_cashflow(pdf)
+
+
+def _account_merchant(g: Globals, pdf: pd.DataFrame) -> pd.DataFrame:
+    return history.account_merchant(_group_tx(pdf), g.as_of, history.fraud_ids(pdf))
+
+
+def _conformed(rule: Callable[[Globals, pd.DataFrame], pd.DataFrame], g: Globals, fields: list[tuple[str, str]],
+               pdf: pd.DataFrame) -> pd.DataFrame:
+    """Run ``rule`` on a group and give its result the declared columns and dtypes.
+
+    Why: an empty result (an account with only failed rows, or without purchases) comes back with
+    object columns, which Arrow cannot hand to Spark as the declared long and double columns.
+    """
+    out = rule(g, pdf)
+    dtypes = {"ts": "datetime64[ns, UTC]", "day": "datetime64[ns]", **_PANDAS_TYPES}
+    return pd.DataFrame({name: out[name].astype(dtypes[kind]) if len(out) else pd.Series([], dtype=dtypes[kind])
+                         for name, kind in fields})
+
+
+# -- table definitions --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Table:
+    name: str
+    group_by: tuple[str, ...]
+    rule: Callable[[Globals, pd.DataFrame], pd.DataFrame]
+    fields: list[tuple[str, str]]  # (column, kind): kind a spec dtype, "ts" (UTC instant) or "day" (naive)
+    keys: tuple[str, ...]  # entity keys
+    time: str  # the timestamp column
+
+
+def _view_table(view: spec.View, group_by: str, rule: Callable[[Globals, pd.DataFrame], pd.DataFrame]) -> _Table:
+    fields = [(k, "string") for k in view.entity_keys] + [(spec.EVENT_TIMESTAMP, "ts")]
+    fields += [(c.name, c.dtype) for c in view.columns]
+    return _Table(view.name, (group_by,), rule, fields, view.entity_keys, spec.EVENT_TIMESTAMP)
+
+
+DAILY_FIELDS = [(spec.ACCOUNT_KEY, "string"), ("date", "day"), ("inflow", "float64"), ("outflow", "float64"),
+                ("net", "float64"), ("n_transactions", "int64")]
+_DAILY = _Table(spec.ACCOUNT_DAILY_TABLE, ("account_id",), _account_daily, DAILY_FIELDS, (spec.ACCOUNT_KEY,), "date")
+_FROM_TRANSACTIONS = (
+    _view_table(spec.MERCHANT_HISTORY, "merchant", _merchant_history),
+    _view_table(spec.MERCHANT_FREQUENCY, "merchant", _merchant_frequency),
+    _view_table(spec.CATEGORY_FREQUENCY, "category", _category_frequency),
+    _view_table(spec.ACCOUNT_MERCHANT, "account_id", _account_merchant),
+)
+_FROM_DAILY = _view_table(spec.ACCOUNT_CASHFLOW, spec.ACCOUNT_KEY, _account_cashflow)
+
+
+def _spark_schema(fields: list[tuple[str, str]]) -> T.StructType:
+    kinds = {"ts": T.TimestampType(), "day": T.TimestampNTZType(), **_SPARK_TYPES}
+    return T.StructType([T.StructField(name, kinds[kind], True) for name, kind in fields])
+
+
+def _partitions(spark: SparkSession, rows: int) -> int:
+    """Shuffle partitions for the group stages: the cluster's cores, more only for a large table.
+
+    Why not ``spark.sql.shuffle.partitions`` (200): adaptive execution does not coalesce the
+    partitions in front of ``applyInPandas`` here, and 200 Python tasks for a few thousand rows took
+    62 s against 27 s with 4 on the test data. ``ROWS_PER_PARTITION`` bounds a task's work on large
+    tables; the setting still caps the count.
+    """
+    wanted = -(-rows // ROWS_PER_PARTITION)
+    return max(spark.sparkContext.defaultParallelism,
+               min(int(spark.conf.get("spark.sql.shuffle.partitions") or wanted), wanted))
+
+
+def _apply(frame: DataFrame, table: _Table, g: Globals, partitions: int) -> DataFrame:
+    # A closure, not functools.partial: Spark reads the function's type hints and warns on a partial.
+    rule, fields = table.rule, table.fields
+
+    def run(pdf: pd.DataFrame) -> pd.DataFrame:
+        return _conformed(rule, g, fields, pdf)
+
+    # Hash-partitioned by the group key first: the groupBy reuses it (no second shuffle).
+    grouped = frame.repartition(partitions, *table.group_by).groupBy(*table.group_by)
+    return grouped.applyInPandas(run, schema=_spark_schema(table.fields))
+
+
+def offline_tables(clean: DataFrame) -> tuple[dict[str, DataFrame], Globals, int]:
+    """Every offline table as a (lazy) Spark frame keyed by view name, the globals and the row count.
+
+    The same tables as ``history.offline_tables``, including the daily series under
+    ``spec.ACCOUNT_DAILY_TABLE``; nothing runs until a frame is written or collected.
+    """
+    tx = _transactions(clean)
+    rows, g = table_globals(tx)
+    parts = _partitions(clean.sparkSession, rows)
+    tables = {t.name: _apply(tx, t, g, parts) for t in _FROM_TRANSACTIONS}
+    daily = _apply(tx, _DAILY, g, parts)
+    tables[_FROM_DAILY.name] = _apply(daily, _FROM_DAILY, g, parts)
+    tables[_DAILY.name] = daily
+    return tables, g, rows
+
+
+def _table_defs() -> dict[str, _Table]:
+    return {t.name: t for t in (*_FROM_TRANSACTIONS, _FROM_DAILY, _DAILY)}
+
+
+# -- the lineage hash ---------------------------------------------------------------------------
+
+
+def _row_hashes(names: list[str], arrow_schema: pa.Schema, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """Each chunk's per-row ``hash_pandas_object`` bytes, the chunk's rows converted as ``read_clean`` does."""
+    for chunk in batches:
+        frame = chunk[names].assign(date=pd.to_datetime(chunk["date"].to_numpy("int64"), unit="ns"))
+        frame = pa.Table.from_pandas(frame, schema=arrow_schema, preserve_index=False).to_pandas()
+        frame["is_fraud"] = frame["is_fraud"].astype("Int8")
+        hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+        yield pd.DataFrame({"bytes": [hashes.tobytes()]})
+
+
+def data_hash(clean: DataFrame) -> str:
+    """``titans.train.data_hash`` of the clean table, computed without bringing the rows to the driver.
+
+    Why the same recipe: ``titans train`` compares it with the build record to refuse features built
+    from another table. The hash is of every row's ``hash_pandas_object`` in ``read_clean``'s order
+    (date, then id), so the rows are sorted in Spark, each chunk's row hashes are computed in the
+    workers, and the driver streams only those 8 bytes a row, partition after partition, into sha256.
+    """
+    names = [c for c in clean.columns if c in data_schema.CLEAN_COLUMNS]
+    fields = {f.name: f for f in CLEAN_SCHEMA}
+    arrow_schema = pa.schema([fields[n] for n in names])
+    ordered = clean.select(*names).orderBy("date", "transaction_id")
+    def hashes(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        return _row_hashes(names, arrow_schema, batches)
+
+    blobs = ordered.mapInPandas(hashes, schema="bytes binary")
+    digest = hashlib.sha256()
+    for row in blobs.toLocalIterator():
+        digest.update(row["bytes"])
+    return digest.hexdigest()[:16]
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+
+def _fs(uri: str) -> tuple[pafs.FileSystem, str]:
+    return pafs.FileSystem.from_uri(uri if "://" in uri else str(Path(uri).resolve()))
+
+
+def _spark_uri(uri: str) -> str:
+    """The URI Spark's Hadoop filesystems take for ``uri`` (pyarrow's s3:// is Hadoop's s3a://)."""
+    if "://" not in uri:
+        return Path(uri).resolve().as_uri()
+    return "s3a://" + uri[len("s3://"):] if uri.startswith("s3://") else uri
+
+
+def write_table(spark: SparkSession, frame: DataFrame, uri: str, sort: list[str]) -> None:
+    """Write ``frame`` as the single parquet file ``uri`` (module docstring: why one file)."""
+    staging = f"{uri.rsplit('/', 1)[0]}/_spark_staging/{uri.rsplit('/', 1)[1]}"
+    conf = "spark.sql.parquet.outputTimestampType"
+    before = spark.conf.get(conf, None)
+    spark.conf.set(conf, "TIMESTAMP_MICROS")
+    try:
+        frame.repartition(1).sortWithinPartitions(*sort).write.mode("overwrite").parquet(_spark_uri(staging))
+    finally:
+        if before is None:
+            spark.conf.unset(conf)
+        else:
+            spark.conf.set(conf, before)
+    fs, staged = _fs(staging)
+    parts = [f.path for f in fs.get_file_info(pafs.FileSelector(staged))
+             if f.base_name.startswith("part-") and f.base_name.endswith(".parquet")]
+    if len(parts) != 1:
+        raise RuntimeError(f"Spark wrote {len(parts)} part files to {staging}, expected one")
+    _, target = _fs(uri)
+    fs.move(parts[0], target)
+    fs.delete_dir(staged)
+
+
+def write_offline_tables(spark: SparkSession, data_dir: str | Path, offline_uri: str,
+                         say: Callable[[str], None]) -> SparkBuild:
+    """Compute every offline table from ``<data_dir>/clean`` and write it where the pandas build does."""
+    clean = read_clean(spark, data_dir)
+    tables, g, rows = offline_tables(clean)
+    say(f"features: computing point-in-time tables from {rows} clean rows with Spark")
+    defs = _table_defs()
+    stats: dict[str, TableStats] = {}
+    for name, frame in tables.items():
+        table = defs[name]
+        uri = f"{offline_uri}/{name}.parquet"
+        frame = frame.persist()  # written, then counted: the pandas rules run once
+        try:
+            write_table(spark, frame, uri, [*table.keys, table.time])
+            agg = frame.agg(F.count(F.lit(1)).alias("rows"), F.count_distinct(*table.keys).alias("entities"),
+                            F.min(F.unix_micros(F.col(table.time).cast(T.TimestampType()))).alias("start")).first()
+        finally:
+            frame.unpersist()
+        start = None
+        if table.time == spec.EVENT_TIMESTAMP and agg["start"] is not None:
+            start = pd.Timestamp(int(agg["start"]), unit="us", tz="UTC")
+        stats[name] = TableStats(rows=int(agg["rows"]), entities=int(agg["entities"]), start=start)
+        say(f"features: wrote {name} ({stats[name].rows} rows) -> {uri}")
+    fs, staged = _fs(f"{offline_uri}/_spark_staging")
+    if fs.get_file_info(staged).type == pafs.FileType.Directory:
+        fs.delete_dir(staged)
+    return SparkBuild(as_of=g.as_of, input_rows=rows, data_hash=data_hash(clean), tables=stats)
+
+
+__all__ = ["Globals", "SparkBuild", "TableStats", "data_hash", "offline_tables", "read_clean", "table_globals",
+           "write_offline_tables", "write_table"]
