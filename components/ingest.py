@@ -63,8 +63,10 @@ def ingest_data(
         cluster = on_cluster()
         stage = shared_work_dir(run_id, "ingest") if cluster else work.parent / "spark-ingest"
         stage.mkdir(parents=True, exist_ok=True)
-        if not source_uri:
-            inputs = [Path(shutil.copy(inputs[0], stage / inputs[0].name))]
+        if not source_uri:  # the generated export, with its producer's notes (<export>.generator.json)
+            for made in inputs[0].parent.glob(f"{inputs[0].name}*"):
+                shutil.copy(made, stage / made.name)
+            inputs = [stage / inputs[0].name]
         args = ["data", "ingest", "--input", *map(str, inputs), "--out", str(stage / "out"), "--json"]
         if layout.strip():
             parse_layout(layout, "(pipeline parameter)")  # a bad layout fails here, in the step's own words

@@ -298,8 +298,12 @@ def test_only_deploy_and_canary_act_as_the_deployer(default_render: tuple[list[M
     assert account["metadata"]["namespace"] == subject["namespace"]
     _, platform = yaml.safe_load_all((REPO / "pipelines" / "compiled" / "training_pipeline.yaml").read_text())
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    mounting = {name: [m for m in spec.get("secretAsVolume", [])] for name, spec in executors.items()}
+    # Only the deployer's token here; the Spark submitter's (data steps, exit task) is checked in test_infra_spark.
+    mounting = {name: [m for m in spec.get("secretAsVolume", []) if m["secretName"] == "titans-deployer-token"]
+                for name, spec in executors.items()}
     mounting = {name: mounts for name, mounts in mounting.items() if mounts}
+    assert {m["secretName"] for spec in executors.values() for m in spec.get("secretAsVolume", [])} == {
+        "titans-deployer-token", "titans-spark-submitter-token"}
     assert {re.sub(r"-\d+$", "", name) for name in mounting} == {"exec-deploy-models", "exec-canary-analysis"}
     assert len(mounting) == 1 + len(MODELS), sorted(mounting)  # deploy, and one canary analysis per model
     for mounts in mounting.values():
