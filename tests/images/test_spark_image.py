@@ -35,17 +35,22 @@ def _has_engine_flag() -> bool:
     return "--engine" in help_text.getvalue()
 
 
-def _as_driver_pod(data: Path, command: list[str], env: dict[str, str]) -> dict[str, Any]:
-    """docker-py ``containers.run`` arguments reproducing the driver pod the SparkApplication asks for."""
-    app = spark_app.render_spark_application("titans-ingest-test", "kubeflow", [], spark_app.SparkSettings())
+def _application(arguments: list[str], output: str = "") -> dict[str, Any]:
+    """The SparkApplication a data step would create for ``titans <arguments>`` (chart defaults)."""
+    return spark_app.render_spark_application("titans-ingest-test", "kubeflow", arguments, spark_app.SparkSettings(),
+                                              run_id="image-test", step="ingest", output=output)
+
+
+def _as_driver_pod(app: dict[str, Any], data: Path, command: list[str]) -> dict[str, Any]:
+    """docker-py ``containers.run`` arguments reproducing the driver pod ``app`` asks for: its plain env, its
+    securityContext (read-only root, no capabilities, its uid), its /tmp emptyDir and the claim's mount."""
     driver = app["spec"]["driver"]
     security = driver["securityContext"]
     assert security["readOnlyRootFilesystem"] is True and security["capabilities"]["drop"] == ["ALL"]
     mounts = {m["name"]: m["mountPath"] for m in driver["volumeMounts"]}
-    pod_env = {e["name"]: e["value"] for e in driver["env"] if "value" in e}
     return {
         "command": command,
-        "environment": {**pod_env, **env},
+        "environment": {e["name"]: e["value"] for e in driver["env"] if "value" in e},
         "read_only": True,
         "tmpfs": {mounts["tmp"]: ""},
         "cap_drop": ["ALL"],
@@ -101,9 +106,11 @@ def test_a_driver_runs_the_ingest_step_as_its_pod_would(engine: Any, claim: Path
     args = ["data", "ingest", "--input", "/var/titans/export.csv", "--out", "/var/titans/out", "--json"]
     if _has_engine_flag():
         args += ["--engine", "spark"]
+    app = _application(args, output="/var/titans/driver-output.json")
+    # What Spark gives a driver pod: `driver`, the submission's settings, the main file and its arguments.
     command = ["driver", "--master", "local[2]", "--conf", "spark.driver.host=127.0.0.1",
-               "--conf", "spark.ui.enabled=false", spark_app.MAIN_FILE, *args]
-    _run_to_the_end(engine, _as_driver_pod(claim, command, {spark_app.OUTPUT_ENV: "/var/titans/driver-output.json"}))
+               "--conf", "spark.ui.enabled=false", app["spec"]["mainApplicationFile"], *app["spec"]["arguments"]]
+    _run_to_the_end(engine, _as_driver_pod(app, claim, command))
     summary = json.loads((claim / "driver-output.json").read_text())
     assert summary["rows_in"] == len(pd.read_csv(claim / "export.csv")) and summary["rows_clean"] > 0, summary
     assert (claim / "out" / "clean").is_dir()
@@ -116,5 +123,5 @@ def test_a_spark_job_runs_in_the_image_under_the_pods_security(engine: Any, clai
     job = ("from titans.engines import spark_session; s = spark_session('local[2]'); "
            "df = s.read.csv('/var/titans/export.csv', header=True, multiLine=True, escape='\"'); "
            "print('rows', df.rdd.map(lambda r: 1).sum()); s.stop()")
-    logs = _run_to_the_end(engine, _as_driver_pod(claim, ["python", "-c", job], {}))
+    logs = _run_to_the_end(engine, _as_driver_pod(_application([]), claim, ["python", "-c", job]))
     assert f"rows {len(pd.read_csv(claim / 'export.csv'))}" in logs, logs[-2000:]
