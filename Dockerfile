@@ -21,7 +21,7 @@ COPY serving ./serving
 COPY dashboard ./dashboard
 RUN build-venv --extra train --extra dashboard
 
-FROM ${BASE_IMAGE}
+FROM ${BASE_IMAGE} AS app
 RUN groupadd --gid 10001 titans \
     && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin titans \
     && mkdir -p /var/titans && chown 10001:10001 /var/titans
@@ -42,4 +42,37 @@ ENV PATH=/app/.venv/bin:$PATH \
     MPLCONFIGDIR=/tmp/matplotlib
 USER 10001
 VOLUME ["/var/titans"]
+CMD ["titans", "--help"]
+
+# The Spark image, ghcr.io/titans-finance/titans-spark:0.1.0 (`make images`: --target spark): the project image
+# plus Debian's JRE and the `spark` extra (pyspark, py4j; only these two are added to the lock), so a
+# SparkApplication's driver and executors run the very Python and packages of the lock (titans/spark_app.py).
+# The entrypoint answers Spark's `driver` and `executor` pod arguments (images/spark-entrypoint.sh).
+FROM build AS build-spark
+RUN build-venv --extra train --extra dashboard --extra spark
+WORKDIR /app/.venv
+RUN mkdir /spark-site \
+    && cp -a --parents lib/python3*/site-packages/pyspark lib/python3*/site-packages/pyspark-*.dist-info \
+       lib/python3*/site-packages/py4j lib/python3*/site-packages/py4j-*.dist-info /spark-site/ \
+    && ln -s "$(echo /app/.venv/lib/python3*/site-packages/pyspark)" /spark-site/spark-home
+
+FROM app AS spark
+USER 0
+# The JRE's postinst links its man pages: a base image without /usr/share/man/man1 fails there.
+# hadolint ignore=DL3008
+RUN mkdir -p /usr/share/man/man1 \
+    && apt-get update -qq \
+    && apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless >/dev/null \
+    && rm -rf /var/lib/apt/lists/* \
+    && ln -s "$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")" /usr/lib/jvm/titans-jre
+COPY --from=build-spark /spark-site/lib/ /app/.venv/lib/
+COPY --from=build-spark /spark-site/spark-home /opt/spark
+COPY images/spark-entrypoint.sh /usr/local/bin/titans-spark-entrypoint
+COPY images/spark-main.py /app/spark/main.py
+ENV JAVA_HOME=/usr/lib/jvm/titans-jre \
+    SPARK_HOME=/opt/spark \
+    PYSPARK_PYTHON=/app/.venv/bin/python \
+    PYSPARK_DRIVER_PYTHON=/app/.venv/bin/python
+USER 10001
+ENTRYPOINT ["titans-spark-entrypoint"]
 CMD ["titans", "--help"]

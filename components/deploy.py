@@ -14,7 +14,6 @@ def deploy_models(
     canary_percent: int,
     namespace: str,
     model_store: str,
-    object_store_endpoint: str,
     manifests: Output[Artifact],
 ) -> str:
     """Roll promoted versions out; leave everything else exactly as it was.
@@ -25,16 +24,14 @@ def deploy_models(
     ``$TITANS_HOME/models/<task>`` for ``titans serve``, from the training step's Model artifact
     (``model_artifact`` in its summary: a path every local step shares). ``model_store``
     (``s3://titans-models``): each deployed folder is copied there, where KServe's storage initializer
-    fetches it; ``object_store_endpoint``: the S3 endpoint when it is not AWS (KFP's store on kind).
+    fetches it; the S3 endpoint, when it is not AWS's, comes from the env (``AWS_ENDPOINT_URL_S3``: the
+    titans-pipeline-env ConfigMap on a cluster).
     """
     import json
     import os
 
     if titans_home:
         os.environ["TITANS_HOME"] = titans_home
-    if object_store_endpoint:
-        os.environ["AWS_ENDPOINT_URL_S3"] = object_store_endpoint
-        os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     from titans import registry
     from titans.publish import deploy_promoted
 

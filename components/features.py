@@ -7,8 +7,13 @@ from components.image import IMAGE
 
 
 @dsl.component(base_image=IMAGE)
-def build_features(clean_data: Input[Dataset], titans_home: str, feature_summary: Output[Artifact]) -> str:
-    """Build features from the clean table; the summary (views, row counts, data hash) is the artifact."""
+def build_features(clean_data: Input[Dataset], titans_home: str, feature_summary: Output[Artifact],
+                   engine: str = "pandas", spark_master: str = "local[*]", run_id: str = "") -> str:
+    """Build features from the clean table; the summary (views, row counts, data hash) is the artifact.
+
+    ``engine``: pandas (this process, the default) or spark: a SparkApplication on a cluster, or the same
+    command in process on ``spark_master`` under kfp.local (``titans.spark_step``).
+    """
     import json
     import os
 
@@ -17,9 +22,26 @@ def build_features(clean_data: Input[Dataset], titans_home: str, feature_summary
     from titans.features.paths import use_mounted_store
 
     use_mounted_store()  # on a cluster: the chart's store (mounted by the compiled pipeline), not the embedded one
-    from titans.features.build import build_features as build
+    if engine == "spark":
+        import shutil
+        from pathlib import Path
 
-    summary = build(clean_data.path)
+        from titans.spark_step import on_cluster, run_on_spark, shared_work_dir
+
+        data, stage = Path(clean_data.path), Path(feature_summary.path).parent / "spark-features"
+        cluster = on_cluster()
+        if cluster:  # the driver sees the data claim, not this pod's copy of the artifact
+            stage = shared_work_dir(run_id, "features")
+            data = Path(shutil.copytree(clean_data.path, stage / "data"))
+        stage.mkdir(parents=True, exist_ok=True)
+        summary = run_on_spark(["features", "build", "--data", str(data), "--json"], step="features",
+                               run_id=run_id, work_dir=stage, spark_master=spark_master)
+        if cluster:
+            shutil.rmtree(stage, ignore_errors=True)
+    else:
+        from titans.features.build import build_features as build
+
+        summary = build(clean_data.path)
     with open(feature_summary.path, "w") as fh:
         json.dump(summary, fh, indent=2, default=str)
     feature_summary.metadata.update({"data_hash": summary.get("data_hash"), "repo": summary.get("repo_path")})

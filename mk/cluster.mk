@@ -38,7 +38,7 @@ RUN_NAME ?=
 # What a run on the cluster needs beyond the defaults: the Prometheus the platform module installs (canary
 # evidence) and the chart's MLflow, and the gate deferring the champion alias to the canary's promotion.
 KIND_TRAIN_PARAMS ?= --param prometheus_url=http://kube-prometheus-stack-prometheus.monitoring.svc.cluster.local:9090 \
-	--param model_store=s3://titans-models --param object_store_endpoint=http://$(KFP_OBJECT_STORE) \
+	--param model_store=s3://titans-models \
 	--param mlflow_tracking_uri=http://titans-mlflow.$(NAMESPACE).svc.cluster.local:5000 \
 	--param gate_config='{"champion_after_canary": true}'
 # KFP's object store as the kind values name it (objectStore.endpoint, without the scheme).

@@ -4,9 +4,9 @@
 #   make engine-up       start a local Docker engine (root, host networking, overlay2) in $(ENGINE_DIR)
 #   make base-image      localhost/titans-base:bookworm from Debian packages (debootstrap), for machines
 #                        that reach no container registry
-#   make images          build both images FROM $(BASE_IMAGE) (default: the public python:3.11 slim image)
+#   make images          build the project, Spark and serving images FROM $(BASE_IMAGE) (default: the public python:3.11 slim image)
 #                        e.g. make images BASE_IMAGE=localhost/titans-base:bookworm
-#   make kind-load       copy both images into the kind cluster's node (kind load docker-image): no push
+#   make kind-load       copy the images into the kind cluster's node (kind load docker-image): no push
 #   make run-containers  the training pipeline with every step in the project image (kfp.local DockerRunner)
 #   make bench-images    image sizes and docker-run-to-ready times -> bench/results/images.{json,md}
 #   make engine-down     stop the engine that engine-up started
@@ -17,6 +17,7 @@ BASE_IMAGE ?= python:3.11-slim-bookworm
 LOCAL_BASE_IMAGE ?= localhost/titans-base:bookworm
 PIPELINE_IMAGE ?= ghcr.io/titans-finance/titans:0.1.0
 SERVING_IMAGE ?= ghcr.io/titans-finance/titans-serving:0.1.0
+SPARK_IMAGE ?= ghcr.io/titans-finance/titans-spark:0.1.0
 ENGINE_DIR ?= /tmp/titans-docker
 # The engine that engine-up starts, when no other DOCKER_HOST is set.
 ifeq ($(origin DOCKER_HOST),undefined)
@@ -43,15 +44,16 @@ build-ca:
 	@if [ -f /etc/ssl/certs/ca-certificates.crt ]; then cp /etc/ssl/certs/ca-certificates.crt build/ca/; \
 	else : > build/ca/ca-certificates.crt; fi
 
-images: build-ca ## build the project and serving images (docker build, classic builder)
+images: build-ca ## build the project, Spark and serving images (docker build, classic builder)
 	@command -v docker >/dev/null || { echo "make images needs Docker (make engine-up starts one here)"; exit 2; }
-	$(DOCKER_BUILD) -t $(PIPELINE_IMAGE) -f Dockerfile .
+	$(DOCKER_BUILD) -t $(PIPELINE_IMAGE) --target app -f Dockerfile .
+	$(DOCKER_BUILD) -t $(SPARK_IMAGE) --target spark -f Dockerfile .
 	$(DOCKER_BUILD) -t $(SERVING_IMAGE) -f serving/Dockerfile .
-	@docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep -F -e '$(PIPELINE_IMAGE)' -e '$(SERVING_IMAGE)'
+	@docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep -F -e '$(PIPELINE_IMAGE)' -e '$(SPARK_IMAGE)' -e '$(SERVING_IMAGE)'
 
 kind-load: ## load the built images into the kind cluster (the chart's kind values use these tags)
 	@command -v kind >/dev/null || { echo "kind-load needs the kind CLI"; exit 2; }
-	kind load docker-image $(PIPELINE_IMAGE) $(SERVING_IMAGE) --name $(or $(CLUSTER_NAME),titans)
+	kind load docker-image $(PIPELINE_IMAGE) $(SPARK_IMAGE) $(SERVING_IMAGE) --name $(or $(CLUSTER_NAME),titans)
 
 run-containers: install ## the training pipeline with every step in the project image (needs `make images`)
 	$(VENV)/bin/titans pipeline run --local --runner docker

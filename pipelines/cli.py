@@ -10,6 +10,7 @@ from pipelines.submit import build_submission, parse_params, submit
 from titans import home_lock
 from titans.cli.output import print_json
 from titans.data.layout import read_layout_text
+from titans.engines import DEFAULT_SPARK_MASTER, ENGINE_ENV, ENGINES, SPARK_MASTER_ENV
 from titans.errors import UserError
 
 
@@ -39,7 +40,7 @@ def _run(args: argparse.Namespace) -> int:
                             n_estimators=args.n_estimators, cv_folds=args.cv_folds, gate_config=gate,
                             canary_percent=args.canary_percent, runner=args.runner,
                             retrain_reason=args.retrain_reason, layout=layout, model_store=args.model_store,
-                            object_store_endpoint=args.object_store_endpoint,
+                            engine=args.engine, spark_master=args.spark_master,
                             store_config=args.feature_store_config or "", hosts=_hosts(args.add_host))
     if args.json:
         print_json(summary)
@@ -112,8 +113,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--model-store", default="", metavar="URI",
                      help="copy each deployed model to URI/<task>/<version> and name that in its InferenceService "
                           "(s3://titans-models on a cluster; default: the local models folder only)")
-    run.add_argument("--object-store-endpoint", default="", metavar="URL",
-                     help="the S3 endpoint of --model-store when it is not AWS's (an S3-compatible store)")
+    run.add_argument("--engine", choices=ENGINES, default=None,
+                     help="the data steps' engine (ingest, features): pandas in each step's process (default; "
+                          f"env {ENGINE_ENV}) or spark (the `spark` extra and a JRE; in process on --spark-master)")
+    run.add_argument("--spark-master", default=None, metavar="MASTER",
+                     help=f"with --engine spark: the master the steps' Spark runs on (default {DEFAULT_SPARK_MASTER};"
+                          f" env {SPARK_MASTER_ENV})")
     run.add_argument("--feature-store-config", metavar="DIR",
                      help="with --runner docker: a folder with a cluster's feature_store.yaml (the chart's "
                           "titans-feast ConfigMap), mounted where the compiled pipeline mounts it: the steps fill "

@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from titans import home_lock
+from titans.engines import engine_name
+from titans.engines import spark_master as chosen_master
 from titans.errors import UserError
 from titans.features.paths import CLUSTER_STORE_DIR
 from titans.settings import load_settings
@@ -287,12 +289,14 @@ def run_local(data: list[str] | None = None, rows: int = 20000, accounts: int = 
               fraud_rate: float = 0.02, n_estimators: int = 200, cv_folds: int = 3, gate_config: str = "{}",
               canary_percent: int = 10, runner: str = "subprocess", retrain_reason: str = "",
               small_accounts: int = 200, layout: str = "", model_store: str = "",
-              object_store_endpoint: str = "", store_config: str = "",
-              hosts: dict[str, str] | None = None) -> dict[str, Any]:
+              store_config: str = "", hosts: dict[str, str] | None = None, engine: str | None = None,
+              spark_master: str | None = None) -> dict[str, Any]:
     """Run the whole pipeline locally; return the closing summary (raises ``UserError`` on a failed step).
 
     ``runner``: ``subprocess`` (steps in this environment, ``make run``) or ``docker`` (each step in the
     project image, ``make run-containers``; export files given with ``data`` must lie under TITANS_HOME).
+    ``engine``/``spark_master``: the data steps' engine (``--engine``, else ``TITANS_ENGINE``, else pandas) and,
+    for spark, the master they run Spark on in process (``local[N]``; a cluster's steps use the Spark Operator).
     """
     # Here, not at the top: `titans` loads this module for every command; kfp, the pipeline (~4 s with its
     # components) and the report's pandas load only for a run.
@@ -303,6 +307,9 @@ def run_local(data: list[str] | None = None, rows: int = 20000, accounts: int = 
 
     if runner not in RUNNERS:
         raise UserError(f"--runner {runner}: expected one of {', '.join(RUNNERS)}")
+    if runner == "docker" and engine_name(engine) == "spark":
+        raise UserError("--engine spark runs Spark in the steps' process: the project image has no JRE; use "
+                        "--runner subprocess (the Spark image is for a cluster's SparkApplications)")
     settings = load_settings()
     home = settings.home.resolve()
     home.mkdir(parents=True, exist_ok=True)
@@ -336,7 +343,7 @@ def run_local(data: list[str] | None = None, rows: int = 20000, accounts: int = 
                   titans_home=step_home, mlflow_tracking_uri=mlflow_uri,
                   gate_config=gate_config, n_estimators=n_estimators, cv_folds=cv_folds,
                   canary_percent=canary_percent, retrain_reason=retrain_reason, layout=layout,
-                  model_store=model_store, object_store_endpoint=object_store_endpoint)
+                  model_store=model_store, engine=engine_name(engine), spark_master=chosen_master(spark_master))
     started = time.time()
     log_path = home / "logs" / f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -135,5 +135,4 @@ def docker_run(engine: Any, stand_in_store: dict[str, Any], chart_stores: dict[s
     step_env |= STAND_IN_KEYS | {"REDIS_PASSWORD": chart_stores["secrets"]["titans-redis"]["redis-password"]}
     hosts = [f"--add-host={name}={ip}" for name, ip in chart_stores["hosts"].items()]
     return home, run_pipeline(home, "--runner", "docker", "--model-store", "s3://titans-models",
-                              "--object-store-endpoint", stand_in_store["endpoint"],
                               "--feature-store-config", str(chart_stores["config"]), *hosts, env_extra=step_env)

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from images_helpers import PIPELINE_IMAGE, REPO, SERVING_IMAGE, require_image
 
+from titans.spark_app import SparkSettings
+
 DOCKERFILES = (REPO / "Dockerfile", REPO / "serving" / "Dockerfile")
 HADOLINT = REPO / ".venv-tools" / "bin" / "hadolint"
 
@@ -31,12 +33,13 @@ def test_hadolint_clean() -> None:
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(REPO)))
 def test_builds_from_its_base_argument_and_own_stages(dockerfile: Path) -> None:
-    """FROM only ${BASE_IMAGE} (default the public python:3.11 slim image); COPY --from only a named stage."""
+    """FROM only ${BASE_IMAGE} (default the public python:3.11 slim image) or an earlier stage of its own (the
+    Spark image is the project image's stage plus a JRE); COPY --from only a named stage."""
     text = dockerfile.read_text()
     assert re.search(r"^ARG BASE_IMAGE=python:3\.11[\w.-]*slim", text, re.M)
     stages = set()
     for match in re.finditer(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", text, re.M):
-        assert match.group(1) == "${BASE_IMAGE}", f"{dockerfile.name}: FROM {match.group(1)}"
+        assert match.group(1) in {"${BASE_IMAGE}", *stages}, f"{dockerfile.name}: FROM {match.group(1)}"
         if match.group(2):
             stages.add(match.group(2))
     for source in re.findall(r"COPY\s+--from=(\S+)", text):
@@ -50,6 +53,7 @@ SITE = "/app/.venv/lib/python3.11/site-packages"
 
 @pytest.mark.parametrize(("image", "absent"), [
     (PIPELINE_IMAGE, ["pytest", "ruff", "helm_python"]),
+    (SparkSettings().image, ["pytest", "ruff", "helm_python"]),
     (SERVING_IMAGE, ["pytest", "ruff", "helm_python", "kfp", "mypy", "matplotlib", "duckdb", "grpc_tools",
                      "mlflow"]),
 ])

@@ -231,8 +231,12 @@ def test_every_pod_is_hardened(rendered: tuple[list[Manifest], str]) -> None:
             assert_hardened_container(f"{name}/{container['name']}", container)
             if not name.startswith(("Job/", "CronJob/")):  # a batch pod ends by itself; probes are for servers
                 assert container.get("readinessProbe") and container.get("livenessProbe"), name
+    # The one exception: a Spark driver creates its executor pods through its own pod's token (the account the
+    # chart's titans-spark ConfigMap names, whose Role reaches only pods, Services and ConfigMaps there).
+    spark = next((c["data"]["TITANS_SPARK_SERVICE_ACCOUNT"] for c in by_kind(objs, "ConfigMap")
+                  if c["metadata"]["name"] == "titans-spark"), None)
     for sa in by_kind(objs, "ServiceAccount"):
-        assert sa["automountServiceAccountToken"] is False, key(sa)
+        assert sa["automountServiceAccountToken"] is (sa["metadata"]["name"] == spark), key(sa)
     # The model server's container (KServe merges each InferenceService into it) is probed too.
     runtimes = by_kind(objs, "ServingRuntime")
     assert runtimes
@@ -267,7 +271,8 @@ def test_pipeline_deployer_rbac_is_least_privilege(rendered: tuple[list[Manifest
     """get/patch on the five named InferenceServices in this namespace; no cluster-wide grant at all."""
     objs, _ = rendered
     assert by_kind(objs, "ClusterRole") == [] and by_kind(objs, "ClusterRoleBinding") == []
-    (role,) = by_kind(objs, "Role")
+    # The Spark steps' and drivers' Roles (spark.enabled) are checked in test_infra_spark.py.
+    role = find(objs, "Role", "titans-pipeline-deployer")
     assert role["metadata"]["namespace"] == NAMESPACE
     assert role["rules"] == [{
         "apiGroups": ["serving.kserve.io"],
@@ -275,7 +280,7 @@ def test_pipeline_deployer_rbac_is_least_privilege(rendered: tuple[list[Manifest
         "resourceNames": [f"titans-{m}" for m in MODELS],
         "verbs": ["get", "patch"],
     }]
-    (binding,) = by_kind(objs, "RoleBinding")
+    binding = find(objs, "RoleBinding", "titans-pipeline-deployer")
     assert binding["metadata"]["namespace"] == NAMESPACE
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}
@@ -293,8 +298,12 @@ def test_only_deploy_and_canary_act_as_the_deployer(default_render: tuple[list[M
     assert account["metadata"]["namespace"] == subject["namespace"]
     _, platform = yaml.safe_load_all((REPO / "pipelines" / "compiled" / "training_pipeline.yaml").read_text())
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    mounting = {name: [m for m in spec.get("secretAsVolume", [])] for name, spec in executors.items()}
+    # Only the deployer's token here; the Spark submitter's (data steps, exit task) is checked in test_infra_spark.
+    mounting = {name: [m for m in spec.get("secretAsVolume", []) if m["secretName"] == "titans-deployer-token"]
+                for name, spec in executors.items()}
     mounting = {name: mounts for name, mounts in mounting.items() if mounts}
+    assert {m["secretName"] for spec in executors.values() for m in spec.get("secretAsVolume", [])} == {
+        "titans-deployer-token", "titans-spark-submitter-token"}
     assert {re.sub(r"-\d+$", "", name) for name in mounting} == {"exec-deploy-models", "exec-canary-analysis"}
     assert len(mounting) == 1 + len(MODELS), sorted(mounting)  # deploy, and one canary analysis per model
     for mounts in mounting.values():

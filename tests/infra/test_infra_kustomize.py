@@ -102,11 +102,19 @@ def test_overlays_differ_where_they_should(built: dict[str, list[Manifest]]) -> 
     assert sa["metadata"]["annotations"]["serving.kserve.io/s3-endpoint"].startswith("minio-service.kubeflow")
 
 
+SPARK_OBJECTS = {"production": set(), "kind": {
+    ("ServiceAccount", "titans-spark-submitter", "kubeflow"), ("Secret", "titans-spark-submitter-token", "kubeflow"),
+    ("Role", "titans-spark-submitter", "kubeflow"), ("RoleBinding", "titans-spark-submitter", "kubeflow"),
+    ("ServiceAccount", "titans-spark", "kubeflow"), ("Role", "titans-spark-driver", "kubeflow"),
+    ("RoleBinding", "titans-spark-driver", "kubeflow")}}
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_everything_lands_in_the_contract_namespace(overlay: str, built: dict[str, list[Manifest]]) -> None:
     """One namespace (docs/contracts.md), created by the base with Pod Security labels; only the pipeline
-    deployer's account, its token, the steps' data claim and their store settings live where the pipeline's pods
-    run (KFP's namespace, which KFP creates)."""
+    deployer's account, its token, the steps' data claim and their store and Spark settings live where the
+    pipeline's pods run (KFP's namespace, which KFP creates), and where Spark is enabled (kind) the Spark
+    steps' and drivers' accounts and Roles, since the SparkApplications run there too."""
     objs = built[overlay]
     (namespace,) = by_kind(objs, "Namespace")
     assert namespace["metadata"]["name"] == NAMESPACE
@@ -116,7 +124,8 @@ def test_everything_lands_in_the_contract_namespace(overlay: str, built: dict[st
     assert outside == {("ServiceAccount", "titans-deployer", "kubeflow"),
                        ("Secret", "titans-deployer-token", "kubeflow"),
                        ("PersistentVolumeClaim", "titans-data", "kubeflow"),
-                       ("ConfigMap", "titans-feast", "kubeflow"), ("ConfigMap", "titans-pipeline-env", "kubeflow")}
+                       ("ConfigMap", "titans-feast", "kubeflow"), ("ConfigMap", "titans-pipeline-env", "kubeflow"),
+                       ("ConfigMap", "titans-spark", "kubeflow"), *SPARK_OBJECTS[overlay]}
 
 
 def test_overlays_do_not_reach_outside_their_root() -> None:

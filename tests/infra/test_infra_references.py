@@ -306,5 +306,5 @@ def test_kind_train_passes_parameters_the_pipeline_has_and_urls_that_resolve(
     spec = next(yaml.safe_load_all((COMPILED / "training_pipeline.yaml").read_text()))
     assert set(params) <= set(spec["root"]["inputDefinitions"]["parameters"]), params
     assert {"prometheus_url", "mlflow_tracking_uri", "model_store"} <= set(params)
-    for name in ("prometheus_url", "mlflow_tracking_uri", "object_store_endpoint"):
+    for name in ("prometheus_url", "mlflow_tracking_uri"):
         assert resolves(params[name], objs, "kubeflow"), (name, params[name])

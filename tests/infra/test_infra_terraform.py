@@ -177,6 +177,8 @@ def test_platform_charts_are_pinned_and_ordered() -> None:
     assert "helm_release.cert_manager" in depends["kserve_crd"]
     assert "helm_release.knative_serving" in depends["kserve"]
     assert "helm_release.knative_operator" in depends["knative_serving"]
+    # The Spark Operator's job namespace (KFP's) must exist before it installs.
+    assert "terraform_data.kubeflow_pipelines" in depends["spark_operator"]
     defaults = parse("modules/platform")["variable"]
     versions = next(b["versions"] for b in defaults if "versions" in b)
     assert "latest" not in json.dumps(versions["type"]) and "optional(string, " in json.dumps(versions["type"])

@@ -101,7 +101,9 @@ def test_a_toy_task_trains_is_gated_registered_served_and_listed(
                    cwd=REPO_ROOT, env=_env(), check=True, capture_output=True, timeout=300)
     # The pipeline spec; the platform spec follows.
     spec = next(yaml.safe_load_all((out / "training_pipeline.yaml").read_text()))
-    root = spec["root"]["dag"]["tasks"]
+    # The steps run inside the run's exit handler (its exit task deletes the run's SparkApplications).
+    handler = next(t for t in spec["root"]["dag"]["tasks"].values() if t["taskInfo"]["name"] == "run-steps")
+    root = spec["components"][handler["componentRef"]["name"]]["dag"]["tasks"]
     loop = next(t for t in root.values() if t["taskInfo"]["name"] == "train-each-task")
     assert json.loads(loop["parameterIterator"]["items"]["raw"])[-1] == "toy"
     canaries = next(t for t in root.values() if t["taskInfo"]["name"] == "canary-evidence-configured")

@@ -32,7 +32,14 @@ def test_committed_ir_is_fresh_and_a_pipeline_spec(fresh: Path) -> None:
     assert TRAINING_YAML.read_text() == fresh.read_text(), "run `make compile` and commit pipelines/compiled/"
     spec_doc, platform_doc = yaml.safe_load_all(fresh.read_text())
     spec = json_format.ParseDict(spec_doc, pipeline_spec_pb2.PipelineSpec())
-    tasks = spec.root.dag.tasks
+    # Every step runs inside the exit handler; its exit task deletes the run's SparkApplications after them,
+    # whatever became of them, as the run's titans-spark-submitter.
+    root = spec.root.dag.tasks
+    (handler,) = [t for t in root.values() if t.task_info.name == "run-steps"]
+    cleanup = root["delete-spark-applications"]
+    assert cleanup.trigger_policy.strategy == cleanup.trigger_policy.TriggerStrategy.ALL_UPSTREAM_TASKS_COMPLETED
+    assert cleanup.inputs.parameters["run_id"].runtime_value.constant.string_value == "{{$.pipeline_job_uuid}}"
+    tasks = spec.components[handler.component_ref.name].dag.tasks
     # One training per declared task: the iterations of one loop over the registry's names.
     loop = next(name for name, task in tasks.items() if task.task_info.name == "train-each-task")
     assert json.loads(tasks[loop].parameter_iterator.items.raw) == list(titans_tasks.names())
@@ -55,6 +62,17 @@ def test_committed_ir_is_fresh_and_a_pipeline_spec(fresh: Path) -> None:
     # The chart's store configuration where the serving pods mount it (the steps use it when it is there).
     assert [(c["configMapName"], c["mountPath"], c["optional"]) for c in executor["configMapAsVolume"]] == [
         ("titans-feast", "/etc/titans/feature_repo", True)]
+    # The pipeline's engine reaches the data steps; those (and the cleanup) get the Spark submitter's token and
+    # the chart's Spark settings, optional both, and no other step does.
+    assert spec.root.input_definitions.parameters["engine"].default_value.string_value == "pandas"
+    assert "object_store_endpoint" not in spec.root.input_definitions.parameters
+    for step in ("ingest-data", "build-features"):
+        assert tasks[step].inputs.parameters["engine"].component_input_parameter == "pipelinechannel--engine"
+    executors = platform_doc["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    submitters = {name for name, spec in executors.items()
+                  if any(s["secretName"] == "titans-spark-submitter-token" and s["optional"]
+                         for s in spec.get("secretAsVolume", []))}
+    assert submitters == {"exec-ingest-data", "exec-build-features", "exec-delete-spark-applications"}
 
 
 def test_committed_scoring_ir_is_fresh_ingest_then_score(compiled: dict[str, Path]) -> None:

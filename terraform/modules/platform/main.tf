@@ -5,6 +5,7 @@
 #   4. KServe CRDs, then the KServe controller (Knative mode: canaries need Knative)
 #   5. kube-prometheus-stack (the ServiceMonitor/PodMonitor/PrometheusRule CRDs the chart uses)
 #   6. Kubeflow Pipelines    (standalone; no Helm chart exists, so kubectl apply -k of the release)
+#   7. Spark Operator        (the data steps' SparkApplications, in KFP's namespace; its webhook on)
 # The app (our chart) comes last, from modules/app.
 
 locals {
@@ -216,4 +217,35 @@ resource "terraform_data" "kubeflow_pipelines" {
   }
 
   depends_on = [helm_release.kube_prometheus_stack]
+}
+
+# The Kubeflow Spark Operator for the data steps with engine=spark (titans/spark_app.py). Its webhook must
+# be on and act in the namespaces the applications are created in: the driver's and executors' env, volumes
+# and security contexts reach the pods only through it (kubeflow/spark-operator#1619); in chart 2.x both
+# the controller and the webhook act in spark.jobNamespaces, which must exist first (KFP creates kubeflow).
+# The drivers' ServiceAccount and Role are our chart's (spark.serviceAccount), not this chart's.
+resource "helm_release" "spark_operator" {
+  count            = length(var.spark_job_namespaces) > 0 ? 1 : 0
+  name             = "spark-operator"
+  repository       = "https://kubeflow.github.io/spark-operator"
+  chart            = "spark-operator"
+  version          = var.versions.spark_operator
+  namespace        = "spark-operator"
+  create_namespace = true
+  atomic           = true
+  timeout          = var.timeout_seconds
+
+  values = [yamlencode({
+    webhook = { enable = true, failurePolicy = "Fail" }
+    controller = {
+      uiService = { enable = false }
+    }
+    spark = {
+      jobNamespaces  = var.spark_job_namespaces
+      serviceAccount = { create = false }
+      rbac           = { create = false }
+    }
+  })]
+
+  depends_on = [terraform_data.kubeflow_pipelines, helm_release.cert_manager]
 }

@@ -13,6 +13,7 @@ output "namespaces" {
     kserve     = helm_release.kserve.namespace
     monitoring = helm_release.kube_prometheus_stack.namespace
     pipelines  = "kubeflow"
+    spark      = length(var.spark_job_namespaces) > 0 ? "spark-operator" : ""
   }
 }
 

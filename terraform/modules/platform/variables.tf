@@ -34,6 +34,9 @@ variable "versions" {
     # Secrets, which drivers before 2.15 reject.
     kubeflow_pipelines    = optional(string, "2.17.0")
     kube_prometheus_stack = optional(string, "66.3.1")
+    # The Kubeflow Spark Operator's chart; the CRD schemas the chart's SparkApplications are validated against
+    # offline (tests/infra/test_infra_spark.py) are this release's.
+    spark_operator = optional(string, "2.5.2")
   })
   default = {}
 
@@ -87,4 +90,15 @@ variable "local_image_registries" {
   description = "Registries of images loaded straight into the nodes (kind load docker-image): Knative must not resolve their tags at a registry that does not have them."
   type        = list(string)
   default     = []
+}
+
+variable "spark_job_namespaces" {
+  description = "Namespaces the Spark Operator (and its mutating webhook) act in: where the data steps create SparkApplications (KFP's namespace, the chart's pipelineRunner.namespace). Empty installs no Spark Operator."
+  type        = list(string)
+  default     = ["kubeflow"]
+
+  validation {
+    condition     = alltrue([for ns in var.spark_job_namespaces : can(regex("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", ns))])
+    error_message = "Every Spark job namespace must be a namespace name (the operator's \"all namespaces\" is not offered)."
+  }
 }
