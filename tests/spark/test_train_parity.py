@@ -11,6 +11,8 @@ whole accounts, and the collected frame is smaller than the table (nothing colle
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -127,3 +129,11 @@ def test_recommend_gets_whole_accounts_under_its_cap(spark: Any, home: Path, cap
     # every chosen account has all its expenses: interaction_entities sees whole histories
     pd.testing.assert_series_equal(in_sample, per_account[in_sample.index])
     assert len(in_sample) < len(per_account)
+
+
+def test_the_sample_module_imports_before_any_session() -> None:
+    """``train`` imports it before it starts the session: nothing at its top may need a running Spark."""
+    pytest.importorskip("pyspark")
+    done = subprocess.run([sys.executable, "-c", "import titans.models.spark_sample"], capture_output=True,
+                          text=True, timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -52,13 +52,16 @@ from functools import reduce
 from pathlib import Path
 
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F  # noqa: N812 (pyspark's own convention)
 
 from titans.features import spark_tables
 from titans.models.common import ExpenseFacts
 
-_LATEST = (F.col("date").desc(), F.col("transaction_id").desc())
+
+def _latest() -> list[Column]:
+    """Latest first: date, then id, descending. A function: a Column needs a running session to exist."""
+    return [F.col("date").desc(), F.col("transaction_id").desc()]
 
 
 @dataclass(frozen=True)
@@ -116,36 +119,52 @@ def _facts(rows: DataFrame, labels: Iterable[str]) -> tuple[ExpenseFacts, int]:
     return facts, int(got["fraud"])
 
 
-def _whole_accounts(rows: DataFrame, cap: int) -> tuple[DataFrame, int]:
-    """The expenses of whole accounts, taken in the order of a hash of their id while they fit under ``cap``.
+def _at_or_after(rows: DataFrame, k: int) -> Column:
+    """Whether a row is among the latest ``k`` of ``rows``: at or after the k-th latest (date, id).
 
-    Why a hash: a fixed order that no account's size or activity decides, the same on every run of the
-    same table. One row per account reaches the driver (accounts are few next to their rows).
+    Why a condition and not the rows: each task's pick becomes a test on a row, and the sample is one
+    filter over the table with the tests or-ed, with no union to de-duplicate (a shuffle). Finding the
+    k-th latest key is a top-k, which Spark runs per partition and merges (no sort of the table).
+    """
+    if k <= 0:
+        return F.lit(False)
+    key = (rows.select("date", "transaction_id").orderBy(*_latest()).limit(k)
+           .agg(F.min(F.struct("date", "transaction_id")).alias("key")).first())
+    assert key is not None and key["key"] is not None  # k rows exist: the callers checked the count
+    day, tid = key["key"]["date"], key["key"]["transaction_id"]
+    return (F.col("date") > F.lit(day)) | ((F.col("date") == F.lit(day)) & (F.col("transaction_id") >= F.lit(tid)))
+
+
+def _whole_accounts(table: DataFrame, rows: DataFrame, cap: int, flag: str) -> tuple[DataFrame, int]:
+    """``table`` with column ``flag`` true for the accounts of ``rows`` chosen whole, and their rows' count.
+
+    The accounts are taken in the order of a hash of their id while their expenses fit under ``cap``. Why a
+    hash: a fixed order that no account's size or activity decides, the same on every run of the same
+    table. One row per account reaches the driver (accounts are few next to their rows), and the chosen
+    ones go back as a broadcast join (no shuffle of the table).
     """
     counts = (rows.groupBy("account_id").count()
               .withColumn("order", F.xxhash64("account_id")).toPandas()
               .sort_values(["order", "account_id"], kind="stable"))
     chosen = counts[counts["count"].cumsum() <= cap]
-    if chosen.empty:
-        return rows.limit(0), 0
-    keep = rows.sparkSession.createDataFrame(chosen[["account_id"]])
-    return rows.join(F.broadcast(keep), on="account_id", how="left_semi"), int(chosen["count"].sum())
+    keep = rows.sparkSession.createDataFrame(chosen[["account_id"]].assign(flag=True),
+                                             schema=f"account_id string, {flag} boolean")
+    return table.join(F.broadcast(keep), on="account_id", how="left"), int(chosen["count"].sum())
 
 
-def _pick(rows: DataFrame, pick: Pick, total: int, fraud: int) -> tuple[DataFrame | None, int]:
-    """One task's rows as a lazy frame (None when it reads no clean rows) and how many they are."""
+def _pick(rows: DataFrame, pick: Pick, total: int, fraud: int, flag: str) -> tuple[Column | None, int]:
+    """One task's rows as a condition on a row of ``rows`` (None: it reads no clean rows), and their count."""
     if pick.kind == "none":
         return None, 0
     if not pick.cap or total <= pick.cap:
-        return rows, total
+        return F.lit(True), total
     if pick.kind == "latest":
-        return rows.orderBy(*_LATEST).limit(pick.cap), pick.cap
+        return _at_or_after(rows, pick.cap), pick.cap
     if pick.kind == "latest_keep_fraud":
         wanted = min(max(pick.cap - fraud, 0), total - fraud)
-        others = rows.filter(~_flagged()).orderBy(*_LATEST).limit(wanted)
-        return rows.filter(_flagged()).unionByName(others), fraud + wanted
+        return _flagged() | (~_flagged() & _at_or_after(rows.filter(~_flagged()), wanted)), fraud + wanted
     if pick.kind == "accounts":
-        return _whole_accounts(rows, pick.cap)
+        return F.coalesce(F.col(flag), F.lit(False)), 0  # its column and count: _whole_accounts
     raise ValueError(f"unknown sample kind {pick.kind!r}")
 
 
@@ -161,14 +180,16 @@ def training_sample(spark: SparkSession, data_dir: str | Path, picks: Mapping[st
     rows = _expenses(clean).persist()  # counted, aggregated, then picked from: read once
     try:
         facts, fraud = _facts(rows, labels)
-        frames = {task: _pick(rows, pick, facts.rows, fraud) for task, pick in picks.items()}
-        chosen = [frame for frame, _ in frames.values() if frame is not None]
-        picked = {task: n for task, (_, n) in frames.items()}
-        if chosen:
-            union = reduce(DataFrame.unionByName, chosen).dropDuplicates(["transaction_id"])
-            sample = spark_tables.as_clean_frame(union.toPandas(), names)
-        else:
-            sample = spark_tables.as_clean_frame(clean.limit(0).toPandas(), names)
+        flags = {task: f"_accounts_{i}" for i, task in enumerate(picks)}
+        tests = {task: _pick(rows, pick, facts.rows, fraud, flags[task]) for task, pick in picks.items()}
+        picked = {task: n for task, (_, n) in tests.items()}
+        table = rows
+        for task, pick in picks.items():
+            if pick.kind == "accounts" and pick.cap and facts.rows > pick.cap:
+                table, picked[task] = _whole_accounts(table, rows, pick.cap, flags[task])
+        conditions = [test for test, _ in tests.values() if test is not None]
+        chosen = table.filter(reduce(lambda a, b: a | b, conditions, F.lit(False))).select(*names)
+        sample = spark_tables.as_clean_frame(chosen.toPandas(), names)
     finally:
         rows.unpersist()
     return TrainingSample(clean=sample, data_hash=spark_tables.data_hash(clean), facts=facts,
