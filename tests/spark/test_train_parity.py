@@ -1,8 +1,8 @@
 """``titans train --engine spark`` trains what pandas trains, from a sample picked in Spark.
 
 The generated export is ingested and its features built once (pandas engine). ``train`` then runs
-on that home once per engine: under every cap the Spark sample is every expense, so the category
-and anomaly holdout metrics must be identical, and the lineage hash the same. With small caps the
+on that home once per engine: under every cap the Spark sample is every expense, so the category,
+anomaly and recommend holdout metrics must be identical, and the lineage hash the same. With small caps the
 sample is compared with what the pandas recipe (``titans.models.recipe.latest_expenses``) picks:
 anomaly keeps every row labelled fraud plus the latest others, category the latest rows, recommend
 whole accounts, and the collected frame is smaller than the table (nothing collects it whole).
@@ -28,7 +28,7 @@ from titans.train import data_hash, train
 
 SMALL = {"n_estimators": 30, "cv_folds": 2, "register": False, "category_candidates": ("logreg_c10",),
          "serve_baselines": False}
-TASKS = ["category", "anomaly"]
+TASKS = ["category", "anomaly", "recommend"]
 
 
 @contextlib.contextmanager
