@@ -12,6 +12,11 @@ folder, registered and gated, and only a version the gate passes is swapped into
 ``<models>/<task>`` (``titans.publish``); a rejected one is kept in ``<models>/_candidates``
 for inspection and the served folder stays as it was. Training refuses a feature store that
 was built from another clean table (its build record's ``data_hash``).
+
+Engines (``titans.engines``): with pandas (the default) the whole clean table is read into this
+process. With Spark the table is hashed, checked and sampled in Spark and only the rows the tasks'
+training sets take under their caps reach this process (``titans.models.spark_sample`` says which
+and why the caps stand where they do); the models are fitted here either way.
 """
 
 from __future__ import annotations
@@ -29,10 +34,12 @@ import pandas as pd
 
 from titans import home_lock, model_dir, registry, tasks
 from titans.data.ingest import read_clean
+from titans.engines import engine_name
 from titans.errors import UserError
-from titans.features.build import build_from_clean, read_build_record
+from titans.features.build import build_from_clean, build_with_spark, read_build_record
 from titans.features.store import FeatureClient
 from titans.models import report
+from titans.models.common import ExpenseFacts
 from titans.models.recipe import TrainConfig
 from titans.monitoring import reference
 from titans.publish import publish_trained
@@ -41,7 +48,7 @@ from titans.tasks import readiness
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "check_feature_build", "data_hash", "train", "train_task"]
+__all__ = ["TrainConfig", "check_feature_build", "data_hash", "task_cap", "train", "train_task"]
 
 
 def data_hash(clean: pd.DataFrame) -> str:
@@ -62,23 +69,33 @@ def check_feature_build(client: Any, clean_hash: str) -> None:
                         "on this data (or `titans train --build-features`)")
 
 
+def task_cap(spec: tasks.Task, cfg: TrainConfig) -> int:
+    """The most rows ``spec`` trains on: the lower of the run's cap and the task's own (0: no cap)."""
+    return min(filter(None, (cfg.max_train_rows, cfg.task_max_rows.get(spec.name, spec.max_train_rows))), default=0)
+
+
 def train_task(task: str, clean: pd.DataFrame, client: Any, cfg: TrainConfig,
-               stage_dir: Path | None = None) -> dict[str, Any]:
+               stage_dir: Path | None = None, *, clean_hash: str | None = None,
+               facts: ExpenseFacts | None = None) -> dict[str, Any]:
     """Train, evaluate, save and (optionally) register one task; returns its CLI summary.
 
     The model folder is written to ``stage_dir/<task>`` when given (``train`` publishes it
     after the gate), else to ``<out_dir>/<task>`` (the pipeline's Model artifact). The task's
     declaration (``titans.tasks``) supplies its training set and its recipe.
+
+    ``clean`` is the whole clean table, or (Spark engine) a sample holding every row the task's
+    training set takes; then ``clean_hash`` and ``facts`` are the whole table's hash and readiness facts,
+    which a sample cannot give.
     """
     spec = tasks.get(task)
     started = time.perf_counter()
     out_dir = Path(cfg.out_dir) if cfg.out_dir else load_settings().models_dir
     plot_dir = out_dir / "_reports" / task
-    clean_hash = data_hash(clean)
+    clean_hash = clean_hash or data_hash(clean)
     check_feature_build(client, clean_hash)
-    cap = min(filter(None, (cfg.max_train_rows, cfg.task_max_rows.get(task, spec.max_train_rows))), default=0)
+    cap = task_cap(spec, cfg)
     # A task the data cannot support is skipped with its reason; the run goes on with the others.
-    reason = readiness.unmet(spec.requirements, clean)
+    reason = readiness.unmet(spec.requirements, clean if facts is None else facts)
     cfg = replace(cfg, calibration_ece_max=registry.GateConfig.load(cfg.gate_config).calibration_ece_max)
     if reason is None:
         try:
@@ -184,18 +201,31 @@ def _model_params(described: dict[str, Any]) -> dict[str, Any]:
 
 
 def train(task_names: list[str] | tuple[str, ...], data_dir: str | Path,
-          cfg: TrainConfig | None = None) -> dict[str, Any]:
-    """``titans train``: read the clean table, get training sets from Feast, train each task."""
+          cfg: TrainConfig | None = None, engine: str | None = None,
+          spark_master: str | None = None) -> dict[str, Any]:
+    """``titans train``: read the clean table, get training sets from Feast, train each task.
+
+    ``engine`` (the argument, ``TITANS_ENGINE``, else pandas): who reads the clean table. Spark
+    (``spark_master``: its master) hands this process only the tasks' sample (module docstring).
+    """
     cfg = cfg or TrainConfig()
+    chosen = engine_name(engine)
     for name in task_names:
         tasks.get(name)  # a UserError naming the known tasks
     data_dir = Path(data_dir).expanduser()
     with home_lock.hold(home_lock.command_line()):
         if not data_dir.is_dir():
             raise UserError(f"data directory not found: {data_dir} (run `titans data ingest` first)")
-        clean = read_clean(data_dir)
-        if cfg.build_features:
-            build_from_clean(clean, repo=cfg.feature_repo)
+        facts: ExpenseFacts | None = None
+        if chosen == "spark":
+            if cfg.build_features:
+                build_with_spark(data_dir, repo=cfg.feature_repo, master=spark_master)
+            clean, clean_hash, facts = _spark_sample(task_names, data_dir, cfg, spark_master)
+        else:
+            clean = read_clean(data_dir)
+            if cfg.build_features:
+                build_from_clean(clean, repo=cfg.feature_repo)
+            clean_hash = data_hash(clean)
         client = FeatureClient(cfg.feature_repo)
         started = time.perf_counter()
         models = Path(cfg.out_dir) if cfg.out_dir else load_settings().models_dir
@@ -205,9 +235,28 @@ def train(task_names: list[str] | tuple[str, ...], data_dir: str | Path,
         try:
             for name in task_names:
                 summary = train_task(name, clean, client, replace(cfg, out_dir=models, data_dir=data_dir),
-                                     stage_dir=staging)
+                                     stage_dir=staging, clean_hash=clean_hash, facts=facts)
                 results[name] = summary | publish_trained(summary, models)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    return {"data_dir": str(data_dir), "data_hash": data_hash(clean), "tasks": results,
+    return {"data_dir": str(data_dir), "data_hash": clean_hash, "engine": chosen, "tasks": results,
             "seconds": round(time.perf_counter() - started, 2)}
+
+
+def _spark_sample(task_names: list[str] | tuple[str, ...], data_dir: Path, cfg: TrainConfig,
+                  master: str | None) -> tuple[pd.DataFrame, str, ExpenseFacts]:
+    """The tasks' sample of the clean table, the whole table's hash and readiness facts, from Spark.
+
+    The imports are here: pyspark is optional, and a pandas run never loads it.
+    """
+    from titans.engines import spark_session
+    from titans.models import spark_sample
+
+    started = time.perf_counter()
+    specs = [tasks.get(name) for name in task_names]
+    picks = {spec.name: spark_sample.Pick(spec.sample, task_cap(spec, cfg)) for spec in specs}
+    labels = [label for spec in specs for label in spec.requirements.labels]
+    got = spark_sample.training_sample(spark_session(master, app_name="titans-train"), data_dir, picks, labels)
+    log.info("train: %d of %d clean rows sampled in Spark (%s) in %.1f s", len(got.clean), got.rows,
+             ", ".join(f"{task} {n}" for task, n in got.picked.items()), time.perf_counter() - started)
+    return got.clean, got.data_hash, got.facts

@@ -13,6 +13,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from titans.engines import DEFAULT_ENGINE, DEFAULT_SPARK_MASTER, ENGINE_ENV, ENGINES, SPARK_MASTER_ENV
+
 
 def register(subparsers: Any) -> None:
     """Add ``train`` to the ``titans`` command line."""
@@ -29,6 +31,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--feature-repo", default=None, help="Feast repository (default TITANS_FEATURE_REPO)")
     p.add_argument("--build-features", action="store_true",
                    help="build the feature store from this data first (default: use the existing build)")
+    # choices: the names themselves; the default (None) lets TITANS_ENGINE decide (titans.engines.engine_name).
+    p.add_argument("--engine", choices=ENGINES, default=None,
+                   help="who reads the clean table: pandas (the whole table in this process) or spark (hashed, "
+                   f"checked and sampled in Spark; only the training rows come here); default ${ENGINE_ENV} "
+                   f"or {DEFAULT_ENGINE}")
+    p.add_argument("--spark-master", default=None,
+                   help=f"Spark master for --engine spark (default ${SPARK_MASTER_ENV} or {DEFAULT_SPARK_MASTER})")
     p.add_argument("--no-register", action="store_true", help="skip MLflow (model directories only)")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default MLFLOW_TRACKING_URI or sqlite)")
     p.add_argument("--gate-config", default=None, help="JSON file overriding the promotion gate")
@@ -55,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
         register=not args.no_register, build_features=args.build_features, tracking_uri=args.tracking_uri,
         gate_config=args.gate_config, out_dir=args.out, feature_repo=args.feature_repo,
     )
-    summary = train(chosen, args.data or load_settings().data_dir, cfg)
+    summary = train(chosen, args.data or load_settings().data_dir, cfg, engine=args.engine,
+                    spark_master=args.spark_master)
     if args.json:
         print_json(summary)
     else:

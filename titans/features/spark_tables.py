@@ -287,12 +287,36 @@ def _table_defs() -> dict[str, _Table]:
 # -- the lineage hash ---------------------------------------------------------------------------
 
 
+def clean_names(clean: DataFrame) -> list[str]:
+    """The clean table's own columns in their order (the hive partition columns Spark adds left out)."""
+    return [c for c in clean.columns if c in data_schema.CLEAN_COLUMNS]
+
+
+def _clean_schema(names: list[str]) -> pa.Schema:
+    fields = {f.name: f for f in CLEAN_SCHEMA}
+    return pa.schema([fields[n] for n in names])
+
+
+def as_clean_frame(rows: pd.DataFrame, names: list[str], arrow_schema: pa.Schema | None = None) -> pd.DataFrame:
+    """Rows Spark handed over (``date`` as ns longs) as ``titans.data.ingest.read_clean`` returns them.
+
+    The same dtypes, column order and sort (date, then id): a frame both engines read trains the
+    same models and hashes to the same ``data_hash``.
+    """
+    frame = rows[names].assign(date=pd.to_datetime(rows["date"].to_numpy("int64"), unit="ns"))
+    table = pa.Table.from_pandas(frame, schema=arrow_schema or _clean_schema(names), preserve_index=False)
+    frame = table.sort_by([("date", "ascending"), ("transaction_id", "ascending")]).to_pandas()
+    frame["is_fraud"] = frame["is_fraud"].astype("Int8")
+    return frame
+
+
 def _row_hashes(names: list[str], arrow_schema: pa.Schema, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-    """Each chunk's per-row ``hash_pandas_object`` bytes, the chunk's rows converted as ``read_clean`` does."""
+    """Each chunk's per-row ``hash_pandas_object`` bytes, the chunk's rows converted as ``read_clean`` does.
+
+    The chunks arrive in (date, id) order, so ``as_clean_frame``'s sort keeps each chunk's order.
+    """
     for chunk in batches:
-        frame = chunk[names].assign(date=pd.to_datetime(chunk["date"].to_numpy("int64"), unit="ns"))
-        frame = pa.Table.from_pandas(frame, schema=arrow_schema, preserve_index=False).to_pandas()
-        frame["is_fraud"] = frame["is_fraud"].astype("Int8")
+        frame = as_clean_frame(chunk, names, arrow_schema)
         hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
         yield pd.DataFrame({"bytes": [hashes.tobytes()]})
 
@@ -305,9 +329,8 @@ def data_hash(clean: DataFrame) -> str:
     (date, then id), so the rows are sorted in Spark, each chunk's row hashes are computed in the
     workers, and the driver streams only those 8 bytes a row, partition after partition, into sha256.
     """
-    names = [c for c in clean.columns if c in data_schema.CLEAN_COLUMNS]
-    fields = {f.name: f for f in CLEAN_SCHEMA}
-    arrow_schema = pa.schema([fields[n] for n in names])
+    names = clean_names(clean)
+    arrow_schema = _clean_schema(names)
     ordered = clean.select(*names).orderBy("date", "transaction_id")
     def hashes(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         return _row_hashes(names, arrow_schema, batches)
@@ -385,5 +408,5 @@ def write_offline_tables(spark: SparkSession, data_dir: str | Path, offline_uri:
     return SparkBuild(as_of=g.as_of, input_rows=rows, data_hash=data_hash(clean), tables=stats)
 
 
-__all__ = ["Globals", "SparkBuild", "TableStats", "data_hash", "offline_tables", "read_clean", "table_globals",
-           "write_offline_tables", "write_table"]
+__all__ = ["Globals", "SparkBuild", "TableStats", "as_clean_frame", "clean_names", "data_hash", "offline_tables",
+           "read_clean", "table_globals", "write_offline_tables", "write_table"]

@@ -386,8 +386,11 @@ class AnomalyModel:
 
 # ------------------------------------------------------------------------------ training recipe
 def training_frame(clean: pd.DataFrame, client: Any, max_rows: int = 0, test_fraction: float = 0.2) -> pd.DataFrame:
-    """The expenses with the stored features of ``anomaly_service`` (latest ``max_rows``)."""
-    return expense_training_set("anomaly", SERVICE, clean, client, max_rows, test_fraction)
+    """The expenses with the stored features of ``anomaly_service``: every labelled fraud, the latest others.
+
+    Stratified under the cap (``recipe.latest_expenses``): the classifier keeps every positive.
+    """
+    return expense_training_set("anomaly", SERVICE, clean, client, max_rows, test_fraction, keep_fraud=True)
 
 
 def train(ts: pd.DataFrame, cfg: TrainConfig, plot_dir: Path) -> Trained:

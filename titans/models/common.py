@@ -11,6 +11,7 @@ the same numbers and gives absent history columns one documented default: the va
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -140,6 +141,42 @@ def expenses(clean: pd.DataFrame) -> pd.DataFrame:
     if _ordered_by_date_and_id(rows):  # the clean table's contract (read_clean): no second sort
         return rows.reset_index(drop=True)
     return rows.sort_values(["date", "transaction_id"], kind="stable").reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class ExpenseFacts:
+    """What the readiness checks (``titans.tasks.readiness``) read from the expenses of a clean table.
+
+    Why a value of its own: the Spark engine computes these over the whole table in the cluster and
+    hands training only a sample of the rows (``titans.models.spark_sample``); a task must be judged
+    ready or not on the whole table, whichever engine read it, so both engines produce these facts.
+    ``filled``: the asked-for label columns present with at least one value that is not blank.
+    """
+
+    rows: int
+    accounts: int
+    first: pd.Timestamp | None  # the earliest expense's date (naive), None without expenses
+    last: pd.Timestamp | None
+    filled: frozenset[str]
+
+    @property
+    def days(self) -> int:
+        """Whole days between the first and the last expense (0 without expenses)."""
+        return int((self.last - self.first).days) if self.first is not None and self.last is not None else 0
+
+
+def expense_facts(clean: pd.DataFrame, labels: Iterable[str] = ()) -> ExpenseFacts:
+    """``ExpenseFacts`` of a clean table in this process (the pandas engine's way)."""
+    rows = expenses(clean)
+    dates = pd.to_datetime(rows["date"]) if len(rows) else pd.Series(dtype="datetime64[ns]")
+    # A label is missing when absent, all null, or all blank text (a null reads as text here, as before).
+    filled = frozenset(label for label in labels if label in rows and not rows[label].isna().all()
+                       and not (rows[label].astype(str).str.strip() == "").all())
+    return ExpenseFacts(
+        rows=int(len(rows)), accounts=int(rows["account_id"].nunique()) if "account_id" in rows else 0,
+        first=pd.Timestamp(dates.min()) if len(dates) else None, last=pd.Timestamp(dates.max()) if len(dates) else None,
+        filled=filled,
+    )
 
 
 def _ordered_by_date_and_id(rows: pd.DataFrame) -> bool:

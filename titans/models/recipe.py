@@ -94,18 +94,39 @@ def training_set(client: Any, service: str, rows: pd.DataFrame) -> pd.DataFrame:
     return result
 
 
+def latest_expenses(rows: pd.DataFrame, max_rows: int = 0, keep_fraud: bool = False) -> pd.DataFrame:
+    """The latest ``max_rows`` of ``expenses`` rows (by date, then id); all of them under the cap.
+
+    ``keep_fraud``: every row labelled fraud (``is_fraud == 1``) stays, and the latest other rows fill
+    the cap. Why: labelled fraud is rare (a few in a thousand) and the anomaly classifier learns from
+    every positive it is given; the latest-rows cap alone would drop the older ones. Rows not labelled
+    count as not fraud, so an export without labels gets the latest rows, as without the flag.
+    ``titans.models.spark_sample`` picks the same rows in Spark (its test compares the two).
+    """
+    if not max_rows or len(rows) <= max_rows:
+        return rows
+    ordered = rows.sort_values("date", kind="stable")  # expenses() runs by (date, id): the order stays
+    if keep_fraud and "is_fraud" in ordered:
+        flagged = pd.to_numeric(ordered["is_fraud"], errors="coerce").fillna(0).to_numpy() == 1
+        others = (~flagged).cumsum()  # 1..n over the rows not flagged, in time order
+        keep = flagged | (~flagged & (others > others[-1] - max(max_rows - int(flagged.sum()), 0)))
+        return ordered[keep]
+    return ordered.tail(max_rows)
+
+
 def expense_training_set(task: str, service: str, clean: pd.DataFrame, client: Any, max_rows: int = 0,
-                         test_fraction: float = 0.2) -> pd.DataFrame:
+                         test_fraction: float = 0.2, keep_fraud: bool = False) -> pd.DataFrame:
     """The training set of a transaction task: the latest ``max_rows`` expenses with their features.
 
     Why a cap: text models and boosted trees cost more than linearly in rows, and at a
     million transactions the most recent few hundred thousand carry the current vocabulary
-    and prices; the holdout is the latest 20% either way.
+    and prices; the holdout is the latest 20% either way. ``keep_fraud``: see ``latest_expenses``.
     """
     rows = expenses(clean)
     if len(rows) < MIN_EXPENSE_ROWS:
         raise UserError(f"{task}: need at least {MIN_EXPENSE_ROWS} expense rows, found {len(rows)}")
     if max_rows and len(rows) > max_rows:
-        log.info("%s: training on the latest %d of %d expenses", task, max_rows, len(rows))
-        rows = rows.sort_values("date", kind="stable").tail(max_rows)
+        log.info("%s: training on the latest %d of %d expenses%s", task, max_rows, len(rows),
+                 " (and every labelled fraud)" if keep_fraud else "")
+        rows = latest_expenses(rows, max_rows, keep_fraud)
     return training_set(client, service, rows)

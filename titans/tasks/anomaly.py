@@ -11,6 +11,7 @@ TASK = Task(
             Tensor("amount", "FP64")),
     outputs=(Tensor("anomaly_score", "FP64"), Tensor("risk_level", "BYTES"), Tensor("top_factors", "BYTES")),
     feature_service=anomaly.SERVICE,
+    sample="latest_keep_fraud",  # the classifier keeps every labelled positive (recipe.latest_expenses)
     training_frame=anomaly.training_frame,
     train=anomaly.train,
     primary_metric=("pr_auc", True),

@@ -31,6 +31,7 @@ TASK = Task(
     inputs=(Tensor("account_id", "BYTES", (1,)), Tensor("horizon_days", "INT32", (1,))),
     outputs=(Tensor("date", "BYTES"), *tensors("FP64", "net_amount", "lower_80", "upper_80", "lower_95", "upper_95")),
     feature_service=cashflow.SERVICE,
+    sample="none",  # the daily series comes from the feature store
     training_frame=cashflow.training_frame,
     train=cashflow.train,
     primary_metric=(cashflow.PRIMARY_METRIC, False),

@@ -28,6 +28,7 @@ TASK = Task(
     outputs=(Tensor("merchants", "BYTES", (-1, -1)), Tensor("scores", "FP64", (-1, -1)),
              Tensor("categories", "BYTES", (-1, -1))),
     feature_service=recommend.SERVICE,
+    sample="accounts",  # interaction_entities reads every purchase of the accounts it ranks for
     training_frame=recommend.training_frame,
     train=recommend_eval.train_recommend,
     primary_metric=("ndcg_at_10", True),

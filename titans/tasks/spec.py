@@ -25,6 +25,9 @@ import pandas as pd
 OBSERVED_SERIES = frozenset({"classes", "amounts", "anomaly_scores", "risk_levels", "confidence"})
 # How the canary analysis reads a task's prediction distribution.
 DISTRIBUTIONS = frozenset({"class", "histogram", "none"})
+# Which clean rows a task's ``training_frame`` reads, so a sample holding them trains the same model
+# (``Task.sample``, ``titans.models.spark_sample``).
+SAMPLES = frozenset({"latest", "latest_keep_fraud", "accounts", "none"})
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,11 @@ class Task:
     requirements: Requirements = Requirements()
     # Train on at most the latest this many rows (0: the run's own cap only), read off the learning curve.
     max_train_rows: int = 0
+    # Which clean rows ``training_frame`` reads under its cap, for the Spark engine to bring only those
+    # into this process (``titans.models.spark_sample``): "latest" (the latest expenses by date, then id),
+    # "latest_keep_fraud" (every labelled fraud, the latest others), "accounts" (whole accounts' expenses)
+    # or "none" (it reads the feature store, not the clean table).
+    sample: str = "latest"
     gate_minimum: Mapping[str, float] = field(default_factory=dict)
     gate_maximum: Mapping[str, float] = field(default_factory=dict)
     drift_output: str | None = None  # the output whose distribution the drift reference holds
@@ -175,6 +183,8 @@ class Task:
     def __post_init__(self) -> None:
         if self.distribution not in DISTRIBUTIONS:
             raise ValueError(f"task {self.name}: distribution {self.distribution!r} not in {sorted(DISTRIBUTIONS)}")
+        if self.sample not in SAMPLES:
+            raise ValueError(f"task {self.name}: sample {self.sample!r} not in {sorted(SAMPLES)}")
         unknown = {series for series, _ in self.serving.observed} - OBSERVED_SERIES
         if unknown:
             raise ValueError(f"task {self.name}: unknown observed series {sorted(unknown)}")
