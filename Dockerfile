@@ -69,7 +69,11 @@ COPY --from=build-spark /spark-site/lib/ /app/.venv/lib/
 COPY --from=build-spark /spark-site/spark-home /opt/spark
 COPY images/spark-entrypoint.sh /usr/local/bin/titans-spark-entrypoint
 COPY images/spark-main.py /app/spark/main.py
-ENV JAVA_HOME=/usr/lib/jvm/titans-jre \
+COPY images/spark-natives.py /tmp/spark-natives.py
+RUN /app/.venv/bin/python /tmp/spark-natives.py /opt/spark/jars /opt/spark/native && rm /tmp/spark-natives.py
+# Every JVM of the image (driver, executors) loads the codecs' native libraries from the image, never from /tmp.
+ENV JAVA_TOOL_OPTIONS="-Dorg.xerial.snappy.lib.path=/opt/spark/native -Dorg.xerial.snappy.lib.name=libsnappyjava.so -DZstdNativePath=/opt/spark/native/libzstd-jni.so" \
+    JAVA_HOME=/usr/lib/jvm/titans-jre \
     SPARK_HOME=/opt/spark \
     PYSPARK_PYTHON=/app/.venv/bin/python \
     PYSPARK_DRIVER_PYTHON=/app/.venv/bin/python

@@ -1,7 +1,7 @@
 """What a Spark data step says to the Kubernetes API: create, wait, stream the driver's log, delete.
 
 No cluster runs here, so the real ``kubernetes`` client talks to a loopback stand-in of the few endpoints
-it uses (``kube_api_double``), which scripts the operator's states and records every request; the recorded
+it uses (``spark_kube_double``), which scripts the operator's states and records every request; the recorded
 calls are then held to the chart's titans-spark-submitter Role. What a real operator, webhook and driver do
 with the application is not exercised here (see docs/deploying.md, "Data steps on Spark").
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from infra_helpers import Manifest, find
-from kube_api_double import KubeDouble, kube_api_double
+from spark_kube_double import KubeDouble, spark_kube_double
 
 from titans import spark_app
 from titans.errors import UserError
@@ -34,7 +34,7 @@ def api() -> Iterator[tuple[KubeDouble, Any, Any]]:
     from kubernetes import client
 
     double = KubeDouble(log_lines=["rows_in=120", "done"])
-    with kube_api_double(double):
+    with spark_kube_double(double):
         configuration = client.Configuration()
         configuration.host = double.host
         api_client = client.ApiClient(configuration)

@@ -230,11 +230,14 @@ def test_a_mounted_chart_config_is_picked_by_profile(tmp_path: Path, monkeypatch
 
     for name in FOREIGN_ENV:
         monkeypatch.delenv(name, raising=False)
+    # use_mounted_store writes os.environ itself: an empty value through monkeypatch first, so the variable is
+    # unset again after the test (a later test of this worker would otherwise open this mount's stub config).
+    monkeypatch.setenv(paths.STORE_YAML_ENV, "")
     mount = tmp_path / "mount"
     mount.mkdir()
     (mount / paths.DEFAULT_STORE_YAML).write_text("project: titans\n")
     assert paths.use_mounted_store(mount) == mount / paths.DEFAULT_STORE_YAML
-    monkeypatch.delenv(paths.STORE_YAML_ENV)
+    monkeypatch.setenv(paths.STORE_YAML_ENV, "")
     monkeypatch.setenv(paths.STORE_PROFILE_ENV, "spark")
     with pytest.raises(UserError, match="feast.spark.enabled"):
         paths.use_mounted_store(mount)

@@ -59,7 +59,7 @@ def _status(double: KubeDouble, key: tuple[str, str]) -> dict[str, Any]:
 
 
 @contextmanager
-def kube_api_double(double: KubeDouble) -> Iterator[KubeDouble]:
+def spark_kube_double(double: KubeDouble) -> Iterator[KubeDouble]:
     """Serve ``double`` on 127.0.0.1 (a free port) for the block; ``double.host`` is its URL."""
     lock = threading.Lock()
 
