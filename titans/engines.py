@@ -60,6 +60,13 @@ def spark_available() -> str | None:
     return None
 
 
+def spark_read_path(path: str | os.PathLike[str]) -> str:
+    """A local path as Spark's readers take it literally: Hadoop reads ``[ ] { } * ?`` in a path as a glob
+    (a home named ``spark-local[1]`` matched nothing), so they are escaped."""
+    text = os.fspath(path)
+    return "".join("\\" + c if c in "[]{}*?\\" else c for c in text)
+
+
 def use_this_python() -> None:
     """Make Spark's Python workers (and a driver it launches) run this interpreter, unless one is exported.
 

@@ -78,7 +78,8 @@ def test_spark_ingest_equals_pandas(spark, spark_master: str, generated_export: 
     second = tmp_path / "later.csv"
     second.write_text("\n".join([lines[0], *lines[-500:], REPEATED.replace("2024-03-07", "2024-03-09")]) + "\n")
 
-    pandas_out, spark_out = tmp_path / "pandas", tmp_path / "spark"
+    # Brackets in the path: Hadoop would read them as a glob unless escaped (titans.engines.spark_read_path).
+    pandas_out, spark_out = tmp_path / "pandas", tmp_path / "spark-local[2]"
     summary = ingest([first, second], pandas_out)
     spark_summary = ingest_spark([first, second], spark_out, master=spark_master)
     assert spark_summary["rows_quarantined"] == summary["rows_quarantined"] >= len(DEFECTS)

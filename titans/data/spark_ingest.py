@@ -44,7 +44,7 @@ from titans.data import conventions, ingest, schema
 from titans.data.layout import Layout
 from titans.data.line_blocks import as_records, count_lines, line_blocks, owned_range
 from titans.data.sources import CHUNK_ROWS, Source, decide_conventions, decide_from_counts
-from titans.engines import spark_session
+from titans.engines import spark_read_path, spark_session
 from titans.errors import UserError
 
 RANGE_BYTES_ENV = "TITANS_SPARK_RANGE_BYTES"
@@ -233,14 +233,14 @@ def _identify_and_write(spark: Any, work: Path, out: Path, staging: Path, run_id
     from pyspark.sql import functions as F
     from pyspark.sql.types import BinaryType, BooleanType, StringType, StructField, StructType
 
-    valid = spark.read.parquet(str(work / "valid"))
+    valid = spark.read.parquet(spark_read_path(work / "valid"))
     valid = valid.withColumn("_occurrence", F.row_number().over(
         Window.partitionBy("_input", "_key").orderBy("_line")) - 1)
     ided = valid.mapInPandas(_with_ids, StructType([*valid.schema.fields,
                                                     StructField("transaction_id", StringType())]))
     clean_dir = out / "clean"
     if clean_dir.exists() and any(clean_dir.rglob("*.parquet")):
-        stored = (spark.read.parquet(str(clean_dir)).select("transaction_id").distinct()
+        stored = (spark.read.parquet(spark_read_path(clean_dir)).select("transaction_id").distinct()
                   .withColumn("_stored", F.lit(True)))
         ided = ided.join(stored, "transaction_id", "left")
     else:

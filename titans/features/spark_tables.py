@@ -60,6 +60,7 @@ from pyspark.sql import types as T  # noqa: N812
 
 from titans.data import schema as data_schema
 from titans.data.ingest import CLEAN_SCHEMA
+from titans.engines import spark_read_path
 from titans.errors import UserError
 from titans.features import history, spec
 
@@ -112,7 +113,7 @@ def read_clean(spark: SparkSession, data_dir: str | Path) -> DataFrame:
     clean_dir = Path(data_dir) / "clean"
     if not clean_dir.exists() or not any(clean_dir.rglob("*.parquet")):
         raise UserError(f"{clean_dir}: no clean table; run `titans data ingest` first")
-    frame = spark.read.parquet(clean_dir.resolve().as_uri())
+    frame = spark.read.parquet(spark_read_path(clean_dir.resolve()))
     date_type = frame.schema["date"].dataType
     if isinstance(date_type, T.TimestampType | T.TimestampNTZType):
         frame = frame.withColumn("date", F.unix_micros(F.col("date").cast(T.TimestampType())) * 1000)
