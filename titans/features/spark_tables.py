@@ -351,9 +351,10 @@ def _fs(uri: str) -> tuple[pafs.FileSystem, str]:
 
 
 def _spark_uri(uri: str) -> str:
-    """The URI Spark's Hadoop filesystems take for ``uri`` (pyarrow's s3:// is Hadoop's s3a://)."""
+    """The URI Spark's Hadoop filesystems take for ``uri`` (pyarrow's s3:// is Hadoop's s3a://); a local path as
+    a plain path: a file URI percent-encodes ``[`` and Hadoop's writer then creates ``%5B`` literally."""
     if "://" not in uri:
-        return Path(uri).resolve().as_uri()
+        return str(Path(uri).resolve())
     return "s3a://" + uri[len("s3://"):] if uri.startswith("s3://") else uri
 
 
