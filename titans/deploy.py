@@ -75,7 +75,7 @@ class KubernetesError(UserError):
     """The Kubernetes API refused a call or could not be reached: configuration, not a bug."""
 
 
-def _kube(what: str, call: Any, *args: Any) -> Any:
+def kube_call(what: str, call: Any, *args: Any) -> Any:
     """Run one API call; refusals and connection failures become one clear ``KubernetesError``."""
     # Here, not at the top: the Kubernetes client (and urllib3) take ~0.5 s, which every `titans` command would pay.
     import urllib3
@@ -333,7 +333,7 @@ def token_configuration(token_dir: Path) -> Any:
 def get_inference_service(api: Any, namespace: str, name: str) -> dict[str, Any] | None:
     """The live object, or None when it does not exist."""
     try:
-        return _kube(
+        return kube_call(
             f"read {namespace}/{name}", api.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
         )
     except KubernetesError as exc:
@@ -344,7 +344,7 @@ def get_inference_service(api: Any, namespace: str, name: str) -> dict[str, Any]
 
 def patch_inference_service(api: Any, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
     """Send one JSON merge patch (the client sets ``application/merge-patch+json``)."""
-    return _kube(
+    return kube_call(
         f"patch {namespace}/{name}", api.patch_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name, body
     )
 
@@ -491,7 +491,7 @@ def apply_inference_service(
         )
     if existing is None:
         manifest = render_inference_service(model_name, model_version, namespace=namespace, storage_uri=storage_uri)
-        _kube(
+        kube_call(
             f"create {namespace}/{model_name}",
             api.create_namespaced_custom_object,
             GROUP,

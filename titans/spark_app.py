@@ -32,7 +32,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TextIO
 
-from titans.deploy import KubernetesError, _kube, token_configuration
+from titans.deploy import KubernetesError, kube_call, token_configuration
 from titans.errors import UserError
 from titans.spark_driver import OUTPUT_ENV
 from titans.step_wiring import (
@@ -260,7 +260,7 @@ def _is_missing(exc: KubernetesError) -> bool:
 def get_application(custom: Any, namespace: str, name: str) -> dict[str, Any] | None:
     """The live application, or None when it does not exist."""
     try:
-        return _kube(f"read SparkApplication {namespace}/{name}", custom.get_namespaced_custom_object,
+        return kube_call(f"read SparkApplication {namespace}/{name}", custom.get_namespaced_custom_object,
                      GROUP, VERSION, namespace, PLURAL, name)
     except KubernetesError as exc:
         if _is_missing(exc):
@@ -271,7 +271,7 @@ def get_application(custom: Any, namespace: str, name: str) -> dict[str, Any] | 
 def delete_application(custom: Any, namespace: str, name: str) -> bool:
     """Delete one application (its driver and executors go with it); False when it was already gone."""
     try:
-        _kube(f"delete SparkApplication {namespace}/{name}", custom.delete_namespaced_custom_object,
+        kube_call(f"delete SparkApplication {namespace}/{name}", custom.delete_namespaced_custom_object,
               GROUP, VERSION, namespace, PLURAL, name)
     except KubernetesError as exc:
         if _is_missing(exc):
@@ -283,7 +283,7 @@ def delete_application(custom: Any, namespace: str, name: str) -> bool:
 def delete_run_applications(custom: Any, namespace: str, run_id: str) -> list[str]:
     """Delete every application labelled with this KFP run: what the exit handler runs, whatever the steps left."""
     selector = f"{RUN_LABEL}={label_value(run_id)}"
-    found = _kube(f"list SparkApplications of run {run_id} in {namespace}",
+    found = kube_call(f"list SparkApplications of run {run_id} in {namespace}",
                   lambda: custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
                                                                label_selector=selector))
     names = [item["metadata"]["name"] for item in found.get("items", [])
@@ -294,7 +294,7 @@ def delete_run_applications(custom: Any, namespace: str, run_id: str) -> list[st
 def _pod_phase(core: Any, namespace: str, pod: str) -> str:
     """The driver pod's phase, or "" while it does not exist (yet, or any more)."""
     try:
-        found = _kube(f"read pod {namespace}/{pod}", core.read_namespaced_pod, pod, namespace)
+        found = kube_call(f"read pod {namespace}/{pod}", core.read_namespaced_pod, pod, namespace)
     except KubernetesError as exc:
         if _is_missing(exc):
             return ""
@@ -323,7 +323,7 @@ def stream_driver_log(core: Any, namespace: str, pod: str, log: TextIO, deadline
     if _pod_phase(core, namespace, pod) in ("", "Pending"):
         return False
     try:
-        response = _kube(f"follow the log of {namespace}/{pod}", lambda: core.read_namespaced_pod_log(
+        response = kube_call(f"follow the log of {namespace}/{pod}", lambda: core.read_namespaced_pod_log(
             pod, namespace, follow=True, _preload_content=False,
             _request_timeout=max(1.0, deadline - time.monotonic())))
     except KubernetesError as exc:
@@ -378,7 +378,7 @@ def run_application(custom: Any, core: Any, manifest: dict[str, Any], timeout_se
     namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
     validate_names(manifest)
     try:
-        _kube(f"create SparkApplication {namespace}/{name}", custom.create_namespaced_custom_object,
+        kube_call(f"create SparkApplication {namespace}/{name}", custom.create_namespaced_custom_object,
               GROUP, VERSION, namespace, PLURAL, manifest)
     except KubernetesError as exc:
         if getattr(exc.__cause__, "status", None) in (401, 403):

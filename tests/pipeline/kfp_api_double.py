@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from json_reply import reply_json
+
 RESPONSES = {
     ("POST", "/apis/v2beta1/experiments"): {"experiment_id": "exp-1", "display_name": "titans"},
     ("GET", "/apis/v2beta1/experiments"): {"experiments": []},
@@ -40,12 +42,7 @@ def kfp_api_double(run_states: dict[str, str] | None = None,
 
     class Handler(BaseHTTPRequestHandler):
         def _reply(self, status: int, payload: dict[str, Any]) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            reply_json(self, status, payload)
 
         def _answer(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
