@@ -41,7 +41,7 @@ def main() -> None:
                         help="build features only up to this size (the pandas build holds every row in memory)")
     args = parser.parse_args()
     titans = [sys.executable, "-m", "titans.cli"]
-    results = _load()
+    results = load_results()
     for rows in args.rows:
         with tempfile.TemporaryDirectory() as tmp:
             export = Path(tmp) / "export.csv"
@@ -64,7 +64,7 @@ def main() -> None:
                     built.pop("stdout")
                     results[f"{rows}-features-{name}"] = _entry(rows, "features", name, cores, clean, csv_mb, built)
                     print(json.dumps(results[f"{rows}-features-{name}"]), flush=True)
-                _write(results)
+                write_results(results)
 
 
 def _entry(rows: int, step: str, engine: str, cores: int, clean: int, csv_mb: float, measured: dict) -> dict:
@@ -73,25 +73,49 @@ def _entry(rows: int, step: str, engine: str, cores: int, clean: int, csv_mb: fl
             "load": machine_load()}
 
 
-def _load() -> dict:
+def load_results() -> dict:
+    """``spark.json`` as it is (the data-plane entries and ``bench_pit``'s ``pit`` section), or nothing yet."""
     try:
         return json.loads((RESULTS / "spark.json").read_text())
     except (OSError, ValueError):
         return {}
 
 
-def _write(results: dict) -> None:
-    """The JSON, and the Markdown table with each Spark run's speedup of two task slots over one."""
+def write_results(results: dict) -> None:
+    """The JSON, and the Markdown: the data-plane table, with each Spark run's speedup of two task slots over
+    one, then the point-in-time join's table. Why one writer for both benchmarks: each keeps the other's
+    section of the same two files."""
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "spark.json").write_text(json.dumps(results, indent=2) + "\n")
+    data_plane = {key: r for key, r in results.items() if key != "pit"}
     lines = ["| rows | step | engine | wall s | clean rows/s/core | peak tree RSS MiB | 2 slots vs 1 (ideal 2.0) |",
              "|---:|---|---|---:|---:|---:|---:|"]
-    for key, r in sorted(results.items(), key=lambda kv: (kv[1]["rows"], kv[1]["step"], kv[1]["engine"])):
-        one = results.get(key.replace("local[2]", "local[1]")) if r["engine"] == "spark-local[2]" else None
+    for key, r in sorted(data_plane.items(), key=lambda kv: (kv[1]["rows"], kv[1]["step"], kv[1]["engine"])):
+        one = data_plane.get(key.replace("local[2]", "local[1]")) if r["engine"] == "spark-local[2]" else None
         speedup = f"{one['wall_s'] / r['wall_s']:.2f}" if one else ""
         lines.append(f"| {r['rows']} | {r['step']} | {r['engine']} | {r['wall_s']} | {r['clean_rows_per_s_per_core']} "
                      f"| {r['peak_tree_rss_mib']} | {speedup} |")
-    (RESULTS / "spark.md").write_text("# Data plane on pandas and on Spark\n\n" + "\n".join(lines) + "\n")
+    (RESULTS / "spark.md").write_text("# Data plane on pandas and on Spark\n\n" + "\n".join(lines) + "\n"
+                                      + _pit_markdown(results.get("pit", {})))
+
+
+def _pit_markdown(pit: dict) -> str:
+    """``bench_pit``'s section: per entity-row count and engine, the join's rate, the process, the cells."""
+    if not pit:
+        return ""
+    lines = ["", "## Point-in-time join (training sets): duckdb against Spark (`bench/bench_pit.py`)", "",
+             "The join alone is timed after the store is open and Spark's session started; the process wall time",
+             "includes both (and the interpreter's imports). Mismatching cells: against duckdb's training set, every",
+             "cell, floats to 1e-9, sorted by transaction id and timestamp.", "",
+             "| entity rows | service | engine | join s | entity rows/s | process wall s | entity rows/s (process) "
+             "| peak tree RSS MiB | mismatching cells / cells |",
+             "|---:|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in sorted(pit.values(), key=lambda r: (r["entity_rows"], r["service"], r["engine"])):
+        lines.append(f"| {r['entity_rows']} | {r['service']} | {r['engine']} | {r['join_s']} "
+                     f"| {r['entity_rows_per_s']} | {r['wall_s']} | {r['entity_rows_per_s_process']} "
+                     f"| {r['peak_tree_rss_mib']} "
+                     f"| {r.get('mismatching_cells', '')} / {r.get('cells', '')} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
