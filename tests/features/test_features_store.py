@@ -118,8 +118,12 @@ def test_in_memory_as_of_join_equals_feasts(hand_store: dict, hand_clean: pd.Dat
                      ignore_index=True).sample(frac=1.0, random_state=5)
     rows["event_timestamp"] = rows["date"]
     feast = client.stored_history(service, rows)
-    for _ in range(2):  # the second call answers from the tables the first one read
+    for _ in range(2):  # the second call answers from the tables the first one read (and the first call's join)
         pd.testing.assert_frame_equal(client.stored_history_in_memory(service, rows), feast)
+    # The same keys a day later, right after: a view's last join is reused only for the same keys and timestamps.
+    later = rows.assign(event_timestamp=rows["event_timestamp"] + pd.Timedelta(days=1))
+    pd.testing.assert_frame_equal(client.stored_history_in_memory(service, later),
+                                  client.stored_history(service, later))
     assert feast.nunique().max() > 1  # the rows do not all get the same values
 
 

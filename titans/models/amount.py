@@ -528,12 +528,19 @@ class AmountFast:
                 todo.setdefault(key[1], []).append(i)
             else:
                 text_prior[i], support[i], best_sim[i] = hit
+        # The TF-IDF rows of every new text of a known category in one block per vectorizer (a batch's new
+        # texts spread over many small categories; text by text they cost ~3x more), sliced per category.
+        known = self.prior.category_pairs()
+        texts = [uniq[i][0] for cat, positions in todo.items() if cat in known for i in positions]
+        union = sp.hstack([v.block(texts) for v in self.vectors], format="csr") if texts else None
+        start = 0
         for cat, positions in todo.items():
             # Similarities only against the pairs of the row's own category: the same products
             # summed in the same order as the full matrix product, ~20x less work.
-            texts = [uniq[i][0] for i in positions]
-            vectors = (sp.hstack([v.matrix(texts) for v in self.vectors], format="csr")
-                       if cat in self.prior.category_pairs() else None)
+            vectors = None
+            if cat in known:
+                assert union is not None
+                vectors, start = union[start:start + len(positions)], start + len(positions)
             found = self.prior.category_priors(cat, vectors, len(positions))
             for row, i in enumerate(positions):
                 text_prior[i], support[i], best_sim[i] = (float(v[row]) for v in found)
