@@ -6,5 +6,10 @@
 - ``build``: ``titans features build`` (tables -> apply -> materialize).
 - ``store``: ``FeatureClient`` (training sets and online features).
 
-Heavy libraries (feast, pyarrow) are imported by ``build`` and ``store`` only.
+Heavy libraries (feast, pyarrow) are imported by ``build`` and ``store`` only; Feast's typeguard decorators are
+made no-ops here, before any of them imports Feast (``feast_import``: ~6 s of every cold process).
 """
+
+from titans.features.feast_import import skip_feast_typechecks
+
+skip_feast_typechecks()
