@@ -3,7 +3,8 @@
 Why parse kfp.local's own step lines: they are what a person sees during ``make run``, and
 they time each step in its own subprocess. Peak RSS is the largest single process in the run
 (``RUSAGE_CHILDREN`` of a wrapper whose only descendants are the run's processes).
-Results go to ``bench/results/pipeline-<rows>.json`` and ``.md``.
+Results go to ``bench/results/pipeline-<rows>.json`` and ``.md`` (``pipeline-<rows>-spark.*`` with ``--engine spark``:
+the same run with its data steps on Spark, for the per-engine comparison of ``docs/scaling.md``).
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ def main() -> None:
     """Run ``titans pipeline run --local`` in a fresh TITANS_HOME and record the numbers."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=20000)
+    parser.add_argument("--engine", choices=("pandas", "spark"), default="pandas",
+                        help="the run's --engine (the data steps' engine; spark on local[2])")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more `pipeline run` flags")
     args = parser.parse_args()
     wrapper = (
@@ -59,6 +62,7 @@ def main() -> None:
         env = dict(os.environ, TITANS_HOME=home)
         env.pop("MLFLOW_TRACKING_URI", None)
         cmd = [sys.executable, "-m", "titans.cli", "pipeline", "run", "--local", "--rows", str(args.rows),
+               "--engine", args.engine, *(["--spark-master", "local[2]"] if args.engine == "spark" else []),
                *args.extra]
         proc = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True, env=env)
         # The run prints where kfp.local's own output went (pipelines/local_run.py); its step lines are there,
@@ -70,15 +74,16 @@ def main() -> None:
     steps |= {label: float(seconds) for label, seconds in TRAINING_LINE.findall(proc.stderr)}
     measured = json.loads(proc.stdout.strip().splitlines()[-1])
     load = os.getloadavg()
-    result = {"rows": args.rows, **measured, "steps_s": steps, "load_avg_1m_at_start": round(load_at_start, 2),
-              "load_avg_1m_at_end": round(load[0], 2)}
+    result = {"rows": args.rows, "engine": args.engine, **measured, "steps_s": steps,
+              "load_avg_1m_at_start": round(load_at_start, 2), "load_avg_1m_at_end": round(load[0], 2)}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"pipeline-{args.rows}.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = [f"Local pipeline run, {args.rows} generated rows: {measured['wall_s']} s wall, "
+    name = f"pipeline-{args.rows}" + ("-spark" if args.engine == "spark" else "")
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = [f"Local pipeline run, {args.rows} generated rows, {args.engine} engine: {measured['wall_s']} s wall, "
              f"peak RSS {measured['peak_rss_mib']} MiB (largest process), exit {measured['rc']}; "
              f"load average {load_at_start:.2f} at the start, {load[0]:.2f} at the end ({os.cpu_count()} CPUs)", "",
              "| step | seconds |", "|---|---:|"] + [f"| {k} | {v} |" for k, v in steps.items()]
-    (RESULTS / f"pipeline-{args.rows}.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     if measured["rc"] != 0:
         sys.stderr.write(proc.stderr[-3000:])

@@ -5,10 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED = REPO_ROOT.parent / "shared"
-REAL_EXPORT = SHARED / "data" / "titans_transactions.csv"
+from shared_data import REAL_EXPORT
 
 
 @pytest.fixture

@@ -94,6 +94,8 @@ def test_fits_in_worker_processes_equal_the_fits_in_process(rows: pd.DataFrame,
     from titans.models.parallel import run_all, train_workers
     from titans.models.recipe import fitted as _fitted
 
+    monkeypatch.setattr("titans.models.parallel.IN_PROCESS_ROWS", 0)  # these few rows would otherwise stay here
+
     def compete(workers: str) -> CategoryModel:
         monkeypatch.setenv("TITANS_TRAIN_WORKERS", workers)
         assert train_workers() == int(workers)
@@ -114,6 +116,19 @@ def test_fits_in_worker_processes_equal_the_fits_in_process(rows: pd.DataFrame,
         np.testing.assert_allclose(b.predict(probe)["amount"], a.predict(probe)["amount"], rtol=0, atol=1e-9)
     # The two calls really are different fits (the half-window model is not the all-rows one).
     assert not np.allclose(in_process[0].predict(probe)["amount"], in_process[1].predict(probe)["amount"])
+
+
+def test_small_fits_stay_in_this_process_and_large_ones_go_to_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pool's start costs more than a small export's fits: under IN_PROCESS_ROWS rows no worker is started."""
+    import os
+    from functools import partial
+
+    from titans.models.parallel import IN_PROCESS_ROWS, run_all
+
+    monkeypatch.setenv("TITANS_TRAIN_WORKERS", "2")
+    calls = [partial(os.getpid), partial(os.getpid)]
+    assert run_all(calls, rows=IN_PROCESS_ROWS - 1) == [os.getpid()] * 2
+    assert os.getpid() not in run_all(calls, rows=IN_PROCESS_ROWS)
 
 
 def test_worker_count_is_refused_when_not_a_positive_whole_number(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from shared_data import REAL_EXPORT
 
 from pipelines.local_run import run_local
 from pipelines.local_scoring import run_scoring_local
@@ -102,7 +103,11 @@ def _check_scoring(export: Path, home: Path, tmp_path: Path) -> None:
     assert "Suspicious transactions" in Path(run["summary"]).read_text()
 
 
+@pytest.mark.skipif(REAL_EXPORT.exists(), reason="the real one-business export is here: "
+                    "test_the_real_export_deploys_what_its_data_supports_and_is_scored makes the same checks and more "
+                    "on it (one whole pipeline run, not two)")
 def test_a_generated_one_account_export_without_labels(own_home: Path, tmp_path: Path) -> None:
+    """The same checks on a generated one-account export in the reference layout, where ../shared is absent."""
     export = generate(rows=1500, accounts=1, seed=11, small_accounts=0)
     # The reference layout: no account column and no fraud labels, as a business exports it.
     export = export.drop(columns=[c for c in ("Account ID", "is_fraud") if c in export.columns])

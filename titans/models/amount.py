@@ -469,7 +469,7 @@ def train(ts: pd.DataFrame, cfg: TrainConfig, plot_dir: Path) -> Trained:
 
     train_rows, test = time_split(ts, cfg.test_fraction)
     model, final = run_all([partial(fitted, make(), train_rows, train_rows["spend"]),
-                            partial(fitted, make(), ts, ts["spend"])])
+                            partial(fitted, make(), ts, ts["spend"])], rows=len(ts))
     pred = model.predict(test)
     y, categories = test["spend"].to_numpy(), test["category"].to_numpy()
     result = evaluation.amount_metrics(y, pred, categories, train_rows)

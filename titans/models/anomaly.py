@@ -403,7 +403,7 @@ def train(ts: pd.DataFrame, cfg: TrainConfig, plot_dir: Path) -> Trained:
         partial(fitted, AnomalyModel(n_estimators=cfg.n_estimators, seed=cfg.seed), train_rows,
                 train_rows["is_fraud"] if labels is not None else None),
         partial(fitted, AnomalyModel(n_estimators=cfg.n_estimators, seed=cfg.seed), ts, labels),
-    ])
+    ], rows=len(ts))
     out = model.predict(test)
     parts = model.component_scores(test)
     zscore = amount_zscore(test)

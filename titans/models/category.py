@@ -304,7 +304,7 @@ class CategoryModel:
         folds = kfold_indices(len(Xs), self.cv_folds, self.seed)
         jobs = [(name, te, partial(_fold_predictions, pipes[name], Xs.iloc[tr], ys[tr], Xs.iloc[te]))
                 for name in self.candidates for tr, te in folds]
-        predictions = run_all([job for *_, job in jobs])
+        predictions = run_all([job for *_, job in jobs], rows=len(Xs))
         oof = {name: np.empty(len(Xs), dtype=object) for name in self.candidates}
         for (name, te, _), predicted in zip(jobs, predictions, strict=True):
             oof[name][te] = predicted
@@ -382,7 +382,7 @@ def train(ts: pd.DataFrame, cfg: TrainConfig, plot_dir: Path) -> Trained:
 
     # The holdout model and the final refit on all rows (no second competition), side by side.
     model, final = run_all([partial(fitted, winner(), train_rows, train_rows["category"]),
-                            partial(fitted, winner(), ts, ts["category"])])
+                            partial(fitted, winner(), ts, ts["category"])], rows=len(ts))
     # Calibration on the holdout (held-out halves, titans.models.calibration); the final model serves the same T.
     proba = model.predict_proba(test).to_numpy()
     position = {name: i for i, name in enumerate(model.classes)}
