@@ -23,21 +23,15 @@ def build_features(clean_data: Input[Dataset], titans_home: str, feature_summary
 
     use_mounted_store()  # on a cluster: the chart's store (mounted by the compiled pipeline), not the embedded one
     if engine == "spark":
-        import shutil
         from pathlib import Path
 
-        from titans.spark_step import on_cluster, run_on_spark, shared_work_dir
+        from titans.spark_step import run_on_spark, staged_input
 
-        data, stage = Path(clean_data.path), Path(feature_summary.path).parent / "spark-features"
-        cluster = on_cluster()
-        if cluster:  # the driver sees the data claim, not this pod's copy of the artifact
-            stage = shared_work_dir(run_id, "features")
-            data = Path(shutil.copytree(clean_data.path, stage / "data"))
-        stage.mkdir(parents=True, exist_ok=True)
-        summary = run_on_spark(["features", "build", "--data", str(data), "--json"], step="features",
-                               run_id=run_id, work_dir=stage, spark_master=spark_master)
-        if cluster:
-            shutil.rmtree(stage, ignore_errors=True)
+        # On a cluster the driver sees the data claim, not this pod's copy of the artifact: staged there.
+        with staged_input(Path(clean_data.path), step="features", run_id=run_id,
+                          local_dir=Path(feature_summary.path).parent / "spark-features") as (data, stage):
+            summary = run_on_spark(["features", "build", "--data", str(data), "--json"], step="features",
+                                   run_id=run_id, work_dir=stage, spark_master=spark_master)
     else:
         from titans.features.build import build_features as build
 

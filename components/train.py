@@ -14,6 +14,7 @@ def train_model(
     task: str,
     clean_data: Input[Dataset],
     feature_summary: Input[Artifact],
+    training_sample: Input[Dataset],
     titans_home: str,
     mlflow_tracking_uri: str,
     gate_config: str,
@@ -37,6 +38,11 @@ def train_model(
     inside it (an artifact is one file, so a link to a PNG beside it would be a broken image), the
     category confusion matrix and, where fraud labels exist, the anomaly score's ROC curve (KFP has
     no precision-recall viewer: that curve is a plot in the report).
+
+    ``training_sample``: the sample step's Dataset. With ``engine=spark`` it holds the rows this task takes,
+    picked in Spark, and the whole table's hash and readiness facts: the clean table is not read into this
+    process (``titans.models.training_sample``; the model's lineage names the sample). With pandas it says
+    there is no sample, and the clean table is read as before.
     """
     import json
     import os
@@ -50,10 +56,12 @@ def train_model(
     use_mounted_store()  # on a cluster: the chart's store (mounted by the compiled pipeline), not the embedded one
     if mlflow_tracking_uri:
         os.environ["MLFLOW_TRACKING_URI"] = mlflow_tracking_uri
+    from titans import tasks
     from titans.data.ingest import read_clean
     from titans.features.store import FeatureClient
     from titans.models.report_html import html_page, kfp_markdown
-    from titans.train import TrainConfig, train_task
+    from titans.models.training_sample import read_sample
+    from titans.train import TrainConfig, task_pick, train_task
 
     gate_file = ""
     if gate_config and gate_config.strip() not in ("", "{}"):
@@ -66,7 +74,13 @@ def train_model(
                       extra_lineage={"feature_data_hash": lineage.get("data_hash"),
                                      "clean_data_uri": clean_data.uri,
                                      "retrain_reason": retrain_reason})
-    summary = train_task(task, read_clean(clean_data.path), FeatureClient(), cfg)
+    sample = read_sample(training_sample.path, task, task_pick(tasks.get(task), cfg))
+    if sample is None:
+        summary = train_task(task, read_clean(clean_data.path), FeatureClient(), cfg)
+    else:
+        cfg.extra_lineage["training_sample_uri"] = training_sample.uri
+        summary = train_task(task, sample.clean, FeatureClient(), cfg, clean_hash=sample.data_hash,
+                             facts=sample.facts)
 
     for key, value in summary["metrics"].items():
         if isinstance(value, int | float) and value == value:

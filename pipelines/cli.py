@@ -114,8 +114,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="copy each deployed model to URI/<task>/<version> and name that in its InferenceService "
                           "(s3://titans-models on a cluster; default: the local models folder only)")
     run.add_argument("--engine", choices=ENGINES, default=None,
-                     help="the data steps' engine (ingest, features): pandas in each step's process (default; "
-                          f"env {ENGINE_ENV}) or spark (the `spark` extra and a JRE; in process on --spark-master)")
+                     help="the data steps' engine (ingest, features, the trainings' sample): pandas in each step's "
+                          f"process (default; env {ENGINE_ENV}) or spark (the `spark` extra and a JRE; in process on "
+                          "--spark-master)")
     run.add_argument("--spark-master", default=None, metavar="MASTER",
                      help=f"with --engine spark: the master the steps' Spark runs on (default {DEFAULT_SPARK_MASTER};"
                           f" env {SPARK_MASTER_ENV})")

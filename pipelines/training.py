@@ -1,4 +1,6 @@
-"""The training pipeline: ingest -> features -> one training per declared task, in parallel -> gate -> deploy -> canary.
+"""The training pipeline: ingest -> features, training sample -> one training per task, in parallel -> gate -> deploy.
+
+Then one canary analysis per task, when Prometheus is configured.
 
 The training steps come from the task registry (``titans.tasks``, read when the pipeline is
 defined or compiled): a new task is one more iteration of the ``train-each-task`` loop without an
@@ -18,6 +20,7 @@ from components.deploy import deploy_models
 from components.features import build_features
 from components.gate import gate_report
 from components.ingest import ingest_data
+from components.sample import sample_training_data
 from components.spark import delete_spark_applications
 from components.train import train_model
 from titans import tasks
@@ -117,8 +120,9 @@ def training_pipeline(
     scheduled or manual run. It is recorded in every model's lineage and MLflow tags. ``model_store``
     (``s3://titans-models`` on a cluster) is where the deploy step copies each model for KServe to fetch (the
     S3 endpoint comes from the titans-pipeline-env ConfigMap). ``engine``: pandas (default) or spark for the
-    data steps (ingest, features): a SparkApplication per step on a cluster, ``spark_master`` (``local[N]``)
-    in process under kfp.local. The run's exit handler deletes any SparkApplication a killed step left.
+    data steps (ingest, features, the trainings' sample): a SparkApplication per step on a cluster,
+    ``spark_master`` (``local[N]``) in process under kfp.local; with spark the trainings read the sample, not
+    the clean table. The run's exit handler deletes any SparkApplication a killed step left.
     """
     run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
     cleanup = delete_spark_applications(run_id=run_id).set_display_name("delete spark applications")
@@ -136,10 +140,18 @@ def training_pipeline(
         features = build_features(clean_data=ingest.outputs["clean_data"], titans_home=titans_home, engine=engine,
                                   spark_master=spark_master, run_id=run_id)
         _as_spark_submitter(_on_cluster(features.set_display_name("build features"), "1", "4Gi"))
+        # The rows each training takes, picked in Spark (engine=spark); with pandas a Dataset saying "no sample".
+        # Beside the feature build, not after it: both read only the clean table. Its pod only waits for the
+        # SparkApplication (or writes one small file), so a data step's request is plenty.
+        sample = sample_training_data(clean_data=ingest.outputs["clean_data"], task_names=list(tasks.names()),
+                                      titans_home=titans_home, engine=engine, spark_master=spark_master,
+                                      run_id=run_id)
+        _as_spark_submitter(_on_cluster(sample.set_display_name("sample training data"), "1", "2Gi"))
         # One training per declared task, in parallel; the gate collects their summaries (dsl.Collected fans in).
         with dsl.ParallelFor(items=list(tasks.names()), name="train-each-task") as task:
             step = train_model(task=task, clean_data=ingest.outputs["clean_data"],
-                               feature_summary=features.outputs["feature_summary"], titans_home=titans_home,
+                               feature_summary=features.outputs["feature_summary"],
+                               training_sample=sample.outputs["training_sample"], titans_home=titans_home,
                                mlflow_tracking_uri=mlflow_tracking_uri, gate_config=gate_config,
                                n_estimators=n_estimators, cv_folds=cv_folds, retrain_reason=retrain_reason)
             # No retries: a retry after registration would register (and gate) a second version.

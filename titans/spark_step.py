@@ -1,6 +1,6 @@
 """One data step's command on Spark: a SparkApplication on a cluster, the same command in this process elsewhere.
 
-Why both behind one call: the pipeline's ingest and feature steps (``components/``) run the very same
+Why both behind one call: the pipeline's ingest, feature and sample steps (``components/``) run the very same
 ``titans`` command either way, so what a laptop's ``kfp.local`` run proves (``--engine spark --spark-master
 local[N]``) is what a cluster's driver runs, and the component stays a few lines.
 On a cluster the driver cannot see the step pod's files (its artifacts live in the pod until KFP uploads
@@ -15,8 +15,9 @@ import io
 import json
 import re
 import secrets
+import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -35,6 +36,33 @@ def shared_work_dir(run_id: str, step: str, root: str = DATA_MOUNT) -> Path:
     folder = Path(root) / "spark" / spark_app.label_value(run_id or "run") / f"{step}-{secrets.token_hex(4)}"
     folder.mkdir(parents=True, exist_ok=False)
     return folder
+
+
+@contextlib.contextmanager
+def staged_input(data: Path, *, step: str, run_id: str, local_dir: Path) -> Iterator[tuple[Path, Path]]:
+    """(the input as the driver sees it, a folder the driver may write in) for one Spark step's attempt.
+
+    On a cluster: a copy of ``data`` in a fresh folder on the claim (the step's artifact lives in its own pod),
+    removed when the block ends, however it ends: the step has copied out what it keeps by then. Off one:
+    ``data`` itself and ``local_dir``, which stays (kfp.local keeps it beside the step's outputs).
+    """
+    if not on_cluster():
+        local_dir.mkdir(parents=True, exist_ok=True)
+        yield data, local_dir
+        return
+    stage = shared_work_dir(run_id, step)
+    try:
+        yield Path(shutil.copytree(data, stage / "data")), stage
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def move_contents(source: Path, target: Path) -> None:
+    """Move what ``source`` holds into ``target`` (created), then drop ``source``: a driver's output to an artifact."""
+    target.mkdir(parents=True, exist_ok=True)
+    for item in source.iterdir():
+        shutil.move(item, target / item.name)
+    source.rmdir()
 
 
 def json_summary(text: str) -> dict[str, Any]:

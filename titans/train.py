@@ -16,7 +16,8 @@ was built from another clean table (its build record's ``data_hash``).
 Engines (``titans.engines``): with pandas (the default) the whole clean table is read into this
 process. With Spark the table is hashed, checked and sampled in Spark and only the rows the tasks'
 training sets take under their caps reach this process (``titans.models.spark_sample`` says which
-and why the caps stand where they do); the models are fitted here either way.
+and why the caps stand where they do); the models are fitted here either way. The pipeline's trainings
+get the same sample from a step of their own (``titans data sample``, ``titans.models.training_sample``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from titans.features.store import FeatureClient
 from titans.models import report
 from titans.models.common import ExpenseFacts
 from titans.models.recipe import TrainConfig
+from titans.models.training_sample import Pick, TrainingSample
 from titans.monitoring import reference
 from titans.publish import publish_trained
 from titans.settings import load_settings
@@ -48,7 +50,8 @@ from titans.tasks import readiness
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "check_feature_build", "data_hash", "task_cap", "train", "train_task"]
+__all__ = ["TrainConfig", "check_feature_build", "data_hash", "spark_sample", "task_cap", "task_pick", "train",
+           "train_task"]
 
 
 def data_hash(clean: pd.DataFrame) -> str:
@@ -220,7 +223,8 @@ def train(task_names: list[str] | tuple[str, ...], data_dir: str | Path,
         if chosen == "spark":
             if cfg.build_features:
                 build_with_spark(data_dir, repo=cfg.feature_repo, master=spark_master)
-            clean, clean_hash, facts = _spark_sample(task_names, data_dir, cfg, spark_master)
+            sample, _ = spark_sample(task_names, data_dir, cfg, spark_master)
+            clean, clean_hash, facts = sample.clean, sample.data_hash, sample.facts
         else:
             clean = read_clean(data_dir)
             if cfg.build_features:
@@ -243,20 +247,26 @@ def train(task_names: list[str] | tuple[str, ...], data_dir: str | Path,
             "seconds": round(time.perf_counter() - started, 2)}
 
 
-def _spark_sample(task_names: list[str] | tuple[str, ...], data_dir: Path, cfg: TrainConfig,
-                  master: str | None) -> tuple[pd.DataFrame, str, ExpenseFacts]:
-    """The tasks' sample of the clean table, the whole table's hash and readiness facts, from Spark.
+def task_pick(spec: tasks.Task, cfg: TrainConfig) -> Pick:
+    """Which rows of the clean table ``spec`` trains on under ``cfg``: what a sample must hold for it."""
+    return Pick(spec.sample, task_cap(spec, cfg))
 
+
+def spark_sample(task_names: list[str] | tuple[str, ...], data_dir: Path, cfg: TrainConfig,
+                 master: str | None) -> tuple[TrainingSample, dict[str, Pick]]:
+    """The tasks' sample of the clean table, with the whole table's hash and readiness facts, from Spark.
+
+    Returns the picks too: the pipeline's sample step writes them beside the rows (``titans data sample``).
     The imports are here: pyspark is optional, and a pandas run never loads it.
     """
     from titans.engines import spark_session
-    from titans.models import spark_sample
+    from titans.models import spark_sample as sampling
 
     started = time.perf_counter()
     specs = [tasks.get(name) for name in task_names]
-    picks = {spec.name: spark_sample.Pick(spec.sample, task_cap(spec, cfg)) for spec in specs}
+    picks = {spec.name: task_pick(spec, cfg) for spec in specs}
     labels = [label for spec in specs for label in spec.requirements.labels]
-    got = spark_sample.training_sample(spark_session(master, app_name="titans-train"), data_dir, picks, labels)
+    got = sampling.training_sample(spark_session(master, app_name="titans-train"), data_dir, picks, labels)
     log.info("train: %d of %d clean rows sampled in Spark (%s) in %.1f s", len(got.clean), got.rows,
              ", ".join(f"{task} {n}" for task, n in got.picked.items()), time.perf_counter() - started)
-    return got.clean, got.data_hash, got.facts
+    return got, picks

@@ -15,7 +15,9 @@ import pytest
 from infra_helpers import REPO, Manifest, by_kind, find, validate_custom
 from test_infra_references import created, out_of_band, used_by_the_charts_pods
 
-from titans import spark_app
+from titans import spark_app, tasks
+from titans.cli import build_parser
+from titans.models.training_sample import sample_arguments
 
 SPARK_CRDS = REPO.parent / "shared" / "schemas" / "spark-operator"
 
@@ -27,14 +29,23 @@ def require_spark_crds() -> Path:
     return SPARK_CRDS
 
 
-def rendered_application(objs: list[Manifest]) -> Manifest:
-    """The ingest step's SparkApplication as a step would build it from the chart's titans-spark ConfigMap."""
+# Each data step's command as its component gives it to ``run_on_spark`` (which adds ``--engine spark``).
+STAGE = "/var/titans/spark/0b5f9a1e-2c3d-4e5f-8a9b-0c1d2e3f4a5b"
+STEP_ARGUMENTS = {
+    "ingest": ["data", "ingest", "--input", f"{STAGE}/ingest-1/a.csv", "--out", f"{STAGE}/ingest-1/out", "--json"],
+    "features": ["features", "build", "--data", f"{STAGE}/features-1/data", "--json"],
+    "sample": sample_arguments(f"{STAGE}/sample-1/data", f"{STAGE}/sample-1/sample", tasks.names()),
+}
+
+
+def rendered_application(objs: list[Manifest], step: str = "ingest") -> Manifest:
+    """A data step's SparkApplication as the step would build it from the chart's titans-spark ConfigMap."""
     settings_map = find(objs, "ConfigMap", spark_app.SETTINGS_CONFIG_MAP)
     settings = spark_app.SparkSettings.from_env(settings_map["data"])
     return spark_app.render_spark_application(
-        spark_app.application_name("ingest"), settings_map["metadata"]["namespace"],
-        ["data", "ingest", "--input", "/var/titans/exports/a.csv", "--out", "/var/titans/spark/run/out", "--json"],
-        settings, run_id="0b5f9a1e-2c3d-4e5f-8a9b-0c1d2e3f4a5b", step="ingest", output="/var/titans/spark/o.json")
+        spark_app.application_name(step), settings_map["metadata"]["namespace"],
+        [*STEP_ARGUMENTS[step], "--engine", "spark"], settings, run_id="0b5f9a1e-2c3d-4e5f-8a9b-0c1d2e3f4a5b",
+        step=step, output=f"{STAGE}/{step}-1/driver-output.json")
 
 
 def references(app: Manifest) -> list[tuple[str, str, bool]]:
@@ -64,13 +75,25 @@ def references(app: Manifest) -> list[tuple[str, str, bool]]:
     return found
 
 
+@pytest.mark.parametrize("step", sorted(STEP_ARGUMENTS))
 def test_a_rendered_spark_application_is_valid_for_the_operator(
-        kind_render: tuple[list[Manifest], str]) -> None:
+        kind_render: tuple[list[Manifest], str], step: str) -> None:
     folder = require_spark_crds()
     objs, _ = kind_render
-    app = rendered_application(objs)
+    app = rendered_application(objs, step)
     assert spark_app.validate_names(app) is None
     assert validate_custom(app, folder) == []
+    assert app["metadata"]["labels"][spark_app.STEP_LABEL] == step
+
+
+@pytest.mark.parametrize("step", sorted(STEP_ARGUMENTS))
+def test_a_drivers_arguments_are_a_command_of_this_cli_on_spark(kind_render: tuple[list[Manifest], str],
+                                                                 step: str) -> None:
+    """What the driver hands ``titans`` (images/spark-main.py) parses: no flag a step gives is unknown to it."""
+    args = build_parser().parse_args(rendered_application(kind_render[0], step)["spec"]["arguments"])
+    assert args.engine == "spark" and args.json
+    if step == "sample":
+        assert args.data_command == "sample" and args.task == list(tasks.names())
 
 
 def test_the_schema_check_is_strict_for_spark_applications(kind_render: tuple[list[Manifest], str]) -> None:

@@ -43,12 +43,19 @@ def test_committed_ir_is_fresh_and_a_pipeline_spec(fresh: Path) -> None:
     # One training per declared task: the iterations of one loop over the registry's names.
     loop = next(name for name, task in tasks.items() if task.task_info.name == "train-each-task")
     assert json.loads(tasks[loop].parameter_iterator.items.raw) == list(titans_tasks.names())
-    # The trainings depend only on data and features, so they run in parallel on a cluster.
-    assert set(tasks[loop].dependent_tasks) == {"ingest-data", "build-features"}
+    # The trainings depend only on data, features and the sample, so they run in parallel on a cluster; the
+    # sample is taken beside the feature build (both read only the clean table).
+    assert set(tasks[loop].dependent_tasks) == {"ingest-data", "build-features", "sample-training-data"}
+    assert list(tasks["sample-training-data"].dependent_tasks) == ["ingest-data"]
+    sampled = tasks["sample-training-data"].inputs.parameters["task_names"].runtime_value.constant
+    assert json_format.MessageToDict(sampled) == list(titans_tasks.names())  # every task the loop trains
     # The gate collects every iteration's summary; deploy reads the gate's map, nothing else.
     assert tasks["gate-report"].inputs.parameters["summaries"].task_output_parameter.producer_task == loop
     assert list(tasks["deploy-models"].dependent_tasks) == ["gate-report"]
     loop_tasks = spec.components[tasks[loop].component_ref.name].dag.tasks
+    # Each training reads the sample step's Dataset (the rows it takes with engine=spark, "no sample" with pandas).
+    assert (loop_tasks["train-model"].inputs.artifacts["training_sample"].component_input_artifact
+            == "pipelinechannel--sample-training-data-training_sample")
     assert {"rows", "small_accounts", "source_uri", "canary_percent", "mlflow_tracking_uri", "gate_config"} <= set(
         spec.root.input_definitions.parameters)
     # Cluster settings compiled in: retries, the data volume and optional credential Secrets.
@@ -66,13 +73,14 @@ def test_committed_ir_is_fresh_and_a_pipeline_spec(fresh: Path) -> None:
     # the chart's Spark settings, optional both, and no other step does.
     assert spec.root.input_definitions.parameters["engine"].default_value.string_value == "pandas"
     assert "object_store_endpoint" not in spec.root.input_definitions.parameters
-    for step in ("ingest-data", "build-features"):
+    for step in ("ingest-data", "build-features", "sample-training-data"):
         assert tasks[step].inputs.parameters["engine"].component_input_parameter == "pipelinechannel--engine"
     executors = platform_doc["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     submitters = {name for name, spec in executors.items()
                   if any(s["secretName"] == "titans-spark-submitter-token" and s["optional"]
                          for s in spec.get("secretAsVolume", []))}
-    assert submitters == {"exec-ingest-data", "exec-build-features", "exec-delete-spark-applications"}
+    assert submitters == {"exec-ingest-data", "exec-build-features", "exec-sample-training-data",
+                          "exec-delete-spark-applications"}
 
 
 def test_committed_scoring_ir_is_fresh_ingest_then_score(compiled: dict[str, Path]) -> None:
@@ -125,7 +133,9 @@ def test_submit_run_and_schedule_through_kfp_client() -> None:
 
 
 # Steps whose result depends on what the cache key cannot see, or that change the world: never cacheable.
-UNCACHEABLE = {"ingest-data", "build-features", "train-model", "deploy-models", "canary-analysis", "score-export"}
+# sample-training-data: it creates a SparkApplication on a cluster, and its key holds the run id anyway.
+UNCACHEABLE = {"ingest-data", "build-features", "sample-training-data", "train-model", "deploy-models",
+               "canary-analysis", "score-export"}
 # Which of them each compiled pipeline holds (a pipeline whose steps are missing here fails the test).
 EXPECTED_STEPS = {"training_pipeline.yaml": UNCACHEABLE - {"score-export"},
                   "scoring_pipeline.yaml": {"ingest-data", "score-export"}}

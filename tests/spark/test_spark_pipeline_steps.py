@@ -16,9 +16,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from titans import spark_step
 from titans.cli import build_parser
 from titans.errors import UserError
-from titans.spark_step import json_summary, run_on_spark
+from titans.spark_step import json_summary, move_contents, run_on_spark, staged_input
 
 SPARK_MASTER = "local[2]"
 
@@ -53,6 +54,29 @@ def test_off_a_cluster_the_command_runs_in_process_with_the_engine_and_master(tm
     assert run_on_spark(["data", "ingest", "--json"], step="ingest", run_id="r", work_dir=tmp_path,
                         spark_master=SPARK_MASTER) == {"ok": True}
     assert seen == [["data", "ingest", "--json", "--engine", "spark", "--spark-master", SPARK_MASTER]]
+
+
+def test_on_a_cluster_a_steps_input_is_staged_on_the_claim_and_removed_however_the_step_ends(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The driver cannot see the step pod's artifact: a copy goes to the claim, and is gone after the step."""
+    claim, data, out = tmp_path / "claim", tmp_path / "artifact" / "clean_data", tmp_path / "training_sample"
+    (data / "clean").mkdir(parents=True)
+    (data / "clean" / "part.parquet").write_bytes(b"rows")
+    made = spark_step.shared_work_dir
+    monkeypatch.setattr(spark_step, "on_cluster", lambda: True)
+    monkeypatch.setattr(spark_step, "shared_work_dir", lambda run_id, step: made(run_id, step, root=str(claim)))
+    with staged_input(data, step="sample", run_id="run/1", local_dir=tmp_path / "unused") as (staged, stage):
+        assert staged.is_relative_to(claim) and (staged / "clean" / "part.parquet").read_bytes() == b"rows"
+        (stage / "sample").mkdir()
+        (stage / "sample" / "sample.json").write_text("{}")
+        move_contents(stage / "sample", out)  # what the sample step keeps, out of the claim before it is removed
+    assert (out / "sample.json").read_text() == "{}" and not (tmp_path / "unused").exists()
+    assert list(claim.rglob("*.parquet")) == [] and list((claim / "spark" / "run-1").iterdir()) == []
+    with pytest.raises(UserError, match="driver failed"):
+        with staged_input(data, step="sample", run_id="run/1", local_dir=tmp_path / "unused") as (staged, stage):
+            raise UserError("driver failed")
+    assert list((claim / "spark" / "run-1").iterdir()) == []
+    assert (data / "clean" / "part.parquet").is_file()  # the step's own artifact is never touched
 
 
 def test_the_ingest_step_runs_spark_in_process_under_kfp_local(spark: object, generated_export: Path,

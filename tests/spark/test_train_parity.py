@@ -10,18 +10,16 @@ whole accounts, and the collected frame is smaller than the table (nothing colle
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+from spark_helpers import home_env
 
-from titans.data.ingest import ingest, read_clean
-from titans.features.build import build_features
+from titans.data.ingest import read_clean
 from titans.models.common import expense_facts, expenses
 from titans.models.recipe import TrainConfig, latest_expenses
 from titans.train import data_hash, train
@@ -31,25 +29,9 @@ SMALL = {"n_estimators": 30, "cv_folds": 2, "register": False, "category_candida
 TASKS = ["category", "anomaly", "recommend"]
 
 
-@contextlib.contextmanager
-def _home(home: Path) -> Iterator[None]:
-    """TITANS_HOME -> ``home`` and no store or engine overrides, inside the block only."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TITANS_HOME", str(home))
-        for name in ("TITANS_FEATURE_OFFLINE_URI", "TITANS_FEATURE_STORE_YAML", "TITANS_FEATURE_REPO",
-                     "TITANS_FEATURE_STORE_PROFILE", "TITANS_ENGINE", "TITANS_SPARK_MASTER"):
-            mp.delenv(name, raising=False)
-        yield
-
-
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory, generated_export: Path) -> Path:
-    """A home with the generated export ingested and its features built (pandas)."""
-    root = tmp_path_factory.mktemp("train-parity")
-    with _home(root):
-        ingest([generated_export], root / "data", hold_home=False)
-        build_features(root / "data")
-    return root
+def home(built_home: Path) -> Path:
+    return built_home
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +42,7 @@ def clean(home: Path) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def runs(spark: Any, spark_master: str, home: Path) -> dict[str, dict[str, Any]]:
     out = {}
-    with _home(home):
+    with home_env(home):
         for engine in ("pandas", "spark"):
             cfg = TrainConfig(**SMALL, out_dir=home / f"models-{engine}")
             out[engine] = train(TASKS, home / "data", cfg, engine=engine, spark_master=spark_master)

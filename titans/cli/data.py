@@ -1,13 +1,15 @@
-"""``titans data generate`` and ``titans data ingest``: the data plane's command line."""
+"""``titans data generate``, ``data ingest`` and ``data sample``: the data plane's command line."""
 
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 from titans.cli.output import print_json
 from titans.data.layout import load_layout
 from titans.engines import ENGINES, engine_name
+from titans.errors import UserError
 from titans.settings import load_settings
 
 
@@ -54,8 +56,35 @@ def _ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sample(args: argparse.Namespace) -> int:
+    if engine_name(args.engine) != "spark":
+        raise UserError("data sample picks the training rows in Spark: give --engine spark (with pandas, "
+                        "`titans train` reads the whole clean table itself)")
+    # Here: the task registry loads every model, and Spark starts only for this command.
+    from titans import tasks
+    from titans.models.training_sample import write_sample
+    from titans.train import TrainConfig, spark_sample
+
+    names = list(tasks.names()) if "all" in args.task else [tasks.get(name).name for name in args.task]
+    data = Path(args.data) if args.data else load_settings().data_dir
+    if not data.is_dir():
+        raise UserError(f"data directory not found: {data} (run `titans data ingest` first)")
+    started = time.perf_counter()
+    # The caps are the trainings' defaults: what the pipeline's training steps take (each checks it).
+    sample, picks = spark_sample(names, data, TrainConfig(), args.spark_master)
+    record = write_sample(args.out, sample, picks)
+    summary = {"out": str(args.out), "seconds": round(time.perf_counter() - started, 2)} | {
+        k: record[k] for k in ("data_hash", "rows", "sampled_rows", "picked")}
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"{summary['sampled_rows']} of {summary['rows']} clean rows sampled into {args.out} "
+              f"({', '.join(f'{task} {n}' for task, n in summary['picked'].items())})")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``data generate`` and ``data ingest``."""
+    """Add ``data generate``, ``data ingest`` and ``data sample``."""
     data = subparsers.add_parser("data", help="generate and ingest transaction exports")
     sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
@@ -95,3 +124,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="Spark master with --engine spark (default $TITANS_SPARK_MASTER or local[*])")
     ing.add_argument("--json", action="store_true", help="print a JSON summary")
     ing.set_defaults(handler=_ingest)
+
+    smp = sub.add_parser("sample", help="the rows the tasks train on, picked in Spark, for trainings elsewhere",
+                         description="Pick in Spark the clean rows each task's training set takes under its cap, "
+                                     "with the whole table's hash and readiness facts, into a folder a training "
+                                     "reads instead of the table (the pipeline's sample step; "
+                                     "titans.models.training_sample). Needs --engine spark.")
+    smp.add_argument("--data", help="ingest output folder holding clean/ (default $TITANS_HOME/data)")
+    smp.add_argument("--out", type=Path, required=True, help="the sample's folder (new, or an earlier sample's)")
+    smp.add_argument("--task", nargs="+", default=["all"], metavar="NAME",
+                     help="the tasks to sample for (default all declared tasks)")
+    smp.add_argument("--engine", choices=ENGINES, default=None, help="spark (the only engine that samples)")
+    smp.add_argument("--spark-master", default=None, metavar="URL",
+                     help="Spark master (default $TITANS_SPARK_MASTER or local[*])")
+    smp.add_argument("--json", action="store_true", help="print a JSON summary")
+    smp.set_defaults(handler=_sample)

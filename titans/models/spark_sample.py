@@ -47,7 +47,6 @@ does so inside its spark branch), so a pandas run never loads pyspark.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from functools import reduce
 from pathlib import Path
 
@@ -57,30 +56,12 @@ from pyspark.sql import functions as F  # noqa: N812 (pyspark's own convention)
 
 from titans.features import spark_tables
 from titans.models.common import ExpenseFacts
+from titans.models.training_sample import Pick, TrainingSample  # pyspark-free: the trainings read samples too
 
 
 def _latest() -> list[Column]:
     """Latest first: date, then id, descending. A function: a Column needs a running session to exist."""
     return [F.col("date").desc(), F.col("transaction_id").desc()]
-
-
-@dataclass(frozen=True)
-class Pick:
-    """One task's share of the sample: how it reads the clean table (``Task.sample``) and its row cap (0: none)."""
-
-    kind: str
-    cap: int
-
-
-@dataclass(frozen=True)
-class TrainingSample:
-    """What ``titans.train`` needs from the clean table, without the table."""
-
-    clean: pd.DataFrame  # the picked expense rows, as ``titans.data.ingest.read_clean`` returns rows
-    data_hash: str  # of the whole table
-    facts: ExpenseFacts  # of the whole table's expenses
-    rows: int  # rows of the whole table
-    picked: dict[str, int]  # task -> rows of its pick
 
 
 def _expenses(clean: DataFrame) -> DataFrame:
