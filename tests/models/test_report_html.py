@@ -24,6 +24,7 @@ from components.train import train_model
 from titans.models import plots, report
 from titans.models.evaluation import roc_points
 from titans.models.report_html import data_uri, html_page, kfp_markdown
+from titans.models.training_sample import write_no_sample
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(
@@ -157,10 +158,12 @@ def test_training_step_logs_roc_curve_and_writes_reports_with_plots_inside(
     classification = ClassificationMetrics(uri=str(tmp_path / "classification"))
     md, page = Markdown(uri=str(tmp_path / "out" / "report")), HTML(uri=str(tmp_path / "out" / "report_html"))
     (tmp_path / "out").mkdir()
+    write_no_sample(tmp_path / "sample", "pandas")  # what the sample step hands a pandas run's trainings
 
     out = json.loads(train_model.python_func(
         task="anomaly", clean_data=Dataset(uri=str(home / "data")), feature_summary=Artifact(uri=str(lineage)),
-        titans_home=str(home / "home"), mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", gate_config="",
+        training_sample=Dataset(uri=str(tmp_path / "sample")), titans_home=str(home / "home"),
+        mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", gate_config="",
         n_estimators=40, cv_folds=2, model=Model(uri=str(tmp_path / "model")),
         metrics=Metrics(uri=str(tmp_path / "metrics")), classification=classification, report=md,
         report_html=page))
