@@ -1,0 +1,174 @@
+"""In-vocabulary term counts of many texts, analysed once per whitespace-separated piece, counted in numpy.
+
+Why: scoring an export meets tens of thousands of new descriptions per chunk (typos, references,
+merchant names), but they are made of far fewer words. Profiled on 200k generated rows, the
+amount prior's and the category model's TF-IDF rows spent ~12 s of a 21 s chunk loop running
+scikit-learn's analyzer and ``Counter`` text by text. Both analyzers the models use break
+into pieces of ``text.lower().split()``:
+
+- ``char_wb``: scikit-learn pads each ``split()`` piece with spaces and takes its n-grams
+  inside it, so a text's n-grams are its pieces' n-grams, concatenated;
+- ``word`` with the default token pattern ``\\b\\w\\w+\\b``: a match holds no whitespace, and a
+  piece's edges are word boundaries in the piece exactly when they are in the text, so a
+  text's tokens are its pieces' tokens in order; its bigrams join consecutive tokens, across
+  pieces too, which the flat token array below keeps.
+
+So each distinct piece is analysed once (and remembered), and a batch's counts are one sparse
+COO-to-CSR conversion: integer counts, exact in float64, in sorted column order, the values
+``TfidfRows.block`` computed text by text (``tests/models/test_text_pieces.py`` compares them
+with ``TfidfVectorizer.transform`` on awkward text). A vectorizer this does not cover (other
+analyzers, preprocessors, tokenizers, stop words, accents, longer word n-grams) keeps the
+text-by-text path.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from itertools import chain
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+DEFAULT_TOKEN_PATTERN = r"(?u)\b\w\w+\b"
+# Distinct pieces remembered per vectorizer; a full cache is cleared and refilled (words repeat heavily).
+PIECE_CACHE_SIZE = 200_000
+
+
+def supports(vectorizer: Any) -> bool:
+    """Whether a fitted ``TfidfVectorizer``'s analysis breaks into whitespace pieces (module docstring)."""
+    plain = (vectorizer.input == "content" and vectorizer.preprocessor is None and vectorizer.strip_accents is None
+             and not callable(vectorizer.analyzer))
+    if not plain:
+        return False
+    low, high = vectorizer.ngram_range
+    if vectorizer.analyzer == "char_wb":
+        return 1 <= low <= high
+    return (vectorizer.analyzer == "word" and vectorizer.tokenizer is None and vectorizer.stop_words is None
+            and vectorizer.token_pattern == DEFAULT_TOKEN_PATTERN and 1 <= low <= high <= 2)
+
+
+class PieceCounts:
+    """``counts(texts)``: the CSR matrix of in-vocabulary term counts that the vectorizer's analyzer gives."""
+
+    def __init__(self, vectorizer: Any):
+        if not supports(vectorizer):
+            raise ValueError("vectorizer's analysis does not break into whitespace pieces")
+        self.vocabulary: dict[str, int] = vectorizer.vocabulary_
+        self.width = len(self.vocabulary)
+        self.lowercase = bool(vectorizer.lowercase)
+        self.low, self.high = vectorizer.ngram_range
+        self.chars = vectorizer.analyzer == "char_wb"
+        self._pieces: dict[str, list[int]] = {}
+        if not self.chars:
+            self._token_pattern = re.compile(vectorizer.token_pattern)
+            self._word_space()
+
+    def _word_space(self) -> None:
+        """Ids for the tokens the vocabulary's terms are made of; term index by unigram id and by bigram key."""
+        tokens: dict[str, int] = {}
+        unigrams: list[tuple[int, int]] = []
+        bigrams: list[tuple[int, int, int]] = []
+        for term, index in self.vocabulary.items():
+            parts = term.split(" ")
+            ids = [tokens.setdefault(p, len(tokens)) for p in parts]
+            if len(ids) == 1:
+                unigrams.append((ids[0], index))
+            else:
+                bigrams.append((ids[0], ids[1], index))
+        self._tokens = tokens
+        self._n_tokens = len(tokens)
+        self._unigram = np.full(len(tokens) + 1, -1, dtype=np.int64)  # the last slot: tokens not in any term
+        for token, index in unigrams:
+            self._unigram[token] = index
+        pairs = np.array([a * self._n_tokens + b for a, b, _ in bigrams], dtype=np.int64)
+        order = np.argsort(pairs, kind="stable")
+        self._bigram_keys = pairs[order]
+        self._bigram_index = np.array([i for _, _, i in bigrams], dtype=np.int64)[order]
+
+    def counts(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """Term counts per text (float64, sorted column indices), as the vectorizer's ``_count_vocab`` counts."""
+        pieces: list[str] = []
+        per_text = np.empty(len(texts), dtype=np.int64)
+        for i, text in enumerate(texts):
+            split = (text.lower() if self.lowercase else text).split()
+            per_text[i] = len(split)
+            pieces.extend(split)
+        uniques = list(dict.fromkeys(pieces))
+        found = list(map(self._pieces.get, uniques))
+        if None in found:
+            found = [self._analysed(p) if f is None else f for p, f in zip(uniques, found, strict=True)]
+        lengths = np.fromiter(map(len, found), dtype=np.int64, count=len(found))
+        flat = np.fromiter(chain.from_iterable(found), dtype=np.int64, count=int(lengths.sum()))
+        position = {p: i for i, p in enumerate(uniques)}
+        codes = np.fromiter(map(position.__getitem__, pieces), dtype=np.int64, count=len(pieces))
+        # Each piece occurrence's terms, in order: the flat array's slices, gathered without a Python loop.
+        taken = lengths[codes]
+        total = int(taken.sum())
+        starts = (np.cumsum(lengths) - lengths)[codes]
+        step = np.repeat(starts - (np.cumsum(taken) - taken), taken)
+        terms = flat[step + np.arange(total, dtype=np.int64)] if total else np.zeros(0, dtype=np.int64)
+        row_of_piece = np.repeat(np.arange(len(texts), dtype=np.int64), per_text)
+        rows = np.repeat(row_of_piece, taken)
+        if self.chars:
+            keep = terms >= 0
+            return _csr(rows[keep], terms[keep], len(texts), self.width)
+        return self._word_counts(rows, terms, len(texts))
+
+    def _word_counts(self, rows: np.ndarray, tokens: np.ndarray, n_texts: int) -> sp.csr_matrix:
+        """Unigram and bigram counts from each text's token ids in order (rows sorted, as ``counts`` builds them)."""
+        parts_rows, parts_cols = [], []
+        if self.low == 1:
+            unigram = self._unigram[tokens]
+            keep = unigram >= 0
+            parts_rows.append(rows[keep])
+            parts_cols.append(unigram[keep])
+        if self.high == 2 and len(tokens) > 1 and len(self._bigram_keys):
+            first, second = tokens[:-1], tokens[1:]
+            known = (rows[:-1] == rows[1:]) & (first < self._n_tokens) & (second < self._n_tokens)
+            keys = first[known] * self._n_tokens + second[known]
+            at = np.minimum(np.searchsorted(self._bigram_keys, keys), len(self._bigram_keys) - 1)
+            found = self._bigram_keys[at] == keys
+            parts_rows.append(rows[:-1][known][found])
+            parts_cols.append(self._bigram_index[at[found]])
+        if not parts_rows:
+            return _csr(np.zeros(0, np.int64), np.zeros(0, np.int64), n_texts, self.width)
+        return _csr(np.concatenate(parts_rows), np.concatenate(parts_cols), n_texts, self.width)
+
+    def _analysed(self, piece: str) -> list[int]:
+        """A piece's term indices (char n-grams, -1 outside the vocabulary) or token ids, in order; remembered.
+
+        Kept as lists: a batch gathers them with one ``np.fromiter`` (an array per piece cost more to make).
+        """
+        if self.chars:
+            vocabulary = self.vocabulary
+            found = [vocabulary.get(g, -1) for g in _char_ngrams(piece, self.low, self.high)]
+        else:
+            tokens, unknown = self._tokens, self._n_tokens  # ``unknown``: the last slot of ``_unigram``, in no term
+            found = [tokens.get(t, unknown) for t in self._token_pattern.findall(piece)]
+        if len(self._pieces) >= PIECE_CACHE_SIZE:
+            self._pieces.clear()
+        self._pieces[piece] = found
+        return found
+
+
+def _char_ngrams(piece: str, low: int, high: int) -> list[str]:
+    """scikit-learn's ``char_wb`` n-grams of one whitespace-free piece: padded with a space each side."""
+    word = f" {piece} "
+    size = len(word)
+    grams: list[str] = []
+    for n in range(low, high + 1):
+        if n >= size:
+            grams.append(word)  # a short piece counts once, whole, then no longer n-grams
+            break
+        grams.extend(word[i:i + n] for i in range(size - n + 1))
+    return grams
+
+
+def _csr(rows: np.ndarray, columns: np.ndarray, n_rows: int, width: int) -> sp.csr_matrix:
+    """Counts of (row, column) pairs as CSR: duplicates summed, column indices sorted within rows."""
+    matrix = sp.csr_matrix((np.ones(len(rows)), (rows, columns)), shape=(n_rows, width))
+    matrix.sum_duplicates()
+    matrix.sort_indices()
+    return matrix
