@@ -299,14 +299,29 @@ def _shifted_daily(tx: pd.DataFrame, key: str) -> tuple[pd.DataFrame, pd.Series]
     return daily, shift
 
 
-def merchant_frequency(tx: pd.DataFrame, as_of: pd.Timestamp | None = None) -> pd.DataFrame:
-    """How often each merchant was seen before t, how many categories it spans, its mean size."""
-    as_of = as_of or as_of_day(tx)
-    snaps = _snapshot_days(tx[["merchant", "day"]].drop_duplicates(), "merchant", [1], as_of)
+def merchant_daily(tx: pd.DataFrame) -> pd.DataFrame:
+    """Per (merchant, day): ``_shifted_daily``'s n, s1, s2 and shift, and the categories first seen that day.
+
+    Why a table of its own: ``merchant_frequency`` needs no more of the rows than this, so an engine
+    can compute it where the rows are (Spark aggregates it before any group is formed: a popular
+    merchant is then one row per day, not all its rows in one worker).
+    """
     daily, shift = _shifted_daily(tx, "merchant")
     new_cats = tx.groupby(["merchant", "category"])["day"].min().reset_index()
     new_cats = new_cats.groupby(["merchant", "day"]).size().rename("new_categories").reset_index()
     daily = daily.merge(new_cats, on=["merchant", "day"], how="left").fillna({"new_categories": 0})
+    return daily.assign(shift=daily["merchant"].map(shift).to_numpy())
+
+
+def merchant_frequency(tx: pd.DataFrame, as_of: pd.Timestamp | None = None) -> pd.DataFrame:
+    """How often each merchant was seen before t, how many categories it spans, its mean size."""
+    return merchant_frequency_from_daily(merchant_daily(tx), as_of or as_of_day(tx))
+
+
+def merchant_frequency_from_daily(daily: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """``merchant_frequency`` from ``merchant_daily`` (one merchant's days or all of them)."""
+    snaps = _snapshot_days(daily[["merchant", "day"]], "merchant", [1], as_of)
+    shift = daily.groupby("merchant")["shift"].first()
     cum = _cumulative_before(daily, snaps, "merchant", ["n", "s1", "s2", "new_categories"])
     n = cum["n"].to_numpy()
     mean, _ = _mean_std(n, cum["s1"].to_numpy(), cum["s2"].to_numpy(), snaps["merchant"].map(shift).to_numpy())
@@ -326,6 +341,12 @@ def day_counts(tx: pd.DataFrame) -> pd.Series:
     return tx.groupby("day").size().rename("n")
 
 
+def category_daily(tx: pd.DataFrame) -> pd.DataFrame:
+    """Per (category, day): ``_shifted_daily``'s n, s1, s2 and the category's shift (``merchant_daily``'s why)."""
+    daily, shift = _shifted_daily(tx, "category")
+    return daily.assign(shift=daily["category"].map(shift).to_numpy())
+
+
 def category_frequency(tx: pd.DataFrame, as_of: pd.Timestamp | None = None,
                        totals: pd.Series | None = None) -> pd.DataFrame:
     """Count, share of all transactions, and mean/std of |amount| per category before t.
@@ -336,9 +357,15 @@ def category_frequency(tx: pd.DataFrame, as_of: pd.Timestamp | None = None,
     an engine that hands this function one category's rows at a time still gets the shares
     and snapshot days of the whole table.
     """
-    as_of = as_of or as_of_day(tx)
-    totals = day_counts(tx) if totals is None else totals
-    first = tx.groupby("category")["day"].min()
+    return category_frequency_from_daily(category_daily(tx), as_of or as_of_day(tx),
+                                         day_counts(tx) if totals is None else totals)
+
+
+def category_frequency_from_daily(daily: pd.DataFrame, as_of: pd.Timestamp, totals: pd.Series) -> pd.DataFrame:
+    """``category_frequency`` from ``category_daily`` (one category's days or all of them) and the whole table's
+    ``day_counts``."""
+    first = daily.groupby("category")["day"].min()
+    shift = daily.groupby("category")["shift"].first()
     global_days = (pd.DatetimeIndex(totals.index + _DAY).append(pd.DatetimeIndex([as_of])).unique()
                    .sort_values())
     grid = pd.DataFrame(
@@ -353,7 +380,6 @@ def category_frequency(tx: pd.DataFrame, as_of: pd.Timestamp | None = None,
     snaps["ts"] = pd.to_datetime(snaps["ts"])
     snaps = snaps.drop_duplicates().sort_values(["category", "ts"], kind="mergesort").reset_index(drop=True)
 
-    daily, shift = _shifted_daily(tx, "category")
     cum = _cumulative_before(daily, snaps, "category", ["n", "s1", "s2"])
     everything = totals.rename_axis("day").rename("n").reset_index()
     total = _cumulative_before(everything, snaps[["ts"]], None, ["n"])["n"].to_numpy()

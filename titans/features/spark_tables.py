@@ -4,8 +4,9 @@ Why this shape: the feature rules live once, in ``titans.features.history``. Spa
 second implementation of them; it partitions the clean table by the key each table is computed
 per and runs the pandas functions on one key's rows at a time (``groupBy(...).applyInPandas``):
 
-- merchant_history, merchant_frequency: per merchant;
-- category_frequency: per category;
+- merchant_history: per merchant;
+- merchant_frequency, category_frequency: per merchant and per category, on per-day sums that Spark
+  computes first (see Skew below);
 - the daily cash-flow series and account_cashflow (from that series): per account;
 - account_merchant: per account (its pairs never cross accounts).
 
@@ -22,13 +23,16 @@ running sums over the rows in the order pandas visits them, so one merchant's va
 its own group may differ from the whole-table values in the last bits (the parity test allows
 1e-9). Counts, keys, timestamps and category choices are exact.
 
-Skew: a group is one key's rows in one Python worker's memory. A very popular merchant, and every
-category (there are a few dozen, each holding a large share of all rows), is one task however many
-executors there are; at a billion rows the category groups are the bottleneck. The mitigation, not
-built here, is to split a hot key's rows by time range with the window's history attached
-(salting by day blocks: each block carries the previous 90 days, category totals as per-block
-partial sums combined in a second pass), or, for the cumulative tables, to compute the per-day
-partial sums in Spark and run only the snapshot expansion per key.
+Skew: a group is one key's rows in one Python worker's memory, so a popular merchant, and every
+category (a few dozen, each holding a large share of all rows), would be one task however many
+executors there are. The frequency tables need no more of the rows than per-day sums
+(``history.merchant_daily``, ``history.category_daily``), so Spark computes those sums itself
+(``_daily_sums``: partial aggregation on every executor, then one row per key and day) and their
+groups hold a key's days, a few thousand rows at most, whatever the key's share of the table.
+The key's shift (its first |amount|, for small sums) comes from the same ordering ``prepare``
+uses. Still one key's rows per group: merchant_history (rolling windows over the rows themselves)
+and account_merchant (per account: one large business is one group). Splitting those by time
+range with the window's history attached (each block carrying the previous 90 days) is not built.
 
 Writing: each table is written by Spark, never collected to the driver, as the single parquet file
 the rest of the system reads (``paths.table_uri``: Feast's ``FileSource`` paths in
@@ -171,12 +175,52 @@ def _merchant_history(g: Globals, pdf: pd.DataFrame) -> pd.DataFrame:
     return history.merchant_history(_group_tx(pdf), g.as_of)
 
 
+def _daily_frame(pdf: pd.DataFrame) -> pd.DataFrame:
+    """A group of ``_daily_sums`` rows as ``history.merchant_daily``/``category_daily`` give them."""
+    return pdf.assign(day=pd.to_datetime(pdf["epoch_day"].to_numpy("int64"), unit="D")).drop(columns="epoch_day")
+
+
 def _merchant_frequency(g: Globals, pdf: pd.DataFrame) -> pd.DataFrame:
-    return history.merchant_frequency(_group_tx(pdf), g.as_of)
+    daily = _daily_frame(pdf)
+    daily["new_categories"] = daily["new_categories"].astype("float64")  # pandas' merge leaves it float
+    return history.merchant_frequency_from_daily(daily, g.as_of)
 
 
 def _category_frequency(g: Globals, pdf: pd.DataFrame) -> pd.DataFrame:
-    return history.category_frequency(_group_tx(pdf), g.as_of, g.totals)
+    return history.category_frequency_from_daily(_daily_frame(pdf), g.as_of, g.totals)
+
+
+# -- per-day sums computed in Spark (the skew mitigation of the module docstring) ---------------
+
+
+def _daily_sums(tx: DataFrame, key: str) -> DataFrame:
+    """``history._shifted_daily`` in Spark: per (key, epoch day) the rows ``n`` and the sums ``s1``, ``s2`` of
+    |amount| minus ``shift``, the key's first |amount| in ``prepare``'s order (day, then transaction id).
+
+    Spark sums in its own order, so ``s1`` and ``s2`` may differ from pandas' in the last bits (the parity
+    test's 1e-9); counts and days are exact.
+    """
+    rows = tx.select(key, "transaction_id", F.floor(F.col("date") / F.lit(_NANOS_PER_DAY)).alias("epoch_day"),
+                     F.abs("amount").alias("abs_amount"))
+    shift = rows.groupBy(key).agg(F.min_by("abs_amount", F.struct("epoch_day", "transaction_id")).alias("shift"))
+    x = F.col("abs_amount") - F.col("shift")
+    return (rows.join(shift, key).groupBy(key, "epoch_day")
+            .agg(F.count(F.lit(1)).alias("n"), F.sum(x).alias("s1"), F.sum(x * x).alias("s2"),
+                 F.first("shift").alias("shift")))
+
+
+def _category_days(tx: DataFrame) -> DataFrame:
+    """``history.category_daily``'s rows, computed in Spark."""
+    return _daily_sums(tx, "category")
+
+
+def _merchant_days(tx: DataFrame) -> DataFrame:
+    """``history.merchant_daily``'s rows, computed in Spark: the sums and the categories first seen that day."""
+    day = F.floor(F.col("date") / F.lit(_NANOS_PER_DAY))
+    firsts = tx.groupBy("merchant", "category").agg(F.min(day).alias("epoch_day"))
+    new = firsts.groupBy("merchant", "epoch_day").agg(F.count(F.lit(1)).alias("new_categories"))
+    return (_daily_sums(tx, "merchant").join(new, ["merchant", "epoch_day"], "left")
+            .fillna({"new_categories": 0}))
 
 
 def _account_daily(g: Globals, pdf: pd.DataFrame) -> pd.DataFrame:
@@ -207,6 +251,10 @@ def _conformed(rule: Callable[[Globals, pd.DataFrame], pd.DataFrame], g: Globals
 # -- table definitions --------------------------------------------------------------------------
 
 
+def _rows(tx: DataFrame) -> DataFrame:
+    return tx
+
+
 @dataclass(frozen=True)
 class _Table:
     name: str
@@ -215,12 +263,14 @@ class _Table:
     fields: list[tuple[str, str]]  # (column, kind): kind a spec dtype, "ts" (UTC instant) or "day" (naive)
     keys: tuple[str, ...]  # entity keys
     time: str  # the timestamp column
+    source: Callable[[DataFrame], DataFrame] = _rows  # the transactions -> the frame the groups are formed of
 
 
-def _view_table(view: spec.View, group_by: str, rule: Callable[[Globals, pd.DataFrame], pd.DataFrame]) -> _Table:
+def _view_table(view: spec.View, group_by: str, rule: Callable[[Globals, pd.DataFrame], pd.DataFrame],
+                source: Callable[[DataFrame], DataFrame] = _rows) -> _Table:
     fields = [(k, "string") for k in view.entity_keys] + [(spec.EVENT_TIMESTAMP, "ts")]
     fields += [(c.name, c.dtype) for c in view.columns]
-    return _Table(view.name, (group_by,), rule, fields, view.entity_keys, spec.EVENT_TIMESTAMP)
+    return _Table(view.name, (group_by,), rule, fields, view.entity_keys, spec.EVENT_TIMESTAMP, source)
 
 
 DAILY_FIELDS = [(spec.ACCOUNT_KEY, "string"), ("date", "day"), ("inflow", "float64"), ("outflow", "float64"),
@@ -228,8 +278,8 @@ DAILY_FIELDS = [(spec.ACCOUNT_KEY, "string"), ("date", "day"), ("inflow", "float
 _DAILY = _Table(spec.ACCOUNT_DAILY_TABLE, ("account_id",), _account_daily, DAILY_FIELDS, (spec.ACCOUNT_KEY,), "date")
 _FROM_TRANSACTIONS = (
     _view_table(spec.MERCHANT_HISTORY, "merchant", _merchant_history),
-    _view_table(spec.MERCHANT_FREQUENCY, "merchant", _merchant_frequency),
-    _view_table(spec.CATEGORY_FREQUENCY, "category", _category_frequency),
+    _view_table(spec.MERCHANT_FREQUENCY, "merchant", _merchant_frequency, _merchant_days),
+    _view_table(spec.CATEGORY_FREQUENCY, "category", _category_frequency, _category_days),
     _view_table(spec.ACCOUNT_MERCHANT, "account_id", _account_merchant),
 )
 _FROM_DAILY = _view_table(spec.ACCOUNT_CASHFLOW, spec.ACCOUNT_KEY, _account_cashflow)
@@ -274,7 +324,7 @@ def offline_tables(clean: DataFrame) -> tuple[dict[str, DataFrame], Globals, int
     tx = _transactions(clean)
     rows, g = table_globals(tx)
     parts = _partitions(clean.sparkSession, rows)
-    tables = {t.name: _apply(tx, t, g, parts) for t in _FROM_TRANSACTIONS}
+    tables = {t.name: _apply(t.source(tx), t, g, parts) for t in _FROM_TRANSACTIONS}
     daily = _apply(tx, _DAILY, g, parts)
     tables[_FROM_DAILY.name] = _apply(daily, _FROM_DAILY, g, parts)
     tables[_DAILY.name] = daily
