@@ -13,6 +13,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from titans.models import text_pieces
 from titans.models.arrays import TfidfRows
 from titans.models.text_pieces import PieceCounts, supports
 
@@ -68,3 +69,13 @@ def test_other_analyses_keep_the_text_by_text_path(options: dict) -> None:
     rows = TfidfRows(vectorizer, remember=False)
     assert rows.pieces is None
     assert abs(rows.block(AWKWARD) - vectorizer.transform(AWKWARD)).max() < 1e-12
+
+
+def test_a_full_piece_cache_is_cleared_without_changing_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    vectorizer = VECTORIZERS["char_wb 2-5"]().fit(CORPUS)
+    want = PieceCounts(vectorizer).counts(AWKWARD)
+    monkeypatch.setattr(text_pieces, "PIECE_CACHE_SIZE", 3)
+    small = PieceCounts(vectorizer)
+    got = small.counts(AWKWARD)
+    assert len(small._pieces) <= 3
+    assert abs(got - want).max() == 0 and got.nnz == want.nnz

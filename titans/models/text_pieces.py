@@ -24,16 +24,18 @@ text-by-text path.
 from __future__ import annotations
 
 import re
+from array import array
 from collections.abc import Sequence
-from itertools import chain
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 DEFAULT_TOKEN_PATTERN = r"(?u)\b\w\w+\b"
-# Distinct pieces remembered per vectorizer; a full cache is cleared and refilled (words repeat heavily).
-PIECE_CACHE_SIZE = 200_000
+# Distinct pieces remembered per vectorizer; a full cache is cleared and refilled (words repeat heavily, and
+# the ones that do not, typos and references, are worth nothing remembered). At ~40 terms a piece, ~10 MB.
+PIECE_CACHE_SIZE = 20_000
+_ITEM = array("i").itemsize  # bytes per remembered term
 
 
 def supports(vectorizer: Any) -> bool:
@@ -60,7 +62,7 @@ class PieceCounts:
         self.lowercase = bool(vectorizer.lowercase)
         self.low, self.high = vectorizer.ngram_range
         self.chars = vectorizer.analyzer == "char_wb"
-        self._pieces: dict[str, list[int]] = {}
+        self._pieces: dict[str, bytes] = {}
         if not self.chars:
             self._token_pattern = re.compile(vectorizer.token_pattern)
             self._word_space()
@@ -99,8 +101,8 @@ class PieceCounts:
         found = list(map(self._pieces.get, uniques))
         if None in found:
             found = [self._analysed(p) if f is None else f for p, f in zip(uniques, found, strict=True)]
-        lengths = np.fromiter(map(len, found), dtype=np.int64, count=len(found))
-        flat = np.fromiter(chain.from_iterable(found), dtype=np.int64, count=int(lengths.sum()))
+        lengths = np.fromiter(map(len, found), dtype=np.int64, count=len(found)) // _ITEM
+        flat = np.frombuffer(b"".join(found), dtype=np.intc).astype(np.int64)  # array("i") is a C int
         position = {p: i for i, p in enumerate(uniques)}
         codes = np.fromiter(map(position.__getitem__, pieces), dtype=np.int64, count=len(pieces))
         # Each piece occurrence's terms, in order: the flat array's slices, gathered without a Python loop.
@@ -136,17 +138,19 @@ class PieceCounts:
             return _csr(np.zeros(0, np.int64), np.zeros(0, np.int64), n_texts, self.width)
         return _csr(np.concatenate(parts_rows), np.concatenate(parts_cols), n_texts, self.width)
 
-    def _analysed(self, piece: str) -> list[int]:
+    def _analysed(self, piece: str) -> bytes:
         """A piece's term indices (char n-grams, -1 outside the vocabulary) or token ids, in order; remembered.
 
-        Kept as lists: a batch gathers them with one ``np.fromiter`` (an array per piece cost more to make).
+        Kept as the bytes of C int values: a batch joins them and reads them with one ``np.frombuffer`` (an
+        array per piece cost more to make), and a remembered piece holds 4 bytes a term, where a list of
+        Python ints held ~36 (a worker remembers up to ``PIECE_CACHE_SIZE`` pieces per vectorizer).
         """
         if self.chars:
             vocabulary = self.vocabulary
-            found = [vocabulary.get(g, -1) for g in _char_ngrams(piece, self.low, self.high)]
+            found = array("i", [vocabulary.get(g, -1) for g in _char_ngrams(piece, self.low, self.high)]).tobytes()
         else:
             tokens, unknown = self._tokens, self._n_tokens  # ``unknown``: the last slot of ``_unigram``, in no term
-            found = [tokens.get(t, unknown) for t in self._token_pattern.findall(piece)]
+            found = array("i", [tokens.get(t, unknown) for t in self._token_pattern.findall(piece)]).tobytes()
         if len(self._pieces) >= PIECE_CACHE_SIZE:
             self._pieces.clear()
         self._pieces[piece] = found
