@@ -117,30 +117,47 @@ def test_every_table_matches_pandas_cell_by_cell(pandas_tables: tuple, spark_run
         assert_same_table(name, want, spark_run["tables"][name])
 
 
-@pytest.mark.parametrize("key", ["merchant", "category"])
-def test_frequency_groups_are_formed_of_days_summed_in_spark(clean: pd.DataFrame, spark_run: dict, key: str) -> None:
-    """The skew mitigation: the frequency tables' groups get one row per (key, day), summed by Spark.
+# key -> (the Spark source, the pandas table it stands for, columns equal exactly, float columns)
+DAILY_SUMS = {
+    "merchant": ("_merchant_days", history.merchant_daily, ["n", "new_categories"], ["s1", "s2", "shift"]),
+    "category": ("_category_days", history.category_daily, ["n"], ["s1", "s2", "shift"]),
+    "account_id": ("_account_days", history.account_day_sums, ["n"], ["inflow", "outflow"]),
+}
 
-    A popular merchant or a large category is then a few thousand day rows in one worker, not all its
-    transactions; the rows equal pandas' own daily table (counts exactly, sums to 1e-9).
+
+@pytest.mark.parametrize("key", sorted(DAILY_SUMS))
+def test_day_sum_groups_are_summed_in_spark(clean: pd.DataFrame, spark_run: dict, key: str) -> None:
+    """The skew mitigation: the frequency tables' and the daily series' groups get one row per (key, day).
+
+    A popular merchant, a large category or a large business's account is then a few thousand day rows in
+    one worker, not all its transactions; the rows equal pandas' own per-day sums (counts exactly, sums to 1e-9).
     """
-    from titans.features import spark_tables
+    from titans.features import spark_tables  # imports pyspark: only once the spark fixture has not skipped
 
-    tx = spark_tables._transactions(spark_run["frame"])
-    if key == "merchant":
-        got, want = spark_tables._merchant_days(tx).toPandas(), history.merchant_daily(history.prepare(clean))
-    else:
-        got, want = spark_tables._category_days(tx).toPandas(), history.category_daily(history.prepare(clean))
+    source, table, exact, floats = DAILY_SUMS[key]
+    got = getattr(spark_tables, source)(spark_tables._transactions(spark_run["frame"])).toPandas()
     got = spark_tables._daily_frame(got).sort_values([key, "day"]).reset_index(drop=True)
-    want = want.sort_values([key, "day"]).reset_index(drop=True)
-    assert len(got) == len(want)
+    want = table(history.prepare(clean)).sort_values([key, "day"]).reset_index(drop=True)
+    assert len(got) == len(want) > 0
     assert got[key].tolist() == want[key].tolist()
     np.testing.assert_array_equal(got["day"].to_numpy("datetime64[ns]"), want["day"].to_numpy("datetime64[ns]"))
-    np.testing.assert_array_equal(got["n"].to_numpy("int64"), want["n"].to_numpy("int64"))
-    if key == "merchant":
-        np.testing.assert_array_equal(got["new_categories"].to_numpy("int64"), want["new_categories"].to_numpy("int64"))
-    for column in ("s1", "s2", "shift"):
-        np.testing.assert_allclose(got[column].to_numpy(), want[column].to_numpy(), rtol=TOLERANCE, atol=TOLERANCE)
+    for column in exact:
+        np.testing.assert_array_equal(got[column].to_numpy("int64"), want[column].to_numpy("int64"), err_msg=column)
+    for column in floats:
+        np.testing.assert_allclose(got[column].to_numpy(), want[column].to_numpy(), rtol=TOLERANCE, atol=TOLERANCE,
+                                   err_msg=column)
+
+
+def test_bucketed_groups_hold_many_keys_and_never_split_one(spark_run: dict) -> None:
+    """merchant_history's and account_merchant's groups: hash buckets of whole keys, as many as partitions."""
+    from titans.features import spark_tables  # imports pyspark: only once the spark fixture has not skipped
+
+    tx = spark_tables._transactions(spark_run["frame"])
+    for keys in (["merchant"], ["account_id", "merchant"]):
+        frame = spark_tables._hash_buckets(*keys)(tx, 3).select(*keys, spark_tables._BUCKET).toPandas()
+        per_key = frame.groupby(keys)[spark_tables._BUCKET].nunique()
+        assert (per_key == 1).all(), keys  # a key's rows all in one group: its windows see all of them
+        assert set(frame[spark_tables._BUCKET]) <= {0, 1, 2} and frame[spark_tables._BUCKET].nunique() > 1
 
 
 def test_fraud_labels_are_left_out_of_account_merchant(clean: pd.DataFrame, pandas_tables: tuple) -> None:

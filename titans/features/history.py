@@ -404,9 +404,19 @@ def account_daily_cashflow(tx: pd.DataFrame, end: pd.Timestamp | None = None) ->
     the data), so a forecaster gets a regular series where quiet days are real zeros. Rows
     whose money never moved (status failed or cancelled) are left out.
     """
-    end = end if end is not None else tx["day"].max()
+    return account_daily_from_sums(account_day_sums(tx), tx["day"].max() if end is None else end)
+
+
+def account_day_sums(tx: pd.DataFrame) -> pd.DataFrame:
+    """Per (account, day) with money moved: inflow, outflow (positive) and rows; ``merchant_daily``'s why."""
     moved = tx[~tx["status"].isin(NO_CASH_STATUSES)]
-    if moved.empty:
+    sums = moved.assign(inflow=moved["amount"].clip(lower=0), outflow=(-moved["amount"]).clip(lower=0), n=1)
+    return sums.groupby(["account_id", "day"])[["inflow", "outflow", "n"]].sum().reset_index()
+
+
+def account_daily_from_sums(sums: pd.DataFrame, end: pd.Timestamp) -> pd.DataFrame:
+    """``account_daily_cashflow`` from ``account_day_sums`` (one account's days or all of them), through ``end``."""
+    if sums.empty:
         return pd.DataFrame(
             {
                 spec.ACCOUNT_KEY: pd.Series(dtype=object),
@@ -417,9 +427,8 @@ def account_daily_cashflow(tx: pd.DataFrame, end: pd.Timestamp | None = None) ->
                 "n_transactions": 0,
             }
         ).iloc[:0]
-    sums = moved.assign(inflow=moved["amount"].clip(lower=0), outflow=(-moved["amount"]).clip(lower=0), n=1)
-    sums = sums.groupby(["account_id", "day"])[["inflow", "outflow", "n"]].sum()
-    first = moved.groupby("account_id")["day"].min()
+    sums = sums.set_index(["account_id", "day"]).sort_index()
+    first = sums.reset_index().groupby("account_id")["day"].min()
     lengths = ((end - first).dt.days + 1).clip(lower=0).to_numpy()
     accounts = np.repeat(first.index.to_numpy(), lengths)
     offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)

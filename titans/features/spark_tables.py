@@ -4,11 +4,12 @@ Why this shape: the feature rules live once, in ``titans.features.history``. Spa
 second implementation of them; it partitions the clean table by the key each table is computed
 per and runs the pandas functions on one key's rows at a time (``groupBy(...).applyInPandas``):
 
-- merchant_history: per merchant;
+- merchant_history: per merchant, many merchants to a group (hash buckets, see Skew below);
 - merchant_frequency, category_frequency: per merchant and per category, on per-day sums that Spark
   computes first (see Skew below);
-- the daily cash-flow series and account_cashflow (from that series): per account;
-- account_merchant: per account (its pairs never cross accounts).
+- the daily cash-flow series: per account, on per-day sums Spark computes first; account_cashflow (from
+  that series): per account;
+- account_merchant: per (account, merchant) pair, many pairs to a group (hash buckets).
 
 What the pandas functions would otherwise read from the whole table is computed in Spark first and
 passed in (``Globals``): ``as_of`` (the day after the last day), the daily series' end day, and the
@@ -23,16 +24,19 @@ running sums over the rows in the order pandas visits them, so one merchant's va
 its own group may differ from the whole-table values in the last bits (the parity test allows
 1e-9). Counts, keys, timestamps and category choices are exact.
 
-Skew: a group is one key's rows in one Python worker's memory, so a popular merchant, and every
-category (a few dozen, each holding a large share of all rows), would be one task however many
-executors there are. The frequency tables need no more of the rows than per-day sums
-(``history.merchant_daily``, ``history.category_daily``), so Spark computes those sums itself
-(``_daily_sums``: partial aggregation on every executor, then one row per key and day) and their
-groups hold a key's days, a few thousand rows at most, whatever the key's share of the table.
-The key's shift (its first |amount|, for small sums) comes from the same ordering ``prepare``
-uses. Still one key's rows per group: merchant_history (rolling windows over the rows themselves)
-and account_merchant (per account: one large business is one group). Splitting those by time
-range with the window's history attached (each block carrying the previous 90 days) is not built.
+Skew: a group is held in one Python worker's memory, so a group of one key would make a popular
+merchant, every category (a few dozen, each a large share of all rows) and a large business's account
+one task however many executors there are (measured: 10M generated rows in 5 accounts peaked at 6.6 GiB
+with the account groups). So no group is a key's rows where the rule allows otherwise:
+- the frequency tables and the daily cash-flow series need no more than per-day sums
+  (``history.merchant_daily``, ``category_daily``, ``account_day_sums``): Spark computes those itself
+  (partial aggregation on every executor) and a group holds a key's days, a few thousand rows at most;
+- merchant_history and account_merchant work on any set of whole keys (merchants; account and merchant
+  pairs): their groups are hash buckets of keys (``_hash_buckets``), one per partition, about the table's
+  rows over the partitions each. A single hot merchant, or one business buying very often from one
+  merchant, is still in one bucket whole: its rolling windows read its rows. Splitting such a key by time
+  range with the window's history attached (each block carrying the previous 90 days) is not built.
+The key's shift (its first |amount|, for small sums) comes from the same ordering ``prepare`` uses.
 
 Writing: each table is written by Spark, never collected to the driver, as the single parquet file
 the rest of the system reads (``paths.table_uri``: Feast's ``FileSource`` paths in
@@ -74,6 +78,7 @@ _SPARK_TYPES = {"string": T.StringType(), "int64": T.LongType(), "float64": T.Do
 _PANDAS_TYPES = {"string": object, "int64": "int64", "float64": "float64"}
 # Rows of the clean table per shuffle partition of the group stages (``_partitions``).
 ROWS_PER_PARTITION = 500_000
+_BUCKET = "_bucket"  # the group column of the tables grouped by hash buckets of their keys (``_hash_buckets``)
 
 
 @dataclass(frozen=True)
@@ -209,12 +214,36 @@ def _daily_sums(tx: DataFrame, key: str) -> DataFrame:
                  F.first("shift").alias("shift")))
 
 
-def _category_days(tx: DataFrame) -> DataFrame:
+def _category_days(tx: DataFrame, _: int = 0) -> DataFrame:
     """``history.category_daily``'s rows, computed in Spark."""
     return _daily_sums(tx, "category")
 
 
-def _merchant_days(tx: DataFrame) -> DataFrame:
+def _account_days(tx: DataFrame, _: int = 0) -> DataFrame:
+    """``history.account_day_sums``'s rows, computed in Spark: per (account, day) with money moved."""
+    moved = tx.where(~F.col("status").isin(*sorted(history.NO_CASH_STATUSES)))
+    day = F.floor(F.col("date") / F.lit(_NANOS_PER_DAY)).alias("epoch_day")
+    return (moved.groupBy("account_id", day)
+            .agg(F.sum(F.greatest(F.col("amount"), F.lit(0.0))).alias("inflow"),
+                 F.sum(F.greatest(-F.col("amount"), F.lit(0.0))).alias("outflow"),
+                 F.count(F.lit(1)).alias("n")))
+
+
+def _hash_buckets(*keys: str) -> Callable[[DataFrame, int], DataFrame]:
+    """A source that adds ``_BUCKET``: a hash of ``keys`` modulo the group stage's partitions.
+
+    For rules that work on any set of whole keys (merchant_history per merchant, account_merchant per
+    account and merchant pair): a group is then a bucket of keys, about the table's rows over the
+    partitions, instead of one key (a large business's account held all its rows in one worker); a hot
+    key is still in one bucket whole, and one Python call handles many small keys at once.
+    """
+    def source(tx: DataFrame, parts: int) -> DataFrame:
+        return tx.withColumn(_BUCKET, F.pmod(F.xxhash64(*keys), F.lit(parts)))
+
+    return source
+
+
+def _merchant_days(tx: DataFrame, _: int = 0) -> DataFrame:
     """``history.merchant_daily``'s rows, computed in Spark: the sums and the categories first seen that day."""
     day = F.floor(F.col("date") / F.lit(_NANOS_PER_DAY))
     firsts = tx.groupBy("merchant", "category").agg(F.min(day).alias("epoch_day"))
@@ -224,7 +253,7 @@ def _merchant_days(tx: DataFrame) -> DataFrame:
 
 
 def _account_daily(g: Globals, pdf: pd.DataFrame) -> pd.DataFrame:
-    return history.account_daily_cashflow(_group_tx(pdf), g.end)
+    return history.account_daily_from_sums(_daily_frame(pdf), g.end)
 
 
 def _account_cashflow(_: Globals, pdf: pd.DataFrame) -> pd.DataFrame:
@@ -251,7 +280,7 @@ def _conformed(rule: Callable[[Globals, pd.DataFrame], pd.DataFrame], g: Globals
 # -- table definitions --------------------------------------------------------------------------
 
 
-def _rows(tx: DataFrame) -> DataFrame:
+def _rows(tx: DataFrame, _: int = 0) -> DataFrame:
     return tx
 
 
@@ -263,11 +292,12 @@ class _Table:
     fields: list[tuple[str, str]]  # (column, kind): kind a spec dtype, "ts" (UTC instant) or "day" (naive)
     keys: tuple[str, ...]  # entity keys
     time: str  # the timestamp column
-    source: Callable[[DataFrame], DataFrame] = _rows  # the transactions -> the frame the groups are formed of
+    # (the transactions, the partitions) -> the frame the groups are formed of
+    source: Callable[[DataFrame, int], DataFrame] = _rows
 
 
 def _view_table(view: spec.View, group_by: str, rule: Callable[[Globals, pd.DataFrame], pd.DataFrame],
-                source: Callable[[DataFrame], DataFrame] = _rows) -> _Table:
+                source: Callable[[DataFrame, int], DataFrame] = _rows) -> _Table:
     fields = [(k, "string") for k in view.entity_keys] + [(spec.EVENT_TIMESTAMP, "ts")]
     fields += [(c.name, c.dtype) for c in view.columns]
     return _Table(view.name, (group_by,), rule, fields, view.entity_keys, spec.EVENT_TIMESTAMP, source)
@@ -275,12 +305,13 @@ def _view_table(view: spec.View, group_by: str, rule: Callable[[Globals, pd.Data
 
 DAILY_FIELDS = [(spec.ACCOUNT_KEY, "string"), ("date", "day"), ("inflow", "float64"), ("outflow", "float64"),
                 ("net", "float64"), ("n_transactions", "int64")]
-_DAILY = _Table(spec.ACCOUNT_DAILY_TABLE, ("account_id",), _account_daily, DAILY_FIELDS, (spec.ACCOUNT_KEY,), "date")
+_DAILY = _Table(spec.ACCOUNT_DAILY_TABLE, ("account_id",), _account_daily, DAILY_FIELDS, (spec.ACCOUNT_KEY,), "date",
+                _account_days)
 _FROM_TRANSACTIONS = (
-    _view_table(spec.MERCHANT_HISTORY, "merchant", _merchant_history),
+    _view_table(spec.MERCHANT_HISTORY, _BUCKET, _merchant_history, _hash_buckets("merchant")),
     _view_table(spec.MERCHANT_FREQUENCY, "merchant", _merchant_frequency, _merchant_days),
     _view_table(spec.CATEGORY_FREQUENCY, "category", _category_frequency, _category_days),
-    _view_table(spec.ACCOUNT_MERCHANT, "account_id", _account_merchant),
+    _view_table(spec.ACCOUNT_MERCHANT, _BUCKET, _account_merchant, _hash_buckets("account_id", "merchant")),
 )
 _FROM_DAILY = _view_table(spec.ACCOUNT_CASHFLOW, spec.ACCOUNT_KEY, _account_cashflow)
 
@@ -324,8 +355,8 @@ def offline_tables(clean: DataFrame) -> tuple[dict[str, DataFrame], Globals, int
     tx = _transactions(clean)
     rows, g = table_globals(tx)
     parts = _partitions(clean.sparkSession, rows)
-    tables = {t.name: _apply(t.source(tx), t, g, parts) for t in _FROM_TRANSACTIONS}
-    daily = _apply(tx, _DAILY, g, parts)
+    tables = {t.name: _apply(t.source(tx, parts), t, g, parts) for t in _FROM_TRANSACTIONS}
+    daily = _apply(_DAILY.source(tx, parts), _DAILY, g, parts)
     tables[_FROM_DAILY.name] = _apply(daily, _FROM_DAILY, g, parts)
     tables[_DAILY.name] = daily
     return tables, g, rows
