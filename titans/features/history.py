@@ -427,8 +427,8 @@ def account_daily_from_sums(sums: pd.DataFrame, end: pd.Timestamp) -> pd.DataFra
                 "n_transactions": 0,
             }
         ).iloc[:0]
+    first = sums.groupby("account_id")["day"].min()
     sums = sums.set_index(["account_id", "day"]).sort_index()
-    first = sums.reset_index().groupby("account_id")["day"].min()
     lengths = ((end - first).dt.days + 1).clip(lower=0).to_numpy()
     accounts = np.repeat(first.index.to_numpy(), lengths)
     offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)

@@ -62,7 +62,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F  # noqa: N812 (pyspark's own convention)
 from pyspark.sql import types as T  # noqa: N812
 
@@ -145,7 +145,7 @@ def _transactions(clean: DataFrame) -> DataFrame:
 
 def table_globals(tx: DataFrame) -> tuple[int, Globals]:
     """Row count and ``Globals`` in one pass over the table, checking what ``prepare`` checks."""
-    day = F.floor(F.col("date") / F.lit(_NANOS_PER_DAY))
+    day = _epoch_day()
     checks = tx.agg(
         F.count(F.lit(1)).alias("rows"),
         F.count_if(F.col("date").isNull()).alias("no_date"),
@@ -180,8 +180,13 @@ def _merchant_history(g: Globals, pdf: pd.DataFrame) -> pd.DataFrame:
     return history.merchant_history(_group_tx(pdf), g.as_of)
 
 
+def _epoch_day() -> Column:
+    """The UTC day of ``date`` (nanoseconds since the epoch, ``read_clean``) as days since the epoch."""
+    return F.floor(F.col("date") / F.lit(_NANOS_PER_DAY))
+
+
 def _daily_frame(pdf: pd.DataFrame) -> pd.DataFrame:
-    """A group of ``_daily_sums`` rows as ``history.merchant_daily``/``category_daily`` give them."""
+    """A group of per-day sums computed in Spark (``epoch_day``) as ``history``'s daily tables give them (``day``)."""
     return pdf.assign(day=pd.to_datetime(pdf["epoch_day"].to_numpy("int64"), unit="D")).drop(columns="epoch_day")
 
 
@@ -205,8 +210,7 @@ def _daily_sums(tx: DataFrame, key: str) -> DataFrame:
     Spark sums in its own order, so ``s1`` and ``s2`` may differ from pandas' in the last bits (the parity
     test's 1e-9); counts and days are exact.
     """
-    rows = tx.select(key, "transaction_id", F.floor(F.col("date") / F.lit(_NANOS_PER_DAY)).alias("epoch_day"),
-                     F.abs("amount").alias("abs_amount"))
+    rows = tx.select(key, "transaction_id", _epoch_day().alias("epoch_day"), F.abs("amount").alias("abs_amount"))
     shift = rows.groupBy(key).agg(F.min_by("abs_amount", F.struct("epoch_day", "transaction_id")).alias("shift"))
     x = F.col("abs_amount") - F.col("shift")
     return (rows.join(shift, key).groupBy(key, "epoch_day")
@@ -222,8 +226,7 @@ def _category_days(tx: DataFrame, _: int = 0) -> DataFrame:
 def _account_days(tx: DataFrame, _: int = 0) -> DataFrame:
     """``history.account_day_sums``'s rows, computed in Spark: per (account, day) with money moved."""
     moved = tx.where(~F.col("status").isin(*sorted(history.NO_CASH_STATUSES)))
-    day = F.floor(F.col("date") / F.lit(_NANOS_PER_DAY)).alias("epoch_day")
-    return (moved.groupBy("account_id", day)
+    return (moved.groupBy("account_id", _epoch_day().alias("epoch_day"))
             .agg(F.sum(F.greatest(F.col("amount"), F.lit(0.0))).alias("inflow"),
                  F.sum(F.greatest(-F.col("amount"), F.lit(0.0))).alias("outflow"),
                  F.count(F.lit(1)).alias("n")))
@@ -245,8 +248,7 @@ def _hash_buckets(*keys: str) -> Callable[[DataFrame, int], DataFrame]:
 
 def _merchant_days(tx: DataFrame, _: int = 0) -> DataFrame:
     """``history.merchant_daily``'s rows, computed in Spark: the sums and the categories first seen that day."""
-    day = F.floor(F.col("date") / F.lit(_NANOS_PER_DAY))
-    firsts = tx.groupBy("merchant", "category").agg(F.min(day).alias("epoch_day"))
+    firsts = tx.groupBy("merchant", "category").agg(F.min(_epoch_day()).alias("epoch_day"))
     new = firsts.groupBy("merchant", "epoch_day").agg(F.count(F.lit(1)).alias("new_categories"))
     return (_daily_sums(tx, "merchant").join(new, ["merchant", "epoch_day"], "left")
             .fillna({"new_categories": 0}))

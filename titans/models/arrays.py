@@ -43,6 +43,7 @@ from sklearn.ensemble._iforest import _average_path_length
 
 from titans.features import spec
 from titans.features.transaction import epoch_days, recency_arrays
+from titans.models.distinct_values import distinct
 from titans.models.text_pieces import PieceCounts, supports
 
 logger = logging.getLogger("titans.serving")
@@ -294,20 +295,6 @@ class TfidfRows:
         indices = np.concatenate([r[0] for r in rows]) if rows else np.zeros(0, np.int32)
         data = np.concatenate([r[1] for r in rows]) if rows else np.zeros(0)
         return sp.csr_matrix((data, indices, indptr), shape=(len(rows), self.width))
-
-
-def distinct(values: Sequence[Any]) -> tuple[list[Any], np.ndarray]:
-    """Distinct values in first-seen order and each row's position among them.
-
-    ``dict.fromkeys`` and ``map`` keep both passes in C (a generator with ``setdefault`` took
-    twice as long on a 1000-row batch); values must be hashable, as request text is.
-    """
-    items = values.tolist() if isinstance(values, np.ndarray) else values
-    uniques = list(dict.fromkeys(items))
-    if len(uniques) == len(items):
-        return uniques, np.arange(len(items), dtype=np.intp)
-    position = {value: i for i, value in enumerate(uniques)}
-    return uniques, np.fromiter(map(position.__getitem__, items), dtype=np.intp, count=len(items))
 
 
 def positions(levels: Mapping[str, int], values: Sequence[Any]) -> np.ndarray:

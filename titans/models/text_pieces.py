@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from titans.models.distinct_values import distinct
+
 DEFAULT_TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 # Distinct pieces remembered per vectorizer; a full cache is cleared and refilled (words repeat heavily, and
 # the ones that do not, typos and references, are worth nothing remembered). At ~40 terms a piece, ~10 MB.
@@ -97,14 +99,12 @@ class PieceCounts:
             split = (text.lower() if self.lowercase else text).split()
             per_text[i] = len(split)
             pieces.extend(split)
-        uniques = list(dict.fromkeys(pieces))
+        uniques, codes = distinct(pieces)
         found = list(map(self._pieces.get, uniques))
         if None in found:
             found = [self._analysed(p) if f is None else f for p, f in zip(uniques, found, strict=True)]
         lengths = np.fromiter(map(len, found), dtype=np.int64, count=len(found)) // _ITEM
         flat = np.frombuffer(b"".join(found), dtype=np.intc).astype(np.int64)  # array("i") is a C int
-        position = {p: i for i, p in enumerate(uniques)}
-        codes = np.fromiter(map(position.__getitem__, pieces), dtype=np.int64, count=len(pieces))
         # Each piece occurrence's terms, in order: the flat array's slices, gathered without a Python loop.
         taken = lengths[codes]
         total = int(taken.sum())
