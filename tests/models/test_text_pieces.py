@@ -8,6 +8,8 @@ bigram (no bigram may be formed across either).
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -79,3 +81,29 @@ def test_a_full_piece_cache_is_cleared_without_changing_counts(monkeypatch: pyte
     got = small.counts(AWKWARD)
     assert len(small._pieces) <= 3
     assert abs(got - want).max() == 0 and got.nnz == want.nnz
+
+
+@pytest.mark.parametrize("name", ["word 1-2", "char_wb 2-5"])
+def test_counts_in_groups_equal_counts_at_once(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    vectorizer = VECTORIZERS[name]().fit(CORPUS)
+    texts = AWKWARD + CORPUS
+    want = PieceCounts(vectorizer).counts(texts)
+    monkeypatch.setattr(text_pieces, "CHARS_PER_GROUP", 12)  # a group per text or two; no bigram across groups
+    got = PieceCounts(vectorizer).counts(texts)
+    for part in ("indptr", "indices", "data"):
+        np.testing.assert_array_equal(getattr(got, part), getattr(want, part))
+
+
+def test_memory_follows_the_group_not_the_batch() -> None:
+    """A thousand texts at the serving edge's longest length: ~8M char n-grams, counted in ~40 MB groups."""
+    vectorizer = VECTORIZERS["char_wb 2-5"]().fit(CORPUS)
+    text = ("office supplies and shell fuel " * 70)[:2000]
+    pieces = PieceCounts(vectorizer)
+    tracemalloc.start()
+    try:
+        counted = pieces.counts([text] * 1000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(counted[0].toarray(), PieceCounts(vectorizer).counts([text]).toarray())
+    assert peak < 150 * 2**20, f"peak {peak / 2**20:.0f} MiB"

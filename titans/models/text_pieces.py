@@ -37,6 +37,11 @@ DEFAULT_TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 # Distinct pieces remembered per vectorizer; a full cache is cleared and refilled (words repeat heavily, and
 # the ones that do not, typos and references, are worth nothing remembered). At ~40 terms a piece, ~10 MB.
 PIECE_CACHE_SIZE = 20_000
+# Characters counted at once. A batch's arrays hold every term occurrence of its texts (char_wb (2, 5): ~4 a
+# character, ~10 int64 arrays of that length alive at once), so a batch is counted in groups of about this many
+# characters: ~40 MB of arrays per group, whatever the batch. Without the bound, the serving edge's largest
+# category request (10k rows of 2,000 characters) made ~80M entries and the pod was killed at its 1 GiB limit.
+CHARS_PER_GROUP = 131_072
 _ITEM = array("i").itemsize  # bytes per remembered term
 
 
@@ -92,7 +97,21 @@ class PieceCounts:
         self._bigram_index = np.array([i for _, _, i in bigrams], dtype=np.int64)[order]
 
     def counts(self, texts: Sequence[str]) -> sp.csr_matrix:
-        """Term counts per text (float64, sorted column indices), as the vectorizer's ``_count_vocab`` counts."""
+        """Term counts per text (float64, sorted column indices), as the vectorizer's ``_count_vocab`` counts.
+
+        Counted in groups of consecutive texts of about ``CHARS_PER_GROUP`` characters (a text longer than
+        that is a group of its own), so memory follows the group, not the batch.
+        """
+        texts = list(texts)
+        ends = _group_ends(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)), CHARS_PER_GROUP)
+        if len(ends) <= 1:
+            return self._group_counts(texts)
+        starts = [0, *ends[:-1]]
+        return sp.vstack([self._group_counts(texts[a:b]) for a, b in zip(starts, ends, strict=True)],
+                         format="csr")
+
+    def _group_counts(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """``counts`` of one group of texts, all at once."""
         pieces: list[str] = []
         per_text = np.empty(len(texts), dtype=np.int64)
         for i, text in enumerate(texts):
@@ -168,6 +187,18 @@ def _char_ngrams(piece: str, low: int, high: int) -> list[str]:
             break
         grams.extend(word[i:i + n] for i in range(size - n + 1))
     return grams
+
+
+def _group_ends(lengths: np.ndarray, budget: int) -> list[int]:
+    """End indices of consecutive groups of texts, each ending at the first text that takes it to ``budget``."""
+    ends: list[int] = []
+    start, total = 0, np.cumsum(lengths)
+    while start < len(lengths):
+        before = int(total[start - 1]) if start else 0
+        end = int(np.searchsorted(total, before + budget, side="left")) + 1
+        ends.append(min(max(end, start + 1), len(lengths)))
+        start = ends[-1]
+    return ends
 
 
 def _csr(rows: np.ndarray, columns: np.ndarray, n_rows: int, width: int) -> sp.csr_matrix:
