@@ -117,9 +117,10 @@ def test_every_table_matches_pandas_cell_by_cell(pandas_tables: tuple, spark_run
         assert_same_table(name, want, spark_run["tables"][name])
 
 
-# key -> (the Spark source, the pandas table it stands for, columns equal exactly, float columns)
+# group keys -> (the Spark source, the pandas table it stands for, columns equal exactly, float columns)
 DAILY_SUMS = {
     "merchant": ("_merchant_days", history.merchant_daily, ["n", "new_categories"], ["s1", "s2", "shift"]),
+    "merchant,category": ("_merchant_category_days", history.merchant_category_days, ["n"], ["mean", "m2", "max"]),
     "category": ("_category_days", history.category_daily, ["n"], ["s1", "s2", "shift"]),
     "account_id": ("_account_days", history.account_day_sums, ["n"], ["inflow", "outflow"]),
 }
@@ -127,7 +128,8 @@ DAILY_SUMS = {
 
 @pytest.mark.parametrize("key", sorted(DAILY_SUMS))
 def test_day_sum_groups_are_summed_in_spark(clean: pd.DataFrame, spark_run: dict, key: str) -> None:
-    """The skew mitigation: the frequency tables' and the daily series' groups get one row per (key, day).
+    """The skew mitigation: merchant_history's, the frequency tables' and the daily series' groups get one
+    row per (key, day).
 
     A popular merchant, a large category or a large business's account is then a few thousand day rows in
     one worker, not all its transactions; the rows equal pandas' own per-day sums (counts exactly, sums to 1e-9).
@@ -135,11 +137,13 @@ def test_day_sum_groups_are_summed_in_spark(clean: pd.DataFrame, spark_run: dict
     from titans.features import spark_tables  # imports pyspark: only once the spark fixture has not skipped
 
     source, table, exact, floats = DAILY_SUMS[key]
-    got = getattr(spark_tables, source)(spark_tables._transactions(spark_run["frame"])).toPandas()
-    got = spark_tables._daily_frame(got).sort_values([key, "day"]).reset_index(drop=True)
-    want = table(history.prepare(clean)).sort_values([key, "day"]).reset_index(drop=True)
+    keys = key.split(",")
+    got = getattr(spark_tables, source)(spark_tables._transactions(spark_run["frame"]), 3).toPandas()
+    got = spark_tables._daily_frame(got).sort_values([*keys, "day"]).reset_index(drop=True)
+    want = table(history.prepare(clean)).sort_values([*keys, "day"]).reset_index(drop=True)
     assert len(got) == len(want) > 0
-    assert got[key].tolist() == want[key].tolist()
+    for name in keys:
+        assert got[name].tolist() == want[name].tolist()
     np.testing.assert_array_equal(got["day"].to_numpy("datetime64[ns]"), want["day"].to_numpy("datetime64[ns]"))
     for column in exact:
         np.testing.assert_array_equal(got[column].to_numpy("int64"), want[column].to_numpy("int64"), err_msg=column)
@@ -153,8 +157,11 @@ def test_bucketed_groups_hold_many_keys_and_never_split_one(spark_run: dict) -> 
     from titans.features import spark_tables  # imports pyspark: only once the spark fixture has not skipped
 
     tx = spark_tables._transactions(spark_run["frame"])
-    for keys in (["merchant"], ["account_id", "merchant"]):
-        frame = spark_tables._hash_buckets(*keys)(tx, 3).select(*keys, spark_tables._BUCKET).toPandas()
+    sources = {"merchant": spark_tables._merchant_category_days, "account_id,merchant": spark_tables._hash_buckets(
+        "account_id", "merchant")}
+    for key, source in sources.items():
+        keys = key.split(",")
+        frame = source(tx, 3).select(*keys, spark_tables._BUCKET).toPandas()
         per_key = frame.groupby(keys)[spark_tables._BUCKET].nunique()
         assert (per_key == 1).all(), keys  # a key's rows all in one group: its windows see all of them
         assert set(frame[spark_tables._BUCKET]) <= {0, 1, 2} and frame[spark_tables._BUCKET].nunique() > 1

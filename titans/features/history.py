@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from pandas.api.indexers import BaseIndexer
 
 from titans.errors import UserError
 from titans.features import spec
@@ -98,18 +97,6 @@ def _snapshot_days(active: pd.DataFrame, key: str, offsets: list[int], as_of: pd
     return snaps.sort_values([key, "ts"], kind="mergesort").reset_index(drop=True)
 
 
-class _FixedBounds(BaseIndexer):
-    """A rolling indexer with precomputed [start, end) row bounds for every row."""
-
-    def __init__(self, start: np.ndarray, end: np.ndarray):
-        super().__init__()
-        self._start = start
-        self._end = end
-
-    def get_window_bounds(self, num_values=0, min_periods=None, center=None, closed=None, step=None):
-        return self._start, self._end
-
-
 class _RangeMax:
     """Maximum of a value over rows whose sorted int key lies in [lo, hi), in O(1) per query.
 
@@ -147,61 +134,42 @@ def _coded_days(keys: pd.Series, days: pd.Series, uniques: pd.Index, span: int, 
     return uniques.get_indexer(keys).astype("int64") * span + _day_index(days, origin)
 
 
-def _window_stats(tx: pd.DataFrame, snaps: pd.DataFrame, key: str, windows: tuple[int, ...]) -> dict[int, pd.DataFrame]:
-    """count/mean/std/max of ``abs_amount`` over days [t - N, t) for each snapshot row and window N.
+def _window_counts(tx: pd.DataFrame, snaps: pd.DataFrame, key: str, window: int) -> np.ndarray:
+    """Rows of each snapshot's key on days [t - window, t).
 
-    Rows are sorted by one integer per row (key code * span + day), so each window is a
-    contiguous slice found by binary search: rows of the same key on days in [t - N, t).
-    Same-day rows (day == t) are outside the slice by construction. Integer keys and
-    precomputed bounds avoid pandas' per-group machinery, which dominated at 1M rows.
+    Rows are sorted by one integer per row (key code * span + day), so a window is a contiguous slice
+    found by binary search; same-day rows (day == t) are outside it by construction.
     """
-    origin = tx["day"].min() - pd.Timedelta(days=max(windows) + 1)
-    span = int((snaps["ts"].max() - origin).days) + max(windows) + 2
+    origin = tx["day"].min() - pd.Timedelta(days=window + 1)
+    span = int((snaps["ts"].max() - origin).days) + window + 2
     uniques = pd.Index(pd.unique(tx[key]))
-    row_keys = _coded_days(tx[key], tx["day"], uniques, span, origin)
-    order = np.argsort(row_keys, kind="stable")
-    data_keys = row_keys[order]
-    query_keys = _coded_days(snaps[key], snaps["ts"], uniques, span, origin)
-    n_query = len(query_keys)
-    # pandas evaluates one window per row of the rolled series: pad the data values (and
-    # the bounds) to a common length and keep the first n_query results.
-    length = max(len(data_keys), n_query)
-    values = pd.Series(np.concatenate([tx["abs_amount"].to_numpy()[order], np.full(length - len(data_keys), np.nan)]))
-    pad = np.zeros(length - n_query, dtype="int64")
-    end = np.searchsorted(data_keys, query_keys, "left")
-    daily_max = _RangeMax(data_keys, values.to_numpy()[: len(data_keys)], max(windows))
-    results: dict[int, pd.DataFrame] = {}
-    for days in windows:
-        start = np.searchsorted(data_keys, query_keys - days, "left")
-        rolled = values.rolling(_FixedBounds(np.concatenate([start, pad]), np.concatenate([end, pad])), min_periods=1)
-        out = pd.DataFrame({"count": (end - start).astype("int64")})
-        for name in ("mean", "std"):
-            out[name] = getattr(rolled, name)().to_numpy()[:n_query]
-        out["max"] = daily_max.query(query_keys - days, query_keys)
-        out[["mean", "std", "max"]] = out[["mean", "std", "max"]].fillna(0.0)
-        out.loc[out["count"] < 2, "std"] = 0.0
-        results[days] = out
-    return results
+    keys = np.sort(_coded_days(tx[key], tx["day"], uniques, span, origin))
+    query = _coded_days(snaps[key], snaps["ts"], uniques, span, origin)
+    return (np.searchsorted(keys, query, "left") - np.searchsorted(keys, query - window, "left")).astype("int64")
 
 
 def _day_index(days: pd.Series | np.ndarray, origin: pd.Timestamp) -> np.ndarray:
     return ((pd.to_datetime(days) - origin) // _DAY).to_numpy().astype("int64")
 
 
-def _dominant_category(tx: pd.DataFrame, snaps: pd.DataFrame, days: int) -> pd.DataFrame:
-    """Most frequent category of each merchant over [t - days, t) and its share of the rows.
+def _dominant_category(days: pd.DataFrame, snaps: pd.DataFrame, window: int) -> pd.DataFrame:
+    """Most frequent category of each merchant over [t - window, t) and its share of the rows.
 
-    Counts come from binary searches over (merchant, category, day) integer keys, so they are
-    exact; ties go to the alphabetically first category so the answer is reproducible.
+    From ``merchant_category_days``: counts are sums of ``n`` over (merchant, category, day) integer keys
+    between two binary searches, so they are exact; ties go to the alphabetically first category so the
+    answer is reproducible.
     """
-    origin = tx["day"].min() - pd.Timedelta(days=days + 1)
-    span = int((snaps["ts"].max() - origin).days) + days + 2
-    merchants = pd.Index(pd.unique(tx["merchant"]))
-    categories = pd.Index(np.sort(pd.unique(tx["category"])))
+    origin = days["day"].min() - pd.Timedelta(days=window + 1)
+    span = int((snaps["ts"].max() - origin).days) + window + 2
+    merchants = pd.Index(pd.unique(days["merchant"]))
+    categories = pd.Index(np.sort(pd.unique(days["category"])))
     n_cat = len(categories)
-    m = merchants.get_indexer(tx["merchant"]).astype("int64")
-    c = categories.get_indexer(tx["category"]).astype("int64")
-    keys = np.sort((m * n_cat + c) * span + _day_index(tx["day"], origin))
+    m = merchants.get_indexer(days["merchant"]).astype("int64")
+    c = categories.get_indexer(days["category"]).astype("int64")
+    day_keys = (m * n_cat + c) * span + _day_index(days["day"], origin)
+    order = np.argsort(day_keys, kind="stable")
+    keys = day_keys[order]
+    rows_before = np.r_[0, np.cumsum(days["n"].to_numpy("int64")[order])]
 
     # Each snapshot is expanded to the categories its merchant has ever had.
     pairs = np.unique(m * n_cat + c)
@@ -214,7 +182,8 @@ def _dominant_category(tx: pd.DataFrame, snaps: pd.DataFrame, days: int) -> pd.D
     within = np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
     pair = pairs[np.repeat(first_pair[snap_m], reps) + within]
     t = np.repeat(_day_index(snaps["ts"], origin), reps)
-    n = np.searchsorted(keys, pair * span + t, "left") - np.searchsorted(keys, pair * span + t - days, "left")
+    n = (rows_before[np.searchsorted(keys, pair * span + t, "left")]
+         - rows_before[np.searchsorted(keys, pair * span + t - window, "left")])
 
     total = np.bincount(snap_id, weights=n, minlength=len(snaps))
     # Highest count wins, then the smallest category code (alphabetical order).
@@ -248,20 +217,101 @@ def _last_seen_epoch_day(tx: pd.DataFrame, snaps: pd.DataFrame, key: str) -> np.
 
 def merchant_history(tx: pd.DataFrame, as_of: pd.Timestamp | None = None) -> pd.DataFrame:
     """Trailing 7/30/90-day merchant statistics as point-in-time snapshots (see module doc)."""
-    as_of = as_of or as_of_day(tx)
-    active = tx[["merchant", "day"]].drop_duplicates()
-    snaps = _snapshot_days(active, "merchant", [1] + [w + 1 for w in spec.MERCHANT_WINDOWS], as_of)
+    return merchant_history_from_days(merchant_category_days(tx), as_of or as_of_day(tx))
+
+
+def merchant_category_days(tx: pd.DataFrame) -> pd.DataFrame:
+    """Per (merchant, category, day): rows ``n``, and the ``mean``, ``m2`` (sum of squared deviations from the
+    mean) and ``max`` of their |amount|.
+
+    Why a table of its own: ``merchant_history`` needs no more of the rows than this (``merchant_daily``'s
+    why), so an engine can aggregate it where the rows are: a popular merchant is then a few rows per day,
+    not all its rows in one worker. Deviations from each day's own mean, not sums of squares, so a window
+    of equal amounts has a standard deviation of exactly 0 and no large sums cancel.
+    """
+    amounts = tx.groupby(["merchant", "category", "day"], sort=True)["abs_amount"]
+    out = amounts.agg(["count", "mean", "max"]).rename(columns={"count": "n"})
+    out["m2"] = amounts.var(ddof=0).to_numpy() * out["n"].to_numpy()
+    return out.reset_index()[["merchant", "category", "day", "n", "mean", "m2", "max"]]
+
+
+def merchant_history_from_days(days: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """``merchant_history`` from ``merchant_category_days`` (any set of whole merchants, rows in any order)."""
+    days = days.sort_values(["merchant", "day", "category"], kind="mergesort").reset_index(drop=True)
+    per_day = _merchant_days_merged(days)
+    snaps = _snapshot_days(per_day[["merchant", "day"]], "merchant", [1] + [w + 1 for w in spec.MERCHANT_WINDOWS],
+                           as_of)
     out = pd.DataFrame({spec.MERCHANT_KEY: snaps["merchant"].to_numpy(), spec.EVENT_TIMESTAMP: _utc(snaps["ts"])})
-    for days, stats in _window_stats(tx, snaps, "merchant", spec.MERCHANT_WINDOWS).items():
-        out[f"merchant_txn_count_{days}d"] = stats["count"].to_numpy()
-        out[f"merchant_amount_mean_{days}d"] = stats["mean"].to_numpy()
-        out[f"merchant_amount_std_{days}d"] = stats["std"].to_numpy()
-        out[f"merchant_amount_max_{days}d"] = stats["max"].to_numpy()
-    out["merchant_last_seen_epoch_day"] = _last_seen_epoch_day(tx, snaps, "merchant")
-    dominant = _dominant_category(tx, snaps, 90)
+    for window, stats in _day_window_stats(per_day, snaps, spec.MERCHANT_WINDOWS).items():
+        out[f"merchant_txn_count_{window}d"] = stats["count"]
+        out[f"merchant_amount_mean_{window}d"] = stats["mean"]
+        out[f"merchant_amount_std_{window}d"] = stats["std"]
+        out[f"merchant_amount_max_{window}d"] = stats["max"]
+    out["merchant_last_seen_epoch_day"] = _last_seen_epoch_day(per_day, snaps, "merchant")
+    dominant = _dominant_category(days, snaps, 90)
     out["merchant_dominant_category_90d"] = dominant["category"].to_numpy()
     out["merchant_dominant_category_share_90d"] = dominant["share"].to_numpy()
     return out
+
+
+def _merchant_days_merged(days: pd.DataFrame) -> pd.DataFrame:
+    """Per (merchant, day): a day's categories merged (rows sorted by merchant, day, category)."""
+    starts = np.flatnonzero(np.r_[True, (days["merchant"].to_numpy()[1:] != days["merchant"].to_numpy()[:-1])
+                                  | (days["day"].to_numpy()[1:] != days["day"].to_numpy()[:-1])])
+    n = days["n"].to_numpy("float64")
+    mean = days["mean"].to_numpy("float64")
+    total = np.add.reduceat(n, starts)
+    day_mean = np.add.reduceat(n * mean, starts) / total
+    spread = n * (mean - np.repeat(day_mean, np.diff(np.r_[starts, len(days)]))) ** 2
+    return pd.DataFrame({"merchant": days["merchant"].to_numpy()[starts], "day": days["day"].to_numpy()[starts],
+                         "n": total, "mean": day_mean,
+                         "m2": np.add.reduceat(days["m2"].to_numpy("float64") + spread, starts),
+                         "max": np.maximum.reduceat(days["max"].to_numpy("float64"), starts)})
+
+
+def _merged(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n, mean, m2) of two disjoint sets of rows from each one's (Chan et al.'s pairwise update)."""
+    n = a[0] + b[0]
+    safe = np.where(n > 0, n, 1.0)
+    delta = b[1] - a[1]
+    return n, a[1] + delta * b[0] / safe, a[2] + b[2] + delta * delta * a[0] * b[0] / safe
+
+
+def _day_window_stats(per_day: pd.DataFrame, snaps: pd.DataFrame,
+                      windows: tuple[int, ...]) -> dict[int, dict[str, np.ndarray]]:
+    """count/mean/std/max of |amount| over days [t - N, t) per snapshot and window N, from per-day stats.
+
+    Days are sorted by one integer each (merchant code * span + day), so a window is a contiguous run of
+    at most N day rows found by binary search. Its (n, mean, m2) are merged from power-of-two blocks
+    (``levels[j][i]``: days i .. i + 2**j - 1), at most log2(N) + 1 merges per query, left to right.
+    """
+    origin = per_day["day"].min() - pd.Timedelta(days=max(windows) + 1)
+    span = int((snaps["ts"].max() - origin).days) + max(windows) + 2
+    uniques = pd.Index(pd.unique(per_day["merchant"]))
+    keys = _coded_days(per_day["merchant"], per_day["day"], uniques, span, origin)  # sorted: rows are
+    query = _coded_days(snaps["merchant"], snaps["ts"], uniques, span, origin)
+    levels = [(per_day["n"].to_numpy("float64"), per_day["mean"].to_numpy("float64"),
+               per_day["m2"].to_numpy("float64"))]
+    while 2 ** len(levels) <= max(windows):
+        width, (n, mean, m2) = 2 ** (len(levels) - 1), levels[-1]
+        levels.append(_merged((n[:-width], mean[:-width], m2[:-width]), (n[width:], mean[width:], m2[width:])))
+    daily_max = _RangeMax(keys, per_day["max"].to_numpy("float64"), max(windows))
+    end = np.searchsorted(keys, query, "left")
+    results: dict[int, dict[str, np.ndarray]] = {}
+    for window in windows:
+        start = np.searchsorted(keys, query - window, "left")
+        n, mean, m2 = np.zeros(len(query)), np.zeros(len(query)), np.zeros(len(query))
+        at, left = start.copy(), end - start
+        for j in range(len(levels) - 1, -1, -1):
+            take = np.flatnonzero((left >> j) & 1)
+            if len(take):
+                block = tuple(level[at[take]] for level in levels[j])
+                n[take], mean[take], m2[take] = _merged((n[take], mean[take], m2[take]), block)
+                at[take] += 1 << j
+        std = np.sqrt(np.clip(m2, 0.0, None) / np.where(n > 1, n - 1, 1.0))
+        results[window] = {"count": n.astype("int64"), "mean": np.where(n > 0, mean, 0.0),
+                           "std": np.where(n > 1, std, 0.0), "max": daily_max.query(query - window, query)}
+    return results
 
 
 def _cumulative_before(daily: pd.DataFrame, snaps: pd.DataFrame, key: str | None, cols: list[str]) -> pd.DataFrame:
@@ -502,7 +552,7 @@ def account_merchant(tx: pd.DataFrame, as_of: pd.Timestamp | None = None,
     daily = (bought.assign(n=1, w=weight).groupby(["pair", "day"], sort=True)[["n", "abs_amount", "w"]].sum()
              .reset_index())
     cum = _cumulative_before(daily, snaps, "pair", ["n", "abs_amount", "w"])
-    counts = _window_stats(bought, snaps, "pair", (window,))[window]["count"].to_numpy()
+    counts = _window_counts(bought, snaps, "pair", window)
     keys = snaps["pair"].str.split("\x1f", n=1, expand=True)
     first = pd.Series(_day_index(bought["day"], pd.Timestamp("1970-01-01")), index=bought.index).groupby(
         bought["pair"]).min()

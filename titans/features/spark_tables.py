@@ -4,7 +4,8 @@ Why this shape: the feature rules live once, in ``titans.features.history``. Spa
 second implementation of them; it partitions the clean table by the key each table is computed
 per and runs the pandas functions on one key's rows at a time (``groupBy(...).applyInPandas``):
 
-- merchant_history: per merchant, many merchants to a group (hash buckets, see Skew below);
+- merchant_history: per merchant, on per-(merchant, category, day) statistics Spark computes first, many
+  merchants to a group (hash buckets, see Skew below);
 - merchant_frequency, category_frequency: per merchant and per category, on per-day sums that Spark
   computes first (see Skew below);
 - the daily cash-flow series: per account, on per-day sums Spark computes first; account_cashflow (from
@@ -19,24 +20,23 @@ table, so each account's group takes it from its own rows' ``is_fraud``. Within 
 are sorted the way ``history.prepare`` sorts the whole table (day, then id), because the functions
 call ``prepare`` on the group.
 
-Equal, not bitwise equal: the rolling means and standard deviations of the merchant windows are
-running sums over the rows in the order pandas visits them, so one merchant's values computed on
-its own group may differ from the whole-table values in the last bits (the parity test allows
-1e-9). Counts, keys, timestamps and category choices are exact.
+Equal, not bitwise equal: Spark sums and averages in its own order, so the per-day sums, means and
+spreads it hands the rules may differ from pandas' in the last bits (the parity test allows 1e-9).
+Counts, keys, timestamps and category choices are exact.
 
 Skew: a group is held in one Python worker's memory, so a group of one key would make a popular
 merchant, every category (a few dozen, each a large share of all rows) and a large business's account
 one task however many executors there are (measured: 10M generated rows in 5 accounts peaked at 6.6 GiB
 with the account groups). So no group is a key's rows where the rule allows otherwise:
-- the frequency tables and the daily cash-flow series need no more than per-day sums
-  (``history.merchant_daily``, ``category_daily``, ``account_day_sums``): Spark computes those itself
-  (partial aggregation on every executor) and a group holds a key's days, a few thousand rows at most;
-- merchant_history and account_merchant work on any set of whole keys (merchants; account and merchant
-  pairs): their groups are hash buckets of keys (``_hash_buckets``), one per partition, about the table's
-  rows over the partitions each. A single hot merchant, or one business buying very often from one
-  merchant, is still in one bucket whole: its rolling windows read its rows. Splitting such a key by time
-  range with the window's history attached (each block carrying the previous 90 days) is not built.
-The key's shift (its first |amount|, for small sums) comes from the same ordering ``prepare`` uses.
+- merchant_history, the frequency tables and the daily cash-flow series need no more than per-day
+  statistics (``history.merchant_category_days``, ``merchant_daily``, ``category_daily``,
+  ``account_day_sums``): Spark computes those itself (partial aggregation on every executor) and a group
+  holds a key's days, a few thousand rows at most; merchant_history's groups are hash buckets of merchants
+  (``_hash_buckets``), many merchants' days each;
+- account_merchant works on any set of whole (account, merchant) pairs: its groups are hash buckets of
+  pairs, one per partition, about the table's rows over the partitions each. One business buying very
+  often from one merchant is still that pair's rows in one bucket (at most one business's rows).
+The frequency tables' shift (a key's first |amount|, for small sums) comes from the same ordering ``prepare`` uses.
 
 Writing: each table is written by Spark, never collected to the driver, as the single parquet file
 the rest of the system reads (``paths.table_uri``: Feast's ``FileSource`` paths in
@@ -177,7 +177,7 @@ def _group_tx(pdf: pd.DataFrame) -> pd.DataFrame:
 
 
 def _merchant_history(g: Globals, pdf: pd.DataFrame) -> pd.DataFrame:
-    return history.merchant_history(_group_tx(pdf), g.as_of)
+    return history.merchant_history_from_days(_daily_frame(pdf.drop(columns=_BUCKET)), g.as_of)
 
 
 def _epoch_day() -> Column:
@@ -246,6 +246,20 @@ def _hash_buckets(*keys: str) -> Callable[[DataFrame, int], DataFrame]:
     return source
 
 
+def _merchant_category_days(tx: DataFrame, parts: int) -> DataFrame:
+    """``history.merchant_category_days``'s rows, computed in Spark, in hash buckets of merchants.
+
+    ``m2`` as the population variance times the rows, as pandas computes it; Spark's own moments are
+    updated per row, so a day of equal amounts has ``m2`` exactly 0 on both engines, and other values
+    may differ from pandas' in the last bits (the parity test's 1e-9).
+    """
+    amount = F.abs("amount")
+    days = (tx.groupBy("merchant", "category", _epoch_day().alias("epoch_day"))
+            .agg(F.count(F.lit(1)).alias("n"), F.avg(amount).alias("mean"),
+                 (F.var_pop(amount) * F.count(F.lit(1))).alias("m2"), F.max(amount).alias("max")))
+    return _hash_buckets("merchant")(days, parts)
+
+
 def _merchant_days(tx: DataFrame, _: int = 0) -> DataFrame:
     """``history.merchant_daily``'s rows, computed in Spark: the sums and the categories first seen that day."""
     firsts = tx.groupBy("merchant", "category").agg(F.min(_epoch_day()).alias("epoch_day"))
@@ -310,7 +324,7 @@ DAILY_FIELDS = [(spec.ACCOUNT_KEY, "string"), ("date", "day"), ("inflow", "float
 _DAILY = _Table(spec.ACCOUNT_DAILY_TABLE, ("account_id",), _account_daily, DAILY_FIELDS, (spec.ACCOUNT_KEY,), "date",
                 _account_days)
 _FROM_TRANSACTIONS = (
-    _view_table(spec.MERCHANT_HISTORY, _BUCKET, _merchant_history, _hash_buckets("merchant")),
+    _view_table(spec.MERCHANT_HISTORY, _BUCKET, _merchant_history, _merchant_category_days),
     _view_table(spec.MERCHANT_FREQUENCY, "merchant", _merchant_frequency, _merchant_days),
     _view_table(spec.CATEGORY_FREQUENCY, "category", _category_frequency, _category_days),
     _view_table(spec.ACCOUNT_MERCHANT, _BUCKET, _account_merchant, _hash_buckets("account_id", "merchant")),
