@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -117,12 +117,24 @@ def test_every_table_matches_pandas_cell_by_cell(pandas_tables: tuple, spark_run
         assert_same_table(name, want, spark_run["tables"][name])
 
 
-# group keys -> (the Spark source, the pandas table it stands for, columns equal exactly, float columns)
+
+
+def _of_rows(table: Callable[[pd.DataFrame], pd.DataFrame]) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    return lambda clean: table(history.prepare(clean))
+
+
+# group keys -> (the Spark source, the pandas table it stands for (of the clean table), columns equal exactly,
+# float columns)
 DAILY_SUMS = {
-    "merchant": ("_merchant_days", history.merchant_daily, ["n", "new_categories"], ["s1", "s2", "shift"]),
-    "merchant,category": ("_merchant_category_days", history.merchant_category_days, ["n"], ["mean", "m2", "max"]),
-    "category": ("_category_days", history.category_daily, ["n"], ["s1", "s2", "shift"]),
-    "account_id": ("_account_days", history.account_day_sums, ["n"], ["inflow", "outflow"]),
+    "merchant": ("_merchant_days", _of_rows(history.merchant_daily), ["n", "new_categories"], ["s1", "s2", "shift"]),
+    "merchant,category": ("_merchant_category_days", _of_rows(history.merchant_category_days), ["n"],
+                          ["mean", "m2", "max"]),
+    "category": ("_category_days", _of_rows(history.category_daily), ["n"], ["s1", "s2", "shift"]),
+    "account_id": ("_account_days", _of_rows(history.account_day_sums), ["n"], ["inflow", "outflow"]),
+    "account_id,merchant": ("_account_merchant_days",
+                            lambda clean: history.account_merchant_days(history.prepare(clean),
+                                                                        history.fraud_ids(clean)),
+                            ["n"], ["abs_amount", "w"]),
 }
 
 
@@ -140,7 +152,7 @@ def test_day_sum_groups_are_summed_in_spark(clean: pd.DataFrame, spark_run: dict
     keys = key.split(",")
     got = getattr(spark_tables, source)(spark_tables._transactions(spark_run["frame"]), 3).toPandas()
     got = spark_tables._daily_frame(got).sort_values([*keys, "day"]).reset_index(drop=True)
-    want = table(history.prepare(clean)).sort_values([*keys, "day"]).reset_index(drop=True)
+    want = table(clean).sort_values([*keys, "day"]).reset_index(drop=True)
     assert len(got) == len(want) > 0
     for name in keys:
         assert got[name].tolist() == want[name].tolist()
@@ -153,12 +165,12 @@ def test_day_sum_groups_are_summed_in_spark(clean: pd.DataFrame, spark_run: dict
 
 
 def test_bucketed_groups_hold_many_keys_and_never_split_one(spark_run: dict) -> None:
-    """merchant_history's and account_merchant's groups: hash buckets of whole keys, as many as partitions."""
+    """merchant_history's and account_merchant's groups: hash buckets of whole keys (their per-day rows)."""
     from titans.features import spark_tables  # imports pyspark: only once the spark fixture has not skipped
 
     tx = spark_tables._transactions(spark_run["frame"])
-    sources = {"merchant": spark_tables._merchant_category_days, "account_id,merchant": spark_tables._hash_buckets(
-        "account_id", "merchant")}
+    sources = {"merchant": spark_tables._merchant_category_days,
+               "account_id,merchant": spark_tables._account_merchant_days}
     for key, source in sources.items():
         keys = key.split(",")
         frame = source(tx, 3).select(*keys, spark_tables._BUCKET).toPandas()

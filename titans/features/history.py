@@ -134,18 +134,21 @@ def _coded_days(keys: pd.Series, days: pd.Series, uniques: pd.Index, span: int, 
     return uniques.get_indexer(keys).astype("int64") * span + _day_index(days, origin)
 
 
-def _window_counts(tx: pd.DataFrame, snaps: pd.DataFrame, key: str, window: int) -> np.ndarray:
-    """Rows of each snapshot's key on days [t - window, t).
+def _window_counts(daily: pd.DataFrame, snaps: pd.DataFrame, key: str, window: int) -> np.ndarray:
+    """Rows (``n`` summed) of each snapshot's key on days [t - window, t), from per-(key, day) rows.
 
-    Rows are sorted by one integer per row (key code * span + day), so a window is a contiguous slice
-    found by binary search; same-day rows (day == t) are outside it by construction.
+    Days are sorted by one integer each (key code * span + day), so a window is a contiguous run found
+    by binary search; same-day rows (day == t) are outside it by construction.
     """
-    origin = tx["day"].min() - pd.Timedelta(days=window + 1)
+    origin = daily["day"].min() - pd.Timedelta(days=window + 1)
     span = int((snaps["ts"].max() - origin).days) + window + 2
-    uniques = pd.Index(pd.unique(tx[key]))
-    keys = np.sort(_coded_days(tx[key], tx["day"], uniques, span, origin))
+    uniques = pd.Index(pd.unique(daily[key]))
+    day_keys = _coded_days(daily[key], daily["day"], uniques, span, origin)
+    order = np.argsort(day_keys, kind="stable")
+    keys = day_keys[order]
+    before = np.r_[0, np.cumsum(daily["n"].to_numpy("int64")[order])]
     query = _coded_days(snaps[key], snaps["ts"], uniques, span, origin)
-    return (np.searchsorted(keys, query, "left") - np.searchsorted(keys, query - window, "left")).astype("int64")
+    return before[np.searchsorted(keys, query, "left")] - before[np.searchsorted(keys, query - window, "left")]
 
 
 def _day_index(days: pd.Series | np.ndarray, origin: pd.Timestamp) -> np.ndarray:
@@ -536,26 +539,36 @@ def account_merchant(tx: pd.DataFrame, as_of: pd.Timestamp | None = None,
     recency weight is kept in log space against a fixed origin (``spec.ACCOUNT_MERCHANT``), so
     it is exact at every day until the pair's next purchase.
     """
-    as_of = as_of or as_of_day(tx)
+    return account_merchant_from_days(account_merchant_days(tx, labelled_fraud), as_of or as_of_day(tx))
+
+
+def account_merchant_days(tx: pd.DataFrame, labelled_fraud: pd.Series | None = None) -> pd.DataFrame:
+    """Per (account, merchant, day) of purchases not labelled fraud: rows ``n``, |amount| summed and the
+    recency weights ``w`` summed (``merchant_daily``'s why: all ``account_merchant`` needs of the rows)."""
     bought = tx[tx["amount"] < 0]
     if labelled_fraud is not None and len(labelled_fraud):
         bought = bought[~bought["transaction_id"].isin(set(labelled_fraud.astype(str)))]
-    columns = [c.name for c in spec.ACCOUNT_MERCHANT.columns]
-    if bought.empty:
-        return pd.DataFrame(columns=[spec.ACCOUNT_KEY, spec.MERCHANT_KEY, spec.EVENT_TIMESTAMP, *columns])
-    pair = bought["account_id"] + "\x1f" + bought["merchant"]
-    bought = bought.assign(pair=pair.to_numpy(object))
-    window = spec.INTERACTION_WINDOW_DAYS
-    snaps = _snapshot_days(bought[["pair", "day"]].drop_duplicates(), "pair", [1, window + 1], as_of)
     offset = (_day_index(bought["day"], pd.Timestamp("1970-01-01")) - spec.INTERACTION_ORIGIN_EPOCH_DAY)
     weight = (1.0 + np.log1p(bought["abs_amount"].to_numpy())) * np.exp(offset / spec.INTERACTION_DECAY_DAYS)
-    daily = (bought.assign(n=1, w=weight).groupby(["pair", "day"], sort=True)[["n", "abs_amount", "w"]].sum()
-             .reset_index())
+    return (bought.assign(n=1, w=weight).groupby(["account_id", "merchant", "day"], sort=True)
+            [["n", "abs_amount", "w"]].sum().reset_index())
+
+
+def account_merchant_from_days(days: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """``account_merchant`` from ``account_merchant_days`` (any set of whole pairs, rows in any order)."""
+    columns = [c.name for c in spec.ACCOUNT_MERCHANT.columns]
+    if days.empty:
+        return pd.DataFrame(columns=[spec.ACCOUNT_KEY, spec.MERCHANT_KEY, spec.EVENT_TIMESTAMP, *columns])
+    pair = (days["account_id"] + "\x1f" + days["merchant"]).to_numpy(object)
+    daily = (days.assign(pair=pair)[["pair", "day", "n", "abs_amount", "w"]]
+             .sort_values(["pair", "day"], kind="mergesort").reset_index(drop=True))
+    window = spec.INTERACTION_WINDOW_DAYS
+    snaps = _snapshot_days(daily[["pair", "day"]], "pair", [1, window + 1], as_of)
     cum = _cumulative_before(daily, snaps, "pair", ["n", "abs_amount", "w"])
-    counts = _window_counts(bought, snaps, "pair", window)
+    counts = _window_counts(daily, snaps, "pair", window)
     keys = snaps["pair"].str.split("\x1f", n=1, expand=True)
-    first = pd.Series(_day_index(bought["day"], pd.Timestamp("1970-01-01")), index=bought.index).groupby(
-        bought["pair"]).min()
+    first = pd.Series(_day_index(daily["day"], pd.Timestamp("1970-01-01")), index=daily.index).groupby(
+        daily["pair"]).min()
     w = cum["w"].to_numpy()
     return pd.DataFrame(
         {
@@ -563,10 +576,10 @@ def account_merchant(tx: pd.DataFrame, as_of: pd.Timestamp | None = None,
             spec.MERCHANT_KEY: keys[1].to_numpy(object),
             spec.EVENT_TIMESTAMP: _utc(snaps["ts"]),
             columns[0]: cum["n"].to_numpy().astype("int64"),
-            columns[1]: counts.astype("int64"),
+            columns[1]: counts,
             columns[2]: cum["abs_amount"].to_numpy("float64"),
             columns[3]: np.log(np.where(w > 0, w, 1.0)),
-            columns[4]: _last_seen_epoch_day(bought, snaps, "pair"),
+            columns[4]: _last_seen_epoch_day(daily, snaps, "pair"),
             columns[5]: np.where(cum["n"].to_numpy() > 0, snaps["pair"].map(first).to_numpy("int64"),
                                  spec.NEVER_SEEN_DAYS).astype("int64"),
         }

@@ -1,42 +1,34 @@
 """The offline feature tables computed with Spark (``titans features build --engine spark``).
 
 Why this shape: the feature rules live once, in ``titans.features.history``. Spark does not get a
-second implementation of them; it partitions the clean table by the key each table is computed
-per and runs the pandas functions on one key's rows at a time (``groupBy(...).applyInPandas``):
+second implementation of them. Each rule reads per-day statistics of its key (``history``'s
+``*_days``/``*_daily`` tables: rows, sums, means, spreads per key and day), so Spark computes those
+itself, with partial aggregation on every executor, and runs the pandas rule on groups of them
+(``groupBy(...).applyInPandas``):
 
-- merchant_history: per merchant, on per-(merchant, category, day) statistics Spark computes first, many
-  merchants to a group (hash buckets, see Skew below);
-- merchant_frequency, category_frequency: per merchant and per category, on per-day sums that Spark
-  computes first (see Skew below);
-- the daily cash-flow series: per account, on per-day sums Spark computes first; account_cashflow (from
-  that series): per account;
-- account_merchant: per (account, merchant) pair, many pairs to a group (hash buckets).
+- merchant_history: per (merchant, category, day) statistics, merchants in hash buckets;
+- merchant_frequency, category_frequency: per (key, day) sums, a key per group;
+- the daily cash-flow series: per (account, day) sums, an account per group; account_cashflow (from that
+  series): per account;
+- account_merchant: per (account, merchant, day) sums of purchases, pairs in hash buckets.
 
-What the pandas functions would otherwise read from the whole table is computed in Spark first and
-passed in (``Globals``): ``as_of`` (the day after the last day), the daily series' end day, and the
-rows per day that category_frequency's share divides by and takes its snapshot days from. The
-labelled-fraud filter of account_merchant is per transaction id, and ids are unique in the clean
-table, so each account's group takes it from its own rows' ``is_fraud``. Within a group the rows
-are sorted the way ``history.prepare`` sorts the whole table (day, then id), because the functions
-call ``prepare`` on the group.
+What the rules would otherwise read from the whole table is computed in Spark first and passed in
+(``Globals``): ``as_of`` (the day after the last day), the daily series' end day, and the rows per day
+that category_frequency's share divides by and takes its snapshot days from. account_merchant leaves
+out purchases labelled fraud before summing, row by row, as ``history.fraud_ids`` reads the label.
 
 Equal, not bitwise equal: Spark sums and averages in its own order, so the per-day sums, means and
 spreads it hands the rules may differ from pandas' in the last bits (the parity test allows 1e-9).
 Counts, keys, timestamps and category choices are exact.
 
-Skew: a group is held in one Python worker's memory, so a group of one key would make a popular
-merchant, every category (a few dozen, each a large share of all rows) and a large business's account
-one task however many executors there are (measured: 10M generated rows in 5 accounts peaked at 6.6 GiB
-with the account groups). So no group is a key's rows where the rule allows otherwise:
-- merchant_history, the frequency tables and the daily cash-flow series need no more than per-day
-  statistics (``history.merchant_category_days``, ``merchant_daily``, ``category_daily``,
-  ``account_day_sums``): Spark computes those itself (partial aggregation on every executor) and a group
-  holds a key's days, a few thousand rows at most; merchant_history's groups are hash buckets of merchants
-  (``_hash_buckets``), many merchants' days each;
-- account_merchant works on any set of whole (account, merchant) pairs: its groups are hash buckets of
-  pairs, one per partition, about the table's rows over the partitions each. One business buying very
-  often from one merchant is still that pair's rows in one bucket (at most one business's rows).
-The frequency tables' shift (a key's first |amount|, for small sums) comes from the same ordering ``prepare`` uses.
+Skew: a group is held in one Python worker's memory. Had a group been a key's rows, a popular merchant,
+every category (a few dozen, each a large share of all rows), a large business's account or a business
+buying very often from one merchant would each be one task however many executors there are (measured:
+10M generated rows in 5 accounts peaked at 6.6 GiB with the account groups). A group of per-day rows
+holds a key's days, a few thousand rows at most, whatever the key's share of the table; where one key's
+days are few, hash buckets (``_hash_buckets``, one per partition) put many keys in one Python call. The
+frequency tables' shift (a key's first |amount|, for small sums) comes from ``prepare``'s order (day,
+then transaction id).
 
 Writing: each table is written by Spark, never collected to the driver, as the single parquet file
 the rest of the system reads (``paths.table_uri``: Feast's ``FileSource`` paths in
@@ -170,12 +162,6 @@ def table_globals(tx: DataFrame) -> tuple[int, Globals]:
 # -- the per-group functions (run in the Python workers) ---------------------------------------
 
 
-def _group_tx(pdf: pd.DataFrame) -> pd.DataFrame:
-    """One group's rows as ``prepare`` returns them for the whole table (same columns, same order)."""
-    rows = pdf.assign(date=pd.to_datetime(pdf["date"].to_numpy("int64"), unit="ns"))
-    return history.prepare(rows)
-
-
 def _merchant_history(g: Globals, pdf: pd.DataFrame) -> pd.DataFrame:
     return history.merchant_history_from_days(_daily_frame(pdf.drop(columns=_BUCKET)), g.as_of)
 
@@ -236,9 +222,9 @@ def _hash_buckets(*keys: str) -> Callable[[DataFrame, int], DataFrame]:
     """A source that adds ``_BUCKET``: a hash of ``keys`` modulo the group stage's partitions.
 
     For rules that work on any set of whole keys (merchant_history per merchant, account_merchant per
-    account and merchant pair): a group is then a bucket of keys, about the table's rows over the
-    partitions, instead of one key (a large business's account held all its rows in one worker); a hot
-    key is still in one bucket whole, and one Python call handles many small keys at once.
+    account and merchant pair), on per-day rows: a merchant or a pair has few days, so a group of one
+    key would be a Python call for a few rows; a bucket holds many whole keys, about the day rows over
+    the partitions.
     """
     def source(tx: DataFrame, parts: int) -> DataFrame:
         return tx.withColumn(_BUCKET, F.pmod(F.xxhash64(*keys), F.lit(parts)))
@@ -260,6 +246,23 @@ def _merchant_category_days(tx: DataFrame, parts: int) -> DataFrame:
     return _hash_buckets("merchant")(days, parts)
 
 
+def _account_merchant_days(tx: DataFrame, parts: int) -> DataFrame:
+    """``history.account_merchant_days``'s rows, computed in Spark, in hash buckets of (account, merchant) pairs.
+
+    Purchases (amount < 0) whose ``is_fraud`` is not 1, as ``history.fraud_ids`` reads the label (a value
+    that is no number counts as unlabelled). The weights use Spark's ``log1p`` and ``exp``, so they may
+    differ from numpy's in the last bits (the parity test's 1e-9).
+    """
+    labelled = F.coalesce(F.col("is_fraud").try_cast("double"), F.lit(0.0)) == F.lit(1.0)
+    bought = tx.where((F.col("amount") < 0) & ~labelled)
+    offset = _epoch_day() - F.lit(spec.INTERACTION_ORIGIN_EPOCH_DAY)
+    weight = (F.lit(1.0) + F.log1p(F.abs("amount"))) * F.exp(offset / F.lit(spec.INTERACTION_DECAY_DAYS))
+    days = (bought.groupBy("account_id", "merchant", _epoch_day().alias("epoch_day"))
+            .agg(F.count(F.lit(1)).alias("n"), F.sum(F.abs("amount")).alias("abs_amount"),
+                 F.sum(weight).alias("w")))
+    return _hash_buckets("account_id", "merchant")(days, parts)
+
+
 def _merchant_days(tx: DataFrame, _: int = 0) -> DataFrame:
     """``history.merchant_daily``'s rows, computed in Spark: the sums and the categories first seen that day."""
     firsts = tx.groupBy("merchant", "category").agg(F.min(_epoch_day()).alias("epoch_day"))
@@ -277,7 +280,7 @@ def _account_cashflow(_: Globals, pdf: pd.DataFrame) -> pd.DataFrame:
 
 
 def _account_merchant(g: Globals, pdf: pd.DataFrame) -> pd.DataFrame:
-    return history.account_merchant(_group_tx(pdf), g.as_of, history.fraud_ids(pdf))
+    return history.account_merchant_from_days(_daily_frame(pdf.drop(columns=_BUCKET)), g.as_of)
 
 
 def _conformed(rule: Callable[[Globals, pd.DataFrame], pd.DataFrame], g: Globals, fields: list[tuple[str, str]],
@@ -327,7 +330,7 @@ _FROM_TRANSACTIONS = (
     _view_table(spec.MERCHANT_HISTORY, _BUCKET, _merchant_history, _merchant_category_days),
     _view_table(spec.MERCHANT_FREQUENCY, "merchant", _merchant_frequency, _merchant_days),
     _view_table(spec.CATEGORY_FREQUENCY, "category", _category_frequency, _category_days),
-    _view_table(spec.ACCOUNT_MERCHANT, _BUCKET, _account_merchant, _hash_buckets("account_id", "merchant")),
+    _view_table(spec.ACCOUNT_MERCHANT, _BUCKET, _account_merchant, _account_merchant_days),
 )
 _FROM_DAILY = _view_table(spec.ACCOUNT_CASHFLOW, spec.ACCOUNT_KEY, _account_cashflow)
 
