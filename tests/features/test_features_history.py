@@ -14,7 +14,7 @@ import features_reference as reference
 import numpy as np
 import pandas as pd
 import pytest
-from features_fixtures import random_clean
+from features_fixtures import clean_frame, random_clean
 
 from titans.errors import UserError
 from titans.features import history, spec
@@ -139,3 +139,19 @@ def test_empty_or_malformed_clean_table_is_a_user_error() -> None:
         history.offline_tables(random_clean().iloc[:0])
     with pytest.raises(UserError, match="merchant"):
         history.offline_tables(random_clean().drop(columns=["merchant"]))
+
+
+def test_a_merchant_of_equal_amounts_has_no_spread() -> None:
+    """Windows of one repeated amount, on many days and in two categories, after a different first amount:
+    the standard deviation is exactly 0, not the rounding of large sums (merged from per-day deviations)."""
+    rows = [("t000", "acct_a", "2024-01-01", -10.0, "software", "saas")]
+    rows += [(f"t{i:03d}", "acct_a", str((pd.Timestamp("2024-01-02") + pd.Timedelta(days=i // 3)).date()), -42.37,
+              "software" if i % 2 else "office", "saas") for i in range(1, 300)]
+    table = history.merchant_history(history.prepare(clean_frame(rows)))
+    after_first = table[table[spec.EVENT_TIMESTAMP] > pd.Timestamp("2024-01-02", tz="UTC")]
+    for window in spec.MERCHANT_WINDOWS:
+        alone = after_first[after_first[f"merchant_amount_max_{window}d"].eq(42.37)
+                            & ~after_first[spec.EVENT_TIMESTAMP].le(pd.Timestamp("2024-01-02", tz="UTC")
+                                                                    + pd.Timedelta(days=window))]
+        assert len(alone) > 0 and (alone[f"merchant_amount_std_{window}d"] == 0.0).all(), window
+        assert np.allclose(alone[f"merchant_amount_mean_{window}d"], 42.37, rtol=0, atol=1e-12), window

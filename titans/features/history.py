@@ -291,7 +291,8 @@ def _day_window_stats(per_day: pd.DataFrame, snaps: pd.DataFrame,
     origin = per_day["day"].min() - pd.Timedelta(days=max(windows) + 1)
     span = int((snaps["ts"].max() - origin).days) + max(windows) + 2
     uniques = pd.Index(pd.unique(per_day["merchant"]))
-    keys = _coded_days(per_day["merchant"], per_day["day"], uniques, span, origin)  # sorted: rows are
+    # Ascending: the rows are sorted by merchant and day, and codes follow first appearance.
+    keys = _coded_days(per_day["merchant"], per_day["day"], uniques, span, origin)
     query = _coded_days(snaps["merchant"], snaps["ts"], uniques, span, origin)
     levels = [(per_day["n"].to_numpy("float64"), per_day["mean"].to_numpy("float64"),
                per_day["m2"].to_numpy("float64"))]
