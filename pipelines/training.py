@@ -44,11 +44,14 @@ from titans.step_wiring import (
 DEPLOYER_TOKEN_SECRET = "titans-deployer-token"
 DEPLOYER_TOKEN_DIR = "/var/run/secrets/titans-deployer"
 # What the chart's titans-spark ConfigMap holds (helm/titans-finance/templates/spark-rbac.yaml).
+# The training step's memory limit (its request is 6Gi): the fit's ~2 GiB at the 200k-row cap plus, with the Spark
+# store profile, the JVM of its training-set join (bench/bench_pit.py; tests/infra/test_infra_feast_spark.py).
+TRAIN_MEMORY_LIMIT = "8Gi"
 SPARK_SETTINGS_ENV = tuple(f"TITANS_SPARK_{field.upper()}" for field in SparkSettings.__dataclass_fields__)
 
 
 def _on_cluster(task: dsl.PipelineTask, cpu: str, memory: str, retries: int = 2,
-                cacheable: bool = False) -> dsl.PipelineTask:
+                cacheable: bool = False, memory_limit: str | None = None) -> dsl.PipelineTask:
     """Resources, retries, caching, the shared data volume and credentials for one step on a cluster.
 
     Caching is off unless a step says otherwise (docs/adr/0032-pipeline-caching.md): a step whose
@@ -56,7 +59,7 @@ def _on_cluster(task: dsl.PipelineTask, cpu: str, memory: str, retries: int = 2,
     champion, Prometheus, the cluster) or that changes something outside its outputs must run.
     """
     task.set_caching_options(cacheable)
-    task.set_cpu_request(cpu).set_memory_request(memory).set_memory_limit(memory).set_retry(
+    task.set_cpu_request(cpu).set_memory_request(memory).set_memory_limit(memory_limit or memory).set_retry(
         num_retries=retries, backoff_duration="30s", backoff_factor=2.0)
     kubernetes.mount_pvc(task, pvc_name=DATA_PVC, mount_path=DATA_MOUNT)
     for secret in dict.fromkeys(name for name, _, _ in SECRET_ENV):
@@ -154,8 +157,10 @@ def training_pipeline(
                                training_sample=sample.outputs["training_sample"], titans_home=titans_home,
                                mlflow_tracking_uri=mlflow_tracking_uri, gate_config=gate_config,
                                n_estimators=n_estimators, cv_folds=cv_folds, retrain_reason=retrain_reason)
-            # No retries: a retry after registration would register (and gate) a second version.
-            _on_cluster(step.set_display_name("train"), "2", "6Gi", retries=0)
+            # No retries: a retry after registration would register (and gate) a second version. Limit above the
+            # request: with the chart's Spark store profile (feast.spark.enabled) the step's own Spark session
+            # holds the training-set join's heap (feast.spark.stepDriverMemory) beside the fit.
+            _on_cluster(step.set_display_name("train"), "2", "6Gi", retries=0, memory_limit=TRAIN_MEMORY_LIMIT)
         gate = gate_report(summaries=dsl.Collected(step.outputs["Output"]))
         gate.set_display_name("evaluate and gate")
         _on_cluster(gate, "250m", "512Mi", cacheable=True)  # a pure function of the summaries it collects

@@ -11,6 +11,8 @@ The SparkApplication itself needs a cluster with the Spark Operator: not run her
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 from typing import Any
 
 import helm_python
@@ -19,6 +21,7 @@ import yaml
 from infra_helpers import find, render_chart
 
 SPARK_YAML = "feature_store.spark.yaml"
+COMPILED_TRAINING = Path(__file__).resolve().parents[2] / "pipelines" / "compiled" / "training_pipeline.yaml"
 PIPELINE_NS = "kubeflow"
 SPARK_VALUES: dict[str, Any] = {"feast": {
     "registry": {"type": "sql", "existingSecret": "titans-feast-registry"},
@@ -51,7 +54,7 @@ def test_the_spark_profile_is_what_feasts_spark_application_engine_accepts(monke
     assert config.offline_store.type == "spark"
     assert config.offline_store.spark_conf == {"spark.sql.session.timeZone": "UTC",
                                                "spark.sql.execution.arrow.pyspark.enabled": "true",
-                                               "spark.sql.shuffle.partitions": "64"}
+                                               "spark.sql.shuffle.partitions": "64", "spark.driver.memory": "3g"}
     engine = config.batch_engine
     assert engine.type == "spark_application" and engine.namespace == PIPELINE_NS
     assert engine.image == SPARK_VALUES["feast"]["spark"]["image"]
@@ -70,3 +73,26 @@ def test_the_schema_refuses_what_the_engine_refuses(values: dict[str, Any], frag
     with pytest.raises(helm_python.HelmValuesError) as caught:
         render_chart(values)
     assert fragment in str(caught.value)
+
+
+def _bytes(quantity: str) -> int:
+    """A JVM size (``4g``) or a Kubernetes quantity (``6Gi``) in bytes."""
+    number, unit = re.fullmatch(r"([0-9]+)([kmgtKMGT]i?)?", quantity).groups()
+    return int(number) * 1024 ** ("kmgt".index(unit[0].lower()) + 1 if unit else 0)
+
+
+def test_a_training_steps_spark_session_fits_its_pod() -> None:
+    """The session a training step starts for Feast's training-set join gets the heap the join needs, and the
+    step's memory limit in the compiled pipeline holds it beside the fit.
+
+    Measured (bench/bench_pit.py --rows 200000, the trainings' cap): at 2g the join never returned; at 3g the
+    whole process tree peaked at 4.5 GiB (heap, the JVM's own ~1 GiB, the Python process); a fit at the cap
+    takes ~2 GiB more (the 1M-row pipeline bench's largest process: 2.0 GiB).
+    """
+    objs, _ = render_chart(SPARK_VALUES)
+    raw = yaml.safe_load(find(objs, "ConfigMap", "titans-feast", PIPELINE_NS)["data"][SPARK_YAML])
+    heap = _bytes(raw["offline_store"]["spark_conf"]["spark.driver.memory"])
+    ir = next(d for d in yaml.safe_load_all(COMPILED_TRAINING.read_text()) if "deploymentSpec" in d)
+    train = ir["deploymentSpec"]["executors"]["exec-train-model"]["container"]["resources"]
+    assert heap >= 3 * 1024 ** 3
+    assert _bytes(train["resourceMemoryLimit"]) >= heap + (1 + 1 + 2) * 1024 ** 3, (raw["offline_store"], train)
