@@ -43,7 +43,7 @@ with TITANS_FEATURE_STORE_PROFILE=spark; the feature server and the predictors k
 offline_store:
   type: spark
   spark_conf:
-    {{- range $key, $value := merge (dict "spark.driver.memory" $spark.stepDriverMemory) $conf }}
+    {{- range $key, $value := merge (dict) $conf (dict "spark.driver.memory" $spark.stepDriverMemory) }}
     {{ $key }}: {{ $value | toString | quote }}
     {{- end }}
 batch_engine:
