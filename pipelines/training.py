@@ -43,10 +43,10 @@ from titans.step_wiring import (
 # patch the InferenceServices (helm/titans-finance/templates/pipeline-rbac.yaml). Only deploy and canary mount it.
 DEPLOYER_TOKEN_SECRET = "titans-deployer-token"
 DEPLOYER_TOKEN_DIR = "/var/run/secrets/titans-deployer"
-# What the chart's titans-spark ConfigMap holds (helm/titans-finance/templates/spark-rbac.yaml).
 # The training step's memory limit (its request is 6Gi): the fit's ~2 GiB at the 200k-row cap plus, with the Spark
 # store profile, the JVM of its training-set join (bench/bench_pit.py; tests/infra/test_infra_feast_spark.py).
 TRAIN_MEMORY_LIMIT = "8Gi"
+# What the chart's titans-spark ConfigMap holds (helm/titans-finance/templates/spark-rbac.yaml).
 SPARK_SETTINGS_ENV = tuple(f"TITANS_SPARK_{field.upper()}" for field in SparkSettings.__dataclass_fields__)
 
 

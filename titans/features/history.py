@@ -137,18 +137,28 @@ def _coded_days(keys: pd.Series, days: pd.Series, uniques: pd.Index, span: int, 
 def _window_counts(daily: pd.DataFrame, snaps: pd.DataFrame, key: str, window: int) -> np.ndarray:
     """Rows (``n`` summed) of each snapshot's key on days [t - window, t), from per-(key, day) rows.
 
-    Days are sorted by one integer each (key code * span + day), so a window is a contiguous run found
-    by binary search; same-day rows (day == t) are outside it by construction.
+    Days are coded one integer each (key code * span + day), so a window is a contiguous run of codes;
+    same-day rows (day == t) are outside it by construction.
     """
     origin = daily["day"].min() - pd.Timedelta(days=window + 1)
     span = int((snaps["ts"].max() - origin).days) + window + 2
     uniques = pd.Index(pd.unique(daily[key]))
-    day_keys = _coded_days(daily[key], daily["day"], uniques, span, origin)
-    order = np.argsort(day_keys, kind="stable")
-    keys = day_keys[order]
-    before = np.r_[0, np.cumsum(daily["n"].to_numpy("int64")[order])]
+    rows = _RowsBetween(_coded_days(daily[key], daily["day"], uniques, span, origin), daily["n"])
     query = _coded_days(snaps[key], snaps["ts"], uniques, span, origin)
-    return before[np.searchsorted(keys, query, "left")] - before[np.searchsorted(keys, query - window, "left")]
+    return rows.between(query - window, query)
+
+
+class _RowsBetween:
+    """Rows (``n`` summed) whose integer code lies in [lo, hi): two binary searches and a running total."""
+
+    def __init__(self, codes: np.ndarray, n: pd.Series):
+        order = np.argsort(codes, kind="stable")
+        self.codes = codes[order]
+        self.before = np.r_[0, np.cumsum(n.to_numpy("int64")[order])]
+
+    def between(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        codes = self.codes
+        return self.before[np.searchsorted(codes, hi, "left")] - self.before[np.searchsorted(codes, lo, "left")]
 
 
 def _day_index(days: pd.Series | np.ndarray, origin: pd.Timestamp) -> np.ndarray:
@@ -169,10 +179,7 @@ def _dominant_category(days: pd.DataFrame, snaps: pd.DataFrame, window: int) -> 
     n_cat = len(categories)
     m = merchants.get_indexer(days["merchant"]).astype("int64")
     c = categories.get_indexer(days["category"]).astype("int64")
-    day_keys = (m * n_cat + c) * span + _day_index(days["day"], origin)
-    order = np.argsort(day_keys, kind="stable")
-    keys = day_keys[order]
-    rows_before = np.r_[0, np.cumsum(days["n"].to_numpy("int64")[order])]
+    rows = _RowsBetween((m * n_cat + c) * span + _day_index(days["day"], origin), days["n"])
 
     # Each snapshot is expanded to the categories its merchant has ever had.
     pairs = np.unique(m * n_cat + c)
@@ -185,8 +192,7 @@ def _dominant_category(days: pd.DataFrame, snaps: pd.DataFrame, window: int) -> 
     within = np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
     pair = pairs[np.repeat(first_pair[snap_m], reps) + within]
     t = np.repeat(_day_index(snaps["ts"], origin), reps)
-    n = (rows_before[np.searchsorted(keys, pair * span + t, "left")]
-         - rows_before[np.searchsorted(keys, pair * span + t - window, "left")])
+    n = rows.between(pair * span + t - window, pair * span + t)
 
     total = np.bincount(snap_id, weights=n, minlength=len(snaps))
     # Highest count wins, then the smallest category code (alphabetical order).

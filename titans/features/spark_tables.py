@@ -204,12 +204,12 @@ def _daily_sums(tx: DataFrame, key: str) -> DataFrame:
                  F.first("shift").alias("shift")))
 
 
-def _category_days(tx: DataFrame, _: int = 0) -> DataFrame:
+def _category_days(tx: DataFrame, _: int) -> DataFrame:
     """``history.category_daily``'s rows, computed in Spark."""
     return _daily_sums(tx, "category")
 
 
-def _account_days(tx: DataFrame, _: int = 0) -> DataFrame:
+def _account_days(tx: DataFrame, _: int) -> DataFrame:
     """``history.account_day_sums``'s rows, computed in Spark: per (account, day) with money moved."""
     moved = tx.where(~F.col("status").isin(*sorted(history.NO_CASH_STATUSES)))
     return (moved.groupBy("account_id", _epoch_day().alias("epoch_day"))
@@ -263,7 +263,7 @@ def _account_merchant_days(tx: DataFrame, parts: int) -> DataFrame:
     return _hash_buckets("account_id", "merchant")(days, parts)
 
 
-def _merchant_days(tx: DataFrame, _: int = 0) -> DataFrame:
+def _merchant_days(tx: DataFrame, _: int) -> DataFrame:
     """``history.merchant_daily``'s rows, computed in Spark: the sums and the categories first seen that day."""
     firsts = tx.groupBy("merchant", "category").agg(F.min(_epoch_day()).alias("epoch_day"))
     new = firsts.groupBy("merchant", "epoch_day").agg(F.count(F.lit(1)).alias("new_categories"))
@@ -299,7 +299,7 @@ def _conformed(rule: Callable[[Globals, pd.DataFrame], pd.DataFrame], g: Globals
 # -- table definitions --------------------------------------------------------------------------
 
 
-def _rows(tx: DataFrame, _: int = 0) -> DataFrame:
+def _rows(tx: DataFrame, _: int) -> DataFrame:
     return tx
 
 
